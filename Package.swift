@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "bootmedic",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bootmedic", targets: ["bootmedic"]),
+        .library(name: "FirmwareImage", targets: ["FirmwareImage"]),
+        .library(name: "Parts", targets: ["Parts"]),
+        .library(name: "Rules", targets: ["Rules"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    ],
+    targets: [
+        // Thin system-library targets: the C APIs, found through pkg-config.
+        .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
+        .systemLibrary(name: "CLibUDev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        .target(name: "FirmwareImage"),
+        .target(name: "Parts", dependencies: ["FirmwareImage"]),
+        .target(name: "Rules", dependencies: ["FirmwareImage", "Parts"]),
+        .executableTarget(
+            name: "bootmedic",
+            dependencies: [
+                "FirmwareImage", "Parts", "Rules",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CLibUSB", "CLibUDev", "CSystemd"]),
+        .testTarget(name: "FirmwareImageTests", dependencies: ["FirmwareImage"]),
+        .testTarget(name: "PartsTests", dependencies: ["Parts", "FirmwareImage"]),
+        .testTarget(name: "RulesTests", dependencies: ["Rules", "Parts", "FirmwareImage"]),
+        .testTarget(name: "CLITests", dependencies: ["bootmedic"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,191 @@
+import FirmwareImage
+import Parts
+
+/// The kinds of programmer bootmedic drives. The raw values are the names rules and the command line use
+/// (avrdude's `-c` names, plus `stlink`).
+public enum ProgrammerKind: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    case usbasp, usbtiny, stk500v1, avrisp, buspirate, stlink
+
+    /// Whether the programmer speaks AVR ISP (all but the ST-Link).
+    public var programsAVR: Bool { self != .stlink }
+
+    public var description: String {
+        switch self {
+        case .usbasp: return "USBasp"
+        case .usbtiny: return "USBtinyISP"
+        case .stk500v1: return "Arduino as ISP (STK500v1)"
+        case .avrisp: return "AVRISP-compatible (STK500v1)"
+        case .buspirate: return "Bus Pirate"
+        case .stlink: return "ST-Link"
+        }
+    }
+
+    /// The largest flash the programmer can address, if it has a limit: USBtinyISP carries 16-bit byte
+    /// addresses, so it cannot reach past 64 KiB (the seed's AT90USB128 warning).
+    public var flashAddressLimit: Int? { self == .usbtiny ? 0x10000 : nil }
+}
+
+/// A USB vendor and product id, as `expect_usb = "1B4F:9205"` writes it.
+public struct USBID: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let vendor: UInt16
+    public let product: UInt16
+
+    public init(vendor: UInt16, product: UInt16) {
+        self.vendor = vendor
+        self.product = product
+    }
+
+    /// Parses "VVVV:PPPP" (hex); nil for anything else.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ $0.count == 4 }),
+              let v = UInt16(parts[0], radix: 16), let p = UInt16(parts[1], radix: 16) else { return nil }
+        self.init(vendor: v, product: p)
+    }
+
+    public var description: String {
+        func hex4(_ v: UInt16) -> String {
+            let s = String(v, radix: 16, uppercase: true)
+            return String(repeating: "0", count: 4 - s.count) + s
+        }
+        return "\(hex4(vendor)):\(hex4(product))"
+    }
+}
+
+/// What a rule matches on. Every key given must match; none given matches everything.
+public struct RuleMatch: Hashable, Sendable {
+    public var part: Part?
+    public var signature: Signature?
+    public var chipID: UInt16?
+    public var programmer: ProgrammerKind?
+    /// The programmer's USB serial number.
+    public var serial: String?
+    /// The bench port: udev's ID_PATH of the programmer.
+    public var port: String?
+
+    public init(part: Part? = nil, signature: Signature? = nil, chipID: UInt16? = nil, programmer: ProgrammerKind? = nil,
+                serial: String? = nil, port: String? = nil) {
+        self.part = part
+        self.signature = signature
+        self.chipID = chipID
+        self.programmer = programmer
+        self.serial = serial
+        self.port = port
+    }
+
+    /// True when every key this match gives is also given, with the same value, by `other`:
+    /// then `other` can only match targets this one matches too.
+    func covers(_ other: RuleMatch) -> Bool {
+        func covers<T: Equatable>(_ a: T?, _ b: T?) -> Bool { a == nil || a == b }
+        return covers(part, other.part) && covers(signature, other.signature) && covers(chipID, other.chipID)
+            && covers(programmer, other.programmer) && covers(serial, other.serial) && covers(port, other.port)
+    }
+}
+
+/// What is known about a target and its programmer when a rule is chosen.
+public struct TargetContext: Hashable, Sendable {
+    /// The AVR part the signature identified, if it is an AVR.
+    public var avrPart: AVRPart?
+    public var signature: Signature?
+    /// The STM32 DEV_ID, if it is an STM32.
+    public var chipID: UInt16?
+    public var programmer: ProgrammerKind
+    public var serial: String?
+    public var port: String?
+
+    public init(avrPart: AVRPart? = nil, signature: Signature? = nil, chipID: UInt16? = nil, programmer: ProgrammerKind,
+                serial: String? = nil, port: String? = nil) {
+        self.avrPart = avrPart
+        self.signature = signature
+        self.chipID = chipID
+        self.programmer = programmer
+        self.serial = serial
+        self.port = port
+    }
+}
+
+extension RuleMatch {
+    /// True when the target in `context` satisfies every key of this match.
+    public func matches(_ context: TargetContext) -> Bool {
+        switch part {
+        case let .avr(want)?:
+            guard let have = context.avrPart, have.id == want.id else { return false }
+        case .stm32?:
+            guard context.chipID.flatMap(PartCatalog.stm32Chip(id:)) != nil else { return false }
+        case nil:
+            break
+        }
+        if let signature, signature != context.signature { return false }
+        if let chipID, chipID != context.chipID { return false }
+        if let programmer, programmer != context.programmer { return false }
+        if let serial, serial != context.serial { return false }
+        if let port, port != context.port { return false }
+        return true
+    }
+}
+
+/// A firmware file a rule names, with its pinned digest.
+public struct FirmwareReference: Hashable, Sendable {
+    /// The path as the rule writes it.
+    public let declaredPath: String
+    /// The path resolved against the firmware directory.
+    public let path: String
+    public let sha256: SHA256Digest?
+    public let position: SourcePosition
+}
+
+/// What a rule lets bootmedic do beyond the safe defaults.
+public struct RulePolicies: Hashable, Sendable {
+    /// Save flash, EEPROM, fuses and lock before erasing.
+    public var backup = true
+    /// Write the saved EEPROM back after the chip erase.
+    public var restoreEEPROM = true
+    /// Accept fuses the safety lint refuses.
+    public var allowUnsafeFuses = false
+    /// STM32: remove read protection, which mass-erases the chip.
+    public var allowUnlock = false
+
+    public init() {}
+}
+
+/// One `[[rule]]`: which targets it is for and what they get.
+public struct Rule: Sendable {
+    public let name: String
+    /// Where the rule's `[[rule]]` header stands.
+    public let position: SourcePosition
+    public let match: RuleMatch
+    public let bootloader: FirmwareReference
+    public let application: FirmwareReference?
+    public let fuses: FuseSet?
+    public let fusesPosition: SourcePosition?
+    public let lock: UInt8?
+    public let clock: BoardClock?
+    public let expectUSB: USBID?
+    public let policies: RulePolicies
+    public let summary: String?
+
+    /// The part this rule is for, from `match.part` or the signature.
+    public var part: Part? {
+        if let part = match.part { return part }
+        if let signature = match.signature, let avr = PartCatalog.avrParts(withSignature: signature).first { return .avr(avr) }
+        if let id = match.chipID, PartCatalog.stm32Chip(id: id) != nil { return .stm32(family: "stm32f1") }
+        return nil
+    }
+}
+
+/// A parsed rules file.
+public struct RuleSet: Sendable {
+    /// The file it came from.
+    public let path: String
+    /// Where backups go (`[defaults] backup_dir`).
+    public let backupDirectory: String
+    /// Where relative firmware paths are resolved.
+    public let firmwareDirectory: String
+    public let rules: [Rule]
+
+    /// The first rule that matches `context`, as udev picks the first matching rule.
+    public func firstMatch(for context: TargetContext) -> Rule? { rules.first { $0.match.matches(context) } }
+
+    /// The rule called `name`.
+    public func rule(named name: String) -> Rule? { rules.first { $0.name == name } }
+}

@@ -1,0 +1,285 @@
+import Foundation
+import FirmwareImage
+import Parts
+
+/// The outcome of reading a rules file: the rules that could be understood and every problem found.
+public struct RulesLoadResult: Sendable {
+    /// Nil only when the file could not be read or is not valid TOML.
+    public let ruleSet: RuleSet?
+    public let problems: [RuleProblem]
+
+    public var errors: [RuleProblem] { problems.filter { $0.severity == .error } }
+}
+
+/// Reads the TOML rules file into a ``RuleSet``, checking every key's name and type.
+public enum RulesFile {
+    public static let defaultBackupDirectory = "/var/lib/bootmedic/backups"
+
+    /// Loads `path`. Relative firmware paths resolve against `firmwareDirectory` if given, else the file's
+    /// `[defaults] firmware_dir`, else the rules file's own folder.
+    public static func load(path: String, firmwareDirectory: String? = nil) -> RulesLoadResult {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it as UTF-8 text" : "no such file"
+            return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: nil, severity: .error, rule: nil, message: reason)])
+        }
+        return parse(text, path: path, firmwareDirectory: firmwareDirectory)
+    }
+
+    /// Parses rules from `text`, reporting problems against `path`.
+    public static func parse(_ text: String, path: String, firmwareDirectory: String? = nil) -> RulesLoadResult {
+        var decoder = Decoder(path: path)
+        let root: TOMLTable
+        do { root = try TOMLParser.parse(text) } catch {
+            return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: error.position, severity: .error, rule: nil, message: error.message)])
+        }
+        let set = decoder.ruleSet(root, firmwareDirectory: firmwareDirectory)
+        return RulesLoadResult(ruleSet: set, problems: decoder.problems)
+    }
+}
+
+private struct Decoder {
+    let path: String
+    var problems: [RuleProblem] = []
+    var ruleName: String?
+
+    init(path: String) { self.path = path }
+
+    mutating func report(_ severity: Severity, _ message: String, at position: SourcePosition?) {
+        problems.append(RuleProblem(file: path, position: position, severity: severity, rule: ruleName, message: message))
+    }
+
+    mutating func ruleSet(_ root: TOMLTable, firmwareDirectory override: String?) -> RuleSet {
+        rejectUnknownKeys(in: root, allowed: ["defaults", "rule"], context: "at the top level")
+        var backupDirectory = RulesFile.defaultBackupDirectory
+        var firmwareDirectory: String?
+        if let node = root["defaults"] {
+            if let defaults = table(node, "defaults") {
+                rejectUnknownKeys(in: defaults, allowed: ["backup_dir", "firmware_dir"], context: "in [defaults]")
+                backupDirectory = string(defaults, "backup_dir") ?? backupDirectory
+                firmwareDirectory = string(defaults, "firmware_dir")
+            }
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        func absolute(_ p: String) -> String { p.hasPrefix("/") || base.isEmpty ? p : base + "/" + p }
+        let firmwareRoot = override ?? firmwareDirectory.map(absolute) ?? (base.isEmpty ? "." : base)
+
+        var rules: [Rule] = []
+        if let node = root["rule"] {
+            guard case let .array(items) = node.value else {
+                report(.error, "'rule' must be an array of tables: write each rule under [[rule]]", at: node.position)
+                return RuleSet(path: path, backupDirectory: backupDirectory, firmwareDirectory: firmwareRoot, rules: [])
+            }
+            for item in items {
+                guard case let .table(table) = item.value else {
+                    report(.error, "each rule must be a table", at: item.position)
+                    continue
+                }
+                if let rule = self.rule(table, firmwareRoot: firmwareRoot) { rules.append(rule) }
+            }
+        } else {
+            report(.warning, "the file has no [[rule]]: no board will be restored", at: nil)
+        }
+        checkNamesAndShadowing(rules)
+        return RuleSet(path: path, backupDirectory: backupDirectory, firmwareDirectory: firmwareRoot, rules: rules)
+    }
+
+    static let ruleKeys = ["name", "description", "match", "bootloader", "sha256", "application", "application_sha256",
+                           "fuses", "lock", "clock", "clock_div8", "expect_usb", "backup", "restore_eeprom",
+                           "allow_unsafe_fuses", "allow_unlock"]
+
+    mutating func rule(_ table: TOMLTable, firmwareRoot: String) -> Rule? {
+        ruleName = nil
+        defer { ruleName = nil }
+        let errorsBefore = problems.filter { $0.severity == .error }.count
+        guard let name = string(table, "name", required: true) else { return nil }
+        ruleName = name
+        rejectUnknownKeys(in: table, allowed: Self.ruleKeys, context: "in a rule")
+
+        var match = RuleMatch()
+        if let node = table["match"], let m = self.table(node, "match") {
+            rejectUnknownKeys(in: m, allowed: ["part", "signature", "chip_id", "programmer", "serial", "port"], context: "in match")
+            if let partName = string(m, "part") {
+                if let part = PartCatalog.part(named: partName) { match.part = part } else {
+                    report(.error, "unknown part '\(partName)'\(suggestion(for: partName, among: PartCatalog.allNames)); bootmedic knows \(PartCatalog.allNames.joined(separator: ", "))", at: m["part"]!.position)
+                }
+            }
+            if let text = string(m, "signature") {
+                if let signature = Signature(text) {
+                    match.signature = signature
+                    if case let .avr(part)? = match.part, part.signature != signature {
+                        report(.error, "signature \(signature) is not \(part.name)'s (\(part.signature))", at: m["signature"]!.position)
+                    } else if match.part == nil, PartCatalog.avrParts(withSignature: signature).isEmpty {
+                        report(.error, "signature \(signature) belongs to no part bootmedic knows", at: m["signature"]!.position)
+                    }
+                } else {
+                    report(.error, "signature '\(text)' is not three hex bytes (write it as \"0x1E9587\")", at: m["signature"]!.position)
+                }
+            }
+            if let id = integer(m, "chip_id", range: 0...0xFFF) {
+                match.chipID = UInt16(id)
+                if PartCatalog.stm32Chip(id: UInt16(id)) == nil {
+                    report(.error, "chip id \(String(format: "0x%03X", id)) is no STM32F1 line bootmedic knows", at: m["chip_id"]!.position)
+                }
+            }
+            if let kind = string(m, "programmer") {
+                if let programmer = ProgrammerKind(rawValue: kind) { match.programmer = programmer } else {
+                    let names = ProgrammerKind.allCases.map(\.rawValue)
+                    report(.error, "unknown programmer '\(kind)'\(suggestion(for: kind, among: names)); the kinds are \(names.joined(separator: ", "))", at: m["programmer"]!.position)
+                }
+            }
+            match.serial = string(m, "serial")
+            match.port = string(m, "port")
+        } else if table["match"] == nil {
+            report(.error, "the rule has no match table; add match = { part = \"…\" }", at: table.position)
+        }
+
+        let bootloader = firmware(table, "bootloader", "sha256", root: firmwareRoot, required: true)
+        let application = firmware(table, "application", "application_sha256", root: firmwareRoot, required: false)
+        var fuses: FuseSet?
+        if let node = table["fuses"], let f = self.table(node, "fuses") {
+            rejectUnknownKeys(in: f, allowed: ["low", "high", "extended"], context: "in fuses")
+            var set = FuseSet()
+            for byte in FuseByte.allCases { set[byte] = integer(f, byte.rawValue, range: 0...0xFF).map(UInt8.init) }
+            if set.givenBytes.isEmpty { report(.error, "fuses is empty; give low, high and/or extended, or leave fuses out", at: node.position) }
+            fuses = set
+        }
+        let lock = integer(table, "lock", range: 0...0xFF).map(UInt8.init)
+        var clock: BoardClock?
+        let divided = boolean(table, "clock_div8")
+        if let text = string(table, "clock") {
+            if let source = ClockSource(rawValue: text), source != .reserved {
+                clock = BoardClock(source: source, dividedBy8: divided)
+            } else {
+                let names = ClockSource.allCases.filter { $0 != .reserved }.map(\.rawValue)
+                report(.error, "unknown clock '\(text)'\(suggestion(for: text, among: names)); use one of \(names.joined(separator: ", "))", at: table["clock"]!.position)
+            }
+        } else if divided != nil {
+            report(.error, "clock_div8 needs clock = \"…\" beside it", at: table["clock_div8"]!.position)
+        }
+        var expectUSB: USBID?
+        if let text = string(table, "expect_usb") {
+            expectUSB = USBID(text)
+            if expectUSB == nil { report(.error, "expect_usb '\(text)' is not VID:PID in hex (e.g. \"1B4F:9205\")", at: table["expect_usb"]!.position) }
+        }
+        var policies = RulePolicies()
+        policies.backup = boolean(table, "backup") ?? policies.backup
+        policies.restoreEEPROM = boolean(table, "restore_eeprom") ?? policies.restoreEEPROM
+        policies.allowUnsafeFuses = boolean(table, "allow_unsafe_fuses") ?? policies.allowUnsafeFuses
+        policies.allowUnlock = boolean(table, "allow_unlock") ?? policies.allowUnlock
+        if !policies.backup, policies.restoreEEPROM, table["restore_eeprom"] != nil {
+            report(.error, "restore_eeprom needs the backup it restores from, but backup = false", at: table["restore_eeprom"]!.position)
+        }
+
+        let errorsAfter = problems.filter { $0.severity == .error }.count
+        guard errorsAfter == errorsBefore, let bootloader else { return nil }
+        return Rule(name: name, position: table.position, match: match, bootloader: bootloader, application: application,
+                    fuses: fuses, fusesPosition: table["fuses"]?.position, lock: lock, clock: clock, expectUSB: expectUSB,
+                    policies: policies, summary: string(table, "description"))
+    }
+
+    mutating func firmware(_ table: TOMLTable, _ key: String, _ digestKey: String, root: String, required: Bool) -> FirmwareReference? {
+        let digestText = string(table, digestKey)
+        guard let declared = string(table, key, required: required) else {
+            if digestText != nil { report(.error, "\(digestKey) is given but \(key) is not", at: table[digestKey]!.position) }
+            return nil
+        }
+        var digest: SHA256Digest?
+        if let digestText {
+            digest = SHA256Digest(hex: digestText.lowercased())
+            if digest == nil { report(.error, "\(digestKey) must be 64 hex digits, as sha256sum prints them", at: table[digestKey]!.position) }
+        }
+        let resolved = declared.hasPrefix("/") ? declared : root + "/" + declared
+        return FirmwareReference(declaredPath: declared, path: resolved, sha256: digest, position: table[key]!.position)
+    }
+
+    mutating func checkNamesAndShadowing(_ rules: [Rule]) {
+        var seen: [String: SourcePosition] = [:]
+        for (i, rule) in rules.enumerated() {
+            ruleName = rule.name
+            if let first = seen[rule.name] {
+                report(.error, "a rule named '\(rule.name)' already stands on line \(first.line); names must be unique", at: rule.position)
+            }
+            seen[rule.name] = seen[rule.name] ?? rule.position
+            if let earlier = rules[..<i].first(where: { $0.match.covers(rule.match) }) {
+                report(.warning, "every target this rule matches is matched first by '\(earlier.name)' (line \(earlier.position.line)); it is reachable only with --rule \(rule.name)", at: rule.position)
+            }
+        }
+        ruleName = nil
+    }
+
+    // MARK: Typed access with errors
+
+    mutating func rejectUnknownKeys(in table: TOMLTable, allowed: [String], context: String) {
+        for entry in table.entries where !allowed.contains(entry.key) {
+            report(.error, "unknown key '\(entry.key)' \(context)\(suggestion(for: entry.key, among: allowed))", at: entry.keyPosition)
+        }
+    }
+
+    mutating func table(_ node: TOMLNode, _ key: String) -> TOMLTable? {
+        guard case let .table(t) = node.value else {
+            report(.error, "\(key) must be a table, not \(node.value.kindName)", at: node.position)
+            return nil
+        }
+        return t
+    }
+
+    mutating func string(_ table: TOMLTable, _ key: String, required: Bool = false) -> String? {
+        guard let node = table[key] else {
+            if required { report(.error, "the rule has no \(key)", at: table.position) }
+            return nil
+        }
+        guard case let .string(s) = node.value else {
+            report(.error, "\(key) must be a string, not \(node.value.kindName)", at: node.position)
+            return nil
+        }
+        if s.isEmpty { report(.error, "\(key) is empty", at: node.position); return nil }
+        return s
+    }
+
+    mutating func integer(_ table: TOMLTable, _ key: String, range: ClosedRange<Int64>) -> Int64? {
+        guard let node = table[key] else { return nil }
+        guard case let .integer(v) = node.value else {
+            let hint: String
+            if case let .string(s) = node.value, s.lowercased().hasPrefix("0x") { hint = " (write it without quotes: \(key) = \(s))" } else { hint = "" }
+            report(.error, "\(key) must be an integer, not \(node.value.kindName)\(hint)", at: node.position)
+            return nil
+        }
+        guard range.contains(v) else {
+            report(.error, "\(key) = \(v) is out of range (\(range.lowerBound)…\(String(format: "0x%llX", range.upperBound)))", at: node.position)
+            return nil
+        }
+        return v
+    }
+
+    mutating func boolean(_ table: TOMLTable, _ key: String) -> Bool? {
+        guard let node = table[key] else { return nil }
+        guard case let .boolean(b) = node.value else {
+            report(.error, "\(key) must be true or false, not \(node.value.kindName)", at: node.position)
+            return nil
+        }
+        return b
+    }
+}
+
+/// " (did you mean 'x'?)" for the closest name within two edits, else "".
+func suggestion(for word: String, among names: [String]) -> String {
+    let best = names.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }.min { $0.1 < $1.1 }
+    guard let best, best.1 <= 2, best.1 > 0 else { return "" }
+    return " (did you mean '\(best.0)'?)"
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            let current = row[j]
+            row[j] = a[i - 1] == b[j - 1] ? previous : min(previous, row[j], row[j - 1]) + 1
+            previous = current
+        }
+    }
+    return a.isEmpty ? b.count : row[b.count]
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct Bootmedic: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bootmedic",
+        abstract: "Restores bootloaders and fuses on AVR and STM32 boards through ISP and SWD programmers.",
+        version: "0.1.0",
+        subcommands: [HexCommand.self, PartsCommand.self, FusesCommand.self, RulesCommand.self]
+    )
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+
+/// `--json` for scripts; people get text by default.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print JSON for scripts instead of text for people.")
+    var json = false
+}
+
+/// Writes `value` as pretty, key-sorted JSON on standard output.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    let data = try encoder.encode(value)
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// A failure the command reports in one line on standard error, exiting with `code`.
+struct CommandFailure: Error, CustomStringConvertible {
+    let message: String
+    var code: Int32 = 1
+    var description: String { message }
+}
+
+/// Prints "bootmedic: error: …" and exits non-zero; used for every expected failure.
+func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    FileHandle.standardError.write(Data("bootmedic: error: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+/// Writes a line to standard error.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// A byte given on the command line as 0x5E, 5E, $5E or 94.
+struct HexByte: ExpressibleByArgument {
+    let value: UInt8
+
+    init?(argument: String) {
+        let text = argument.lowercased()
+        let parsed: UInt8?
+        if text.hasPrefix("0x") { parsed = UInt8(text.dropFirst(2), radix: 16) }
+        else if text.hasPrefix("$") { parsed = UInt8(text.dropFirst(), radix: 16) }
+        else if text.allSatisfy(\.isNumber) { parsed = UInt8(text) }
+        else { parsed = UInt8(text, radix: 16) }
+        guard let parsed else { return nil }
+        value = parsed
+    }
+}
+
+func hex(_ value: UInt64, width: Int = 4) -> String {
+    let digits = String(value, radix: 16, uppercase: true)
+    return "0x" + String(repeating: "0", count: max(0, width - digits.count)) + digits
+}

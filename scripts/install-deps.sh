@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bootmedic builds and tests with. Idempotent and quiet when all are present.
+set -euo pipefail
+
+packages=(
+  pkg-config
+  libusb-1.0-0-dev     # CLibUSB
+  libudev-dev          # CLibUDev
+  libsystemd-dev       # CSystemd
+  avrdude              # reference client and part database (/etc/avrdude.conf) in tests
+  python3-intelhex     # independent Intel HEX parser in tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
