@@ -30,11 +30,14 @@ let package = Package(
             ]
         ),
 
+        // Shared by the test targets: where the real firmware files are, running commands.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
         .testTarget(name: "SystemLibraryTests", dependencies: ["CLibUSB", "CLibUDev", "CSystemd"]),
-        .testTarget(name: "FirmwareImageTests", dependencies: ["FirmwareImage"]),
-        .testTarget(name: "PartsTests", dependencies: ["Parts", "FirmwareImage"]),
-        .testTarget(name: "RulesTests", dependencies: ["Rules", "Parts", "FirmwareImage"]),
-        .testTarget(name: "CLITests", dependencies: ["bootmedic"]),
+        .testTarget(name: "FirmwareImageTests", dependencies: ["TestSupport", "FirmwareImage"]),
+        .testTarget(name: "PartsTests", dependencies: ["TestSupport", "Parts", "FirmwareImage"]),
+        .testTarget(name: "RulesTests", dependencies: ["TestSupport", "Rules", "Parts", "FirmwareImage"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "bootmedic"]),
     ],
     swiftLanguageModes: [.v6]
 )

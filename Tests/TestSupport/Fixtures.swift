@@ -1,0 +1,83 @@
+import Foundation
+
+/// Where the tests find things: the repository, the real bootloader files, the built binary.
+public enum Fixtures {
+    /// The repository root (the folder holding Package.swift).
+    public static let repositoryRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        fatalError("no Package.swift above \(#filePath)")
+    }()
+
+    /// `../shared/firmware` beside the repository, or `BOOTMEDIC_FIRMWARE_DIR`.
+    public static let firmwareDirectory: URL = {
+        if let dir = ProcessInfo.processInfo.environment["BOOTMEDIC_FIRMWARE_DIR"] { return URL(fileURLWithPath: dir) }
+        return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/firmware")
+    }()
+
+    /// A real firmware file by name.
+    public static func firmware(_ name: String) -> String { firmwareDirectory.appendingPathComponent(name).path }
+
+    /// The real bootloader files and the part each is for.
+    public static let bootloaders: [(file: String, part: String)] = [
+        ("bootloader_atmega32u4_1_0_0.hex", "atmega32u4"),
+        ("Caterina-promicro16.hex", "atmega32u4"),
+        ("Caterina-Micro.hex", "atmega32u4"),
+        ("bootloader_ps2avrgb_bootloadhid_1.0.1.hex", "atmega32a"),
+    ]
+
+    /// Every Intel HEX file in the firmware folder.
+    public static var hexFiles: [String] { bootloaders.map(\.file) }
+
+    /// The `bootmedic` binary the tests run (built alongside the tests).
+    public static let bootmedicBinary: String = {
+        let bundle = Bundle.main.bundleURL
+        for candidate in [bundle.appendingPathComponent("bootmedic"), bundle.deletingLastPathComponent().appendingPathComponent("bootmedic")]
+            where FileManager.default.isExecutableFile(atPath: candidate.path) {
+            return candidate.path
+        }
+        return repositoryRoot.appendingPathComponent(".build/debug/bootmedic").path
+    }()
+
+    /// A fresh temporary folder, removed by the caller.
+    public static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bootmedic-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// The outcome of running a command.
+public struct CommandResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// Runs `executable` with `arguments`, waiting for it to exit.
+public func run(_ executable: String, _ arguments: [String], currentDirectory: URL? = nil, stdin: String? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
+    // Read both pipes before waiting so a chatty child never blocks on a full pipe.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
