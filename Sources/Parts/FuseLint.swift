@@ -109,12 +109,16 @@ extension AVRPart {
         if planned.source == .reserved {
             return [Finding(severity, .reservedClock, "low fuse 0x\(formatHex(low)) selects CKSEL=\(bits(planned.cksel, 4)), which \(name) reserves: the chip may not run at all\(consent)")]
         }
-        let reference: (source: ClockSource, divided: Bool?, origin: String)
+        // How the reference is named in messages: what the board declares, or what the chip has now.
+        let reference: (source: ClockSource, divided: Bool?, sourcePhrase: String, dividerPhrase: (Bool) -> String)
         if let board {
-            reference = (board.source, board.dividedBy8, "the board declares")
+            reference = (board.source, board.dividedBy8, "the board declares \(board.source)",
+                         { "the board declares a clock \($0 ? "divided" : "not divided") by 8" })
         } else if let currentLow = current?.low {
             let now = clock(low: currentLow)
-            reference = (now.source, now.dividedBy8, "the chip has now (low fuse 0x\(formatHex(currentLow)))")
+            let origin = "the chip's current low fuse 0x\(formatHex(currentLow))"
+            reference = (now.source, now.dividedBy8, "\(origin) selects \(now.source)",
+                         { "\(origin) \($0 ? "divides the clock" : "does not divide the clock") by 8" })
         } else {
             return [Finding(.warning, .clockNotDeclared,
                 "the rule sets the low fuse but declares no board clock (clock = \"crystal\" …); the clock fuses will be compared with the chip's own at restore time")]
@@ -122,11 +126,11 @@ extension AVRPart {
         var findings: [Finding] = []
         if planned.source != reference.source {
             findings.append(Finding(severity, .changesClockSource,
-                "low fuse 0x\(formatHex(low)) selects \(planned.detail), but \(reference.origin) \(reference.source); a wrong clock source can leave the chip without a clock\(consent)"))
+                "low fuse 0x\(formatHex(low)) selects \(planned.detail), but \(reference.sourcePhrase); a wrong clock source can leave the chip without a clock\(consent)"))
         }
         if let want = reference.divided, let have = planned.dividedBy8, want != have {
             findings.append(Finding(severity, .changesClockDivider,
-                "low fuse 0x\(formatHex(low)) \(have ? "programs" : "clears") CKDIV8, but \(reference.origin) a clock \(want ? "divided" : "not divided") by 8\(consent)"))
+                "low fuse 0x\(formatHex(low)) \(have ? "programs" : "clears") CKDIV8, but \(reference.dividerPhrase(want))\(consent)"))
         }
         return findings
     }
