@@ -34,9 +34,13 @@ public struct FirmwareFile: Sendable {
 
     /// Loads `path`; raw binaries are placed at `binaryBase`.
     public init(path: String, binaryBase: UInt32 = 0) throws(FirmwareFileError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw .unreadable(path: path, reason: "it is a directory")
+        }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(path: path, reason: Self.reason(error))
+            throw .unreadable(path: path, reason: Self.reason(error, path: path))
         }
         self.path = path
         self.contents = [UInt8](data)
@@ -58,13 +62,13 @@ public struct FirmwareFile: Sendable {
     /// The sha256 of the file's bytes.
     public var sha256: SHA256Digest { SHA256Digest(of: contents) }
 
-    static func reason(_ error: Error) -> String {
+    static func reason(_ error: Error, path: String) -> String {
+        if !FileManager.default.fileExists(atPath: path) { return "No such file or directory" }
+        if !FileManager.default.isReadableFile(atPath: path) { return "Permission denied" }
         let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain,
-           let message = strerror(Int32(underlying.code)) {
-            return String(cString: message)
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
         }
-        if ns.domain == NSCocoaErrorDomain, ns.code == NSFileReadNoSuchFileError { return "No such file or directory" }
         return ns.localizedDescription
     }
 }

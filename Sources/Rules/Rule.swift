@@ -179,7 +179,7 @@ public struct RuleSet: Sendable {
     public let path: String
     /// Where backups go (`[defaults] backup_dir`).
     public let backupDirectory: String
-    /// Where relative firmware paths are resolved.
+    /// Where relative firmware paths are resolved; empty for the working directory.
     public let firmwareDirectory: String
     public let rules: [Rule]
 

@@ -138,6 +138,7 @@ public enum RuleChecker {
                 switch error {
                 case let .file(inner) where inner.path == rule.application?.path: position = rule.application!.position
                 case let .digestMismatch(path, _, _) where path == rule.application?.path: position = rule.application!.position
+                case .overlap: position = rule.application!.position
                 default: position = rule.bootloader.position
                 }
                 report(.error, error.description, at: position)

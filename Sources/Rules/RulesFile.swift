@@ -62,7 +62,8 @@ private struct Decoder {
         }
         let base = (path as NSString).deletingLastPathComponent
         func absolute(_ p: String) -> String { p.hasPrefix("/") || base.isEmpty ? p : base + "/" + p }
-        let firmwareRoot = override ?? firmwareDirectory.map(absolute) ?? (base.isEmpty ? "." : base)
+        // Empty: relative firmware paths stay relative to the working directory, beside a rules file there.
+        let firmwareRoot = override ?? firmwareDirectory.map(absolute) ?? base
 
         var rules: [Rule] = []
         if let node = root["rule"] {
@@ -189,7 +190,7 @@ private struct Decoder {
             digest = SHA256Digest(hex: digestText.lowercased())
             if digest == nil { report(.error, "\(digestKey) must be 64 hex digits, as sha256sum prints them", at: table[digestKey]!.position) }
         }
-        let resolved = declared.hasPrefix("/") ? declared : root + "/" + declared
+        let resolved = declared.hasPrefix("/") || root.isEmpty ? declared : root + "/" + declared
         return FirmwareReference(declaredPath: declared, path: resolved, sha256: digest, position: table[key]!.position)
     }
 
@@ -262,24 +263,30 @@ private struct Decoder {
     }
 }
 
-/// " (did you mean 'x'?)" for the closest name within two edits, else "".
+/// " (did you mean 'x'?)" for the closest name within two edits (a swap of neighbours counts as one),
+/// or a name the word begins, else "".
 func suggestion(for word: String, among names: [String]) -> String {
-    let best = names.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }.min { $0.1 < $1.1 }
-    guard let best, best.1 <= 2, best.1 > 0 else { return "" }
-    return " (did you mean '\(best.0)'?)"
+    let lower = word.lowercased()
+    let best = names.map { ($0, editDistance(lower, $0.lowercased())) }.min { $0.1 < $1.1 }
+    if let best, best.1 <= 2, best.1 > 0 { return " (did you mean '\(best.0)'?)" }
+    if lower.count >= 4, let prefixed = names.first(where: { $0.lowercased().hasPrefix(lower) }) { return " (did you mean '\(prefixed)'?)" }
+    return ""
 }
 
+/// Optimal-string-alignment distance: insertions, deletions, substitutions and adjacent swaps.
 func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
-    var row = Array(0...b.count)
-    for i in 1...max(a.count, 1) where !a.isEmpty {
-        var previous = row[0]
-        row[0] = i
-        for j in stride(from: 1, through: b.count, by: 1) {
-            let current = row[j]
-            row[j] = a[i - 1] == b[j - 1] ? previous : min(previous, row[j], row[j - 1]) + 1
-            previous = current
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
+    for i in 1...a.count {
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
         }
     }
-    return a.isEmpty ? b.count : row[b.count]
+    return d[a.count][b.count]
 }

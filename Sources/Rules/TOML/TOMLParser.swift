@@ -228,10 +228,12 @@ public struct TOMLParser {
             return try array()
         case "{":
             return try inlineTable()
-        case "t", "f":
-            if matches("true") { index += 4; return TOMLNode(value: .boolean(true), position: start) }
-            if matches("false") { index += 5; return TOMLNode(value: .boolean(false), position: start) }
-            throw error("expected a value; strings need quotes", at: start)
+        case "t" where matchesWord("true"):
+            index += 4
+            return TOMLNode(value: .boolean(true), position: start)
+        case "f" where matchesWord("false"):
+            index += 5
+            return TOMLNode(value: .boolean(false), position: start)
         case "\n", "#":
             throw error("expected a value after '='", at: start)
         default:
@@ -430,6 +432,13 @@ public struct TOMLParser {
             i += 1
         }
         return true
+    }
+
+    /// `word` followed by something that ends a value.
+    private func matchesWord(_ word: String) -> Bool {
+        guard matches(word) else { return false }
+        let end = index + word.unicodeScalars.count
+        return end >= text.count || " \t\r\n,]}#".unicodeScalars.contains(text[end])
     }
 
     private mutating func skipSpaces() {

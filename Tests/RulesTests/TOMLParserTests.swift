@@ -1,0 +1,122 @@
+import Rules
+import Testing
+
+@Suite struct TOMLParserTests {
+    @Test func parsesTheConstructsARulesFileUses() throws {
+        let text = """
+        # comment
+        title = "bench 3"   # trailing comment
+        'quoted key' = 'C:\\path'
+        "basic" = "tab\\tquote\\" \\u00E9"
+        hex = 0xDEAD_beef
+        oct = 0o755
+        bin = 0b1010
+        neg = -42
+        pos = +7
+        float = 1.5e3
+        yes = true
+        no = false
+        list = [1, 2,
+          3, # comment inside
+        ]
+        multi = \"\"\"
+        line one
+        line two\"\"\"
+        literal = '''
+        raw \\n text'''
+        a.b.c = 1
+        inline = { x = 1, y.z = "w" }
+
+        [defaults]
+        backup_dir = "/var/lib"
+
+        [[rule]]
+        name = "one"
+
+        [[rule]]
+        name = "two"
+        [rule.sub]
+        k = 1
+        """
+        let root = try TOMLParser.parse(text)
+        func value(_ key: String, in table: TOMLTable? = nil) -> TOMLValue? { (table ?? root)[key]?.value }
+        guard case .string("bench 3")? = value("title"), case .string("C:\\path")? = value("quoted key"),
+              case .string("tab\tquote\" é")? = value("basic"), case .integer(0xDEAD_BEEF)? = value("hex"),
+              case .integer(0o755)? = value("oct"), case .integer(10)? = value("bin"), case .integer(-42)? = value("neg"),
+              case .integer(7)? = value("pos"), case .float(1500)? = value("float"), case .boolean(true)? = value("yes"),
+              case .boolean(false)? = value("no"), case let .array(list)? = value("list"),
+              case .string("line one\nline two")? = value("multi"), case .string("raw \\n text")? = value("literal"),
+              case let .table(a)? = value("a"), case let .table(inline)? = value("inline"),
+              case let .table(defaults)? = value("defaults"), case let .array(rules)? = value("rule")
+        else { Issue.record("unexpected values: \(root.entries.map { ($0.key, $0.node.value) })"); return }
+        #expect(list.count == 3)
+        guard case let .table(b)? = a["b"]?.value, case .integer(1)? = b["c"]?.value else { Issue.record("dotted keys"); return }
+        guard case .integer(1)? = inline["x"]?.value, case let .table(y)? = inline["y"]?.value, case .string("w")? = y["z"]?.value else {
+            Issue.record("inline table"); return
+        }
+        guard case .string("/var/lib")? = defaults["backup_dir"]?.value else { Issue.record("defaults"); return }
+        #expect(rules.count == 2)
+        guard case let .table(second) = rules[1].value, case .string("two")? = second["name"]?.value,
+              case let .table(sub)? = second["sub"]?.value, case .integer(1)? = sub["k"]?.value else { Issue.record("arrays of tables"); return }
+        #expect(root["title"]?.position == SourcePosition(line: 2, column: 9))
+        #expect(root.entry("hex")?.keyPosition == SourcePosition(line: 5, column: 1))
+        #expect(rules[1].position.line == 30)
+        #expect(second["name"]?.position == SourcePosition(line: 31, column: 8))
+    }
+
+    @Test func acceptsCRLF() throws {
+        let root = try TOMLParser.parse("a = 1\r\n[t]\r\nb = \"x\"\r\n")
+        guard case let .table(t)? = root["t"]?.value, case .string("x")? = t["b"]?.value else { Issue.record("CRLF"); return }
+        #expect(t["b"]?.position == SourcePosition(line: 3, column: 5))
+    }
+
+    static let malformed: [(String, String)] = [
+        ("a = ", "1:5: expected a value, found the end of the file"),
+        ("a = # nothing", "1:5: expected a value after '='"),
+        ("a", "1:2: expected '=' after the key 'a'"),
+        ("a b = 1", "1:3: expected '=' after the key, found 'b'"),
+        ("= 1", "1:1: expected a key, found '='"),
+        ("a = 1 2", "1:7: expected the end of the line, found '2'"),
+        ("a = 1\na = 2", "2:1: duplicate key 'a' (first on line 1)"),
+        ("a = hello", "1:5: 'hello' is not a valid value (strings need quotes)"),
+        ("a = trueish", "1:5: 'trueish' is not a valid value (strings need quotes)"),
+        ("a = nope", "1:5: 'nope' is not a valid value (strings need quotes)"),
+        ("a = \"open", "1:5: the string opened here is never closed"),
+        ("a = \"open\nb = 1", "1:5: the string opened here is never closed on its line"),
+        ("a = \"\"\"open\n", "1:5: the string opened here is never closed"),
+        ("a = 'open\n", "1:5: the string opened here is never closed on its line"),
+        ("a = \"bad \\q escape\"", "1:10: '\\q' is not a valid escape (use \\\\ for a backslash)"),
+        ("a = \"\\uZZZZ\"", "1:6: '\\uZZZZ' is not a valid Unicode escape"),
+        ("a = 0xZZ", "1:5: '0xZZ' is not a valid base-16 integer"),
+        ("a = 0b102", "1:5: '0b102' is not a valid base-2 integer"),
+        ("a = 012", "1:5: '012': leading zeros are not allowed (write hex as 0x12)"),
+        ("a = 1__0", "1:5: '1__0' is not a valid value (strings need quotes)"),
+        ("a = 99999999999999999999", "1:5: '99999999999999999999' does not fit in a 64-bit integer"),
+        ("a = 2024-01-01", "1:5: dates and times are not used in a rules file"),
+        ("a = [1, 2", "1:10: the array opened on line 1 is never closed"),
+        ("a = [1 2]", "1:8: expected ',' or ']' in the array, found '2'"),
+        ("a = { x = 1", "1:12: an inline table must close with '}' on the line it opens"),
+        ("a = { x = 1 y = 2 }", "1:13: expected ',' or '}' in the inline table, found 'y'"),
+        ("a = { x = 1, x = 2 }", "1:14: duplicate key 'x' (first on line 1)"),
+        ("[t]\n[t]", "2:1: table [t] is defined twice (first on line 1)"),
+        ("[t\nx = 1", "1:3: expected ']' to close the table header, found '\n'"),
+        ("[[t]\n", "1:5: expected ']' to close the array-of-tables header [[…]], found '\n'"),
+        ("t = 1\n[t]", "2:2: 't' already holds a value, not a table"),
+        ("[[t]]\n[t]", "2:2: 't' is an array of tables; use [[t]] to add to it"),
+        ("t = 1\n[[t]]", "2:3: 't' is already defined as something other than an array of tables"),
+        ("t = { a = 1 }\nt.b = 2", "2:1: 't' is a table defined elsewhere; it cannot be extended with a dotted key here"),
+        ("a = 1\na.b = 2", "2:1: 'a' already holds a value, not a table"),
+        ("a = \"x\u{01}\"", "1:7: control character U+1 in a string"),
+        ("[]", "1:2: expected a key, found ']'"),
+    ]
+
+    @Test(arguments: malformed)
+    func malformedTOMLNamesLineAndColumn(_ testCase: (String, String)) {
+        do {
+            _ = try TOMLParser.parse(testCase.0)
+            Issue.record("parsed without error: \(testCase.0)")
+        } catch {
+            #expect(error.description == testCase.1, "input: \(testCase.0)")
+        }
+    }
+}
