@@ -19,13 +19,18 @@ let package = Package(
         .systemLibrary(name: "CLibUDev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
+        .target(name: "BenchModel"),
         .target(name: "FirmwareImage"),
+        .target(name: "Transport", dependencies: ["CLibUSB"]),
         .target(name: "Parts", dependencies: ["FirmwareImage"]),
-        .target(name: "Rules", dependencies: ["FirmwareImage", "Parts"]),
+        .target(name: "Rules", dependencies: ["BenchModel", "FirmwareImage", "Parts"]),
+        .target(name: "AVRISP", dependencies: ["BenchModel", "Parts", "Transport"]),
+        .target(name: "Simulation", dependencies: ["BenchModel", "Parts", "Transport"]),
+        .target(name: "Recovery", dependencies: ["AVRISP", "FirmwareImage", "Parts", "Rules", "Transport"]),
         .executableTarget(
             name: "bootmedic",
             dependencies: [
-                "FirmwareImage", "Parts", "Rules",
+                "AVRISP", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

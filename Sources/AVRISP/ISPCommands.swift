@@ -1,0 +1,124 @@
+import Parts
+import Transport
+
+/// The serial-programming instructions every programmer shares, built on ``ISPProgrammer/transfer(_:)``.
+extension ISPProgrammer {
+    /// Reads the three signature bytes.
+    public func readSignature() throws(ISPError) -> Signature {
+        let b0 = try transfer(.readSignature(0))[3]
+        let b1 = try transfer(.readSignature(1))[3]
+        let b2 = try transfer(.readSignature(2))[3]
+        return Signature(b0, b1, b2)
+    }
+
+    /// Reads the fuse bytes the part has.
+    public func readFuses(of part: AVRPart) throws(ISPError) -> FuseSet {
+        var fuses = FuseSet()
+        for layout in part.fuseBytes { fuses[layout.byte] = try transfer(.readFuse(layout.byte))[3] }
+        return fuses
+    }
+
+    /// Reads the fuse bytes a part of unknown type may have (low, high, extended).
+    public func readAllFuses() throws(ISPError) -> FuseSet {
+        var fuses = FuseSet()
+        for byte in FuseByte.allCases { fuses[byte] = try transfer(.readFuse(byte))[3] }
+        return fuses
+    }
+
+    public func readLock() throws(ISPError) -> UInt8 { try transfer(.readLock)[3] }
+
+    /// Writes one fuse byte and waits tWD_FUSE (polling where cheap).
+    public func writeFuse(_ byte: FuseByte, _ value: UInt8, part: AVRPart) throws(ISPError) {
+        _ = try transfer(.writeFuse(byte, value))
+        try waitUntilReady(worstCaseMicroseconds: part.times.fuseWrite, operation: "writing the \(byte.rawValue) fuse")
+    }
+
+    /// Writes the lock byte and waits tWD_FUSE.
+    public func writeLock(_ value: UInt8, part: AVRPart) throws(ISPError) {
+        _ = try transfer(.writeLock(value))
+        try waitUntilReady(worstCaseMicroseconds: part.times.fuseWrite, operation: "writing the lock bits")
+    }
+
+    /// Erases flash, EEPROM (unless EESAVE) and lock bits, waits tWD_ERASE, and re-enters programming
+    /// mode as the datasheets ask after an erase.
+    public func chipErase(part: AVRPart) throws(ISPError) {
+        _ = try transfer(.chipErase)
+        try waitUntilReady(worstCaseMicroseconds: part.times.chipErase, operation: "the chip erase")
+        leaveProgrammingMode()
+        try enterProgrammingMode()
+    }
+
+    /// Waits until the target finishes a self-timed write: polls RDY/BSY where a round trip is cheap, and
+    /// fails if it is still busy at twice the worst case; otherwise sleeps the worst case.
+    public func waitUntilReady(worstCaseMicroseconds: Int, operation: String) throws(ISPError) {
+        guard pollsReadyBusy else {
+            time.sleep(microseconds: worstCaseMicroseconds)
+            return
+        }
+        let start = time.now
+        let limit = UInt64(worstCaseMicroseconds) * 2_000
+        while try transfer(.pollBusy)[3] & 1 == 1 {
+            if time.elapsed(since: start) > limit {
+                throw .stillBusy(operation: operation, waitedMicroseconds: Int(time.elapsed(since: start) / 1000))
+            }
+        }
+    }
+
+    /// Default flash read through single instructions (two per word), with the extended address byte
+    /// loaded whenever the 128 KiB window changes.
+    public func readFlashByInstructions(from address: UInt32, count: Int, part: AVRPart) throws(ISPError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        var extended: UInt32? = nil
+        for a in address..<address + UInt32(count) {
+            if part.flash.size > 0x20000, extended != a >> 17 {
+                extended = a >> 17
+                _ = try transfer(.loadExtendedAddress(UInt8(a >> 17)))
+            }
+            out.append(try transfer(.readFlash(byteAddress: a))[3])
+        }
+        return out
+    }
+
+    /// Default page programming through single instructions: load the page buffer, write the page, wait.
+    public func writeFlashByInstructions(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError) {
+        var done = 0
+        for page in pages {
+            if part.flash.size > 0x20000 { _ = try transfer(.loadExtendedAddress(UInt8(page.address >> 17))) }
+            for (offset, byte) in page.bytes.enumerated() where byte != 0xFF {
+                _ = try transfer(.loadFlashPage(byteAddress: page.address + UInt32(offset), value: byte))
+            }
+            _ = try transfer(.writeFlashPage(byteAddress: page.address))
+            try waitUntilReady(worstCaseMicroseconds: part.times.flashPageWrite, operation: "writing the flash page at 0x\(String(page.address, radix: 16))")
+            done += page.bytes.count
+            progress(done)
+        }
+    }
+
+    /// Default EEPROM read through single instructions.
+    public func readEEPROMByInstructions(from address: Int, count: Int) throws(ISPError) -> [UInt8] {
+        var out: [UInt8] = []
+        for a in address..<address + count { out.append(try transfer(.readEEPROM(UInt16(a)))[3]) }
+        return out
+    }
+
+    /// Default EEPROM write, byte by byte.
+    public func writeEEPROMByInstructions(_ bytes: [(address: Int, value: UInt8)], part: AVRPart) throws(ISPError) {
+        for (address, value) in bytes {
+            _ = try transfer(.writeEEPROM(UInt16(address), value))
+            try waitUntilReady(worstCaseMicroseconds: part.times.eepromWrite, operation: "writing EEPROM at 0x\(String(address, radix: 16))")
+        }
+    }
+}
+
+/// SCK frequencies as people read them.
+public func formatFrequency(_ hertz: Double) -> String {
+    if hertz >= 1_000_000 { return "\(trimmed(hertz / 1_000_000)) MHz" }
+    if hertz >= 1000 { return "\(trimmed(hertz / 1000)) kHz" }
+    return "\(trimmed(hertz)) Hz"
+}
+
+private func trimmed(_ value: Double) -> String {
+    let rounded = (value * 100).rounded() / 100
+    return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
+}

@@ -1,0 +1,77 @@
+import BenchModel
+import Parts
+import Transport
+
+/// What a programmer says about itself, for `probe` and the journal.
+public struct ProgrammerIdentity: Sendable, Hashable {
+    public var kind: ProgrammerKind
+    /// "USBasp", "USBtinyISP", …
+    public var name: String
+    public var firmware: String?
+    public var serialNumber: String?
+    /// udev's ID_PATH-like location, or the serial port.
+    public var port: String?
+    /// The SCK the target answered at, e.g. "375 kHz".
+    public var sck: String?
+    public var targetVoltage: Double?
+
+    public init(kind: ProgrammerKind, name: String, firmware: String? = nil, serialNumber: String? = nil, port: String? = nil,
+                sck: String? = nil, targetVoltage: Double? = nil) {
+        self.kind = kind
+        self.name = name
+        self.firmware = firmware
+        self.serialNumber = serialNumber
+        self.port = port
+        self.sck = sck
+        self.targetVoltage = targetVoltage
+    }
+}
+
+/// One page-aligned flash page to program.
+public struct FlashPage: Hashable, Sendable {
+    public let address: UInt32
+    public let bytes: [UInt8]
+
+    public init(address: UInt32, bytes: [UInt8]) {
+        self.address = address
+        self.bytes = bytes
+    }
+}
+
+/// An AVR in-system programmer: the seam between the recovery pipeline and a device (USBasp, USBtinyISP,
+/// an STK500v1 sketch, a Bus Pirate). Drivers implement the link and whatever block operations their
+/// firmware offers; the serial-programming instructions on top are shared (``ISPCommands``).
+public protocol ISPProgrammer: AnyObject {
+    var identity: ProgrammerIdentity { get }
+
+    /// The flash size the programmer can address, if limited (USBtinyISP: 64 KiB).
+    var flashAddressLimit: Int? { get }
+
+    /// The clock that waits go through: real time on a bench, virtual time in a rehearsal.
+    var time: TimeSource { get }
+
+    /// Holds RESET low and enters serial programming mode, checking the 0x53 echo, pulsing RESET
+    /// and falling back to slower SCK when the target does not answer.
+    func enterProgrammingMode() throws(ISPError)
+
+    /// Releases RESET so the target runs; never throws (it is also the clean-up path).
+    func leaveProgrammingMode()
+
+    /// Sends one instruction and returns the four bytes the target shifted out.
+    func transfer(_ instruction: ISPInstruction) throws(ISPError) -> [UInt8]
+
+    /// Reads `count` bytes of flash from byte `address`.
+    func readFlash(from address: UInt32, count: Int, part: AVRPart) throws(ISPError) -> [UInt8]
+
+    /// Programs whole pages (already erased) and waits until each is written. `progress` gets the bytes done.
+    func writeFlash(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError)
+
+    /// Reads `count` bytes of EEPROM from `address`.
+    func readEEPROM(from address: Int, count: Int, part: AVRPart) throws(ISPError) -> [UInt8]
+
+    /// Writes EEPROM bytes (address, value), waiting for each.
+    func writeEEPROM(_ bytes: [(address: Int, value: UInt8)], part: AVRPart) throws(ISPError)
+
+    /// True when a round trip is cheap enough that polling RDY/BSY beats waiting the worst case.
+    var pollsReadyBusy: Bool { get }
+}

@@ -1,0 +1,54 @@
+// The shared vocabulary of a repair bench: what kinds of programmer exist and how USB ids are written.
+// Rules, drivers and the agent all speak it; it knows nothing else.
+
+/// The kinds of programmer bootmedic drives. The raw values are the names rules and the command line use
+/// (avrdude's `-c` names, plus `stlink`).
+public enum ProgrammerKind: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    case usbasp, usbtiny, stk500v1, avrisp, buspirate, stlink
+
+    /// Whether the programmer speaks AVR ISP (all but the ST-Link).
+    public var programsAVR: Bool { self != .stlink }
+
+    public var description: String {
+        switch self {
+        case .usbasp: return "USBasp"
+        case .usbtiny: return "USBtinyISP"
+        case .stk500v1: return "Arduino as ISP (STK500v1)"
+        case .avrisp: return "AVRISP-compatible (STK500v1)"
+        case .buspirate: return "Bus Pirate"
+        case .stlink: return "ST-Link"
+        }
+    }
+
+    /// The largest flash the programmer can address, if it has a limit: USBtinyISP carries 16-bit byte
+    /// addresses, so it cannot reach past 64 KiB (the seed's AT90USB128 warning).
+    public var flashAddressLimit: Int? { self == .usbtiny ? 0x10000 : nil }
+}
+
+/// A USB vendor and product id, as `expect_usb = "1B4F:9205"` writes it.
+public struct USBID: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let vendor: UInt16
+    public let product: UInt16
+
+    public init(vendor: UInt16, product: UInt16) {
+        self.vendor = vendor
+        self.product = product
+    }
+
+    /// Parses "VVVV:PPPP" (hex); nil for anything else.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ $0.count == 4 }),
+              let v = UInt16(parts[0], radix: 16), let p = UInt16(parts[1], radix: 16) else { return nil }
+        self.init(vendor: v, product: p)
+    }
+
+    public var description: String {
+        func hex4(_ v: UInt16) -> String {
+            let s = String(v, radix: 16, uppercase: true)
+            return String(repeating: "0", count: 4 - s.count) + s
+        }
+        return "\(hex4(vendor)):\(hex4(product))"
+    }
+}
+

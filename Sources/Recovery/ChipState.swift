@@ -1,0 +1,90 @@
+import Foundation
+import Parts
+
+/// The contents of an AVR as files: `flash.bin` (whole flash, erased bytes 0xFF), `eeprom.bin` and
+/// `fuses.json` (`{"low":…,"high":…,"extended":…,"lock":…}`, numbers). Backups and `rehearse --dump`
+/// both use this layout, so anyone can compare them byte by byte.
+public struct ChipState: Sendable, Equatable {
+    public var flash: [UInt8]
+    public var eeprom: [UInt8]
+    public var fuses: FuseSet
+    public var lock: UInt8?
+
+    public init(flash: [UInt8], eeprom: [UInt8], fuses: FuseSet, lock: UInt8?) {
+        self.flash = flash
+        self.eeprom = eeprom
+        self.fuses = fuses
+        self.lock = lock
+    }
+
+    /// `fuses.json`: the fuse bytes the part has, and the lock byte.
+    public var fusesJSON: String {
+        var fields: [String] = []
+        for byte in FuseByte.allCases { if let v = fuses[byte] { fields.append("\"\(byte.rawValue)\": \(v)") } }
+        if let lock { fields.append("\"lock\": \(lock)") }
+        return "{" + fields.joined(separator: ", ") + "}\n"
+    }
+
+    /// Writes the three files into `directory`, creating it, each flushed to disk.
+    public func write(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try writeDurably(Data(flash), to: directory + "/flash.bin")
+        try writeDurably(Data(eeprom), to: directory + "/eeprom.bin")
+        try writeDurably(Data(fusesJSON.utf8), to: directory + "/fuses.json")
+    }
+
+    /// Reads the three files back.
+    public static func read(from directory: String) throws -> ChipState {
+        let flash = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/flash.bin")))
+        let eeprom = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/eeprom.bin")))
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/fuses.json"))) as? [String: Int] ?? [:]
+        let fuses = FuseSet(low: object["low"].map(UInt8.init), high: object["high"].map(UInt8.init), extended: object["extended"].map(UInt8.init))
+        return ChipState(flash: flash, eeprom: eeprom, fuses: fuses, lock: object["lock"].map(UInt8.init))
+    }
+}
+
+/// Writes `data` to `path` and fsyncs it, so a backup survives a power cut on the bench.
+func writeDurably(_ data: Data, to path: String) throws {
+    guard FileManager.default.createFile(atPath: path, contents: nil) else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+    }
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.write(contentsOf: data)
+    try handle.synchronize()
+}
+
+/// Saves chip backups as timestamped folders under a directory, atomically: a backup is written into a
+/// hidden temporary folder and renamed into place only when complete.
+public struct BackupStore: Sendable {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    /// Saves `state` with a manifest and returns the backup's folder.
+    public func save(_ state: ChipState, part: AVRPart, signature: Signature, programmer: String, rule: String?, date: Date = Date()) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let stamp = formatter.string(from: date)
+        let temporary = directory + "/.incomplete-\(UUID().uuidString)"
+        try state.write(to: temporary)
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+        let manifest: [String: String] = [
+            "part": part.id, "signature": signature.description, "programmer": programmer, "rule": rule ?? "",
+            "date": formatter.string(from: date),
+        ]
+        let json = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
+        try writeDurably(json, to: temporary + "/backup.json")
+        var final = directory + "/\(stamp)-\(part.id)"
+        var n = 2
+        while FileManager.default.fileExists(atPath: final) {
+            final = directory + "/\(stamp)-\(part.id)-\(n)"
+            n += 1
+        }
+        try FileManager.default.moveItem(atPath: temporary, toPath: final)
+        return final
+    }
+}

@@ -1,0 +1,266 @@
+import Parts
+import Transport
+
+/// An AVR target on the ISP cable, behaving like silicon: flash erases to 0xFF and programming only
+/// clears bits, a page buffer is committed by the write-page instruction, writes are self-timed (the
+/// datasheet's tWD values) and ignored while busy, unimplemented fuse bits read back as whatever the
+/// silicon has, lock bits hide memory, and a too-fast SCK for the chip's clock garbles the link.
+public final class SimulatedAVR {
+    public let part: AVRPart
+    public let clock: VirtualClock
+
+    /// What the chip answers to Read Signature (another part's for the wrong-part fault).
+    public var answeredSignature: Signature
+    public private(set) var flash: [UInt8]
+    public private(set) var eeprom: [UInt8]
+    /// Implemented fuse bits only; reads add ``unimplementedBits``.
+    private var storedFuses: [FuseByte: UInt8] = [:]
+    private var storedLock: UInt8
+    /// What unimplemented fuse and lock bits read as on this piece of silicon (bits outside each mask).
+    public var unimplementedBits: UInt8 = 0xC0
+
+    /// Whether a target is on the cable at all.
+    public var isAttached = true
+    /// What MISO reads with no target driving it (pull-up: 0xFF; pulled down: 0x00).
+    public var floatingMISO: UInt8 = 0xFF
+    /// The crystal on the board, used when the fuses select a crystal.
+    public var crystalHertz: Double = 16_000_000
+    /// A clock fed to XTAL1, if the board has one (most do not).
+    public var externalClockHertz: Double?
+
+    /// Faults: the target leaves after this many page writes.
+    public var vanishAfterPageWrites: Int?
+    /// Fault: the next read of a programmed flash byte returns one bit flipped, once.
+    public var flipNextReadOfWrittenFlash = false
+    /// Fault: this flash address has a cell stuck at 1 in bit 0x04 that programming cannot clear.
+    public var stuckBitAddress: UInt32?
+
+    public private(set) var isResetHeld = false
+    public private(set) var isProgramming = false
+    /// The CPU clock latched at the last reset (fuse changes apply at the next one).
+    public private(set) var cpuHertz: Double = 0
+    private var busyUntil: UInt64 = 0
+    private var busyPage: Range<Int>?
+    private var pageBuffer: [UInt8]
+    private var eepromBuffer: [Int: UInt8] = [:]
+    private var extendedAddress: UInt32 = 0
+    private var writtenPages: Set<Int> = []
+
+    /// Page writes committed, and instructions a programmer sent while the chip was busy (ignored, as on
+    /// silicon, where they corrupt the write in progress).
+    public private(set) var pageWrites = 0
+    public private(set) var instructionsWhileBusy: [String] = []
+    public private(set) var instructionCount = 0
+
+    public init(part: AVRPart, clock: VirtualClock, flash: [UInt8]? = nil, eeprom: [UInt8]? = nil, fuses: FuseSet? = nil, lock: UInt8? = nil) {
+        self.part = part
+        self.clock = clock
+        answeredSignature = part.signature
+        var image = flash ?? []
+        image += [UInt8](repeating: 0xFF, count: max(0, part.flash.size - image.count))
+        self.flash = Array(image.prefix(part.flash.size))
+        var eepromImage = eeprom ?? []
+        eepromImage += [UInt8](repeating: 0xFF, count: max(0, part.eeprom.size - eepromImage.count))
+        self.eeprom = Array(eepromImage.prefix(part.eeprom.size))
+        let initial = fuses ?? part.factoryFuses
+        for layout in part.fuseBytes { storedFuses[layout.byte] = (initial[layout.byte] ?? layout.factoryDefault) & layout.implementedMask }
+        storedLock = (lock ?? part.lock.factoryDefault) & part.lock.implementedMask
+        pageBuffer = [UInt8](repeating: 0xFF, count: part.flash.pageSize)
+        cpuHertz = clockHertz()
+    }
+
+    // MARK: What a test or a dump reads
+
+    /// The fuses as the chip reports them (unimplemented bits included).
+    public var fuses: FuseSet {
+        var out = FuseSet()
+        for layout in part.fuseBytes { out[layout.byte] = storedFuses[layout.byte]! | (unimplementedBits & ~layout.implementedMask) }
+        return out
+    }
+
+    public var lock: UInt8 { storedLock | (unimplementedBits & ~part.lock.implementedMask) }
+
+    /// True while a self-timed write is in progress.
+    public var isBusy: Bool { clock.now < busyUntil }
+
+    /// The fastest SCK the chip follows at its current clock: SCK high and low must each last more than
+    /// 2 CPU cycles below 12 MHz, 3 at or above (datasheet, Serial Programming Characteristics).
+    public var maximumSCK: Double { cpuHertz >= 12_000_000 ? cpuHertz / 6 : cpuHertz / 4 }
+
+    // MARK: The ISP pins
+
+    /// Drives RESET: held low, the chip stops and may enter programming mode; released, it runs.
+    /// A new reset latches the clock the fuses select now.
+    public func setReset(held: Bool) {
+        if held && !isResetHeld { cpuHertz = clockHertz() }
+        if !held { isProgramming = false }
+        isResetHeld = held
+    }
+
+    /// Shifts one four-byte instruction through the SPI at `sckHertz`, taking 32 bit times.
+    public func exchange(_ bytes: [UInt8], sckHertz: Double) -> [UInt8] {
+        precondition(bytes.count == 4)
+        clock.advance(nanoseconds: UInt64(32 / sckHertz * 1e9))
+        instructionCount += 1
+        guard isAttached else { return [UInt8](repeating: floatingMISO, count: 4) }
+        // Not in reset: the application owns the pins. Too fast for the clock: bits are missed.
+        guard isResetHeld, sckHertz < maximumSCK else {
+            return [UInt8](repeating: floatingMISO, count: 4)
+        }
+        if !isProgramming {
+            guard bytes[0] == 0xAC, bytes[1] == 0x53 else { return [UInt8](repeating: floatingMISO, count: 4) }
+            isProgramming = true
+            return [0x00, 0xAC, 0x53, 0x00]
+        }
+        return [0x00, bytes[0], bytes[1], execute(bytes)]
+    }
+
+    // MARK: The instruction set
+
+    private var lockMode: UInt8 { storedLock & 0x03 }
+
+    private func execute(_ b: [UInt8]) -> UInt8 {
+        let busy = isBusy
+        func ignoredWhileBusy() -> Bool {
+            if busy { instructionsWhileBusy.append(b.map { String(format: "%02X", $0) }.joined(separator: " ")) }
+            return busy
+        }
+        switch b[0] {
+        case 0xAC:
+            switch b[1] {
+            case 0x53: return 0x00
+            case 0x80:
+                if ignoredWhileBusy() { return 0 }
+                chipErase()
+            case 0xA0, 0xA8, 0xA4:
+                if ignoredWhileBusy() { return 0 }
+                let byte: FuseByte = b[1] == 0xA0 ? .low : (b[1] == 0xA8 ? .high : .extended)
+                if let layout = part.layout(of: byte), lockMode == 0x03 {
+                    var value = b[3] & layout.implementedMask
+                    // SPIEN cannot be changed in serial programming mode.
+                    if let spien = part.field("SPIEN"), spien.byte == byte { value = value & ~spien.mask | storedFuses[byte]! & spien.mask }
+                    storedFuses[byte] = value
+                }
+                busyUntil = clock.now + UInt64(part.times.fuseWrite) * 1000
+            default:
+                if b[1] & 0xE0 == 0xE0 {
+                    if ignoredWhileBusy() { return 0 }
+                    // Lock bits can only be programmed (cleared) until a chip erase.
+                    storedLock &= b[3] & part.lock.implementedMask
+                    busyUntil = clock.now + UInt64(part.times.fuseWrite) * 1000
+                }
+            }
+            return 0
+        case 0xF0:
+            return busy ? 0x01 : 0x00
+        case 0x30:
+            let index = Int(b[2] & 3)
+            return index < 3 ? answeredSignature.bytes[index] : 0xFF
+        case 0x38:
+            return 0x9A
+        case 0x50 where b[1] == 0x00: return fuses.low ?? 0xFF
+        case 0x58 where b[1] == 0x08: return fuses.high ?? 0xFF
+        case 0x50 where b[1] == 0x08: return fuses.extended ?? 0xFF
+        case 0x58 where b[1] == 0x00: return lock
+        case 0x4D:
+            extendedAddress = UInt32(b[2])
+            return 0
+        case 0x20, 0x28:
+            let address = flashAddress(b)
+            if busy, let page = busyPage, page.contains(address) { return 0xFF }   // data polling reads 0xFF
+            if lockMode == 0x00 { return 0x00 }                                      // verification disabled
+            var value = flash[address]
+            // (Not the last byte of a page: programmers poll that one right after the write.)
+            if flipNextReadOfWrittenFlash, writtenPages.contains(address / part.flash.pageSize), value != 0xFF,
+               address % part.flash.pageSize != part.flash.pageSize - 1 {
+                flipNextReadOfWrittenFlash = false
+                value ^= 0x10
+            }
+            return value
+        case 0x40, 0x48:
+            if ignoredWhileBusy() { return 0 }
+            let wordInPage = (Int(b[1]) << 8 | Int(b[2])) & (part.flash.pageSize / 2 - 1)
+            pageBuffer[wordInPage * 2 + (b[0] == 0x48 ? 1 : 0)] = b[3]
+            return 0
+        case 0x4C:
+            if ignoredWhileBusy() { return 0 }
+            writePage(at: flashAddress(b) / part.flash.pageSize * part.flash.pageSize)
+            return 0
+        case 0xA0:
+            if busy { return 0xFF }
+            if lockMode == 0x00 { return 0x00 }
+            return eeprom[eepromAddress(b)]
+        case 0xC0:
+            if ignoredWhileBusy() { return 0 }
+            if lockMode == 0x03 { eeprom[eepromAddress(b)] = b[3] }
+            busyUntil = clock.now + UInt64(part.times.eepromWrite) * 1000
+            return 0
+        case 0xC1:
+            if ignoredWhileBusy() { return 0 }
+            eepromBuffer[Int(b[2]) & (part.eeprom.pageSize - 1)] = b[3]
+            return 0
+        case 0xC2:
+            if ignoredWhileBusy() { return 0 }
+            let base = eepromAddress(b) / part.eeprom.pageSize * part.eeprom.pageSize
+            if lockMode == 0x03 { for (offset, value) in eepromBuffer { eeprom[base + offset] = value } }
+            eepromBuffer = [:]
+            busyUntil = clock.now + UInt64(part.times.eepromWrite) * 1000
+            return 0
+        default:
+            instructionsWhileBusy.append("unknown instruction " + b.map { String(format: "%02X", $0) }.joined(separator: " "))
+            return 0xFF
+        }
+    }
+
+    private func flashAddress(_ b: [UInt8]) -> Int {
+        let word = extendedAddress << 16 | UInt32(b[1]) << 8 | UInt32(b[2])
+        return Int((word * 2 + (b[0] & 0x08 != 0 ? 1 : 0)) % UInt32(part.flash.size))
+    }
+
+    private func eepromAddress(_ b: [UInt8]) -> Int { (Int(b[1]) << 8 | Int(b[2])) % part.eeprom.size }
+
+    private func chipErase() {
+        flash = [UInt8](repeating: 0xFF, count: part.flash.size)
+        if let eesave = part.field("EESAVE"), let high = storedFuses[.high], eesave.isProgrammed(in: high) {
+            // EESAVE keeps the EEPROM through a chip erase.
+        } else {
+            eeprom = [UInt8](repeating: 0xFF, count: part.eeprom.size)
+        }
+        storedLock = part.lock.implementedMask
+        writtenPages = []
+        busyUntil = clock.now + UInt64(part.times.chipErase) * 1000
+    }
+
+    private func writePage(at start: Int) {
+        defer { pageBuffer = [UInt8](repeating: 0xFF, count: part.flash.pageSize) }
+        busyUntil = clock.now + UInt64(part.times.flashPageWrite) * 1000
+        busyPage = start..<start + part.flash.pageSize
+        guard lockMode == 0x03 else { return }
+        for i in 0..<part.flash.pageSize {
+            var value = pageBuffer[i]
+            if let stuck = stuckBitAddress, Int(stuck) == start + i { value |= 0x04 }
+            flash[start + i] &= value
+        }
+        writtenPages.insert(start / part.flash.pageSize)
+        pageWrites += 1
+        if let limit = vanishAfterPageWrites, pageWrites >= limit { isAttached = false }
+    }
+
+    /// The CPU clock the current fuses select on this board.
+    private func clockHertz() -> Double {
+        guard let low = storedFuses[.low] else { return crystalHertz }
+        let setting = part.clock(low: low)
+        var hertz: Double
+        switch setting.source {
+        case .crystal: hertz = crystalHertz
+        case .lowFrequencyCrystal: hertz = 32_768
+        case .internalRC:
+            hertz = part.clockFamily == .mega32 ? [1e6, 2e6, 4e6, 8e6][Int(max(1, min(4, setting.cksel))) - 1] : 8e6
+        case .internal128kHz: hertz = 128_000
+        case .externalClock: hertz = externalClockHertz ?? 0
+        case .externalRC, .reserved: hertz = 0
+        }
+        if setting.dividedBy8 == true { hertz /= 8 }
+        return hertz
+    }
+}

@@ -1,0 +1,113 @@
+import BenchModel
+import Parts
+import Transport
+
+/// Faults a rehearsal can inject, by the names `--fault` takes.
+public enum SimulatedFault: String, CaseIterable, Sendable {
+    /// Nothing on the ISP cable: MISO floats high and programming enable never echoes.
+    case noTarget = "no-target"
+    /// The cable's MISO is shorted low: every answer reads 0x00.
+    case misoLow = "miso-low"
+    /// The chip answers another part's signature.
+    case wrongPart = "wrong-part"
+    /// The target loses contact after half of the pages are written.
+    case targetVanishes = "target-vanishes"
+    /// The programmer is pulled from USB in the middle of the flash write.
+    case programmerUnplugged = "programmer-unplugged"
+    /// The programmer stops answering in the middle of the flash write.
+    case programmerHangs = "programmer-hangs"
+    /// One read-back of written flash returns a flipped bit, once (a marginal cable).
+    case flippedBit = "flipped-bit"
+    /// A flash cell that cannot be programmed: verification fails every time.
+    case stuckBit = "stuck-bit"
+    /// The chip's fuses select a slow internal oscillator: only a slow SCK reaches it.
+    case slowClock = "slow-clock"
+    /// The chip's lock bits are set (mode 3): flash reads back as zeros until a chip erase.
+    case locked
+
+    /// One line for `--help` and error messages.
+    public var summary: String {
+        switch self {
+        case .noTarget: return "no target on the ISP cable"
+        case .misoLow: return "MISO shorted low"
+        case .wrongPart: return "the chip answers another part's signature"
+        case .targetVanishes: return "the target loses contact halfway through the flash write"
+        case .programmerUnplugged: return "the programmer is unplugged halfway through the flash write"
+        case .programmerHangs: return "the programmer stops answering halfway through the flash write"
+        case .flippedBit: return "one read-back returns a flipped bit, once"
+        case .stuckBit: return "a flash cell cannot be programmed"
+        case .slowClock: return "the chip runs from a slow internal oscillator (1 MHz, or 128 kHz on the ATmega328P)"
+        case .locked: return "lock bits set: memory reads as zeros"
+        }
+    }
+}
+
+/// A simulated programmer with a simulated chip on its cable: what `rehearse` and the tests drive.
+public final class SimulatedBench {
+    public let clock: VirtualClock
+    public let chip: SimulatedAVR
+    /// The programmer as the drivers see it.
+    public let device: USBDevice
+    public let kind: ProgrammerKind
+
+    /// Builds a bench for a USB ISP programmer (`usbasp` or `usbtiny`) and `part`.
+    /// - Parameters:
+    ///   - flash: initial flash contents from address 0 (the rest erased).
+    ///   - fuses: initial fuses; the part's factory values if nil.
+    ///   - imagePages: how many pages the restore will write, to place mid-write faults.
+    public init(kind: ProgrammerKind, part: AVRPart, flash: [UInt8]? = nil, eeprom: [UInt8]? = nil, fuses: FuseSet? = nil,
+                lock: UInt8? = nil, faults: Set<SimulatedFault> = [], imagePages: Int = 32) throws(SimulationError) {
+        clock = VirtualClock()
+        var initialFuses = fuses ?? part.factoryFuses
+        if faults.contains(.slowClock) {
+            // What a wrong fuse write leaves: the 128 kHz oscillator on the ATmega328P, the 8 MHz RC divided
+            // by 8 on the USB parts, the 1 MHz RC on the ATmega32A.
+            initialFuses.low = part.clockFamily == .mega32 ? 0xE1 : (part.clockFamily == .mega328 ? 0xE3 : 0x62)
+        }
+        chip = SimulatedAVR(part: part, clock: clock, flash: flash, eeprom: eeprom, fuses: initialFuses,
+                            lock: faults.contains(.locked) ? 0x3C : lock)
+        self.kind = kind
+        if faults.contains(.noTarget) { chip.isAttached = false }
+        if faults.contains(.misoLow) { chip.isAttached = false; chip.floatingMISO = 0x00 }
+        if faults.contains(.wrongPart) {
+            chip.answeredSignature = PartCatalog.avrParts.first { $0.signature != part.signature && $0.flash.size == part.flash.size }?.signature
+                ?? Signature(0x1E, 0x95, 0x0F)
+        }
+        if faults.contains(.targetVanishes) { chip.vanishAfterPageWrites = max(1, imagePages / 2) }
+        if faults.contains(.flippedBit) { chip.flipNextReadOfWrittenFlash = true }
+        var usbFaults = USBFaults()
+        if faults.contains(.programmerUnplugged) { usbFaults.unplugAfterFlashWrites = max(1, imagePages / 2) }
+        if faults.contains(.programmerHangs) { usbFaults.hangAfterFlashWrites = max(1, imagePages / 2) }
+        switch kind {
+        case .usbasp:
+            let usbasp = SimulatedUSBasp(chip: chip, serialNumber: "SIM-USBASP")
+            usbasp.faults = usbFaults
+            device = usbasp
+        case .usbtiny:
+            let tiny = SimulatedUSBtiny(chip: chip)
+            tiny.faults = usbFaults
+            device = tiny
+        default:
+            throw .unsupportedProgrammer(kind)
+        }
+    }
+
+    /// Control transfers the programmer answered.
+    public var usbTransfers: Int {
+        (device as? SimulatedUSBasp)?.transferCount ?? (device as? SimulatedUSBtiny)?.transferCount ?? 0
+    }
+
+    /// Marks a flash address as holding a stuck bit (the stuck-bit fault needs an address that gets written).
+    public func placeStuckBit(at address: UInt32) { chip.stuckBitAddress = address }
+}
+
+/// Why a simulated bench cannot be built.
+public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unsupportedProgrammer(ProgrammerKind)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedProgrammer(kind): return "no simulator for \(kind.rawValue) programmers yet"
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Transport
+
+/// Time on the wire for a low-speed (1.5 Mbit/s) USB device such as a V-USB programmer.
+///
+/// A control transfer submitted by the host driver starts at the next 1 ms frame (USB 2.0 §5.5.4:
+/// control transfers are scheduled per frame; a new request issued after the previous one completed
+/// waits for the next frame). It then takes a SETUP transaction, one transaction per 8-byte data packet
+/// (the low-speed maximum packet size, §5.5.3), and a status transaction. Bit time 1/1.5 MHz = 667 ns;
+/// an 8-byte IN/OUT transaction is token (35 bits) + data (99 bits) + handshake (19 bits) plus bus
+/// turnarounds, about 107 µs; a zero-length one about 45 µs.
+public struct LowSpeedUSBTiming: Sendable {
+    public var frameNanoseconds: UInt64 = 1_000_000
+    public var dataTransactionNanoseconds: UInt64 = 107_000
+    public var zeroLengthTransactionNanoseconds: UInt64 = 45_000
+    public var packetSize = 8
+
+    public init() {}
+
+    /// Waits for the next frame and carries the SETUP stage.
+    public func beginTransfer(on clock: VirtualClock) {
+        let next = (clock.now + frameNanoseconds - 1) / frameNanoseconds * frameNanoseconds
+        clock.advance(to: next)
+        clock.advance(nanoseconds: dataTransactionNanoseconds)
+    }
+
+    /// Carries `bytes` of data stage and the status stage.
+    public func finishTransfer(on clock: VirtualClock, dataBytes bytes: Int) {
+        let packets = (bytes + packetSize - 1) / packetSize
+        clock.advance(nanoseconds: UInt64(packets) * dataTransactionNanoseconds + zeroLengthTransactionNanoseconds)
+    }
+}
+
+/// Faults a simulated programmer can show on its USB side.
+public struct USBFaults: Sendable {
+    /// The programmer is unplugged after this many flash-write requests.
+    public var unplugAfterFlashWrites: Int?
+    /// The programmer stops answering (every request times out) after this many flash-write requests.
+    public var hangAfterFlashWrites: Int?
+
+    public init() {}
+}

@@ -1,0 +1,111 @@
+import Parts
+import Transport
+
+/// A USBtinyISP (or SparkFun PocketAVR) answering the real vendor requests over a simulated low-speed
+/// USB link, wired to a ``SimulatedAVR``. Like the firmware, it keeps a 16-bit byte address, so flash
+/// beyond 64 KiB wraps around to the bottom: the cause of the verification failures the guide warns of.
+public final class SimulatedUSBtiny: USBDevice {
+    public let description: USBDeviceDescription
+    public let chip: SimulatedAVR
+    private let clock: VirtualClock
+    public var timing = LowSpeedUSBTiming()
+    public var faults = USBFaults()
+
+    public private(set) var transfers: [UInt8: Int] = [:]
+    public var transferCount: Int { transfers.values.reduce(0, +) }
+    private var flashWrites = 0
+    private var unplugged = false
+    private var hung = false
+
+    private var sckPeriodMicroseconds = 10
+    private var poll1: UInt8 = 0xFF, poll2: UInt8 = 0xFF
+
+    public init(chip: SimulatedAVR, product: String = "USBtinyISP", portPath: String = "1-2") {
+        self.chip = chip
+        clock = chip.clock
+        description = USBDeviceDescription(vendorID: 0x1781, productID: 0x0C9F, manufacturer: "LadyAda", product: product,
+                                           deviceRelease: 0x0104, busNumber: 1, deviceAddress: 5, portPath: portPath)
+    }
+
+    private var sckHertz: Double { 1_000_000 / Double(max(1, sckPeriodMicroseconds)) }
+
+    public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        try begin(request, timeoutMilliseconds: timeoutMilliseconds)
+        var reply: [UInt8] = []
+        switch request {
+        case 0: reply = [0, 0, UInt8(value & 0xFF), UInt8(value >> 8), UInt8(index & 0xFF), UInt8(index >> 8), 0, 0]
+        case 5:   // POWERUP: SCK period, RESET level
+            sckPeriodMicroseconds = Int(value & 0xFF)
+            chip.setReset(held: index == 0)
+        case 6: chip.setReset(held: false)
+        case 7: reply = spi([UInt8(value & 0xFF), UInt8(value >> 8), UInt8(index & 0xFF), UInt8(index >> 8)])
+        case 8:
+            poll1 = UInt8(value & 0xFF)
+            poll2 = UInt8(value >> 8)
+        case 9, 11:   // FLASH_READ, EEPROM_READ from a 16-bit address
+            var address = index
+            for _ in 0..<length {
+                reply.append(spi(readInstruction(eeprom: request == 11, address: address))[3])
+                address &+= 1
+            }
+        default: break
+        }
+        reply = Array(reply.prefix(length))
+        timing.finishTransfer(on: clock, dataBytes: reply.count)
+        return reply
+    }
+
+    public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        try begin(request, timeoutMilliseconds: timeoutMilliseconds)
+        if request == 10 {
+            flashWrites += 1
+            if let limit = faults.unplugAfterFlashWrites, flashWrites > limit { unplugged = true; throw .noDevice }
+            if let limit = faults.hangAfterFlashWrites, flashWrites > limit { hung = true; throw .timeout(milliseconds: timeoutMilliseconds) }
+        }
+        if request == 10 || request == 12 {
+            let eeprom = request == 12
+            let timeout = Double(value)
+            var address = index
+            for byte in data {
+                var write = readInstruction(eeprom: eeprom, address: address)
+                write[0] = eeprom ? 0xC0 : (0x40 | write[0] & 0x08)
+                write[3] = byte
+                _ = spi(write)
+                // With a timeout, poll the byte until it reads back as written.
+                var waited = 0.0
+                while waited < timeout {
+                    let r = spi(readInstruction(eeprom: eeprom, address: address))[3]
+                    if r == byte && r != poll1 && r != poll2 { break }
+                    waited += 32 * Double(sckPeriodMicroseconds)
+                }
+                address &+= 1
+            }
+        }
+        timing.finishTransfer(on: clock, dataBytes: data.count)
+        return data.count
+    }
+
+    public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int { throw .stall(request: 0) }
+    public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] { throw .stall(request: 0) }
+    public func close() {}
+
+    public func unplug() { unplugged = true }
+
+    private func begin(_ request: UInt8, timeoutMilliseconds: Int) throws(USBError) {
+        if unplugged { throw .noDevice }
+        if hung {
+            clock.advance(nanoseconds: UInt64(timeoutMilliseconds) * 1_000_000)
+            throw .timeout(milliseconds: timeoutMilliseconds)
+        }
+        transfers[request, default: 0] += 1
+        timing.beginTransfer(on: clock)
+    }
+
+    private func spi(_ bytes: [UInt8]) -> [UInt8] { chip.exchange(bytes, sckHertz: sckHertz) }
+
+    /// The firmware's read instruction for a 16-bit address (EEPROM addresses are not split into words).
+    private func readInstruction(eeprom: Bool, address: UInt16) -> [UInt8] {
+        if eeprom { return [0xA0, UInt8(address >> 8), UInt8(address & 0xFF), 0] }
+        return [0x20 | UInt8(address & 1) << 3, UInt8(address >> 9), UInt8(address >> 1 & 0xFF), 0]
+    }
+}

@@ -1,0 +1,77 @@
+import CLibUSB
+
+/// An open libusb device handle. Each transfer is one libusb call; the handle is closed once.
+public final class LibUSBDevice: USBDevice {
+    private var handle: OpaquePointer?
+    public let description: USBDeviceDescription
+    private var claimed: Set<Int32> = []
+    /// Kept so the context outlives every handle opened from it.
+    private let context: USBContext
+
+    init(handle: OpaquePointer, description: USBDeviceDescription, context: USBContext) {
+        self.handle = handle
+        self.context = context
+        self.description = description
+        libusb_set_auto_detach_kernel_driver(handle, 1)
+    }
+
+    deinit { close() }
+
+    /// `libusb_claim_interface`, needed before bulk transfers.
+    public func claimInterface(_ number: Int32) throws(USBError) {
+        guard let handle else { throw .noDevice }
+        let result = libusb_claim_interface(handle, number)
+        guard result == 0 else { throw USBError(libusbCode: result, path: description.devicePath) }
+        claimed.insert(number)
+    }
+
+    /// `libusb_control_transfer` with a vendor, device-recipient IN request.
+    public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        guard let handle else { throw .noDevice }
+        var buffer = [UInt8](repeating: 0, count: max(length, 0))
+        let requestType = UInt8(LIBUSB_ENDPOINT_IN.rawValue) | UInt8(LIBUSB_REQUEST_TYPE_VENDOR.rawValue) | UInt8(LIBUSB_RECIPIENT_DEVICE.rawValue)
+        let n = libusb_control_transfer(handle, requestType, request, value, index, &buffer, UInt16(length), UInt32(timeoutMilliseconds))
+        guard n >= 0 else { throw USBError(libusbCode: n, path: description.devicePath, request: request, timeoutMilliseconds: timeoutMilliseconds) }
+        return Array(buffer.prefix(Int(n)))
+    }
+
+    /// `libusb_control_transfer` with a vendor, device-recipient OUT request.
+    @discardableResult
+    public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        guard let handle else { throw .noDevice }
+        var buffer = data
+        let requestType = UInt8(LIBUSB_ENDPOINT_OUT.rawValue) | UInt8(LIBUSB_REQUEST_TYPE_VENDOR.rawValue) | UInt8(LIBUSB_RECIPIENT_DEVICE.rawValue)
+        let n = libusb_control_transfer(handle, requestType, request, value, index, &buffer, UInt16(data.count), UInt32(timeoutMilliseconds))
+        guard n >= 0 else { throw USBError(libusbCode: n, path: description.devicePath, request: request, timeoutMilliseconds: timeoutMilliseconds) }
+        return Int(n)
+    }
+
+    /// `libusb_bulk_transfer` OUT.
+    @discardableResult
+    public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        guard let handle else { throw .noDevice }
+        var buffer = data
+        var transferred: Int32 = 0
+        let result = libusb_bulk_transfer(handle, endpoint & 0x7F, &buffer, Int32(data.count), &transferred, UInt32(timeoutMilliseconds))
+        guard result == 0 else { throw USBError(libusbCode: result, path: description.devicePath, timeoutMilliseconds: timeoutMilliseconds) }
+        return Int(transferred)
+    }
+
+    /// `libusb_bulk_transfer` IN.
+    public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        guard let handle else { throw .noDevice }
+        var buffer = [UInt8](repeating: 0, count: length)
+        var transferred: Int32 = 0
+        let result = libusb_bulk_transfer(handle, endpoint | 0x80, &buffer, Int32(length), &transferred, UInt32(timeoutMilliseconds))
+        guard result == 0 else { throw USBError(libusbCode: result, path: description.devicePath, timeoutMilliseconds: timeoutMilliseconds) }
+        return Array(buffer.prefix(Int(transferred)))
+    }
+
+    /// Releases claimed interfaces and `libusb_close`s the handle.
+    public func close() {
+        guard let handle else { return }
+        for number in claimed { libusb_release_interface(handle, number) }
+        libusb_close(handle)
+        self.handle = nil
+    }
+}

@@ -1,0 +1,104 @@
+/// Why a USB transfer failed, in the terms a technician can act on.
+public enum USBError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The device is gone: unplugged, or reset and re-enumerated.
+    case noDevice
+    /// The device did not answer within the timeout.
+    case timeout(milliseconds: Int)
+    /// The device stalled the request (it does not know it, or refused it).
+    case stall(request: UInt8)
+    /// The device node is not ours to open.
+    case accessDenied(path: String)
+    /// The device is claimed by another program or driver.
+    case busy
+    /// The device answered with fewer bytes than the protocol needs.
+    case shortTransfer(expected: Int, actual: Int)
+    /// Any other libusb failure, with its name.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .noDevice: return "the USB device is gone (unplugged?)"
+        case let .timeout(ms): return "the USB device did not answer within \(ms) ms"
+        case let .stall(request): return "the USB device refused request \(request) (stall)"
+        case let .accessDenied(path):
+            return "permission denied on \(path): install bootmedic's udev rules (60-bootmedic.rules) or run as a member of the bootmedic group"
+        case .busy: return "the USB device is in use by another program"
+        case let .shortTransfer(expected, actual): return "the USB device sent \(actual) bytes where \(expected) were expected"
+        case let .other(name): return "USB error \(name)"
+        }
+    }
+}
+
+/// What identifies a USB device on the bus.
+public struct USBDeviceDescription: Hashable, Sendable, CustomStringConvertible {
+    public var vendorID: UInt16
+    public var productID: UInt16
+    public var manufacturer: String?
+    public var product: String?
+    public var serialNumber: String?
+    /// Firmware release from the device descriptor (bcdDevice).
+    public var deviceRelease: UInt16
+    public var busNumber: UInt8
+    public var deviceAddress: UInt8
+    /// Hub ports from the root, as udev's ID_PATH tail and `lsusb -t` show them ("1-2.3").
+    public var portPath: String
+
+    public init(vendorID: UInt16, productID: UInt16, manufacturer: String? = nil, product: String? = nil,
+                serialNumber: String? = nil, deviceRelease: UInt16 = 0, busNumber: UInt8 = 0, deviceAddress: UInt8 = 0,
+                portPath: String = "") {
+        self.vendorID = vendorID
+        self.productID = productID
+        self.manufacturer = manufacturer
+        self.product = product
+        self.serialNumber = serialNumber
+        self.deviceRelease = deviceRelease
+        self.busNumber = busNumber
+        self.deviceAddress = deviceAddress
+        self.portPath = portPath
+    }
+
+    /// "16C0:05DC"
+    public var ids: String { hex4(vendorID) + ":" + hex4(productID) }
+
+    /// The usbfs node, "/dev/bus/usb/001/004".
+    public var devicePath: String {
+        func pad3(_ v: UInt8) -> String { let s = String(v); return String(repeating: "0", count: 3 - s.count) + s }
+        return "/dev/bus/usb/\(pad3(busNumber))/\(pad3(deviceAddress))"
+    }
+
+    public var description: String {
+        var text = ids
+        if let product { text += " \"\(product)\"" }
+        if let serialNumber { text += " serial \(serialNumber)" }
+        if !portPath.isEmpty { text += " at \(portPath)" }
+        return text
+    }
+}
+
+func hex4(_ v: UInt16) -> String {
+    let s = String(v, radix: 16, uppercase: true)
+    return String(repeating: "0", count: 4 - s.count) + s
+}
+
+/// A USB device a driver talks to: a real one through libusb, or a simulated one speaking the same
+/// requests. Only this seam differs between a bench and a rehearsal.
+public protocol USBDevice: AnyObject {
+    var description: USBDeviceDescription { get }
+
+    /// A vendor control transfer to the device, data stage from device to host.
+    func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8]
+
+    /// A vendor control transfer to the device, data stage from host to device. Returns the bytes sent.
+    @discardableResult
+    func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int
+
+    /// A bulk OUT transfer on `endpoint`.
+    @discardableResult
+    func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int
+
+    /// A bulk IN transfer on `endpoint` of at most `length` bytes.
+    func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8]
+
+    /// Releases the device; later calls fail with ``USBError/noDevice``.
+    func close()
+}

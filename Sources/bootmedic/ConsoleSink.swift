@@ -1,0 +1,39 @@
+import Foundation
+import Recovery
+
+/// Renders recovery events for a person: a progress bar on a terminal, one line per step otherwise.
+final class ConsoleSink: RecoveryEventSink {
+    private let interactive: Bool
+    private let quiet: Bool
+    private var lastDraw = Date.distantPast
+
+    /// - Parameter quiet: print nothing (for `--json`).
+    init(quiet: Bool) {
+        self.quiet = quiet
+        interactive = !quiet && isatty(STDERR_FILENO) == 1
+    }
+
+    func record(_ event: RecoveryEvent) {
+        guard !quiet else { return }
+        switch event {
+        case let .started(identity):
+            print("\(identity.name)" + (identity.port.map { " at \($0)" } ?? "") + (identity.firmware.map { " (\($0))" } ?? ""))
+        case let .progress(step, done, total) where interactive && total > 0:
+            guard Date().timeIntervalSince(lastDraw) > 0.05 || done == total else { return }
+            lastDraw = Date()
+            let width = 30
+            let filled = min(width, done * width / total)
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            FileHandle.standardError.write(Data("\r  \(step.rawValue.padding(14)) [\(bar)] \(done * 100 / total)%".utf8))
+        case let .stepFinished(report):
+            if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            let bytes = report.bytes > 0 ? "\(report.bytes) B" : ""
+            print("  \(report.step.rawValue.padding(14)) \(bytes.padding(8)) \(String(format: "%6.2f s", report.seconds))  \(report.detail)")
+        case let .notice(_, severity, text):
+            if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            print("  \(severity.rawValue): \(text)")
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,278 @@
+import ArgumentParser
+import AVRISP
+import FirmwareImage
+import Foundation
+import Parts
+import Recovery
+import Rules
+import Simulation
+import Transport
+
+/// Options `restore` and `rehearse` share.
+struct RestoreOptions: ParsableArguments {
+    @Option(help: "The rules file (TOML).")
+    var rules: String
+
+    @Option(help: "Use this rule instead of the first one that matches.")
+    var rule: String?
+
+    @Option(help: "Resolve relative firmware paths here instead of the rules file's firmware_dir.")
+    var firmwareDir: String?
+
+    @Option(help: "Save backups here instead of the rules file's backup_dir.")
+    var backupDir: String?
+
+    @Flag(help: "Print the result as JSON instead of lines for people.")
+    var json = false
+
+    /// Loads the rules, or exits with every problem printed.
+    func loadRules() throws -> RuleSet {
+        let loaded = RulesFile.load(path: rules, firmwareDirectory: firmwareDir)
+        let errors = loaded.errors
+        guard let set = loaded.ruleSet, errors.isEmpty else {
+            errors.forEach { printError($0.description) }
+            throw fail("\(rules) has \(errors.count) error\(errors.count == 1 ? "" : "s"); see `bootmedic rules check \(rules)`", code: 7)
+        }
+        return set
+    }
+}
+
+/// Prints a result and turns it into the process's exit code.
+func finish(_ result: RecoveryResult, json: Bool, extra: [String: String] = [:]) throws {
+    if json {
+        try printJSON(ResultReport(result, extra: extra))
+    } else {
+        print(result.summary)
+        for (key, value) in extra.sorted(by: { $0.key < $1.key }) { print("\(key): \(value)") }
+    }
+    if let failure = result.failure {
+        if !json { printError("bootmedic: error: \(failure)") }
+        throw ExitCode(failure.reason.exitCode)
+    }
+}
+
+/// The JSON form of a result.
+struct ResultReport: Encodable {
+    struct Step: Encodable { let step: String; let seconds: Double; let bytes: Int; let detail: String }
+    let outcome: String
+    let programmer: String
+    let sck: String?
+    let part: String?
+    let signature: String?
+    let rule: String?
+    let backup: String?
+    let seconds: Double
+    let steps: [Step]
+    let failedStep: String?
+    let error: String?
+    let exitCode: Int32
+    let extra: [String: String]
+
+    init(_ r: RecoveryResult, extra: [String: String]) {
+        outcome = r.outcome.rawValue
+        programmer = r.programmer.kind.rawValue
+        sck = r.programmer.sck
+        part = r.part?.id
+        signature = r.signature?.description
+        rule = r.rule
+        backup = r.backupPath ?? r.failure?.backupPath
+        seconds = r.totalSeconds
+        steps = r.steps.map { Step(step: $0.step.rawValue, seconds: $0.seconds, bytes: $0.bytes, detail: $0.detail) }
+        failedStep = r.failure?.step.rawValue
+        error = r.failure?.reason.description
+        exitCode = r.failure?.reason.exitCode ?? 0
+        self.extra = extra
+    }
+}
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a board's bootloader, fuses and lock bits through a real programmer.",
+        discussion: """
+        Connects, reads the signature, picks the rule, checks the plan, and if the board is not already \
+        healthy backs up the chip, erases it, writes and verifies the bootloader, then fuses and lock bits. \
+        Exit status: 0 healthy or restored, 3 no target / target lost, 4 programmer or USB failure, \
+        5 programmer cannot do it, 6 wrong or unknown chip, 7 rules or plan refused, 8 verification failed, \
+        9 backup failed.
+        """)
+
+    @OptionGroup var options: RestoreOptions
+
+    @Option(help: "The programmer kind (usbasp, usbtiny); any USB ISP programmer if omitted.")
+    var programmer: ProgrammerKind?
+
+    @Option(help: "The programmer's USB port path, e.g. 1-2.3 (as `bootmedic probe` shows it).")
+    var port: String?
+
+    func run() throws {
+        let set = try options.loadRules()
+        let isp = try openProgrammer(kind: programmer, port: port)
+        let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule,
+                              backups: BackupStore(directory: options.backupDir ?? set.backupDirectory),
+                              sink: ConsoleSink(quiet: options.json))
+        try finish(job.run(), json: options.json)
+    }
+}
+
+/// Opens a real USB programmer, or exits with the reason.
+func openProgrammer(kind: ProgrammerKind?, port: String?) throws -> ISPProgrammer {
+    let context: USBContext
+    do { context = try USBContext() } catch { throw fail("cannot start libusb: \(error)", code: 4) }
+    do {
+        return try USBProgrammerLocator(context: context).open(kind: kind, port: port, time: SystemTimeSource())
+    } catch {
+        throw fail(error.description, code: 4)
+    }
+}
+
+extension ProgrammerKind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+extension SimulatedFault: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+struct RehearseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rehearse",
+        abstract: "Run a restore against a simulated programmer and chip.",
+        discussion: """
+        The same pipeline and drivers as `restore`, with a simulated programmer that answers the real \
+        protocol and a simulated chip that behaves like silicon. Times are the simulation's: what the \
+        hardware would take. Same output and exit status as `restore`. Faults: \
+        \(SimulatedFault.allCases.map { "\($0.rawValue) (\($0.summary))" }.joined(separator: ", ")).
+        """)
+
+    @OptionGroup var options: RestoreOptions
+
+    @Option(help: "The simulated programmer: usbasp or usbtiny.")
+    var programmer: ProgrammerKind
+
+    @Option(help: "The simulated chip, e.g. atmega32u4.")
+    var part: String
+
+    @Option(help: "Start the chip with this flash content (raw binary from address 0).")
+    var initialFlash: String?
+
+    @Option(help: "Start the chip with this EEPROM content (raw binary).")
+    var initialEeprom: String?
+
+    @Option(help: "Start the chip with these fuses, LOW:HIGH[:EXTENDED] in hex (default: the part's factory fuses).")
+    var initialFuses: String?
+
+    @Option(help: "Inject a fault (repeatable).")
+    var fault: [SimulatedFault] = []
+
+    @Option(help: "Write the chip's final flash.bin, eeprom.bin and fuses.json here.")
+    var dump: String?
+
+    func run() throws {
+        guard case let .avr(avr)? = PartCatalog.part(named: part) else {
+            throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
+        }
+        let set = try options.loadRules()
+        let flash = try initialFlash.map { try readBinary($0) }
+        let eeprom = try initialEeprom.map { try readBinary($0) }
+        let fuses = try initialFuses.map { try parseFuses($0) }
+
+        // Place mid-write faults in the middle of the image the rule will write.
+        let chosen = options.rule.flatMap(set.rule(named:))
+            ?? set.firstMatch(for: TargetContext(avrPart: avr, signature: avr.signature, programmer: programmer))
+        let image = try? chosen?.loadFirmware().image
+        let pages = image?.pagesHoldingData(pageSize: avr.flash.pageSize).count ?? 32
+        let bench: SimulatedBench
+        do {
+            bench = try SimulatedBench(kind: programmer, part: avr, flash: flash, eeprom: eeprom, fuses: fuses,
+                                       faults: Set(fault), imagePages: pages)
+        } catch { throw fail(error.description) }
+        if fault.contains(.stuckBit), let image,
+           let address = image.segments.lazy.flatMap({ s in s.bytes.indices.lazy.map { (s.address + UInt32($0), s.bytes[$0]) } }).first(where: { $0.1 & 0x04 == 0 })?.0 {
+            bench.placeStuckBit(at: address)
+        }
+
+        let isp: ISPProgrammer
+        do {
+            isp = programmer == .usbasp ? try USBasp(device: bench.device, time: bench.clock) : try USBtinyISP(device: bench.device, time: bench.clock)
+        } catch { throw fail(error.description) }
+        let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
+        let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: BackupStore(directory: backupDir),
+                              sink: ConsoleSink(quiet: options.json))
+        let result = job.run()
+        if let dump {
+            let chip = bench.chip
+            do {
+                try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: dump)
+            } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
+        }
+        try finish(result, json: options.json, extra: [
+            "simulated": String(format: "%.3f s on the wire, %d USB transfers", bench.clock.seconds, bench.usbTransfers),
+        ])
+    }
+}
+
+func readBinary(_ path: String) throws -> [UInt8] {
+    do { return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+        throw fail("cannot read \(path): \(error.localizedDescription)")
+    }
+}
+
+func parseFuses(_ text: String) throws -> FuseSet {
+    let parts = text.split(separator: ":").map { HexByte(argument: String($0))?.value }
+    guard (2...3).contains(parts.count), !parts.contains(where: { $0 == nil }) else {
+        throw fail("--initial-fuses \(text) is not LOW:HIGH[:EXTENDED] in hex")
+    }
+    return FuseSet(low: parts[0], high: parts[1], extended: parts.count == 3 ? parts[2] : nil)
+}
+
+struct ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Show the programmer, the chip on its cable and the chip's fuses, changing nothing.")
+
+    @Option(help: "The programmer kind (usbasp, usbtiny); any USB ISP programmer if omitted.")
+    var programmer: ProgrammerKind?
+
+    @Option(help: "The programmer's USB port path, e.g. 1-2.3.")
+    var port: String?
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let report = TargetProbe.run(try openProgrammer(kind: programmer, port: port))
+        try printProbe(report, json: output.json)
+    }
+}
+
+/// Prints a probe report; exits non-zero when the probe found no chip.
+func printProbe(_ report: ProbeReport, json: Bool) throws {
+    if json {
+        struct Out: Encodable {
+            let programmer: String; let name: String; let firmware: String?; let serial: String?; let port: String?
+            let sck: String?; let targetVoltage: Double?; let signature: String?; let part: String?
+            let fuses: FuseSet?; let lock: UInt8?; let problem: String?
+        }
+        let p = report.programmer
+        try printJSON(Out(programmer: p.kind.rawValue, name: p.name, firmware: p.firmware, serial: p.serialNumber, port: p.port,
+                          sck: p.sck, targetVoltage: p.targetVoltage, signature: report.signature?.description, part: report.part?.id,
+                          fuses: report.fuses, lock: report.lock, problem: report.problem?.description))
+    } else {
+        let p = report.programmer
+        print("programmer: \(p.name)" + (p.port.map { " at \($0)" } ?? "") + (p.serialNumber.map { ", serial \($0)" } ?? ""))
+        if let firmware = p.firmware { print("firmware: \(firmware)") }
+        if let voltage = p.targetVoltage { print(String(format: "target voltage: %.2f V", voltage)) }
+        if let sck = p.sck { print("SCK: \(sck)") }
+        if let signature = report.signature { print("signature: \(signature)" + (report.part.map { " (\($0.name))" } ?? "")) }
+        if let part = report.part, let fuses = report.fuses {
+            for line in part.describe(fuses).lines { print(line) }
+        }
+        if let lock = report.lock { print(String(format: "lock: 0x%02X", lock)) }
+    }
+    if let problem = report.problem {
+        if !json { printError("bootmedic: error: \(problem)") }
+        throw ExitCode(problem.exitCode)
+    }
+}
