@@ -42,6 +42,8 @@ let package = Package(
         .testTarget(name: "FirmwareImageTests", dependencies: ["TestSupport", "FirmwareImage"]),
         .testTarget(name: "PartsTests", dependencies: ["TestSupport", "Parts", "FirmwareImage"]),
         .testTarget(name: "RulesTests", dependencies: ["TestSupport", "Rules", "Parts", "FirmwareImage"]),
+        .testTarget(name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "AVRISP", "Parts", "Transport"]),
+        .testTarget(name: "RecoveryTests", dependencies: ["TestSupport", "Recovery", "Simulation", "AVRISP", "Rules", "Parts", "FirmwareImage"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "bootmedic"]),
     ],
     swiftLanguageModes: [.v6]
