@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_FLAGS ?=
 
-.PHONY: all deps build release test demo clean
+.PHONY: all deps build release test demo bench clean
 
 all: build
 
@@ -26,6 +26,9 @@ test: deps
 
 demo: build
 	@scripts/demo.sh
+
+bench: release
+	@scripts/bench.sh
 
 clean:
 	rm -rf .build

@@ -24,12 +24,14 @@ struct CommandFailure: Error, CustomStringConvertible {
 
 /// Prints "bootmedic: error: …" and exits non-zero; used for every expected failure.
 func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    fflush(nil)   // all streams: stdout lines come before the error, as they happened
     FileHandle.standardError.write(Data("bootmedic: error: \(message)\n".utf8))
     return ExitCode(code)
 }
 
 /// Writes a line to standard error.
 func printError(_ line: String) {
+    fflush(nil)   // all streams: stdout lines come before the error, as they happened
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 

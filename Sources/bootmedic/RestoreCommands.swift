@@ -38,14 +38,17 @@ struct RestoreOptions: ParsableArguments {
 }
 
 /// Prints a result and turns it into the process's exit code.
-func finish(_ result: RecoveryResult, json: Bool, extra: [String: String] = [:]) throws {
+func finish(_ result: RecoveryResult, json: Bool, simulation: ResultReport.Simulation? = nil) throws {
     if json {
-        try printJSON(ResultReport(result, extra: extra))
+        try printJSON(ResultReport(result, simulation: simulation))
     } else {
-        print(result.summary)
-        for (key, value) in extra.sorted(by: { $0.key < $1.key }) { print("\(key): \(value)") }
+        if result.failure == nil { print(result.summary) }
+        if let simulation {
+            print(String(format: "simulated: %.3f s on the wire, %d USB transfers", simulation.seconds, simulation.usbTransfers))
+        }
     }
     if let failure = result.failure {
+        // The one-line reason, on standard error.
         if !json { printError("bootmedic: error: \(failure)") }
         throw ExitCode(failure.reason.exitCode)
     }
@@ -66,9 +69,15 @@ struct ResultReport: Encodable {
     let failedStep: String?
     let error: String?
     let exitCode: Int32
-    let extra: [String: String]
+    /// For rehearsals: the simulated time and the USB transfers the programmer answered.
+    let simulation: Simulation?
 
-    init(_ r: RecoveryResult, extra: [String: String]) {
+    struct Simulation: Encodable {
+        let seconds: Double
+        let usbTransfers: Int
+    }
+
+    init(_ r: RecoveryResult, simulation: Simulation?) {
         outcome = r.outcome.rawValue
         programmer = r.programmer.kind.rawValue
         sck = r.programmer.sck
@@ -81,7 +90,7 @@ struct ResultReport: Encodable {
         failedStep = r.failure?.step.rawValue
         error = r.failure?.reason.description
         exitCode = r.failure?.reason.exitCode ?? 0
-        self.extra = extra
+        self.simulation = simulation
     }
 }
 
@@ -208,9 +217,7 @@ struct RehearseCommand: ParsableCommand {
                 try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: dump)
             } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
         }
-        try finish(result, json: options.json, extra: [
-            "simulated": String(format: "%.3f s on the wire, %d USB transfers", bench.clock.seconds, bench.usbTransfers),
-        ])
+        try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.usbTransfers))
     }
 }
 
