@@ -36,6 +36,19 @@ public struct FlashPage: Hashable, Sendable {
         self.address = address
         self.bytes = bytes
     }
+
+    /// Address-ordered pages joined wherever one ends where the next begins, so a driver can stream them.
+    public static func joiningContiguous(_ pages: [FlashPage]) -> [FlashPage] {
+        var runs: [FlashPage] = []
+        for page in pages {
+            if let last = runs.last, last.address + UInt32(last.bytes.count) == page.address {
+                runs[runs.count - 1] = FlashPage(address: last.address, bytes: last.bytes + page.bytes)
+            } else {
+                runs.append(page)
+            }
+        }
+        return runs
+    }
 }
 
 /// An AVR in-system programmer: the seam between the recovery pipeline and a device (USBasp, USBtinyISP,

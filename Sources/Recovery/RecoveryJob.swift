@@ -256,7 +256,7 @@ public final class RecoveryJob {
             return (false, 0, String(format: "lock is 0x%02X, expected 0x%02X", lock, wanted))
         }
         var read = 0
-        for run in runs(of: pages) {
+        for run in FlashPage.joiningContiguous(pages) {
             let bytes = try isp { () throws(ISPError) in try programmer.readFlash(from: run.address, count: run.bytes.count, part: part) }
             read += bytes.count
             remember(bytes, at: run.address, pageSize: part.flash.pageSize)
@@ -309,7 +309,7 @@ public final class RecoveryJob {
     private func verify(_ pages: [FlashPage], part: AVRPart) throws(RecoveryError) {
         var done = 0
         let total = pages.count * part.flash.pageSize
-        for run in runs(of: pages) {
+        for run in FlashPage.joiningContiguous(pages) {
             var offset = 0
             while offset < run.bytes.count {
                 let n = min(max(readChunk, part.flash.pageSize), run.bytes.count - offset)
@@ -350,18 +350,6 @@ public final class RecoveryJob {
         if signature != result.signature {
             throw .targetVanished(step: step, detail: "its signature now reads \(signature?.description ?? "nothing")")
         }
-    }
-
-    private func runs(of pages: [FlashPage]) -> [FlashPage] {
-        var out: [FlashPage] = []
-        for page in pages {
-            if let last = out.last, last.address + UInt32(last.bytes.count) == page.address {
-                out[out.count - 1] = FlashPage(address: last.address, bytes: last.bytes + page.bytes)
-            } else {
-                out.append(page)
-            }
-        }
-        return out
     }
 
     private func eepromSurvivesErase(_ part: AVRPart, _ fuses: FuseSet) -> Bool {

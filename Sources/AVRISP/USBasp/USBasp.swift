@@ -131,7 +131,7 @@ public final class USBasp: ISPProgrammer {
 
     public func writeFlash(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError) {
         var done = 0
-        for run in contiguousRuns(pages) {
+        for run in FlashPage.joiningContiguous(pages) {
             try setLongAddress(run.address, what: "flash")
             var offset = 0
             while offset < run.bytes.count {
@@ -154,7 +154,7 @@ public final class USBasp: ISPProgrammer {
 
     public func writeEEPROM(_ bytes: [(address: Int, value: UInt8)], part: AVRPart) throws(ISPError) {
         // The firmware writes EEPROM byte by byte and waits out each write itself.
-        for run in contiguousRuns(bytes.map { FlashPage(address: UInt32($0.address), bytes: [$0.value]) }) {
+        for run in FlashPage.joiningContiguous(bytes.map { FlashPage(address: UInt32($0.address), bytes: [$0.value]) }) {
             try setLongAddress(run.address, what: "EEPROM")
             var offset = 0
             while offset < run.bytes.count {
@@ -206,17 +206,4 @@ public final class USBasp: ISPProgrammer {
             throw .usb(error, operation: operation)
         }
     }
-}
-
-/// Joins address-ordered pages that follow each other into runs, so a driver can stream them.
-func contiguousRuns(_ pages: [FlashPage]) -> [FlashPage] {
-    var runs: [FlashPage] = []
-    for page in pages {
-        if let last = runs.last, last.address + UInt32(last.bytes.count) == page.address {
-            runs[runs.count - 1] = FlashPage(address: last.address, bytes: last.bytes + page.bytes)
-        } else {
-            runs.append(page)
-        }
-    }
-    return runs
 }

@@ -118,7 +118,7 @@ public final class USBtinyISP: ISPProgrammer {
             try control(.pollBytes, value: 0xFFFF, operation: "setting the poll bytes")
             pollBytesSet = true
         }
-        for run in contiguousRuns(bytes.map { FlashPage(address: UInt32($0.address), bytes: [$0.value]) }) {
+        for run in FlashPage.joiningContiguous(bytes.map { FlashPage(address: UInt32($0.address), bytes: [$0.value]) }) {
             var offset = 0
             while offset < run.bytes.count {
                 let n = min(Self.chunkSize, run.bytes.count - offset)

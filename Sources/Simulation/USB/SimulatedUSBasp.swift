@@ -10,17 +10,17 @@ public final class SimulatedUSBasp: USBDevice {
     public let description: USBDeviceDescription
     public let chip: SimulatedAVR
     private let clock: VirtualClock
-    public var timing = LowSpeedUSBTiming()
-    public var faults = USBFaults()
+    private let link: SimulatedUSBLink
+    public var faults: USBFaults {
+        get { link.faults }
+        set { link.faults = newValue }
+    }
     /// Firmware that answers GETCAPABILITIES and SETISPSCK (2011 and later).
     public var hasSCKSetting = true
 
     /// Control transfers answered, by request number.
-    public private(set) var transfers: [UInt8: Int] = [:]
-    public var transferCount: Int { transfers.values.reduce(0, +) }
-    private var flashWrites = 0
-    private var unplugged = false
-    private var hung = false
+    /// Control transfers answered.
+    public var transferCount: Int { link.transferCount }
 
     // Firmware state.
     private var sckHertz: Double = 375_000
@@ -39,13 +39,14 @@ public final class SimulatedUSBasp: USBDevice {
     public init(chip: SimulatedAVR, product: String = "USBasp", serialNumber: String? = nil, portPath: String = "1-1") {
         self.chip = chip
         clock = chip.clock
+        link = SimulatedUSBLink(clock: chip.clock)
         description = USBDeviceDescription(vendorID: 0x16C0, productID: 0x05DC, manufacturer: "www.fischl.de", product: product,
                                            serialNumber: serialNumber, deviceRelease: 0x0107, busNumber: 1, deviceAddress: 4,
                                            portPath: portPath)
     }
 
     public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
-        try begin(request, timeoutMilliseconds: timeoutMilliseconds)
+        try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         var reply: [UInt8] = []
         switch request {
         case 1:   // CONNECT: RESET low, SCK as set
@@ -77,17 +78,15 @@ public final class SimulatedUSBasp: USBDevice {
             break
         }
         reply = Array(reply.prefix(length))
-        timing.finishTransfer(on: clock, dataBytes: reply.count)
+        link.finish(dataBytes: reply.count)
         return reply
     }
 
     public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
-        try begin(request, timeoutMilliseconds: timeoutMilliseconds)
+        try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         switch request {
         case 6:   // WRITEFLASH
-            flashWrites += 1
-            if let limit = faults.unplugAfterFlashWrites, flashWrites > limit { unplugged = true; throw .noDevice }
-            if let limit = faults.hangAfterFlashWrites, flashWrites > limit { hung = true; throw .timeout(milliseconds: timeoutMilliseconds) }
+            try link.flashWrite(timeoutMilliseconds: timeoutMilliseconds)
             if !newAddressMode { address = UInt32(value) }
             pageSize = Int(index & 0xFF) + (Int(index >> 8) & 0xF0) << 4
             let flags = UInt8(index >> 8) & 0x0F
@@ -117,7 +116,7 @@ public final class SimulatedUSBasp: USBDevice {
         default:
             break
         }
-        timing.finishTransfer(on: clock, dataBytes: data.count)
+        link.finish(dataBytes: data.count)
         return data.count
     }
 
@@ -127,19 +126,10 @@ public final class SimulatedUSBasp: USBDevice {
     public func close() {}
 
     /// Unplugs the programmer: every later request fails with ``USBError/noDevice``.
-    public func unplug() { unplugged = true }
+    public func unplug() { link.unplug() }
 
     // MARK: Firmware internals
 
-    private func begin(_ request: UInt8, timeoutMilliseconds: Int) throws(USBError) {
-        if unplugged { throw .noDevice }
-        if hung {
-            clock.advance(nanoseconds: UInt64(timeoutMilliseconds) * 1_000_000)
-            throw .timeout(milliseconds: timeoutMilliseconds)
-        }
-        transfers[request, default: 0] += 1
-        timing.beginTransfer(on: clock)
-    }
 
     private func spi(_ bytes: [UInt8]) -> [UInt8] { chip.exchange(bytes, sckHertz: sckHertz) }
 

@@ -8,14 +8,14 @@ public final class SimulatedUSBtiny: USBDevice {
     public let description: USBDeviceDescription
     public let chip: SimulatedAVR
     private let clock: VirtualClock
-    public var timing = LowSpeedUSBTiming()
-    public var faults = USBFaults()
+    private let link: SimulatedUSBLink
+    public var faults: USBFaults {
+        get { link.faults }
+        set { link.faults = newValue }
+    }
 
-    public private(set) var transfers: [UInt8: Int] = [:]
-    public var transferCount: Int { transfers.values.reduce(0, +) }
-    private var flashWrites = 0
-    private var unplugged = false
-    private var hung = false
+    /// Control transfers answered.
+    public var transferCount: Int { link.transferCount }
 
     private var sckPeriodMicroseconds = 10
     private var poll1: UInt8 = 0xFF, poll2: UInt8 = 0xFF
@@ -23,6 +23,7 @@ public final class SimulatedUSBtiny: USBDevice {
     public init(chip: SimulatedAVR, product: String = "USBtinyISP", portPath: String = "1-2") {
         self.chip = chip
         clock = chip.clock
+        link = SimulatedUSBLink(clock: chip.clock)
         description = USBDeviceDescription(vendorID: 0x1781, productID: 0x0C9F, manufacturer: "LadyAda", product: product,
                                            deviceRelease: 0x0104, busNumber: 1, deviceAddress: 5, portPath: portPath)
     }
@@ -30,7 +31,7 @@ public final class SimulatedUSBtiny: USBDevice {
     private var sckHertz: Double { 1_000_000 / Double(max(1, sckPeriodMicroseconds)) }
 
     public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
-        try begin(request, timeoutMilliseconds: timeoutMilliseconds)
+        try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         var reply: [UInt8] = []
         switch request {
         case 0: reply = [0, 0, UInt8(value & 0xFF), UInt8(value >> 8), UInt8(index & 0xFF), UInt8(index >> 8), 0, 0]
@@ -51,16 +52,14 @@ public final class SimulatedUSBtiny: USBDevice {
         default: break
         }
         reply = Array(reply.prefix(length))
-        timing.finishTransfer(on: clock, dataBytes: reply.count)
+        link.finish(dataBytes: reply.count)
         return reply
     }
 
     public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
-        try begin(request, timeoutMilliseconds: timeoutMilliseconds)
+        try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         if request == 10 {
-            flashWrites += 1
-            if let limit = faults.unplugAfterFlashWrites, flashWrites > limit { unplugged = true; throw .noDevice }
-            if let limit = faults.hangAfterFlashWrites, flashWrites > limit { hung = true; throw .timeout(milliseconds: timeoutMilliseconds) }
+            try link.flashWrite(timeoutMilliseconds: timeoutMilliseconds)
         }
         if request == 10 || request == 12 {
             let eeprom = request == 12
@@ -81,7 +80,7 @@ public final class SimulatedUSBtiny: USBDevice {
                 address &+= 1
             }
         }
-        timing.finishTransfer(on: clock, dataBytes: data.count)
+        link.finish(dataBytes: data.count)
         return data.count
     }
 
@@ -89,17 +88,8 @@ public final class SimulatedUSBtiny: USBDevice {
     public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] { throw .stall(request: 0) }
     public func close() {}
 
-    public func unplug() { unplugged = true }
+    public func unplug() { link.unplug() }
 
-    private func begin(_ request: UInt8, timeoutMilliseconds: Int) throws(USBError) {
-        if unplugged { throw .noDevice }
-        if hung {
-            clock.advance(nanoseconds: UInt64(timeoutMilliseconds) * 1_000_000)
-            throw .timeout(milliseconds: timeoutMilliseconds)
-        }
-        transfers[request, default: 0] += 1
-        timing.beginTransfer(on: clock)
-    }
 
     private func spi(_ bytes: [UInt8]) -> [UInt8] { chip.exchange(bytes, sckHertz: sckHertz) }
 
