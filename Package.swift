@@ -30,7 +30,7 @@ let package = Package(
         .executableTarget(
             name: "bootmedic",
             dependencies: [
-                "AVRISP", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "Transport",
+                "AVRISP", "BenchModel", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -102,6 +102,19 @@ extension ISPProgrammer {
         return out
     }
 
+    /// EEPROM write through the page buffer (Load EEPROM Memory Page, Write EEPROM Memory Page), polling
+    /// RDY/BSY: one self-timed write per page instead of one per byte.
+    public func writeEEPROMByPages(_ bytes: [(address: Int, value: UInt8)], part: AVRPart) throws(ISPError) {
+        let pageSize = part.eeprom.pageSize
+        var pages: [Int: [(Int, UInt8)]] = [:]
+        for (address, value) in bytes { pages[address / pageSize * pageSize, default: []].append((address, value)) }
+        for base in pages.keys.sorted() {
+            for (address, value) in pages[base]! { _ = try transfer(.loadEEPROMPage(UInt16(address), value)) }
+            _ = try transfer(.writeEEPROMPage(UInt16(base)))
+            try waitUntilReady(worstCaseMicroseconds: part.times.eepromWrite, operation: "writing the EEPROM page at 0x\(String(base, radix: 16))")
+        }
+    }
+
     /// Default EEPROM write, byte by byte.
     public func writeEEPROMByInstructions(_ bytes: [(address: Int, value: UInt8)], part: AVRPart) throws(ISPError) {
         for (address, value) in bytes {

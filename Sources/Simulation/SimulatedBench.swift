@@ -24,6 +24,12 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
     case slowClock = "slow-clock"
     /// The chip's lock bits are set (mode 3): flash reads back as zeros until a chip erase.
     case locked
+    /// Serial programmers: nothing answers the sync (no sketch loaded, wrong baud rate).
+    case neverSyncs = "never-syncs"
+    /// Serial programmers: the line carries noise.
+    case garbage
+    /// Serial programmers: answers come later than any driver waits.
+    case slowAnswer = "slow-answer"
 
     /// One line for `--help` and error messages.
     public var summary: String {
@@ -38,19 +44,29 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
         case .stuckBit: return "a flash cell cannot be programmed"
         case .slowClock: return "the chip runs from a slow internal oscillator (1 MHz, or 128 kHz on the ATmega328P)"
         case .locked: return "lock bits set: memory reads as zeros"
+        case .neverSyncs: return "serial programmer that never answers"
+        case .garbage: return "serial line carrying noise"
+        case .slowAnswer: return "serial programmer answering too late"
         }
     }
 }
 
 /// A simulated programmer with a simulated chip on its cable: what `rehearse` and the tests drive.
+/// USB programmers are in-process devices; serial programmers are served on a real pseudo-terminal.
 public final class SimulatedBench {
     public let clock: VirtualClock
     public let chip: SimulatedAVR
-    /// The programmer as the drivers see it.
-    public let device: USBDevice
     public let kind: ProgrammerKind
 
-    /// Builds a bench for a USB ISP programmer (`usbasp` or `usbtiny`) and `part`.
+    /// How a driver reaches the programmer.
+    public enum Link {
+        case usb(USBDevice)
+        /// A serial device path, served until ``SimulatedBench/stop()``.
+        case serial(SerialSimulatorServer)
+    }
+    public let link: Link
+
+    /// Builds a bench for `kind` and `part`.
     /// - Parameters:
     ///   - flash: initial flash contents from address 0 (the rest erased).
     ///   - fuses: initial fuses; the part's factory values if nil.
@@ -75,26 +91,50 @@ public final class SimulatedBench {
         }
         if faults.contains(.targetVanishes) { chip.vanishAfterPageWrites = max(1, imagePages / 2) }
         if faults.contains(.flippedBit) { chip.flipNextReadOfWrittenFlash = true }
-        var usbFaults = USBFaults()
-        if faults.contains(.programmerUnplugged) { usbFaults.unplugAfterFlashWrites = max(1, imagePages / 2) }
-        if faults.contains(.programmerHangs) { usbFaults.hangAfterFlashWrites = max(1, imagePages / 2) }
+        let midWrite = max(1, imagePages / 2)
         switch kind {
-        case .usbasp:
-            let usbasp = SimulatedUSBasp(chip: chip, serialNumber: "SIM-USBASP")
-            usbasp.faults = usbFaults
-            device = usbasp
-        case .usbtiny:
-            let tiny = SimulatedUSBtiny(chip: chip)
-            tiny.faults = usbFaults
-            device = tiny
-        default:
+        case .usbasp, .usbtiny:
+            if let serialOnly = faults.first(where: { [.neverSyncs, .garbage, .slowAnswer].contains($0) }) {
+                throw .faultNotApplicable(serialOnly, kind)
+            }
+            var usbFaults = USBFaults()
+            if faults.contains(.programmerUnplugged) { usbFaults.unplugAfterFlashWrites = midWrite }
+            if faults.contains(.programmerHangs) { usbFaults.hangAfterFlashWrites = midWrite }
+            if kind == .usbasp {
+                let usbasp = SimulatedUSBasp(chip: chip, serialNumber: "SIM-USBASP")
+                usbasp.faults = usbFaults
+                link = .usb(usbasp)
+            } else {
+                let tiny = SimulatedUSBtiny(chip: chip)
+                tiny.faults = usbFaults
+                link = .usb(tiny)
+            }
+        case .stk500v1, .avrisp, .buspirate:
+            let simulator: SerialProgrammerSimulator = kind == .buspirate ? SimulatedBusPirate(chip: chip) : SimulatedArduinoISP(chip: chip)
+            let server = try SerialSimulatorServer(simulator: simulator)
+            if faults.contains(.programmerUnplugged) { server.fault = .cablePulled; server.faultAfterPageWrites = midWrite }
+            if faults.contains(.programmerHangs) { server.fault = .slowAnswer; server.faultAfterPageWrites = midWrite }
+            if faults.contains(.neverSyncs) { server.fault = .neverSyncs }
+            if faults.contains(.garbage) { server.fault = .garbage }
+            if faults.contains(.slowAnswer) { server.fault = .slowAnswer }
+            server.start()
+            link = .serial(server)
+        case .stlink:
             throw .unsupportedProgrammer(kind)
         }
     }
 
-    /// Control transfers the programmer answered.
+    deinit { stop() }
+
+    /// Stops a serial programmer's server; the chip is then safe to read from this thread.
+    public func stop() {
+        if case let .serial(server) = link { server.stop() }
+    }
+
+    /// Control transfers a USB programmer answered (0 for serial ones).
     public var usbTransfers: Int {
-        (device as? SimulatedUSBasp)?.transferCount ?? (device as? SimulatedUSBtiny)?.transferCount ?? 0
+        guard case let .usb(device) = link else { return 0 }
+        return (device as? SimulatedUSBasp)?.transferCount ?? (device as? SimulatedUSBtiny)?.transferCount ?? 0
     }
 
     /// Marks a flash address as holding a stuck bit (the stuck-bit fault needs an address that gets written).
@@ -104,10 +144,14 @@ public final class SimulatedBench {
 /// Why a simulated bench cannot be built.
 public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedProgrammer(ProgrammerKind)
+    case pseudoTerminal(String)
+    case faultNotApplicable(SimulatedFault, ProgrammerKind)
 
     public var description: String {
         switch self {
-        case let .unsupportedProgrammer(kind): return "no simulator for \(kind.rawValue) programmers yet"
+        case let .unsupportedProgrammer(kind): return "no simulator for \(kind.rawValue) programmers"
+        case let .pseudoTerminal(reason): return "cannot create a pseudo-terminal: \(reason)"
+        case let .faultNotApplicable(fault, kind): return "the \(fault.rawValue) fault applies to serial programmers, not \(kind.rawValue)"
         }
     }
 }

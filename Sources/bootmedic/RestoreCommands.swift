@@ -44,7 +44,8 @@ func finish(_ result: RecoveryResult, json: Bool, simulation: ResultReport.Simul
     } else {
         if result.failure == nil { print(result.summary) }
         if let simulation {
-            print(String(format: "simulated: %.3f s on the wire, %d USB transfers", simulation.seconds, simulation.usbTransfers))
+            print(String(format: "simulated: %.3f s on the wire", simulation.seconds)
+                  + (simulation.usbTransfers.map { ", \($0) USB transfers" } ?? ""))
         }
     }
     if let failure = result.failure {
@@ -74,7 +75,8 @@ struct ResultReport: Encodable {
 
     struct Simulation: Encodable {
         let seconds: Double
-        let usbTransfers: Int
+        /// USB programmers only.
+        let usbTransfers: Int?
     }
 
     init(_ r: RecoveryResult, simulation: Simulation?) {
@@ -108,15 +110,18 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var options: RestoreOptions
 
-    @Option(help: "The programmer kind (usbasp, usbtiny); any USB ISP programmer if omitted.")
+    @Option(help: "The programmer kind: usbasp, usbtiny (found on USB), stk500v1, avrisp, buspirate (need --port); any USB ISP programmer if omitted.")
     var programmer: ProgrammerKind?
 
-    @Option(help: "The programmer's USB port path, e.g. 1-2.3 (as `bootmedic probe` shows it).")
+    @Option(help: "A serial programmer's device (/dev/ttyACM0), or a USB programmer's port path (1-2.3).")
     var port: String?
+
+    @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
+    var baud: Int?
 
     func run() throws {
         let set = try options.loadRules()
-        let isp = try openProgrammer(kind: programmer, port: port)
+        let isp = try openProgrammer(kind: programmer, port: port, baud: baud)
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule,
                               backups: BackupStore(directory: options.backupDir ?? set.backupDirectory),
                               sink: ConsoleSink(quiet: options.json))
@@ -124,8 +129,17 @@ struct RestoreCommand: ParsableCommand {
     }
 }
 
-/// Opens a real USB programmer, or exits with the reason.
-func openProgrammer(kind: ProgrammerKind?, port: String?) throws -> ISPProgrammer {
+/// Opens a real programmer — a serial one at `port`, or a USB one found on the bus — or exits with the reason.
+func openProgrammer(kind: ProgrammerKind?, port: String?, baud: Int?) throws -> ISPProgrammer {
+    if let kind, [.stk500v1, .avrisp, .buspirate].contains(kind) {
+        guard let port else { throw fail("\(kind) is a serial programmer: give its device with --port /dev/ttyACM0", code: 4) }
+        do { return try ProgrammerDrivers.open(kind, serialPath: port, baudRate: baud, time: SystemTimeSource()) } catch {
+            throw fail(error.description, code: 4)
+        }
+    }
+    if kind == nil, let port, port.hasPrefix("/dev/") {
+        throw fail("\(port) is a serial port: say which programmer is on it with --programmer stk500v1, avrisp or buspirate", code: 4)
+    }
     let context: USBContext
     do { context = try USBContext() } catch { throw fail("cannot start libusb: \(error)", code: 4) }
     do {
@@ -158,7 +172,7 @@ struct RehearseCommand: ParsableCommand {
 
     @OptionGroup var options: RestoreOptions
 
-    @Option(help: "The simulated programmer: usbasp or usbtiny.")
+    @Option(help: "The simulated programmer: usbasp, usbtiny, stk500v1, avrisp or buspirate (served on a pseudo-terminal).")
     var programmer: ProgrammerKind
 
     @Option(help: "The simulated chip, e.g. atmega32u4.")
@@ -205,19 +219,25 @@ struct RehearseCommand: ParsableCommand {
 
         let isp: ISPProgrammer
         do {
-            isp = programmer == .usbasp ? try USBasp(device: bench.device, time: bench.clock) : try USBtinyISP(device: bench.device, time: bench.clock)
+            switch bench.link {
+            case let .usb(device): isp = try ProgrammerDrivers.open(programmer, device: device, time: bench.clock)
+            case let .serial(server): isp = try ProgrammerDrivers.open(programmer, serialPath: server.path, time: SystemTimeSource())
+            }
         } catch { throw fail(error.description) }
         let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: BackupStore(directory: backupDir),
                               sink: ConsoleSink(quiet: options.json))
         let result = job.run()
+        withExtendedLifetime(isp) {}
+        bench.stop()
         if let dump {
             let chip = bench.chip
             do {
                 try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: dump)
             } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
         }
-        try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.usbTransfers))
+        try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds,
+                                                                    usbTransfers: bench.usbTransfers > 0 ? bench.usbTransfers : nil))
     }
 }
 
@@ -240,16 +260,19 @@ struct ProbeCommand: ParsableCommand {
         commandName: "probe",
         abstract: "Show the programmer, the chip on its cable and the chip's fuses, changing nothing.")
 
-    @Option(help: "The programmer kind (usbasp, usbtiny); any USB ISP programmer if omitted.")
+    @Option(help: "The programmer kind: usbasp, usbtiny (found on USB), stk500v1, avrisp, buspirate (need --port); any USB ISP programmer if omitted.")
     var programmer: ProgrammerKind?
 
-    @Option(help: "The programmer's USB port path, e.g. 1-2.3.")
+    @Option(help: "A serial programmer's device (/dev/ttyACM0), or a USB programmer's port path (1-2.3).")
     var port: String?
+
+    @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
+    var baud: Int?
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report = TargetProbe.run(try openProgrammer(kind: programmer, port: port))
+        let report = TargetProbe.run(try openProgrammer(kind: programmer, port: port, baud: baud))
         try printProbe(report, json: output.json)
     }
 }

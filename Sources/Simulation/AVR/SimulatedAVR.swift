@@ -21,6 +21,8 @@ public final class SimulatedAVR {
 
     /// Whether a target is on the cable at all.
     public var isAttached = true
+    /// Whether the target has power (a programmer that supplies it can switch it).
+    public var isPowered = true
     /// What MISO reads with no target driving it (pull-up: 0xFF; pulled down: 0x00).
     public var floatingMISO: UInt8 = 0xFF
     /// The crystal on the board, used when the fuses select a crystal.
@@ -45,6 +47,9 @@ public final class SimulatedAVR {
     private var eepromBuffer: [Int: UInt8] = [:]
     private var extendedAddress: UInt32 = 0
     private var writtenPages: Set<Int> = []
+    /// A fuse or lock write in progress: the cells take the new value when the write completes, and
+    /// until then read back the old one (which is how a programmer polling by read-back sees it end).
+    private var pendingFuse: (byte: FuseByte?, value: UInt8)?
 
     /// Page writes committed, and instructions a programmer sent while the chip was busy (ignored, as on
     /// silicon, where they corrupt the write in progress).
@@ -71,14 +76,25 @@ public final class SimulatedAVR {
 
     // MARK: What a test or a dump reads
 
+    /// Completes a fuse or lock write whose time has come.
+    private func settle() {
+        guard !isBusy, let pending = pendingFuse else { return }
+        if let byte = pending.byte { storedFuses[byte] = pending.value } else { storedLock &= pending.value }
+        pendingFuse = nil
+    }
+
     /// The fuses as the chip reports them (unimplemented bits included).
     public var fuses: FuseSet {
+        settle()
         var out = FuseSet()
         for layout in part.fuseBytes { out[layout.byte] = storedFuses[layout.byte]! | (unimplementedBits & ~layout.implementedMask) }
         return out
     }
 
-    public var lock: UInt8 { storedLock | (unimplementedBits & ~part.lock.implementedMask) }
+    public var lock: UInt8 {
+        settle()
+        return storedLock | (unimplementedBits & ~part.lock.implementedMask)
+    }
 
     /// True while a self-timed write is in progress.
     public var isBusy: Bool { clock.now < busyUntil }
@@ -92,6 +108,7 @@ public final class SimulatedAVR {
     /// Drives RESET: held low, the chip stops and may enter programming mode; released, it runs.
     /// A new reset latches the clock the fuses select now.
     public func setReset(held: Bool) {
+        settle()
         if held && !isResetHeld { cpuHertz = clockHertz() }
         if !held { isProgramming = false }
         isResetHeld = held
@@ -102,7 +119,7 @@ public final class SimulatedAVR {
         precondition(bytes.count == 4)
         clock.advance(nanoseconds: UInt64(32 / sckHertz * 1e9))
         instructionCount += 1
-        guard isAttached else { return [UInt8](repeating: floatingMISO, count: 4) }
+        guard isAttached, isPowered else { return [UInt8](repeating: floatingMISO, count: 4) }
         // Not in reset: the application owns the pins. Too fast for the clock: bits are missed.
         guard isResetHeld, sckHertz < maximumSCK else {
             return [UInt8](repeating: floatingMISO, count: 4)
@@ -120,6 +137,7 @@ public final class SimulatedAVR {
     private var lockMode: UInt8 { storedLock & 0x03 }
 
     private func execute(_ b: [UInt8]) -> UInt8 {
+        settle()
         let busy = isBusy
         func ignoredWhileBusy() -> Bool {
             if busy { instructionsWhileBusy.append(b.map { String(format: "%02X", $0) }.joined(separator: " ")) }
@@ -139,14 +157,14 @@ public final class SimulatedAVR {
                     var value = b[3] & layout.implementedMask
                     // SPIEN cannot be changed in serial programming mode.
                     if let spien = part.field("SPIEN"), spien.byte == byte { value = value & ~spien.mask | storedFuses[byte]! & spien.mask }
-                    storedFuses[byte] = value
+                    pendingFuse = (byte, value)
                 }
                 busyUntil = clock.now + UInt64(part.times.fuseWrite) * 1000
             default:
                 if b[1] & 0xE0 == 0xE0 {
                     if ignoredWhileBusy() { return 0 }
                     // Lock bits can only be programmed (cleared) until a chip erase.
-                    storedLock &= b[3] & part.lock.implementedMask
+                    pendingFuse = (nil, b[3] & part.lock.implementedMask)
                     busyUntil = clock.now + UInt64(part.times.fuseWrite) * 1000
                 }
             }

@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pseudo-terminal pair: the master side a simulated programmer serves, and the slave device a client
+/// (bootmedic's serial drivers, avrdude) opens like any `/dev/ttyACM0`.
+public final class PseudoTerminal {
+    /// The device path a client opens, e.g. "/dev/pts/3".
+    public let slavePath: String
+    let master: CInt
+    /// Held open so the master never sees a hang-up between clients, and so the line starts raw.
+    private let heldSlave: CInt
+
+    // <asm-generic/ioctls.h>: TIOCSPTLCK = _IOW('T', 0x31, int), TIOCGPTN = _IOR('T', 0x30, unsigned int).
+    private static let unlock: UInt = 0x4004_5431
+    private static let getNumber: UInt = 0x8004_5430
+
+    public init() throws(SimulationError) {
+        master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard master >= 0 else { throw .pseudoTerminal(String(cString: strerror(errno))) }
+        var zero: CInt = 0
+        var number: CUnsignedInt = 0
+        guard ioctl(master, Self.unlock, &zero) == 0, ioctl(master, Self.getNumber, &number) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(master)
+            throw .pseudoTerminal(reason)
+        }
+        slavePath = "/dev/pts/\(number)"
+        heldSlave = open(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard heldSlave >= 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(master)
+            throw .pseudoTerminal(reason)
+        }
+        // Raw from the start: no echo of what the simulator sends, no line editing.
+        var options = termios()
+        tcgetattr(heldSlave, &options)
+        cfmakeraw(&options)
+        tcsetattr(heldSlave, TCSANOW, &options)
+        _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
+    }
+
+    deinit { close() }
+
+    private var closed = false
+
+    /// Closes both sides: a client's next read or write fails as when a USB adapter is pulled.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(heldSlave)
+        Glibc.close(master)
+    }
+}

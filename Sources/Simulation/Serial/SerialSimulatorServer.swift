@@ -1,0 +1,136 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// A simulated programmer on the far side of a serial line: bytes in, bytes out.
+public protocol SerialProgrammerSimulator: AnyObject {
+    /// Takes the bytes the host sent and returns what the programmer answers.
+    func receive(_ bytes: [UInt8]) -> [UInt8]
+    /// The chip on the programmer's cable.
+    var chip: SimulatedAVR { get }
+}
+
+/// Faults on the serial line, injected between the host and the simulated programmer.
+public enum SerialFault: String, CaseIterable, Sendable {
+    /// The adapter is pulled: the pty closes.
+    case cablePulled = "cable-pulled"
+    /// The programmer never answers (no sketch loaded, wrong baud rate).
+    case neverSyncs = "never-syncs"
+    /// The programmer answers noise.
+    case garbage
+    /// The programmer answers, but later than any driver waits.
+    case slowAnswer = "slow-answer"
+}
+
+/// Serves a ``SerialProgrammerSimulator`` on a ``PseudoTerminal`` from a background thread.
+/// The simulator and its chip are touched only by that thread while it runs.
+public final class SerialSimulatorServer: @unchecked Sendable {
+    public let terminal: PseudoTerminal
+    public let simulator: SerialProgrammerSimulator
+    public var fault: SerialFault?
+    /// The fault strikes once the chip has committed this many flash pages (0: from the start).
+    public var faultAfterPageWrites = 0
+    /// For ``SerialFault/slowAnswer``: how late each answer comes.
+    public var slowAnswerMilliseconds = 3000
+
+    private var thread: Thread?
+    private let stopPipe: [CInt]
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(simulator: SerialProgrammerSimulator) throws(SimulationError) {
+        terminal = try PseudoTerminal()
+        self.simulator = simulator
+        var fds: [CInt] = [0, 0]
+        guard pipe(&fds) == 0 else { throw .pseudoTerminal("cannot create a pipe") }
+        stopPipe = fds
+    }
+
+    /// The device path clients open.
+    public var path: String { terminal.slavePath }
+
+    /// Starts serving.
+    public func start() {
+        let thread = Thread { [self] in
+            serve()
+            finished.signal()
+        }
+        thread.stackSize = 1 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops serving and waits until the thread has let go of the simulator.
+    public func stop() {
+        guard thread != nil else { return }
+        var byte: UInt8 = 1
+        _ = Glibc.write(stopPipe[1], &byte, 1)
+        finished.wait()
+        thread = nil
+    }
+
+    deinit {
+        stop()
+        Glibc.close(stopPipe[0])
+        Glibc.close(stopPipe[1])
+    }
+
+    private func serve() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var random = SystemRandomNumberGenerator()
+        // Simulated time is the device's own (SPI bits, firmware delays) plus the real time the host spent
+        // between messages: a write the host waited 9 ms for has had its 9 ms on the chip too.
+        let clock = simulator.chip.clock
+        var lastReal = DispatchTime.now().uptimeNanoseconds
+        while true {
+            var fds = [pollfd(fd: terminal.master, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&fds, 2, 1000)
+            if ready < 0 && errno != EINTR { return }
+            if fds[1].revents != 0 { return }
+            guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(terminal.master, $0.baseAddress, $0.count) }
+            guard n > 0 else { continue }
+            let now = DispatchTime.now().uptimeNanoseconds
+            clock.advance(nanoseconds: now - lastReal)
+            defer { lastReal = DispatchTime.now().uptimeNanoseconds }
+            let input = Array(buffer.prefix(n))
+            let active = simulator.chip.pageWrites >= faultAfterPageWrites ? fault : nil
+            switch active {
+            case .neverSyncs?:
+                continue
+            case .garbage?:
+                send((0..<input.count).map { _ in UInt8.random(in: 0...255, using: &random) | 0x80 })
+                continue
+            case .cablePulled?:
+                terminal.close()
+                waitForStop()
+                return
+            case .slowAnswer?:
+                usleep(useconds_t(slowAnswerMilliseconds * 1000))
+            case nil:
+                break
+            }
+            send(simulator.receive(input))
+        }
+    }
+
+    private func waitForStop() {
+        var fd = pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)
+        while poll(&fd, 1, -1) < 0 && errno == EINTR {}
+    }
+
+    private func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(terminal.master, $0.baseAddress, $0.count) }
+            if n > 0 { offset += n; continue }
+            if errno == EAGAIN || errno == EINTR {
+                var fd = pollfd(fd: terminal.master, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&fd, 1, 100)
+                continue
+            }
+            return
+        }
+    }
+}
