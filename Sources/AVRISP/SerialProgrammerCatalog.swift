@@ -33,7 +33,7 @@ public enum SerialRecognition: Sendable, Equatable {
 /// harmless probe (``SerialProgrammerProbe``) decides; nothing else is sent to a device the probe has
 /// not recognised.
 public struct SerialProgrammerCatalog: Sendable {
-    public struct Entry: Sendable, Hashable {
+    public struct Entry: Sendable, Equatable {
         public var vendorID: UInt16
         public var productID: UInt16
         /// If set, the USB product string must contain this (case-insensitive).
