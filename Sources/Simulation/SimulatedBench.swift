@@ -131,6 +131,12 @@ public final class SimulatedBench {
         if case let .serial(server) = link { server.stop() }
     }
 
+    /// The device of a USB programmer (nil for serial ones).
+    public var usbDevice: USBDevice? {
+        if case let .usb(device) = link { return device }
+        return nil
+    }
+
     /// Control transfers a USB programmer answered (0 for serial ones).
     public var usbTransfers: Int {
         guard case let .usb(device) = link else { return 0 }

@@ -69,12 +69,25 @@ public final class BusPirate: ISPProgrammer {
     }
 
     public func transfer(_ instruction: ISPInstruction) throws(ISPError) -> [UInt8] {
-        try command([0x13], expect: [0x01], "starting a bulk transfer")
+        try bulk([instruction])[0]
+    }
+
+    /// Up to four instructions in one bulk transfer (0x10 | count-1, then the bytes). The command and its
+    /// bytes go out together: the Bus Pirate buffers them, so one round trip carries all four.
+    private func bulk(_ instructions: [ISPInstruction]) throws(ISPError) -> [[UInt8]] {
+        precondition((1...4).contains(instructions.count))
+        let bytes = instructions.flatMap(\.bytes)
         do {
-            try port.write(instruction.bytes)
-            return try port.read(count: 4, timeoutMilliseconds: replyTimeoutMilliseconds)
+            try port.write([0x10 | UInt8(bytes.count - 1)] + bytes)
+            let answer = try port.read(count: 1 + bytes.count, timeoutMilliseconds: replyTimeoutMilliseconds)
+            guard answer[0] == 0x01 else {
+                throw ISPError.protocolViolation("the Bus Pirate refused a bulk transfer (answered 0x\(hex(answer[0])))")
+            }
+            return (0..<instructions.count).map { Array(answer[1 + 4 * $0..<5 + 4 * $0]) }
+        } catch let error as ISPError {
+            throw error
         } catch {
-            throw .link("\(error) while sending \(instruction)")
+            throw .link("\(error) while sending \(instructions[0])")
         }
     }
 
@@ -107,7 +120,14 @@ public final class BusPirate: ISPProgrammer {
     }
 
     public func readEEPROM(from address: Int, count: Int, part: AVRPart) throws(ISPError) -> [UInt8] {
-        try readEEPROMByInstructions(from: address, count: count)
+        var out: [UInt8] = []
+        var at = address
+        while at < address + count {
+            let n = min(4, address + count - at)
+            out += try bulk((at..<at + n).map { ISPInstruction.readEEPROM(UInt16($0)) }).map { $0[3] }
+            at += n
+        }
+        return out
     }
 
     public func writeFlash(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError) {
