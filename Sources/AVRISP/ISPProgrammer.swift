@@ -87,4 +87,8 @@ public protocol ISPProgrammer: AnyObject {
 
     /// True when a round trip is cheap enough that polling RDY/BSY beats waiting the worst case.
     var pollsReadyBusy: Bool { get }
+
+    /// Lets go of the programmer: returns it to the state a person expects (a Bus Pirate to its console)
+    /// and closes the device. Later calls fail.
+    func close()
 }

@@ -125,7 +125,9 @@ struct RestoreCommand: ParsableCommand {
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule,
                               backups: BackupStore(directory: options.backupDir ?? set.backupDirectory),
                               sink: ConsoleSink(quiet: options.json))
-        try finish(job.run(), json: options.json)
+        let result = job.run()
+        isp.close()
+        try finish(result, json: options.json)
     }
 }
 
@@ -228,7 +230,7 @@ struct RehearseCommand: ParsableCommand {
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: BackupStore(directory: backupDir),
                               sink: ConsoleSink(quiet: options.json))
         let result = job.run()
-        withExtendedLifetime(isp) {}
+        isp.close()
         bench.stop()
         if let dump {
             let chip = bench.chip
@@ -272,7 +274,9 @@ struct ProbeCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report = TargetProbe.run(try openProgrammer(kind: programmer, port: port, baud: baud))
+        let isp = try openProgrammer(kind: programmer, port: port, baud: baud)
+        let report = TargetProbe.run(isp)
+        isp.close()
         try printProbe(report, json: output.json)
     }
 }

@@ -69,6 +69,7 @@ struct SerialRehearsal {
             let isp = try ProgrammerDrivers.open(kind, serialPath: server.path, time: SystemTimeSource())
             configure(isp)
             result = RecoveryJob(programmer: isp, rules: rules, ruleName: rule, backups: BackupStore(directory: backups.path), sink: sink).run()
+            isp.close()
         }
         bench.stop()
         self.result = result

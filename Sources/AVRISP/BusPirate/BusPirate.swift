@@ -33,7 +33,10 @@ public final class BusPirate: ISPProgrammer {
         identity = ProgrammerIdentity(kind: .buspirate, name: "Bus Pirate", port: path)
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Returns the Bus Pirate to its console and closes the port.
+    public func close() {
         leaveBinaryMode()
         port.close()
     }

@@ -56,6 +56,8 @@ public final class STK500v1: ISPProgrammer {
 
     deinit { port.close() }
 
+    public func close() { port.close() }
+
     // MARK: Programming mode
 
     public func enterProgrammingMode() throws(ISPError) {

@@ -74,6 +74,8 @@ public final class USBtinyISP: ISPProgrammer {
         try? control(.powerDown, operation: "releasing the target")
     }
 
+    public func close() { device.close() }
+
     public func transfer(_ instruction: ISPInstruction) throws(ISPError) -> [UInt8] {
         let b = instruction.bytes
         let answer = try controlIn(.spi, value: UInt16(b[1]) << 8 | UInt16(b[0]), index: UInt16(b[3]) << 8 | UInt16(b[2]),
