@@ -36,6 +36,42 @@ PY
     row $p "Caterina-Micro 32 KiB, factory chip" arduino-micro atmega32u4
   done
 } > "$work/table.md"
+
+# Serial programmers: bootmedic and avrdude 7.1 driving the same simulator (simulated line and chip time).
+sed 's/^expect_usb = "1B4F:9205"$/expect_usb = "1B4F:9205"\nbackup = false\nrestore_eeprom = false/' config/rules.toml > "$work/nobackup.toml"
+avrdude_seconds() {  # programmer kind, avrdude -c arguments...
+  local kind=$1; shift
+  rm -rf "$work/state" "$work/fifo"
+  mkfifo "$work/fifo"
+  # The simulator serves until its standard input closes: a FIFO whose writer is this shell's fd 4.
+  "$bin" simulate --programmer "$kind" --part atmega32u4 --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
+  local sim=$!
+  exec 4> "$work/fifo"
+  for _ in $(seq 100); do [ -s "$work/sim.out" ] && break; sleep 0.05; done
+  avrdude "$@" -P "$(head -1 "$work/sim.out")" -p m32u4 -U "flash:w:$firmware/Caterina-promicro16.hex:i" \
+    -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m >/dev/null 2>&1
+  exec 4>&-
+  wait $sim 2>/dev/null || true
+  python3 -c "import json;print('%.2f' % json.load(open('$work/state/session.json'))['seconds'])"
+}
+bootmedic_seconds() {  # programmer kind, rules file
+  "$bin" rehearse --rules "$2" --firmware-dir "$firmware" --backup-dir "$work/backups" --programmer "$1" --part atmega32u4 \
+    --rule pro-micro-5v --json | python3 -c "import json,sys;print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
+}
+{
+  echo
+  echo "Serial programmers, Caterina 4 KiB and fuses on a factory ATmega32U4, simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp):"
+  echo
+  echo "| programmer | avrdude 7.1 | bootmedic, no backup | ratio | bootmedic with backup |"
+  echo "|---|---|---|---|---|"
+  for spec in "stk500v1:-c stk500v1 -b 19200" "avrisp:-c avrisp -b 19200" "buspirate:-c buspirate"; do
+    kind=${spec%%:*}; args=${spec#*:}
+    a=$(avrdude_seconds "$kind" $args)
+    b=$(bootmedic_seconds "$kind" "$work/nobackup.toml")
+    c=$(bootmedic_seconds "$kind" config/rules.toml)
+    echo "| $kind | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $c |"
+  done
+} >> "$work/table.md"
 mkdir -p bench
 {
   echo "# bootmedic restore benchmark (simulated hardware time)"

@@ -112,6 +112,7 @@ public final class SimulatedBench {
         case .stk500v1, .avrisp, .buspirate:
             let simulator: SerialProgrammerSimulator = kind == .buspirate ? SimulatedBusPirate(chip: chip) : SimulatedArduinoISP(chip: chip)
             let server = try SerialSimulatorServer(simulator: simulator)
+            server.line = kind == .avrisp ? .usbCDC : .uart
             if faults.contains(.programmerUnplugged) { server.fault = .cablePulled; server.faultAfterPageWrites = midWrite }
             if faults.contains(.programmerHangs) { server.fault = .slowAnswer; server.faultAfterPageWrites = midWrite }
             if faults.contains(.neverSyncs) { server.fault = .neverSyncs }

@@ -52,6 +52,7 @@ struct SimulateCommand: ParsableCommand {
             server = try SerialSimulatorServer(simulator: makeSerialSimulator(programmer, chip: chip))
         } catch { throw fail(error.description) }
         server.fault = fault
+        server.line = programmer == .avrisp ? .usbCDC : .uart
         server.start()
         print(server.path)
         fflush(nil)
@@ -73,9 +74,13 @@ struct SimulateCommand: ParsableCommand {
         stdinReader.start()
         done.wait()
         server.stop()
+        let summary = String(format: "{\"seconds\": %.6f, \"bytesFromHost\": %d, \"bytesToHost\": %d}\n",
+                             chip.clock.seconds, server.bytesFromHost, server.bytesToHost)
+        printError("simulated: " + summary.trimmingCharacters(in: .whitespacesAndNewlines))
         if let state {
             do {
                 try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: state)
+                try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
             } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
         }
     }

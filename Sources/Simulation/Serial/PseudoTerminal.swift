@@ -42,6 +42,18 @@ public final class PseudoTerminal {
 
     deinit { close() }
 
+    /// The line speed the client set (`cfgetospeed` on the shared terminal), in baud.
+    public var baudRate: Int {
+        guard !closed else { return 0 }
+        var options = termios()
+        tcgetattr(heldSlave, &options)
+        let table: [speed_t: Int] = [speed_t(B1200): 1200, speed_t(B2400): 2400, speed_t(B4800): 4800, speed_t(B9600): 9600,
+                                     speed_t(B19200): 19200, speed_t(B38400): 38400, speed_t(B57600): 57600,
+                                     speed_t(B115200): 115_200, speed_t(B230400): 230_400, speed_t(B460800): 460_800,
+                                     speed_t(B500000): 500_000, speed_t(B1000000): 1_000_000]
+        return table[cfgetospeed(&options)] ?? 9600
+    }
+
     private var closed = false
 
     /// Closes both sides: a client's next read or write fails as when a USB adapter is pulled.

@@ -23,6 +23,28 @@ public enum SerialFault: String, CaseIterable, Sendable {
     case slowAnswer = "slow-answer"
 }
 
+/// How long bytes take on the simulated line.
+public enum SerialLineTiming: Sendable {
+    /// A UART at the baud rate the client set: 10 bit times a byte (8N1).
+    case uart
+    /// USB CDC on a full-speed native-USB AVR (Pro Micro, Teensy 2.0): the baud rate is ignored; each
+    /// burst waits for the next 1 ms frame and moves 64-byte packets (USB 2.0 §5.8 bulk transfers).
+    case usbCDC
+
+    func carry(_ bytes: Int, on clock: VirtualClock, baudRate: Int) {
+        guard bytes > 0 else { return }
+        switch self {
+        case .uart:
+            clock.advance(nanoseconds: UInt64(bytes) * 10 * 1_000_000_000 / UInt64(max(baudRate, 1)))
+        case .usbCDC:
+            let frame: UInt64 = 1_000_000
+            clock.advance(to: (clock.now + frame - 1) / frame * frame)
+            // At most 19 64-byte bulk packets fit a full-speed frame; count each at 64 bytes of 12 Mbit/s plus overhead.
+            clock.advance(nanoseconds: UInt64((bytes + 63) / 64) * 50_000)
+        }
+    }
+}
+
 /// Serves a ``SerialProgrammerSimulator`` on a ``PseudoTerminal`` from a background thread.
 /// The simulator and its chip are touched only by that thread while it runs.
 public final class SerialSimulatorServer: @unchecked Sendable {
@@ -33,6 +55,12 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     public var faultAfterPageWrites = 0
     /// For ``SerialFault/slowAnswer``: how late each answer comes.
     public var slowAnswerMilliseconds = 3000
+    /// How bytes cross the line, for the simulated time.
+    public var line: SerialLineTiming = .uart
+
+    /// Bytes that crossed the line in each direction.
+    public private(set) var bytesFromHost = 0
+    public private(set) var bytesToHost = 0
 
     private var thread: Thread?
     private let stopPipe: [CInt]
@@ -95,6 +123,8 @@ public final class SerialSimulatorServer: @unchecked Sendable {
             clock.advance(nanoseconds: now - lastReal)
             defer { lastReal = DispatchTime.now().uptimeNanoseconds }
             let input = Array(buffer.prefix(n))
+            bytesFromHost += n
+            line.carry(n, on: clock, baudRate: terminal.baudRate)
             let active = simulator.chip.pageWrites >= faultAfterPageWrites ? fault : nil
             switch active {
             case .neverSyncs?:
@@ -111,7 +141,10 @@ public final class SerialSimulatorServer: @unchecked Sendable {
             case nil:
                 break
             }
-            send(simulator.receive(input))
+            let reply = simulator.receive(input)
+            bytesToHost += reply.count
+            line.carry(reply.count, on: clock, baudRate: terminal.baudRate)
+            send(reply)
         }
     }
 
