@@ -25,12 +25,13 @@ let package = Package(
         .target(name: "Parts", dependencies: ["FirmwareImage"]),
         .target(name: "Rules", dependencies: ["BenchModel", "FirmwareImage", "Parts"]),
         .target(name: "AVRISP", dependencies: ["BenchModel", "Parts", "Transport"]),
+        .target(name: "STLink", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "Simulation", dependencies: ["BenchModel", "Parts", "Transport"]),
-        .target(name: "Recovery", dependencies: ["AVRISP", "FirmwareImage", "Parts", "Rules", "Transport"]),
+        .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "FirmwareImage", "Parts", "Rules", "STLink", "Transport"]),
         .executableTarget(
             name: "bootmedic",
             dependencies: [
-                "AVRISP", "BenchModel", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "Transport",
+                "AVRISP", "BenchModel", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "STLink", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

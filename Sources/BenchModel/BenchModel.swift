@@ -52,3 +52,29 @@ public struct USBID: Hashable, Sendable, Codable, CustomStringConvertible {
     }
 }
 
+
+/// What a programmer says about itself, for `probe` and the journal.
+public struct ProgrammerIdentity: Sendable, Hashable {
+    public var kind: ProgrammerKind
+    /// "USBasp", "USBtinyISP", …
+    public var name: String
+    public var firmware: String?
+    public var serialNumber: String?
+    /// udev's ID_PATH-like location, or the serial port.
+    public var port: String?
+    /// The SCK the target answered at, e.g. "375 kHz".
+    public var sck: String?
+    public var targetVoltage: Double?
+
+    public init(kind: ProgrammerKind, name: String, firmware: String? = nil, serialNumber: String? = nil, port: String? = nil,
+                sck: String? = nil, targetVoltage: Double? = nil) {
+        self.kind = kind
+        self.name = name
+        self.firmware = firmware
+        self.serialNumber = serialNumber
+        self.port = port
+        self.sck = sck
+        self.targetVoltage = targetVoltage
+    }
+}
+

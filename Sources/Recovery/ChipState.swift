@@ -63,6 +63,13 @@ public struct BackupStore: Sendable {
 
     /// Saves `state` with a manifest and returns the backup's folder.
     public func save(_ state: ChipState, part: AVRPart, signature: Signature, programmer: String, rule: String?, date: Date = Date()) throws -> String {
+        try saveFolder(named: part.id, date: date, manifest: [
+            "part": part.id, "signature": signature.description, "programmer": programmer, "rule": rule ?? "",
+        ]) { folder in try state.write(to: folder) }
+    }
+
+    /// Writes a backup into a hidden folder, then renames it to `<timestamp>-<name>[-n]`.
+    func saveFolder(named name: String, date: Date, manifest: [String: String], contents: (String) throws -> Void) throws -> String {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -70,18 +77,17 @@ public struct BackupStore: Sendable {
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         let stamp = formatter.string(from: date)
         let temporary = directory + "/.incomplete-\(UUID().uuidString)"
-        try state.write(to: temporary)
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        try contents(temporary)
         formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss'Z'"
-        let manifest: [String: String] = [
-            "part": part.id, "signature": signature.description, "programmer": programmer, "rule": rule ?? "",
-            "date": formatter.string(from: date),
-        ]
-        let json = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
+        var fields = manifest
+        fields["date"] = formatter.string(from: date)
+        let json = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
         try writeDurably(json, to: temporary + "/backup.json")
-        var final = directory + "/\(stamp)-\(part.id)"
+        var final = directory + "/\(stamp)-\(name)"
         var n = 2
         while FileManager.default.fileExists(atPath: final) {
-            final = directory + "/\(stamp)-\(part.id)-\(n)"
+            final = directory + "/\(stamp)-\(name)-\(n)"
             n += 1
         }
         try FileManager.default.moveItem(atPath: temporary, toPath: final)

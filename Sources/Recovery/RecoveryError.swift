@@ -1,6 +1,7 @@
 import AVRISP
 import Parts
 import Rules
+import STLink
 
 /// Why a restore stopped, and at which step; `backup` says where the chip's old contents are.
 public struct RecoveryFailure: Error, Sendable, CustomStringConvertible {
@@ -35,6 +36,9 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
     case fusesDidNotTake([FuseMismatch])
     case lockDidNotTake(expected: UInt8, actual: UInt8)
     case cancelled(String)
+    case stm32(STM32Error)
+    /// The STM32 is read-protected and the rule does not allow removing the protection.
+    case protectionNotAllowed(rule: String)
 
     public var description: String {
         switch self {
@@ -63,6 +67,9 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case let .lockDidNotTake(expected, actual):
             return String(format: "the lock bits did not take: wrote 0x%02X, read 0x%02X", expected, actual)
         case let .cancelled(text): return "stopped: \(text)"
+        case let .stm32(error): return error.description
+        case let .protectionNotAllowed(rule):
+            return "the chip is read-protected (the guide's \"Unknown memory region\"): removing the protection mass-erases it, and its contents cannot be read or saved first; set allow_unlock = true in rule '\(rule)' to allow that"
         }
     }
 
@@ -77,6 +84,12 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case .verifyFailed, .fusesDidNotTake, .lockDidNotTake: return 8
         case .backupFailed: return 9
         case .cancelled: return 10
+        case .stm32(.link(.noTarget)), .stm32(.link(.noPower)): return 3
+        case .stm32(.link(.usb)), .stm32(.link(.protocolViolation)), .stm32(.link(.timeout)), .stm32(.link(.accessFault)): return 4
+        case .stm32(.link(.firmwareTooOld)): return 5
+        case .stm32(.unknownChip): return 6
+        case .protectionNotAllowed: return 7
+        case .stm32(.controller): return 8
         }
     }
 }

@@ -1,5 +1,7 @@
 import AVRISP
+import BenchModel
 import Parts
+import STLink
 
 /// The steps of a restore, in order. Raw values are what the journal's BOOTMEDIC_STEP and the
 /// command line show.
@@ -7,6 +9,8 @@ public enum RecoveryStep: String, CaseIterable, Sendable, Codable {
     case connect, identify
     case selectRule = "select-rule"
     case check
+    /// STM32: remove read protection (mass-erases the chip).
+    case unlock
     case healthCheck = "health-check"
     case backup, erase
     case writeFlash = "write-flash"
@@ -24,6 +28,7 @@ public enum RecoveryStep: String, CaseIterable, Sendable, Codable {
         case .identify: return "reading the signature"
         case .selectRule: return "choosing the rule"
         case .check: return "checking the plan"
+        case .unlock: return "removing read protection"
         case .healthCheck: return "checking whether the board is healthy"
         case .backup: return "backing up the chip"
         case .erase: return "erasing"
@@ -63,6 +68,8 @@ public struct RecoveryResult: Sendable {
     public var programmer: ProgrammerIdentity
     public var signature: Signature?
     public var part: AVRPart?
+    /// For an STM32: what it answered.
+    public var stm32: STM32Target?
     public var rule: String?
     public var backupPath: String?
     public var fusesWritten: FuseSet?
@@ -72,13 +79,16 @@ public struct RecoveryResult: Sendable {
 
     public var totalSeconds: Double { Double(totalNanoseconds) / 1e9 }
 
+    /// The target's name for people.
+    public var targetName: String? { part?.name ?? stm32?.chip.name }
+
     /// One line for a terminal or a log.
     public var summary: String {
         switch outcome {
         case .healthy:
-            return "healthy: \(part?.name ?? "target") already has \(rule ?? "its bootloader"); nothing written"
+            return "healthy: \(targetName ?? "target") already has \(rule ?? "its bootloader"); nothing written"
         case .restored:
-            return "restored: \(part?.name ?? "target") now has \(rule ?? "its bootloader")" + String(format: " in %.2f s", totalSeconds)
+            return "restored: \(targetName ?? "target") now has \(rule ?? "its bootloader")" + String(format: " in %.2f s", totalSeconds)
         case .failed:
             return "failed: " + (failure?.description ?? "unknown error")
         }

@@ -30,6 +30,14 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
     case garbage
     /// Serial programmers: answers come later than any driver waits.
     case slowAnswer = "slow-answer"
+    /// ST-Link: SWDIO and SWCLK swapped (nothing answers on SWD).
+    case swappedWires = "swapped-wires"
+    /// ST-Link: the target has no supply.
+    case noPower = "no-power"
+    /// ST-Link: firmware V2J22, before 16-bit memory writes.
+    case oldFirmware = "old-firmware"
+    /// ST-Link: a clone STM32F103 (CKS32) that answers a different SW-DP IDCODE.
+    case clone
 
     /// One line for `--help` and error messages.
     public var summary: String {
@@ -47,6 +55,10 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
         case .neverSyncs: return "serial programmer that never answers"
         case .garbage: return "serial line carrying noise"
         case .slowAnswer: return "serial programmer answering too late"
+        case .swappedWires: return "SWDIO and SWCLK swapped"
+        case .noPower: return "target without power"
+        case .oldFirmware: return "ST-Link firmware V2J22"
+        case .clone: return "a clone STM32F103"
         }
     }
 }
@@ -121,7 +133,7 @@ public final class SimulatedBench {
             server.start()
             link = .serial(server)
         case .stlink:
-            throw .unsupportedProgrammer(kind)
+            throw .unsupportedProgrammer(kind)   // see SimulatedSTM32Bench
         }
     }
 

@@ -6,6 +6,7 @@ import Parts
 import Recovery
 import Rules
 import Simulation
+import STLink
 import Transport
 
 /// Options `restore` and `rehearse` share.
@@ -192,10 +193,14 @@ struct RehearseCommand: ParsableCommand {
     @Option(help: "Inject a fault (repeatable).")
     var fault: [SimulatedFault] = []
 
-    @Option(help: "Write the chip's final flash.bin, eeprom.bin and fuses.json here.")
+    @Option(help: "Write the chip's final flash.bin, eeprom.bin and fuses.json here (STM32: flash.bin and option-bytes.json).")
     var dump: String?
 
+    @Flag(help: "STM32: start the chip read-protected.")
+    var protected = false
+
     func run() throws {
+        if programmer == .stlink { return try rehearseSTM32() }
         guard case let .avr(avr)? = PartCatalog.part(named: part) else {
             throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
         }
@@ -240,6 +245,33 @@ struct RehearseCommand: ParsableCommand {
         }
         try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds,
                                                                     usbTransfers: bench.usbTransfers > 0 ? bench.usbTransfers : nil))
+    }
+}
+
+extension RehearseCommand {
+    /// The ST-Link path: a simulated ST-Link/V2 and Bluepill.
+    func rehearseSTM32() throws {
+        guard case .stm32? = PartCatalog.part(named: part) else {
+            throw fail("an ST-Link rehearsal needs an STM32 part (stm32f103), not '\(part)'")
+        }
+        let set = try options.loadRules()
+        let flash = try initialFlash.map { try readBinary($0) }
+        let bench: SimulatedSTM32Bench
+        do {
+            bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(fault))
+        } catch { throw fail(error.description) }
+        let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
+        let job = STM32RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, ruleName: options.rule,
+                                   backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
+        let result = job.run()
+        if let dump {
+            do {
+                try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
+                try Data(bench.target.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
+                try optionBytesJSON(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
+            } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
+        }
+        try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.stlink.transfers))
     }
 }
 

@@ -1,0 +1,28 @@
+import Transport
+
+/// A simulated ST-Link/V2 with a simulated Bluepill (STM32F103C8) on its SWD cable.
+public final class SimulatedSTM32Bench {
+    public let clock = VirtualClock()
+    public let target: SimulatedSTM32F103
+    public let stlink: SimulatedSTLink
+
+    /// - Parameters:
+    ///   - protected: the chip starts read-protected (RDP not 0xA5).
+    ///   - imageWrites: how many memory writes the restore makes, to place the mid-write unplug.
+    public init(flash: [UInt8]? = nil, protected: Bool = false, faults: Set<SimulatedFault> = [], imageWrites: Int = 8) throws(SimulationError) {
+        target = SimulatedSTM32F103(clock: clock, flash: flash, readProtected: protected)
+        stlink = SimulatedSTLink(target: target)
+        for fault in faults {
+            switch fault {
+            case .noTarget, .swappedWires: stlink.swdConnected = false
+            case .noPower: stlink.targetVolts = 0.04
+            case .oldFirmware: stlink.firmware = (2, 22, 7)
+            case .clone: target.debugPortIDCode = 0x2BA0_1477
+            case .programmerUnplugged: stlink.unplugAfterWrites = imageWrites
+            default: throw .faultNotApplicable(fault, .stlink)
+            }
+        }
+    }
+
+    public var device: USBDevice { stlink }
+}
