@@ -85,7 +85,7 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case .backupFailed: return 9
         case .cancelled: return 10
         case .stm32(.link(.noTarget)), .stm32(.link(.noPower)): return 3
-        case .stm32(.link(.usb)), .stm32(.link(.protocolViolation)), .stm32(.link(.timeout)), .stm32(.link(.accessFault)): return 4
+        case .stm32(.link(.usb)), .stm32(.link(.protocolViolation)), .stm32(.link(.timeout)), .stm32(.link(.accessFault)), .stm32(.link(.notFound)): return 4
         case .stm32(.link(.firmwareTooOld)): return 5
         case .stm32(.unknownChip): return 6
         case .protectionNotAllowed: return 7

@@ -93,6 +93,10 @@ public final class STM32RecoveryJob {
             for finding in findings where finding.severity != .error { sink.record(.notice(.check, finding.severity, finding.message)) }
             let errors = findings.filter { $0.severity == .error }
             if !errors.isEmpty { throw .refused(errors) }
+            // Before anything is erased: this firmware must be able to program F1 flash at all.
+            if !link.canWriteHalfWords {
+                throw .stm32(.link(.firmwareTooOld(version: link.version?.description ?? "?", needs: "16-bit memory writes (firmware J26 or later), which STM32F1 flash programming needs")))
+            }
             image = firmware.image
             return (image.byteCount, "\(image.byteCount) bytes at 0x\(String(image.lowestAddress ?? 0, radix: 16, uppercase: true))")
         }

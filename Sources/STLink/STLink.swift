@@ -15,9 +15,12 @@ public enum STLinkError: Error, Equatable, Sendable, CustomStringConvertible {
     case accessFault(address: UInt32, status: String)
     case protocolViolation(String)
     case timeout(String)
+    /// No ST-Link on the bus (at the port asked for).
+    case notFound(port: String?)
 
     public var description: String {
         switch self {
+        case let .notFound(port): return "no ST-Link is plugged in" + (port.map { " at USB port \($0)" } ?? "")
         case let .usb(.noDevice, operation): return "the ST-Link disappeared from USB while \(operation) (unplugged?)"
         case let .usb(error, operation): return "\(error) while \(operation)"
         case let .firmwareTooOld(version, needs):
@@ -164,6 +167,9 @@ public final class STLink {
     }
 
     public func writeWord(_ address: UInt32, _ value: UInt32) throws(STLinkError) { try write32(address, littleEndian32(value)) }
+
+    /// Whether the firmware can program STM32F1 flash (16-bit memory writes, firmware J26 or later).
+    public var canWriteHalfWords: Bool { version?.hasMemory16 ?? false }
 
     /// Writes memory with 16-bit accesses (what STM32F1 flash programming needs). Needs firmware J26+.
     public func write16(_ address: UInt32, _ bytes: [UInt8]) throws(STLinkError) {

@@ -104,6 +104,9 @@ public final class SimulatedBench {
         if faults.contains(.targetVanishes) { chip.vanishAfterPageWrites = max(1, imagePages / 2) }
         if faults.contains(.flippedBit) { chip.flipNextReadOfWrittenFlash = true }
         let midWrite = max(1, imagePages / 2)
+        if let stlinkOnly = faults.first(where: { [.swappedWires, .noPower, .oldFirmware, .clone].contains($0) }) {
+            throw .faultNotApplicable(stlinkOnly, kind)
+        }
         switch kind {
         case .usbasp, .usbtiny:
             if let serialOnly = faults.first(where: { [.neverSyncs, .garbage, .slowAnswer].contains($0) }) {
@@ -170,7 +173,7 @@ public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible
         switch self {
         case let .unsupportedProgrammer(kind): return "no simulator for \(kind.rawValue) programmers"
         case let .pseudoTerminal(reason): return "cannot create a pseudo-terminal: \(reason)"
-        case let .faultNotApplicable(fault, kind): return "the \(fault.rawValue) fault applies to serial programmers, not \(kind.rawValue)"
+        case let .faultNotApplicable(fault, kind): return "the \(fault.rawValue) fault does not apply to \(kind.rawValue) rehearsals"
         }
     }
 }

@@ -122,6 +122,15 @@ struct RestoreCommand: ParsableCommand {
 
     func run() throws {
         let set = try options.loadRules()
+        if programmer == .stlink {
+            let link: STLink
+            do { link = try STLinkLocator.open(port: port, time: SystemTimeSource()) } catch { throw fail(error.description, code: 4) }
+            let job = STM32RecoveryJob(link: link, rules: set, ruleName: options.rule,
+                                       backups: BackupStore(directory: options.backupDir ?? set.backupDirectory), sink: ConsoleSink(quiet: options.json))
+            let result = job.run()
+            link.device.close()
+            return try finish(result, json: options.json)
+        }
         let isp = try openProgrammer(kind: programmer, port: port, baud: baud)
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule,
                               backups: BackupStore(directory: options.backupDir ?? set.backupDirectory),
@@ -306,10 +315,43 @@ struct ProbeCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        if programmer == .stlink {
+            let link: STLink
+            do { link = try STLinkLocator.open(port: port, time: SystemTimeSource()) } catch { throw fail(error.description, code: 4) }
+            defer { link.device.close() }
+            return try printSTM32Probe(STM32Probe.run(link), json: output.json)
+        }
         let isp = try openProgrammer(kind: programmer, port: port, baud: baud)
         let report = TargetProbe.run(isp)
         isp.close()
         try printProbe(report, json: output.json)
+    }
+}
+
+/// Prints an ST-Link probe; exits non-zero when it found no chip.
+func printSTM32Probe(_ report: STM32ProbeReport, json: Bool) throws {
+    if json {
+        struct Out: Encodable {
+            let programmer: String; let firmware: String?; let serial: String?; let targetVoltage: Double?
+            let chipID: String?; let part: String?; let flashSize: Int?; let readProtected: Bool?; let clone: String?; let problem: String?
+        }
+        try printJSON(Out(programmer: report.programmer.name, firmware: report.programmer.firmware, serial: report.programmer.serialNumber,
+                          targetVoltage: report.programmer.targetVoltage, chipID: report.target.map { String(format: "0x%03X", $0.chipID) },
+                          part: report.target?.chip.name, flashSize: report.target?.flashSize, readProtected: report.readProtected,
+                          clone: report.target?.cloneName, problem: report.problem?.description))
+    } else {
+        let p = report.programmer
+        print("programmer: \(p.name)" + (p.serialNumber.map { ", serial \($0)" } ?? "") + (p.firmware.map { ", firmware \($0)" } ?? ""))
+        if let v = p.targetVoltage { print(String(format: "target voltage: %.2f V", v)) }
+        if let target = report.target {
+            print("chip: \(target.summary)")
+            print(String(format: "SW-DP IDCODE: 0x%08X", target.debugPortIDCode))
+        }
+        if let protected = report.readProtected { print("read protection: \(protected ? "active (flash cannot be read; unlocking erases it)" : "off")") }
+    }
+    if let problem = report.problem {
+        if !json { printError("bootmedic: error: \(problem)") }
+        throw ExitCode(problem.exitCode)
     }
 }
 

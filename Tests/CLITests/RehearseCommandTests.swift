@@ -119,3 +119,36 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect(probe.stderr == "bootmedic: error: no USBasp or USBtinyISP programmer is plugged in\n")
     }
 }
+
+@Suite struct STM32RehearseCommandTests {
+    @Test(arguments: [false, true])
+    func restoresTheBluepillAndDumpsIt(_ protected: Bool) throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let dump = dir.appendingPathComponent("dump")
+        let result = try rehearse(["--programmer", "stlink", "--part", "stm32f103"] + (protected ? ["--protected"] : []), dump: dump, backups: dir.appendingPathComponent("b"))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("restored: STM32F10x medium-density now has bluepill"))
+        #expect(result.stdout.contains(protected ? "  unlock " : "  health-check "))
+        let flash = [UInt8](try Data(contentsOf: dump.appendingPathComponent("flash.bin")))
+        let boot = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.firmware("generic_boot20_pc13.bin"))))
+        #expect(flash.count == 65536)
+        #expect(Array(flash.prefix(boot.count)) == boot)
+        #expect(flash[boot.count...].allSatisfy { $0 == 0xFF })
+        let options = try JSONSerialization.jsonObject(with: Data(contentsOf: dump.appendingPathComponent("option-bytes.json"))) as? [String: Any]
+        #expect(options?["rdp"] as? Int == 0xA5)
+    }
+
+    @Test func eachSTLinkFaultHasItsExitStatus() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (fault, status) in [("swapped-wires", Int32(3)), ("no-power", 3), ("old-firmware", 5), ("programmer-unplugged", 4)] {
+            let result = try rehearse(["--programmer", "stlink", "--part", "stm32f103", "--fault", fault], backups: dir)
+            #expect(result.status == status, "\(fault): \(result.stderr)")
+            #expect(result.stderr.hasPrefix("bootmedic: error: "), "\(fault)")
+        }
+        let wrong = try rehearse(["--programmer", "usbasp", "--part", "atmega32u4", "--fault", "swapped-wires"], backups: dir)
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr == "bootmedic: error: the swapped-wires fault does not apply to usbasp rehearsals\n")
+    }
+}

@@ -8,8 +8,8 @@ public final class SimulatedSTM32Bench {
 
     /// - Parameters:
     ///   - protected: the chip starts read-protected (RDP not 0xA5).
-    ///   - imageWrites: how many memory writes the restore makes, to place the mid-write unplug.
-    public init(flash: [UInt8]? = nil, protected: Bool = false, faults: Set<SimulatedFault> = [], imageWrites: Int = 8) throws(SimulationError) {
+    ///   - imageBlocks: how many 1 KiB programming blocks the restore writes, to place the mid-write unplug.
+    public init(flash: [UInt8]? = nil, protected: Bool = false, faults: Set<SimulatedFault> = [], imageBlocks: Int = 8) throws(SimulationError) {
         target = SimulatedSTM32F103(clock: clock, flash: flash, readProtected: protected)
         stlink = SimulatedSTLink(target: target)
         for fault in faults {
@@ -18,7 +18,7 @@ public final class SimulatedSTM32Bench {
             case .noPower: stlink.targetVolts = 0.04
             case .oldFirmware: stlink.firmware = (2, 22, 7)
             case .clone: target.debugPortIDCode = 0x2BA0_1477
-            case .programmerUnplugged: stlink.unplugAfterWrites = imageWrites
+            case .programmerUnplugged: stlink.unplugAfterWrites = max(1, imageBlocks / 2)
             default: throw .faultNotApplicable(fault, .stlink)
             }
         }

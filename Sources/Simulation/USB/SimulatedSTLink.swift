@@ -15,7 +15,7 @@ public final class SimulatedSTLink: USBDevice {
     public var targetVolts = 3.27
     /// The SWD wires reach the target (false: no target, or SWDIO and SWCLK swapped).
     public var swdConnected = true
-    /// Fault: the ST-Link is unplugged after this many memory writes.
+    /// Fault: the ST-Link is unplugged after this many 16-bit memory writes (flash programming blocks).
     public var unplugAfterWrites: Int?
 
     public private(set) var transfers = 0
@@ -48,7 +48,7 @@ public final class SimulatedSTLink: USBDevice {
         if let pending = pendingWrite {
             pendingData += data
             if pendingData.count >= pending.count {
-                writes += 1
+                if pending.width == 2 { writes += 1 }
                 if let limit = unplugAfterWrites, writes > limit { unplugged = true; throw .noDevice }
                 performWrite(pending.address, Array(pendingData.prefix(pending.count)), width: pending.width)
                 pendingWrite = nil
@@ -142,7 +142,10 @@ public final class SimulatedSTLink: USBDevice {
     }
 
     private func performWrite(_ address: UInt32, _ bytes: [UInt8], width: Int) {
-        swd(words: (bytes.count + 3) / 4 * (width == 2 ? 2 : 1))
+        // Into flash, each access's SWD time hides behind the previous half-word's programming (the AHB
+        // stalls while the controller is busy); elsewhere it adds up.
+        let intoFlash = address >= SimulatedSTM32F103.flashBase && address < SimulatedSTM32F103.flashBase + UInt32(target.flashSize)
+        if !intoFlash { swd(words: (bytes.count + 3) / 4 * (width == 2 ? 2 : 1)) }
         if swdConnected, target.write(address, bytes, width: width) {
             lastStatus = 0x80
         } else {

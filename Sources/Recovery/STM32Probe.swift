@@ -1,0 +1,33 @@
+import BenchModel
+import STLink
+
+/// What `probe --programmer stlink` finds, changing nothing.
+public struct STM32ProbeReport: Sendable {
+    public var programmer: ProgrammerIdentity
+    public var target: STM32Target?
+    public var readProtected: Bool?
+    public var problem: RecoveryError?
+}
+
+public enum STM32Probe {
+    public static func run(_ link: STLink) -> STM32ProbeReport {
+        var report = STM32ProbeReport(programmer: STM32RecoveryJob.identity(link))
+        defer { link.disconnect() }
+        do {
+            let idcode = try link.connect()
+            report.programmer = STM32RecoveryJob.identity(link)
+            report.programmer.targetVoltage = try? link.targetVoltage()
+            let flash = STM32F1Flash(link: link)
+            report.target = try flash.identify(debugPortIDCode: idcode)
+            report.readProtected = try flash.isReadProtected()
+        } catch let error as STLinkError {
+            report.programmer = STM32RecoveryJob.identity(link)
+            report.problem = .stm32(.link(error))
+        } catch let error as STM32Error {
+            report.problem = .stm32(error)
+        } catch {
+            report.problem = .stm32(.controller("\(error)"))
+        }
+        return report
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Parts
+import Recovery
+import Rules
+import Simulation
+import STLink
+import TestSupport
+import Testing
+
+let bluepillRules = """
+[[rule]]
+name = "bluepill"
+match = { part = "stm32f103" }
+bootloader = "generic_boot20_pc13.bin"
+sha256 = "8738933a44363f2a3597c7bd6e13afb892b2a4ed304372c31e758745b23b903c"
+allow_unlock = true
+"""
+
+func bootloader() throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.firmware("generic_boot20_pc13.bin")))) }
+
+struct BluepillRestore {
+    let bench: SimulatedSTM32Bench
+    let result: RecoveryResult
+    let sink = RecordingSink()
+    let backups: URL
+
+    init(rules: String = bluepillRules, flash: [UInt8]? = nil, protected: Bool = false, faults: Set<SimulatedFault> = []) throws {
+        bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: faults)
+        let set = try #require(RulesFile.parse(rules, path: "t.toml", firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
+        backups = try Fixtures.temporaryDirectory()
+        result = STM32RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, backups: BackupStore(directory: backups.path), sink: sink).run()
+    }
+
+    var backupFolders: [String] { (try? FileManager.default.contentsOfDirectory(atPath: backups.path)) ?? [] }
+}
+
+func garbage(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) } }
+
+@Suite struct BluepillTests {
+    @Test func restoresTheSTM32duinoBootloaderOnAnUnprotectedChip() throws {
+        let run = try BluepillRestore(flash: garbage(65536))
+        defer { try? FileManager.default.removeItem(at: run.backups) }
+        #expect(run.result.outcome == .restored, "\(run.result.summary)")
+        let boot = try bootloader()
+        #expect(Array(run.bench.target.flash.prefix(boot.count)) == boot)
+        // Only the 8 pages the image covers were erased; the rest keeps the old contents.
+        #expect(Array(run.bench.target.flash[8192...]) == Array(garbage(65536)[8192...]))
+        #expect(run.bench.target.flash[boot.count..<8192].allSatisfy { $0 == 0xFF })
+        #expect(run.bench.target.pagesErased == 8)
+        #expect(run.bench.target.massErases == 0)
+        #expect(run.sink.finishedSteps == [.connect, .identify, .selectRule, .check, .healthCheck, .backup, .erase, .writeFlash, .verifyFlash, .release])
+        let backup = try #require(run.result.backupPath)
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: backup + "/flash.bin"))) == garbage(65536))
+        #expect(try String(contentsOfFile: backup + "/option-bytes.json", encoding: .utf8) == "{\"data0\": 255, \"data1\": 255, \"rdp\": 165, \"user\": 255, \"wrp\": [255, 255, 255, 255]}\n")
+        #expect(run.result.stm32?.summary == "STM32F10x medium-density, 64 KiB flash in 1024-byte pages (chip id 0x410, rev 0x2003)")
+    }
+
+    @Test func unlocksAProtectedChipWhenTheRuleAllowsIt() throws {
+        let run = try BluepillRestore(flash: garbage(65536), protected: true)
+        #expect(run.result.outcome == .restored, "\(run.result.summary)")
+        let boot = try bootloader()
+        #expect(Array(run.bench.target.flash.prefix(boot.count)) == boot)
+        #expect(run.bench.target.flash[boot.count...].allSatisfy { $0 == 0xFF }, "unlocking mass-erased the rest")
+        #expect(run.bench.target.massErases == 1)
+        #expect(!run.bench.target.isReadProtected)
+        #expect(run.bench.target.optionBytes[0] == 0xA5)
+        #expect(run.sink.finishedSteps == [.connect, .identify, .selectRule, .check, .backup, .unlock, .erase, .writeFlash, .verifyFlash, .release])
+        #expect(run.sink.notices.contains("the chip is read-protected: its flash cannot be read, so only the option bytes are saved"))
+    }
+
+    @Test func refusesToUnlockWithoutConsent() throws {
+        let run = try BluepillRestore(rules: bluepillRules.replacingOccurrences(of: "allow_unlock = true", with: ""), flash: garbage(65536), protected: true)
+        #expect(run.result.failure?.step == .unlock)
+        #expect(run.result.failure?.reason.exitCode == 7)
+        #expect(run.result.failure?.description == "the chip is read-protected (the guide's \"Unknown memory region\"): removing the protection mass-erases it, and its contents cannot be read or saved first; set allow_unlock = true in rule 'bluepill' to allow that")
+        #expect(run.bench.target.isReadProtected)
+        #expect(run.bench.target.flash == garbage(65536), "nothing erased")
+    }
+
+    @Test func aHealthyBluepillIsLeftAlone() throws {
+        let run = try BluepillRestore(flash: try bootloader())
+        #expect(run.result.outcome == .healthy)
+        #expect(run.bench.target.pagesErased == 0)
+        #expect(run.backupFolders.isEmpty)
+    }
+
+    static let faults: [(SimulatedFault, Int32, String)] = [
+        (.noTarget, 3, "no target answers on SWD (the SW-DP IDCODE reads 0x00000000): check the wiring (SWDIO, SWCLK, GND, 3.3V) and try swapping SWDIO and SWCLK, as some ST-Link dongles have them labelled the wrong way round"),
+        (.swappedWires, 3, "no target answers on SWD (the SW-DP IDCODE reads 0x00000000): check the wiring (SWDIO, SWCLK, GND, 3.3V) and try swapping SWDIO and SWCLK, as some ST-Link dongles have them labelled the wrong way round"),
+        (.noPower, 3, "the target has no power (0.04 V on the ST-Link's 3.3V pin): connect 3.3V and GND to the board"),
+        (.oldFirmware, 5, "the ST-Link's firmware V2J22S7 is too old: it lacks 16-bit memory writes (firmware J26 or later), which STM32F1 flash programming needs; update it with ST's STSW-LINK007 firmware updater"),
+    ]
+
+    @Test(arguments: faults)
+    func eachFaultHasItsOwnMessageAndExitCode(_ fault: (SimulatedFault, Int32, String)) throws {
+        let run = try BluepillRestore(flash: garbage(65536), faults: [fault.0])
+        #expect(run.result.failure?.reason.exitCode == fault.1)
+        #expect(run.result.failure?.description == fault.2)
+        #expect(run.bench.target.flash == garbage(65536), "nothing erased")
+    }
+
+    @Test func anUnpluggedSTLinkKeepsTheBackup() throws {
+        let run = try BluepillRestore(flash: garbage(65536), faults: [.programmerUnplugged])
+        #expect(run.result.failure?.step == .writeFlash)
+        #expect(run.result.failure?.reason.exitCode == 4)
+        #expect(run.result.failure?.description.hasPrefix("the ST-Link disappeared from USB while writing memory at 0x8001000 (unplugged?)") == true)
+        let backup = try #require(run.result.failure?.backupPath)
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: backup + "/flash.bin"))) == garbage(65536))
+    }
+
+    @Test func aCloneIsNamed() throws {
+        let run = try BluepillRestore(faults: [.clone])
+        #expect(run.result.outcome == .restored)
+        #expect(run.sink.notices.contains("this chip is a clone (CKS32F103 or similar: SW-DP IDCODE 0x2BA01477, not ST's 0x1BA01477); it usually programs like an STM32F103"))
+    }
+
+    @Test func decodesTheFirmwareVersion() throws {
+        let bench = try SimulatedSTM32Bench()
+        let link = STLink(device: bench.device, time: bench.clock)
+        _ = try link.connect()
+        #expect(link.version?.description == "V2J37S7")
+        #expect(abs(try link.targetVoltage() - 3.27) < 0.01)
+        #expect(link.swdKilohertz == 4000)
+    }
+
+    @Test func probeReportsProtection() throws {
+        let bench = try SimulatedSTM32Bench(protected: true)
+        let report = STM32Probe.run(STLink(device: bench.device, time: bench.clock))
+        #expect(report.readProtected == true)
+        #expect(report.target?.chipID == 0x410)
+        #expect(report.problem == nil)
+    }
+}
