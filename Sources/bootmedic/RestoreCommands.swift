@@ -38,6 +38,26 @@ struct RestoreOptions: ParsableArguments {
     }
 }
 
+/// Which real programmer to use, for `restore` and `probe`.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "The programmer kind: usbasp, usbtiny, stlink (found on USB), stk500v1, avrisp, buspirate (need --port); any USB ISP programmer if omitted.")
+    var programmer: ProgrammerKind?
+
+    @Option(help: "A serial programmer's device (/dev/ttyACM0), or a USB programmer's port path (1-2.3).")
+    var port: String?
+
+    @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
+    var baud: Int?
+
+    /// Opens the ST-Link, or exits with the reason.
+    func openSTLink() throws -> STLink {
+        do { return try STLinkLocator.open(port: port, time: SystemTimeSource()) } catch { throw fail(error.description, code: 4) }
+    }
+
+    /// Opens an ISP programmer, or exits with the reason.
+    func openISP() throws -> ISPProgrammer { try openProgrammer(kind: programmer, port: port, baud: baud) }
+}
+
 /// Prints a result and turns it into the process's exit code.
 func finish(_ result: RecoveryResult, json: Bool, simulation: ResultReport.Simulation? = nil) throws {
     if json {
@@ -111,27 +131,19 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var options: RestoreOptions
 
-    @Option(help: "The programmer kind: usbasp, usbtiny (found on USB), stk500v1, avrisp, buspirate (need --port); any USB ISP programmer if omitted.")
-    var programmer: ProgrammerKind?
-
-    @Option(help: "A serial programmer's device (/dev/ttyACM0), or a USB programmer's port path (1-2.3).")
-    var port: String?
-
-    @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
-    var baud: Int?
+    @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
         let set = try options.loadRules()
-        if programmer == .stlink {
-            let link: STLink
-            do { link = try STLinkLocator.open(port: port, time: SystemTimeSource()) } catch { throw fail(error.description, code: 4) }
+        if connection.programmer == .stlink {
+            let link = try connection.openSTLink()
             let job = STM32RecoveryJob(link: link, rules: set, ruleName: options.rule,
                                        backups: BackupStore(directory: options.backupDir ?? set.backupDirectory), sink: ConsoleSink(quiet: options.json))
             let result = job.run()
             link.device.close()
             return try finish(result, json: options.json)
         }
-        let isp = try openProgrammer(kind: programmer, port: port, baud: baud)
+        let isp = try connection.openISP()
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule,
                               backups: BackupStore(directory: options.backupDir ?? set.backupDirectory),
                               sink: ConsoleSink(quiet: options.json))
@@ -303,25 +315,17 @@ struct ProbeCommand: ParsableCommand {
         commandName: "probe",
         abstract: "Show the programmer, the chip on its cable and the chip's fuses, changing nothing.")
 
-    @Option(help: "The programmer kind: usbasp, usbtiny (found on USB), stk500v1, avrisp, buspirate (need --port); any USB ISP programmer if omitted.")
-    var programmer: ProgrammerKind?
-
-    @Option(help: "A serial programmer's device (/dev/ttyACM0), or a USB programmer's port path (1-2.3).")
-    var port: String?
-
-    @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
-    var baud: Int?
+    @OptionGroup var connection: ConnectionOptions
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        if programmer == .stlink {
-            let link: STLink
-            do { link = try STLinkLocator.open(port: port, time: SystemTimeSource()) } catch { throw fail(error.description, code: 4) }
+        if connection.programmer == .stlink {
+            let link = try connection.openSTLink()
             defer { link.device.close() }
             return try printSTM32Probe(STM32Probe.run(link), json: output.json)
         }
-        let isp = try openProgrammer(kind: programmer, port: port, baud: baud)
+        let isp = try connection.openISP()
         let report = TargetProbe.run(isp)
         isp.close()
         try printProbe(report, json: output.json)

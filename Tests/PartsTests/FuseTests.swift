@@ -3,11 +3,6 @@ import Parts
 import TestSupport
 import Testing
 
-func avr(_ name: String) -> AVRPart {
-    guard case let .avr(part)? = PartCatalog.part(named: name) else { fatalError("no part \(name)") }
-    return part
-}
-
 @Suite struct CatalogTests {
     @Test func looksPartsUpByEveryName() {
         #expect(PartCatalog.part(named: "atmega32u4") == .avr(avr("m32u4")))

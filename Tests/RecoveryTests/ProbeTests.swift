@@ -2,6 +2,7 @@ import AVRISP
 import Parts
 import Recovery
 import Simulation
+import TestSupport
 import Testing
 
 @Suite struct ProbeTests {

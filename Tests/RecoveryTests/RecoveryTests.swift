@@ -51,11 +51,6 @@ func ruleSet(_ text: String = seedRules) throws -> RuleSet {
     return try #require(loaded.ruleSet)
 }
 
-func avr(_ name: String) -> AVRPart {
-    guard case let .avr(part)? = PartCatalog.part(named: name) else { fatalError("no part \(name)") }
-    return part
-}
-
 /// A restore against a simulated bench, with its backups in a fresh folder.
 struct Rehearsal {
     let bench: SimulatedBench
@@ -78,9 +73,6 @@ struct Rehearsal {
 }
 
 func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtures.firmware(file)).image }
-
-/// Random bytes standing in for whatever a bricked board holds.
-func garbage(_ count: Int, seed: UInt8 = 7) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed) &* 17) } }
 
 @Suite struct RestoreTests {
     static let cases: [(rule: String, file: String, part: String, fuses: FuseSet, lock: UInt8?)] = [

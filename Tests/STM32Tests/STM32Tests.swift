@@ -34,8 +34,6 @@ struct BluepillRestore {
     var backupFolders: [String] { (try? FileManager.default.contentsOfDirectory(atPath: backups.path)) ?? [] }
 }
 
-func garbage(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) } }
-
 @Suite struct BluepillTests {
     @Test func restoresTheSTM32duinoBootloaderOnAnUnprotectedChip() throws {
         let run = try BluepillRestore(flash: garbage(65536))

@@ -43,13 +43,6 @@ clock = "crystal"
 lock = 0x3C
 """
 
-func avr(_ name: String) -> AVRPart {
-    guard case let .avr(part)? = PartCatalog.part(named: name) else { fatalError("no part \(name)") }
-    return part
-}
-
-func garbage(_ count: Int, seed: UInt8 = 7) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed) &* 17) } }
-
 /// A restore through a serial driver, over a real pseudo-terminal, against a simulated programmer.
 struct SerialRehearsal {
     let bench: SimulatedBench

@@ -1,12 +1,8 @@
 import AVRISP
 import Parts
 import Simulation
+import TestSupport
 import Testing
-
-func avr(_ name: String) -> AVRPart {
-    guard case let .avr(part)? = PartCatalog.part(named: name) else { fatalError("no part \(name)") }
-    return part
-}
 
 /// A chip in programming mode at a SCK it follows.
 func programmingChip(_ part: String = "atmega32u4", fuses: FuseSet? = nil, lock: UInt8? = nil) -> SimulatedAVR {

@@ -1,6 +1,7 @@
 import AVRISP
 import Parts
 import Simulation
+import TestSupport
 import Testing
 import Transport
 

@@ -1,4 +1,5 @@
 import Foundation
+import Parts
 
 /// Where the tests find things: the repository, the real bootloader files, the built binary.
 public enum Fixtures {
@@ -80,4 +81,15 @@ public func run(_ executable: String, _ arguments: [String], currentDirectory: U
     process.waitUntilExit()
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// The AVR part a test names ("atmega32u4").
+public func avr(_ name: String) -> AVRPart {
+    guard case let .avr(part)? = PartCatalog.part(named: name) else { fatalError("no part \(name)") }
+    return part
+}
+
+/// Deterministic bytes standing in for whatever a bricked board holds.
+public func garbage(_ count: Int, seed: UInt8 = 7) -> [UInt8] {
+    (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed) &* 17) }
 }
