@@ -27,11 +27,12 @@ let package = Package(
         .target(name: "AVRISP", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "STLink", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "Simulation", dependencies: ["BenchModel", "Parts", "Transport"]),
+        .target(name: "Agent", dependencies: ["AVRISP", "BenchModel", "CLibUDev", "CSystemd", "Parts", "Recovery", "Rules", "Simulation", "STLink", "Transport"]),
         .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "FirmwareImage", "Parts", "Rules", "STLink", "Transport"]),
         .executableTarget(
             name: "bootmedic",
             dependencies: [
-                "AVRISP", "BenchModel", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "STLink", "Transport",
+                "Agent", "AVRISP", "BenchModel", "FirmwareImage", "Parts", "Recovery", "Rules", "Simulation", "STLink", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -99,6 +99,10 @@ public struct RecoveryResult: Sendable {
 public enum RecoveryEvent: Sendable {
     case started(ProgrammerIdentity)
     case stepStarted(RecoveryStep)
+    /// The target answered: its part name and, for an AVR, its signature ("0x1E9587") or, for an STM32, its chip id.
+    case identified(part: String, id: String)
+    /// The rule chosen for the target.
+    case ruleChosen(String)
     case progress(RecoveryStep, done: Int, total: Int)
     case stepFinished(StepReport)
     /// A lint warning, a glitch that was retried, a decision worth knowing.

@@ -22,6 +22,9 @@ public final class RecoveryJob {
     public let sink: RecoveryEventSink
     /// How much to read per request while backing up and verifying, so progress moves.
     public var readChunk = 1024
+    /// Asked between steps: true stops the job there (a service shutting down). The step in progress
+    /// always finishes, so a chip is never left mid-page.
+    public var shouldStop: @Sendable () -> Bool = { false }
 
     private var result: RecoveryResult
     private var time: TimeSource { programmer.time }
@@ -73,6 +76,7 @@ public final class RecoveryJob {
             guard let found = PartCatalog.avrParts(withSignature: signature).first else { throw .unknownSignature(signature) }
             part = found
             result.part = found
+            sink.record(.identified(part: found.name, id: signature.description))
             return (3, "\(found.name) (\(signature))")
         }
 
@@ -95,6 +99,7 @@ public final class RecoveryJob {
                 rule = matched
             }
             result.rule = rule.name
+            sink.record(.ruleChosen(rule.name))
             return (0, rule.name)
         }
 
@@ -219,6 +224,9 @@ public final class RecoveryJob {
 
     /// Runs one step: emits its start, its finish with duration and bytes, or turns its error into a failure.
     private func step(_ step: RecoveryStep, _ body: () throws(RecoveryError) -> (Int, String)) throws(RecoveryFailure) {
+        if shouldStop() && step != .release {
+            throw RecoveryFailure(step: step, reason: .cancelled("the service is stopping; stopped before \(step.title)" + (result.steps.last.map { " (after \($0.step.rawValue) completed)" } ?? "")), backupPath: result.backupPath)
+        }
         sink.record(.stepStarted(step))
         let start = time.now
         do {
@@ -227,7 +235,12 @@ public final class RecoveryJob {
             result.steps.append(report)
             sink.record(.stepFinished(report))
         } catch {
-            throw RecoveryFailure(step: step, reason: error, backupPath: result.backupPath)
+            var reason = error
+            // A target that keeps reading busy may simply be gone: its signature tells.
+            if case .programmer(.stillBusy) = error {
+                do { try checkTargetStillThere(during: step) } catch { reason = error }
+            }
+            throw RecoveryFailure(step: step, reason: reason, backupPath: result.backupPath)
         }
     }
 

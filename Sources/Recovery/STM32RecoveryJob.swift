@@ -65,6 +65,7 @@ public final class STM32RecoveryJob {
         try step(.identify) { () throws(RecoveryError) in
             target = try stm32 { () throws(STM32Error) in try flash.identify(debugPortIDCode: idcode) }
             result.stm32 = target
+            sink.record(.identified(part: target.chip.name, id: String(format: "0x%03X", target.chipID)))
             if let clone = target.cloneName { sink.record(.notice(.identify, .warning, "this chip is \(clone); it usually programs like an STM32F103")) }
             return (8, target.summary)
         }
@@ -83,6 +84,7 @@ public final class STM32RecoveryJob {
                 rule = matched
             }
             result.rule = rule.name
+            sink.record(.ruleChosen(rule.name))
             return (0, rule.name)
         }
 

@@ -84,8 +84,8 @@ public final class SimulatedBench {
     ///   - fuses: initial fuses; the part's factory values if nil.
     ///   - imagePages: how many pages the restore will write, to place mid-write faults.
     public init(kind: ProgrammerKind, part: AVRPart, flash: [UInt8]? = nil, eeprom: [UInt8]? = nil, fuses: FuseSet? = nil,
-                lock: UInt8? = nil, faults: Set<SimulatedFault> = [], imagePages: Int = 32) throws(SimulationError) {
-        clock = VirtualClock()
+                lock: UInt8? = nil, faults: Set<SimulatedFault> = [], imagePages: Int = 32, clock: VirtualClock = VirtualClock()) throws(SimulationError) {
+        self.clock = clock
         var initialFuses = fuses ?? part.factoryFuses
         if faults.contains(.slowClock) {
             // What a wrong fuse write leaves: the 128 kHz oscillator on the ATmega328P, the 8 MHz RC divided

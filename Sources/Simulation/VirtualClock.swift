@@ -1,17 +1,23 @@
+import Foundation
 import Transport
 
 /// Simulated time: every simulated wire, chip and wait advances it, nothing waits for real. A rehearsal
 /// of a 30-second restore finishes in milliseconds yet reports the 30 seconds the hardware would take.
-public final class VirtualClock: TimeSource {
-    public private(set) var now: UInt64 = 0
+///
+/// Thread-safe: a pseudo-terminal server's thread and the tests' thread may both look at it.
+public final class VirtualClock: TimeSource, @unchecked Sendable {
+    private let lock = NSLock()
+    private var nanoseconds: UInt64 = 0
 
     public init() {}
 
+    public var now: UInt64 { lock.withLock { nanoseconds } }
+
     /// Moves time forward by `nanoseconds`.
-    public func advance(nanoseconds: UInt64) { now += nanoseconds }
+    public func advance(nanoseconds delta: UInt64) { lock.withLock { nanoseconds += delta } }
 
     /// Moves time forward to `instant` if it lies ahead.
-    public func advance(to instant: UInt64) { now = max(now, instant) }
+    public func advance(to instant: UInt64) { lock.withLock { nanoseconds = max(nanoseconds, instant) } }
 
     /// A driver's wait is simulated time passing.
     public func sleep(nanoseconds: UInt64) { advance(nanoseconds: nanoseconds) }

@@ -1,0 +1,128 @@
+import CLibUDev
+import Foundation
+import Transport
+
+/// A USB device as udev reports it.
+public struct UdevDevice: Sendable, Hashable {
+    public let syspath: String
+    public let vendorID: UInt16
+    public let productID: UInt16
+    public let serial: String?
+    public let product: String?
+    /// ID_PATH: the physical socket, stable across replugging.
+    public let idPath: String?
+    public let devnode: String?
+    public let busNumber: UInt8
+    public let deviceAddress: UInt8
+}
+
+/// What the watcher reports.
+public enum DeviceEvent: Sendable, Equatable {
+    case added(UdevDevice)
+    case removed(syspath: String)
+}
+
+/// libudev: enumerates the USB devices present at start (a programmer plugged in before the service
+/// counts), then follows the netlink monitor for add and remove events. udev_* handles stay inside.
+public final class DeviceWatcher: @unchecked Sendable {
+    private let udev: OpaquePointer
+    private let monitor: OpaquePointer
+    private let stopPipe: [CInt]
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// - Parameter source: "udev" (events after udevd processed them) or "kernel".
+    public init(source: String = "udev") throws {
+        guard let udev = udev_new() else { throw DeviceWatcherError.udev("udev_new failed") }
+        guard let monitor = udev_monitor_new_from_netlink(udev, source) else {
+            udev_unref(udev)
+            throw DeviceWatcherError.udev("cannot open the netlink monitor")
+        }
+        udev_monitor_filter_add_match_subsystem_devtype(monitor, "usb", "usb_device")
+        guard udev_monitor_enable_receiving(monitor) == 0 else {
+            udev_monitor_unref(monitor)
+            udev_unref(udev)
+            throw DeviceWatcherError.udev("cannot receive udev events")
+        }
+        self.udev = udev
+        self.monitor = monitor
+        var fds: [CInt] = [0, 0]
+        _ = pipe(&fds)
+        stopPipe = fds
+    }
+
+    deinit {
+        stop()
+        udev_monitor_unref(monitor)
+        udev_unref(udev)
+        close(stopPipe[0])
+        close(stopPipe[1])
+    }
+
+    /// The USB devices present now.
+    public func enumerate() -> [UdevDevice] {
+        guard let enumerate = udev_enumerate_new(udev) else { return [] }
+        defer { udev_enumerate_unref(enumerate) }
+        udev_enumerate_add_match_subsystem(enumerate, "usb")
+        udev_enumerate_add_match_property(enumerate, "DEVTYPE", "usb_device")
+        udev_enumerate_scan_devices(enumerate)
+        var out: [UdevDevice] = []
+        var entry = udev_enumerate_get_list_entry(enumerate)
+        while let current = entry {
+            if let path = udev_list_entry_get_name(current), let device = udev_device_new_from_syspath(udev, path) {
+                if let d = Self.describe(device) { out.append(d) }
+                udev_device_unref(device)
+            }
+            entry = udev_list_entry_get_next(current)
+        }
+        return out
+    }
+
+    /// Starts delivering events to `handler` from a background thread.
+    public func start(_ handler: @escaping @Sendable (DeviceEvent) -> Void) {
+        let fd = udev_monitor_get_fd(monitor)
+        let thread = Thread { [self] in
+            while true {
+                var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
+                let ready = poll(&fds, 2, 1000)
+                if ready < 0 && errno != EINTR { break }
+                if fds[1].revents != 0 { break }
+                guard fds[0].revents & Int16(POLLIN) != 0, let device = udev_monitor_receive_device(monitor) else { continue }
+                let action = udev_device_get_action(device).map { String(cString: $0) }
+                if action == "add", let d = Self.describe(device) { handler(.added(d)) }
+                if action == "remove", let path = udev_device_get_syspath(device) { handler(.removed(syspath: String(cString: path))) }
+                udev_device_unref(device)
+            }
+            finished.signal()
+        }
+        thread.name = "bootmedic udev monitor"
+        self.thread = thread
+        thread.start()
+    }
+
+    public func stop() {
+        guard thread != nil else { return }
+        var byte: UInt8 = 1
+        _ = write(stopPipe[1], &byte, 1)
+        finished.wait()
+        thread = nil
+    }
+
+    private static func describe(_ device: OpaquePointer) -> UdevDevice? {
+        func property(_ name: String) -> String? { udev_device_get_property_value(device, name).map { String(cString: $0) } }
+        func attribute(_ name: String) -> String? { udev_device_get_sysattr_value(device, name).map { String(cString: $0) } }
+        guard let syspath = udev_device_get_syspath(device).map({ String(cString: $0) }),
+              let vid = (property("ID_VENDOR_ID") ?? attribute("idVendor")).flatMap({ UInt16($0, radix: 16) }),
+              let pid = (property("ID_MODEL_ID") ?? attribute("idProduct")).flatMap({ UInt16($0, radix: 16) }) else { return nil }
+        return UdevDevice(syspath: syspath, vendorID: vid, productID: pid,
+                          serial: property("ID_SERIAL_SHORT") ?? attribute("serial"), product: attribute("product") ?? property("ID_MODEL"),
+                          idPath: property("ID_PATH"), devnode: udev_device_get_devnode(device).map { String(cString: $0) },
+                          busNumber: UInt8(property("BUSNUM") ?? attribute("busnum") ?? "0") ?? 0,
+                          deviceAddress: UInt8(property("DEVNUM") ?? attribute("devnum") ?? "0") ?? 0)
+    }
+}
+
+public enum DeviceWatcherError: Error, CustomStringConvertible {
+    case udev(String)
+    public var description: String { switch self { case let .udev(text): return "udev: \(text)" } }
+}

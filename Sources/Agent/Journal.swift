@@ -1,0 +1,53 @@
+import CSystemd
+import Foundation
+
+/// The systemd journal through libsystemd's `sd_journal_sendv`: one structured entry per call. Without a
+/// running journald the entries are dropped, as libsystemd does.
+public final class SystemJournal: JournalWriter, @unchecked Sendable {
+    public init() {}
+
+    /// `sd_journal_sendv` with the entry's fields.
+    public func write(_ entry: JournalEntry) {
+        var storage = entry.fieldStrings.map { Array($0.utf8) }
+        _ = storage.withUnsafeMutableBufferPointer { buffers -> Int32 in
+            var vectors = buffers.map { buffer in
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.withUnsafeBytes { $0.baseAddress }), iov_len: buffer.count)
+            }
+            return sd_journal_sendv(&vectors, Int32(vectors.count))
+        }
+    }
+}
+
+/// Entries as lines on standard error, for a foreground run or when no journald is there.
+public final class ConsoleJournal: JournalWriter, @unchecked Sendable {
+    private let lock = NSLock()
+    public init() {}
+
+    public func write(_ entry: JournalEntry) {
+        let fields = entry.fields.filter { ["BOOTMEDIC_JOB", "BOOTMEDIC_RESULT", "BOOTMEDIC_STEP"].contains($0.key) }
+            .sorted { $0.key < $1.key }.map { "\($0.key.dropFirst(10).lowercased())=\($0.value)" }.joined(separator: " ")
+        lock.lock()
+        defer { lock.unlock() }
+        FileHandle.standardError.write(Data("<\(entry.priority)> \(entry.message)\(fields.isEmpty ? "" : "  [\(fields)]")\n".utf8))
+    }
+}
+
+/// Writes every entry to several writers.
+public final class JournalFanOut: JournalWriter, @unchecked Sendable {
+    private let writers: [JournalWriter]
+    public init(_ writers: [JournalWriter]) { self.writers = writers }
+    public func write(_ entry: JournalEntry) { writers.forEach { $0.write(entry) } }
+}
+
+/// `sd_notify`: readiness, status, watchdog and stopping, for `Type=notify` units.
+public enum ServiceNotifier {
+    /// Sends `state` ("READY=1", "STATUS=…", "WATCHDOG=1", "STOPPING=1") to systemd if it is listening.
+    @discardableResult
+    public static func notify(_ state: String) -> Bool { sd_notify(0, state) > 0 }
+
+    /// The watchdog interval systemd asked for (`sd_watchdog_enabled`), if any.
+    public static var watchdogInterval: Double? {
+        var usec: UInt64 = 0
+        return sd_watchdog_enabled(0, &usec) > 0 ? Double(usec) / 1e6 : nil
+    }
+}

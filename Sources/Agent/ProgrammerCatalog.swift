@@ -1,0 +1,60 @@
+import AVRISP
+import STLink
+import Transport
+
+/// Which USB devices are programmers, and of which kind: data, not code. A workshop can put its own
+/// entries in front (a USBasp clone with other strings, say).
+public struct ProgrammerCatalog: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var vendorID: UInt16
+        public var productID: UInt16
+        /// If set, the USB product string must equal this.
+        public var product: String?
+        /// nil: a device to leave alone (a bootloader that looks like a programmer).
+        public var kind: ProgrammerKind?
+        public var note: String
+
+        public init(_ vendorID: UInt16, _ productID: UInt16, product: String? = nil, _ kind: ProgrammerKind?, _ note: String) {
+            self.vendorID = vendorID
+            self.productID = productID
+            self.product = product
+            self.kind = kind
+            self.note = note
+        }
+    }
+
+    public var entries: [Entry]
+
+    public static let standard = ProgrammerCatalog(entries: [
+        Entry(0x16C0, 0x05DC, product: "USBasp", .usbasp, "USBasp"),
+        Entry(0x16C0, 0x05DC, nil, "USBaspLoader or another V-USB device sharing the USBasp ids: left alone"),
+        Entry(0x1781, 0x0C9F, .usbtiny, "USBtinyISP / SparkFun PocketAVR"),
+    ] + STLink.productIDs.sorted { $0.key < $1.key }.map { Entry(STLink.vendorID, $0.key, .stlink, $0.value) })
+
+    /// The kind of programmer `device` is, or nil.
+    public func kind(of device: UdevDevice) -> ProgrammerKind? {
+        for entry in entries where entry.vendorID == device.vendorID && entry.productID == device.productID {
+            if let product = entry.product, product != device.product { continue }
+            return entry.kind
+        }
+        return nil
+    }
+
+    /// A bench programmer for a udev device, opened through libusb by its bus and address.
+    public func programmer(for device: UdevDevice) -> BenchProgrammer? {
+        guard let kind = kind(of: device) else { return nil }
+        return BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
+            let context = try USBContext()
+            let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == device.vendorID && $1 == device.productID }) { candidates in
+                guard let match = candidates.first(where: { $0.busNumber == device.busNumber && $0.deviceAddress == device.deviceAddress }) else { return nil }
+                return try context.open(match)
+            }
+            guard let usb = opened else { throw USBError.noDevice }
+            if kind == .stlink {
+                try usb.claimInterface(0)
+                return .stlink(STLink(device: usb, time: SystemTimeSource()))
+            }
+            return .isp(try ProgrammerDrivers.open(kind, device: usb, time: SystemTimeSource()))
+        }
+    }
+}

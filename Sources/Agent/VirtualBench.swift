@@ -1,0 +1,223 @@
+import AVRISP
+import FirmwareImage
+import Foundation
+import Parts
+import Rules
+import Simulation
+import STLink
+import Transport
+
+/// A scripted bench: simulated programmers plugged and unplugged, boards attached and removed, over time.
+///
+/// ```toml
+/// poll_interval = 0.05
+/// [[step]]
+/// at = 0.0
+/// plug = "bench-1"          # a programmer arrives
+/// programmer = "usbasp"
+/// [[step]]
+/// at = 0.2
+/// attach = "bench-1"        # a board on its cable
+/// part = "atmega32u4"
+/// healthy = "pro-micro-5v"  # optional: the board already has this rule's bootloader and fuses
+/// fault = "target-vanishes" # optional
+/// [[step]]
+/// at = 2.0
+/// detach = "bench-1"
+/// [[step]]
+/// at = 2.5
+/// unplug = "bench-1"
+/// ```
+public struct VirtualBenchScenario: Sendable {
+    public enum Action: Sendable, Equatable {
+        case plug(name: String, kind: ProgrammerKind)
+        case attach(name: String, part: String, healthyRule: String?, faults: [SimulatedFault], protected: Bool)
+        case detach(name: String)
+        case unplug(name: String)
+    }
+
+    public struct Step: Sendable, Equatable {
+        public let at: Double
+        public let action: Action
+    }
+
+    public var pollInterval: Double
+    public var steps: [Step]
+
+    /// Reads a scenario file, naming the line of anything it does not understand.
+    public static func load(path: String) throws(VirtualBenchError) -> VirtualBenchScenario {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .file("\(path): cannot read it") }
+        let root: TOMLTable
+        do { root = try TOMLParser.parse(text) } catch { throw .file("\(path):\(error.position): \(error.message)") }
+        var scenario = VirtualBenchScenario(pollInterval: 0.1, steps: [])
+        if case let .float(v)? = root["poll_interval"]?.value { scenario.pollInterval = v }
+        if case let .integer(v)? = root["poll_interval"]?.value { scenario.pollInterval = Double(v) }
+        guard case let .array(items)? = root["step"]?.value else { throw .file("\(path): no [[step]]") }
+        for item in items {
+            guard case let .table(t) = item.value else { continue }
+            func string(_ key: String) -> String? { if case let .string(s)? = t[key]?.value { return s }; return nil }
+            let line = "\(path):\(t.position.line)"
+            var at = 0.0
+            if case let .float(v)? = t["at"]?.value { at = v } else if case let .integer(v)? = t["at"]?.value { at = Double(v) }
+            let action: Action
+            if let name = string("plug") {
+                guard let kind = string("programmer").flatMap(ProgrammerKind.init(rawValue:)) else { throw .file("\(line): plug needs programmer = \"usbasp\" (or usbtiny, stlink)") }
+                action = .plug(name: name, kind: kind)
+            } else if let name = string("attach") {
+                guard let part = string("part") else { throw .file("\(line): attach needs part = \"…\"") }
+                var faults: [SimulatedFault] = []
+                if let f = string("fault") {
+                    guard let fault = SimulatedFault(rawValue: f) else { throw .file("\(line): unknown fault '\(f)'") }
+                    faults.append(fault)
+                }
+                var protected = false
+                if case let .boolean(b)? = t["protected"]?.value { protected = b }
+                action = .attach(name: name, part: part, healthyRule: string("healthy"), faults: faults, protected: protected)
+            } else if let name = string("detach") {
+                action = .detach(name: name)
+            } else if let name = string("unplug") {
+                action = .unplug(name: name)
+            } else {
+                throw .file("\(line): a step needs plug, attach, detach or unplug")
+            }
+            scenario.steps.append(Step(at: at, action: action))
+        }
+        scenario.steps.sort { $0.at < $1.at }
+        return scenario
+    }
+}
+
+public enum VirtualBenchError: Error, Sendable, CustomStringConvertible {
+    case file(String)
+    case unknownProgrammer(String)
+
+    public var description: String {
+        switch self {
+        case let .file(text): return text
+        case let .unknownProgrammer(name): return "the scenario uses programmer '\(name)' before plugging it"
+        }
+    }
+}
+
+/// A simulated USB programmer whose board can be swapped while a slot uses it: every access goes through a
+/// lock, and a swap replaces the simulated chip (and programmer) between two accesses.
+final class SwappableDevice: USBDevice, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: USBDevice
+    private var gone = false
+    let description: USBDeviceDescription
+
+    init(_ device: USBDevice) {
+        current = device
+        description = device.description
+    }
+
+    func swap(to device: USBDevice) { lock.withLock { current = device } }
+    func unplug() { lock.withLock { gone = true } }
+
+    private func with<T>(_ body: (USBDevice) throws(USBError) -> T) throws(USBError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if gone { throw .noDevice }
+        return try body(current)
+    }
+
+    func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        try with { (d: USBDevice) throws(USBError) in try d.controlIn(request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        try with { (d: USBDevice) throws(USBError) in try d.controlOut(request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        try with { (d: USBDevice) throws(USBError) in try d.bulkWrite(endpoint: endpoint, data: data, timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        try with { (d: USBDevice) throws(USBError) in try d.bulkRead(endpoint: endpoint, length: length, timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    func close() {}
+}
+
+/// Plays a scenario against an agent: the agent sees the simulated programmers exactly as it sees real ones.
+public final class VirtualBench: @unchecked Sendable {
+    private let rules: RuleSet
+    private var devices: [String: (kind: ProgrammerKind, device: SwappableDevice, clock: VirtualClock)] = [:]
+    /// The simulated chips last attached, for tests and dumps.
+    public private(set) var chips: [String: SimulatedAVR] = [:]
+    public private(set) var stm32: [String: SimulatedSTM32F103] = [:]
+
+    public init(rules: RuleSet) { self.rules = rules }
+
+    /// Runs the steps at their times (seconds from now), then returns.
+    public func play(_ scenario: VirtualBenchScenario, on agent: Agent) throws(VirtualBenchError) {
+        let start = Date()
+        for step in scenario.steps {
+            let wait = step.at - Date().timeIntervalSince(start)
+            if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+            try apply(step.action, agent: agent)
+        }
+    }
+
+    func apply(_ action: VirtualBenchScenario.Action, agent: Agent) throws(VirtualBenchError) {
+        switch action {
+        case let .plug(name, kind):
+            let clock = VirtualClock()
+            let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock))
+            devices[name] = (kind, device, clock)
+            let serial = "VB-\(name)"
+            agent.add(BenchProgrammer(id: name, kind: kind, serial: serial, port: "virtual-\(name)") {
+                if kind == .stlink { return .stlink(STLink(device: device, time: clock)) }
+                return .isp(try ProgrammerDrivers.open(kind, device: device, time: clock))
+            })
+        case let .attach(name, part, healthy, faults, protected):
+            guard let entry = devices[name] else { throw .unknownProgrammer(name) }
+            entry.device.swap(to: try board(kind: entry.kind, part: part, name: name, clock: entry.clock, healthyRule: healthy, faults: faults, protected: protected))
+        case let .detach(name):
+            guard let entry = devices[name] else { throw .unknownProgrammer(name) }
+            entry.device.swap(to: try board(kind: entry.kind, part: nil, name: name, clock: entry.clock))
+        case let .unplug(name):
+            guard let entry = devices.removeValue(forKey: name) else { throw .unknownProgrammer(name) }
+            entry.device.unplug()
+            agent.remove(id: name)
+        }
+    }
+
+    /// A programmer with `part` on its cable, or with nothing on it (part nil).
+    private func board(kind: ProgrammerKind, part: String?, name: String, clock: VirtualClock, healthyRule: String? = nil,
+                       faults: [SimulatedFault] = [], protected: Bool = false) throws(VirtualBenchError) -> USBDevice {
+        var flash: [UInt8]?
+        var fuses: FuseSet?
+        if let healthyRule, let rule = rules.rule(named: healthyRule), let image = try? rule.loadFirmware().image {
+            flash = image.bytes(in: (image.lowestAddress ?? 0)..<UInt32(image.endAddress ?? 0))
+            if kind != .stlink { flash = image.bytes(in: 0..<UInt32(image.endAddress ?? 0)) }
+            fuses = rule.fuses
+        }
+        if kind == .stlink {
+            do {
+                let bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
+                stm32[name] = bench.target
+                return bench.device
+            } catch { throw .file(error.description) }
+        }
+        let avr: AVRPart
+        if let part {
+            guard case let .avr(p)? = PartCatalog.part(named: part) else { throw .file("unknown part '\(part)'") }
+            avr = p
+        } else {
+            avr = PartCatalog.avrParts[1]
+        }
+        do {
+            let bench = try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
+            if part != nil { chips[name] = bench.chip }
+            guard let device = bench.usbDevice else { throw VirtualBenchError.file("\(kind.rawValue) is not simulated on the virtual bench yet") }
+            return device
+        } catch let error as VirtualBenchError {
+            throw error
+        } catch {
+            throw .file("\(error)")
+        }
+    }
+}

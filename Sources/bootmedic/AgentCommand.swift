@@ -1,0 +1,91 @@
+import Agent
+import ArgumentParser
+import Dispatch
+import Foundation
+import Recovery
+import Rules
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the bench service: notice programmers, restore boards, journal every step.",
+        discussion: """
+        Follows udev for programmers (those plugged in before it started count too), gives each a slot that \
+        looks for a board at a calm rate, restores it by the rules, and waits until it is removed. Entries \
+        go to the systemd journal with BOOTMEDIC_* fields (and to standard error when it is a terminal or \
+        no journald runs). Speaks sd_notify (READY, STATUS, WATCHDOG, STOPPING). SIGTERM/SIGINT: no new \
+        jobs; a running job finishes its current step and stops there. With --virtual-bench, simulated \
+        programmers and boards come and go as a scenario file says, and the agent exits at its end.
+        """)
+
+    @Option(help: "The rules file.")
+    var config: String = "/etc/bootmedic/rules.toml"
+
+    @Option(help: "Resolve relative firmware paths here instead of the rules file's firmware_dir.")
+    var firmwareDir: String?
+
+    @Option(help: "Save backups here instead of the rules file's backup_dir.")
+    var backupDir: String?
+
+    @Option(help: "Seconds between looks for a board on each programmer.")
+    var pollInterval: Double = 1.0
+
+    @Option(help: "Play this virtual-bench scenario instead of watching udev.")
+    var virtualBench: String?
+
+    func run() throws {
+        let loaded = RulesFile.load(path: config, firmwareDirectory: firmwareDir)
+        guard let rules = loaded.ruleSet, loaded.errors.isEmpty else {
+            loaded.errors.forEach { printError($0.description) }
+            throw fail("\(config) has errors; see `bootmedic rules check \(config)`", code: 7)
+        }
+        let journaldRunning = FileManager.default.fileExists(atPath: "/run/systemd/journal/socket")
+        var writers: [JournalWriter] = []
+        if journaldRunning { writers.append(SystemJournal()) }
+        if !journaldRunning || isatty(STDERR_FILENO) == 1 { writers.append(ConsoleJournal()) }
+        let journal = JournalFanOut(writers)
+
+        if let path = virtualBench {
+            let scenario: VirtualBenchScenario
+            do { scenario = try VirtualBenchScenario.load(path: path) } catch { throw fail(error.description) }
+            let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? NSTemporaryDirectory() + "bootmedic-virtual-bench-backups"),
+                              pollInterval: min(pollInterval, scenario.pollInterval))
+            agent.start()
+            do { try VirtualBench(rules: rules).play(scenario, on: agent) } catch {
+                agent.stop()
+                throw fail(error.description)
+            }
+            agent.stop()
+            return
+        }
+
+        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory), pollInterval: pollInterval)
+        let watcher: DeviceWatcher
+        do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
+        let catalog = ProgrammerCatalog.standard
+        agent.start()
+        for device in watcher.enumerate() { if let programmer = catalog.programmer(for: device) { agent.add(programmer) } }
+        watcher.start { event in
+            switch event {
+            case let .added(device): if let programmer = catalog.programmer(for: device) { agent.add(programmer) }
+            case let .removed(syspath): agent.remove(id: syspath)
+            }
+        }
+        let done = DispatchSemaphore(value: 0)
+        var sources: [DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { done.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        // The main loop: watchdog pings and status while the slots work.
+        let interval = ServiceNotifier.watchdogInterval.map { $0 / 2 } ?? 5
+        while done.wait(timeout: .now() + interval) == .timedOut {
+            ServiceNotifier.notify("WATCHDOG=1\nSTATUS=\(agent.status)")
+        }
+        watcher.stop()
+        agent.stop()
+    }
+}
