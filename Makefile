@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_FLAGS ?=
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench install uninstall clean
 
 all: build
 
@@ -29,6 +29,33 @@ demo: build
 
 bench: release
 	@scripts/bench.sh
+
+# FHS places; DESTDIR is honoured. The unit and udev rules go where an administrator's additions live.
+BINDIR      = $(PREFIX)/bin
+DOCDIR      = $(PREFIX)/share/doc/bootmedic
+UNITDIR     = /etc/systemd/system
+UDEVDIR     = /etc/udev/rules.d
+CATALOGDIR  = /usr/lib/systemd/catalog
+SYSUSERSDIR = /usr/lib/sysusers.d
+CONFDIR     = /etc/bootmedic
+
+install: release
+	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/bootmedic" "$(DESTDIR)$(BINDIR)/bootmedic"
+	install -D -m 0644 udev-rules/60-bootmedic.rules "$(DESTDIR)$(UDEVDIR)/60-bootmedic.rules"
+	sed 's|/usr/local/bin/bootmedic|$(BINDIR)/bootmedic|' systemd/bootmedic.service > bootmedic.service.tmp
+	install -D -m 0644 bootmedic.service.tmp "$(DESTDIR)$(UNITDIR)/bootmedic.service" && rm -f bootmedic.service.tmp
+	install -D -m 0644 systemd/bootmedic.catalog "$(DESTDIR)$(CATALOGDIR)/bootmedic.catalog"
+	install -D -m 0644 systemd/bootmedic.sysusers "$(DESTDIR)$(SYSUSERSDIR)/bootmedic.conf"
+	install -D -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
+	@if [ ! -e "$(DESTDIR)$(CONFDIR)/rules.toml" ]; then install -D -m 0644 config/rules.toml "$(DESTDIR)$(CONFDIR)/rules.toml"; \
+	  else echo "kept $(DESTDIR)$(CONFDIR)/rules.toml"; fi
+	@if [ -z "$(DESTDIR)" ]; then systemd-sysusers 2>/dev/null || true; journalctl --update-catalog 2>/dev/null || true; \
+	  udevadm control --reload 2>/dev/null || true; systemctl daemon-reload 2>/dev/null || true; fi
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/bootmedic" "$(DESTDIR)$(UDEVDIR)/60-bootmedic.rules" "$(DESTDIR)$(UNITDIR)/bootmedic.service" \
+	  "$(DESTDIR)$(CATALOGDIR)/bootmedic.catalog" "$(DESTDIR)$(SYSUSERSDIR)/bootmedic.conf" "$(DESTDIR)$(DOCDIR)/README.md"
+	@echo "left $(DESTDIR)$(CONFDIR)/rules.toml and /var/lib/bootmedic (backups) in place"
 
 clean:
 	rm -rf .build

@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "RecoveryTests", dependencies: ["TestSupport", "Recovery", "Simulation", "AVRISP", "Rules", "Parts", "FirmwareImage"]),
         .testTarget(name: "SerialTests", dependencies: ["TestSupport", "AVRISP", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage", "Transport"]),
         .testTarget(name: "STM32Tests", dependencies: ["TestSupport", "STLink", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage"]),
+        .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "Recovery", "Rules", "Simulation", "Parts"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "bootmedic"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,214 @@
+import Agent
+import Foundation
+import Recovery
+import Rules
+import TestSupport
+import Testing
+
+/// Keeps entries in memory.
+final class RecordingJournal: JournalWriter, @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [JournalEntry] = []
+    var entries: [JournalEntry] { lock.withLock { stored } }
+    func write(_ entry: JournalEntry) { lock.withLock { stored.append(entry) } }
+}
+
+func shippedRules() throws -> RuleSet {
+    let path = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
+    return try #require(RulesFile.load(path: path, firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
+}
+
+func scenario(_ text: String) throws -> VirtualBenchScenario {
+    let dir = try Fixtures.temporaryDirectory()
+    let path = dir.appendingPathComponent("s.toml").path
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return try VirtualBenchScenario.load(path: path)
+}
+
+@Suite(.serialized) struct AgentTests {
+    @Test func slotsRestoreHealthyAndFailedBoardsInParallel() throws {
+        let journal = RecordingJournal()
+        let backups = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: backups) }
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backups.path), pollInterval: 0.05)
+        agent.start()
+        try VirtualBench(rules: rules).play(try scenario("""
+        [[step]]
+        at = 0.0
+        plug = "a"
+        programmer = "usbasp"
+        [[step]]
+        at = 0.0
+        plug = "b"
+        programmer = "usbtiny"
+        [[step]]
+        at = 0.05
+        attach = "a"
+        part = "atmega32u4"
+        [[step]]
+        at = 0.05
+        attach = "b"
+        part = "atmega32a"
+        [[step]]
+        at = 1.0
+        detach = "a"
+        [[step]]
+        at = 1.2
+        attach = "a"
+        part = "atmega32u4"
+        healthy = "atmel-dfu-atmega32u4"
+        [[step]]
+        at = 1.8
+        detach = "a"
+        [[step]]
+        at = 2.0
+        attach = "a"
+        part = "atmega328p"
+        [[step]]
+        at = 2.6
+        unplug = "a"
+        [[step]]
+        at = 2.7
+        unplug = "b"
+        """), on: agent)
+        agent.stop()
+        let entries = journal.entries
+        let results = entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
+        #expect(results.map { "\($0.fields["BOOTMEDIC_PORT"]!) \($0.fields["BOOTMEDIC_RESULT"]!)" }.sorted()
+                == ["virtual-a failed", "virtual-a healthy", "virtual-a restored", "virtual-b restored"])
+        // One job id per restore, shared by all of its entries, and different between jobs.
+        let jobs = Set(results.compactMap { $0.fields["BOOTMEDIC_JOB"] })
+        #expect(jobs.count == 4)
+        for job in jobs {
+            let of = entries.filter { $0.fields["BOOTMEDIC_JOB"] == job }
+            #expect(of.first?.kind == .jobStarted)
+            #expect([.restored, .healthy, .failed].contains(of.last?.kind))
+        }
+        let restored = try #require(results.first { $0.fields["BOOTMEDIC_PORT"] == "virtual-a" && $0.kind == .restored })
+        #expect(restored.fields["BOOTMEDIC_PART"] == "ATmega32U4")
+        #expect(restored.fields["BOOTMEDIC_SIGNATURE"] == "0x1E9587")
+        #expect(restored.fields["BOOTMEDIC_RULE"] == "atmel-dfu-atmega32u4")
+        #expect(restored.fields["BOOTMEDIC_FUSES"] == "L 0x5E, H 0x99, E 0xF3")
+        #expect(restored.fields["BOOTMEDIC_BACKUP"]?.hasPrefix(backups.path) == true)
+        #expect(restored.priority == 5)
+        let failed = try #require(results.first { $0.kind == .failed })
+        #expect(failed.message.hasSuffix("failed: no rule matches ATmega328P on USBasp; add one to the rules file or name one with --rule"))
+        #expect(failed.priority == 3)
+        #expect(failed.fields["BOOTMEDIC_EXIT_STATUS"] == "7")
+        #expect(entries.filter { $0.kind == .targetFound }.count == 4)
+        #expect(entries.filter { $0.kind == .targetRemoved }.count >= 2)
+        #expect(entries.filter { $0.kind == .programmerAdded }.count == 2)
+        #expect(entries.filter { $0.kind == .programmerRemoved }.count == 2)
+        #expect(entries.first?.kind == .agentStarted)
+        #expect(entries.last?.kind == .agentStopping)
+        #expect(agent.currentSlots.isEmpty)
+    }
+
+    @Test func aBoardIsNeverFlashedTwice() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
+        agent.start()
+        try VirtualBench(rules: rules).play(try scenario("""
+        [[step]]
+        at = 0.0
+        plug = "a"
+        programmer = "usbasp"
+        [[step]]
+        at = 0.0
+        attach = "a"
+        part = "atmega32u4"
+        [[step]]
+        at = 1.0
+        unplug = "a"
+        """), on: agent)
+        agent.stop()
+        #expect(journal.entries.filter { $0.kind == .jobStarted }.count == 1)
+    }
+
+    @Test func everyMessageIDHasACatalogEntry() throws {
+        let catalog = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("systemd/bootmedic.catalog"), encoding: .utf8)
+        for message in JournalMessage.allCases {
+            #expect(catalog.contains("-- \(message.id)\n"), "\(message)")
+        }
+        #expect(Set(JournalMessage.allCases.map(\.id)).count == JournalMessage.allCases.count)
+    }
+}
+
+@Suite(.serialized) struct SystemIntegrationTests {
+    /// Starts journald by hand if none listens (CI runs without systemd as PID 1).
+    static func ensureJournald() throws {
+        let socket = "/run/systemd/journal/socket"
+        if FileManager.default.fileExists(atPath: socket) { return }
+        try FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    @Test func theAgentWritesStructuredEntriesToARealJournald() throws {
+        try Self.ensureJournald()
+        let name = "journal-\(UUID().uuidString.prefix(8).lowercased())"
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let scenarioPath = dir.appendingPathComponent("s.toml").path
+        try """
+        poll_interval = 0.05
+        [[step]]
+        at = 0.0
+        plug = "\(name)"
+        programmer = "usbasp"
+        [[step]]
+        at = 0.05
+        attach = "\(name)"
+        part = "atmega32u4"
+        [[step]]
+        at = 1.0
+        unplug = "\(name)"
+        """.write(toFile: scenarioPath, atomically: true, encoding: .utf8)
+        let config = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
+        let agent = try run(Fixtures.bootmedicBinary, ["agent", "--config", config, "--firmware-dir", Fixtures.firmwareDirectory.path,
+                                                       "--backup-dir", dir.appendingPathComponent("b").path, "--virtual-bench", scenarioPath])
+        #expect(agent.status == 0, "\(agent.stderr)")
+        Thread.sleep(forTimeInterval: 0.3)
+        let read = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "BOOTMEDIC_PORT=virtual-\(name)"])
+        let entries = read.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let ids = entries.compactMap { $0["MESSAGE_ID"] as? String }
+        #expect(ids.first == "4333a14dda834fe090c34aab938cb21a", "programmer added first")
+        #expect(ids.contains("653ff7d7d1b44943a18bba4e1ca67320"), "target found")
+        #expect(ids.contains("f5b3ae2d1d914a1ebba540e8109c9a9b"), "restored")
+        #expect(ids.last == "2811e27351aa44f3bc147fb1c00a397b", "programmer removed last")
+        let restored = try #require(entries.first { $0["MESSAGE_ID"] as? String == "f5b3ae2d1d914a1ebba540e8109c9a9b" })
+        #expect(restored["BOOTMEDIC_RESULT"] as? String == "restored")
+        #expect(restored["BOOTMEDIC_PART"] as? String == "ATmega32U4")
+        #expect(restored["BOOTMEDIC_RULE"] as? String == "atmel-dfu-atmega32u4")
+        #expect(restored["PRIORITY"] as? String == "5")
+        #expect(restored["SYSLOG_IDENTIFIER"] as? String == "bootmedic")
+        let job = try #require(restored["BOOTMEDIC_JOB"] as? String)
+        let steps = entries.filter { $0["BOOTMEDIC_JOB"] as? String == job && $0["MESSAGE_ID"] as? String == "2d328a7740814abb9c54ceb76b4cf13f" }
+        #expect(steps.compactMap { $0["BOOTMEDIC_STEP"] as? String } == ["connect", "identify", "select-rule", "check", "health-check", "backup", "erase",
+                                                                        "write-flash", "verify-flash", "restore-eeprom", "write-fuses", "verify-fuses", "release"])
+        #expect(steps.allSatisfy { $0["BOOTMEDIC_DURATION_MS"] != nil && $0["BOOTMEDIC_BYTES"] != nil })
+        // bootmedic status reads the same entries back through sd-journal.
+        let status = try run(Fixtures.bootmedicBinary, ["status"])
+        #expect(status.stdout.contains("usbasp at virtual-\(name): 1 restored, 0 healthy, 0 failed"), "\(status.stdout)")
+    }
+
+    @Test func systemdAcceptsTheUnit() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let unit = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("systemd/bootmedic.service"), encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/bootmedic", with: Fixtures.bootmedicBinary)
+        let path = dir.appendingPathComponent("bootmedic.service").path
+        try unit.write(toFile: path, atomically: true, encoding: .utf8)
+        let verify = try run("/usr/bin/systemd-analyze", ["verify", path])
+        #expect(verify.status == 0)
+        #expect(verify.stderr.isEmpty, "\(verify.stderr)")
+        let security = try run("/usr/bin/systemd-analyze", ["security", "--offline=true", path])
+        #expect(security.stdout.contains("Overall exposure level for bootmedic.service: 1."), "\(security.stdout.suffix(200))")
+    }
+}
