@@ -9,6 +9,7 @@ packages=(
   libsystemd-dev       # CSystemd
   avrdude              # reference client and part database (/etc/avrdude.conf) in tests
   python3-intelhex     # independent Intel HEX parser in tests
+  systemd              # journald, journalctl, systemd-analyze for the agent's tests
 )
 
 missing=()

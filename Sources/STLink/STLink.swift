@@ -158,6 +158,25 @@ public final class STLink {
         return out
     }
 
+    /// Reads memory byte by byte (any alignment; at most 64 bytes per command, as V2 firmware allows).
+    public func read8(_ address: UInt32, count: Int) throws(STLinkError) -> [UInt8] {
+        var out: [UInt8] = []
+        var at = address
+        while out.count < count {
+            let n = min(64, count - out.count)
+            out += try command([STLinkCommand.debug, STLinkCommand.readMemory8] + littleEndian32(at) + littleEndian16(UInt16(n)),
+                               reply: n, "reading memory at 0x\(String(at, radix: 16))")
+            try checkLastStatus(at)
+            at += UInt32(n)
+        }
+        return out
+    }
+
+    /// Writes memory byte by byte (at most 64 bytes per command).
+    public func write8(_ address: UInt32, _ bytes: [UInt8]) throws(STLinkError) {
+        try write(STLinkCommand.writeMemory8, address, bytes, chunk: 64)
+    }
+
     /// Reads one 32-bit word.
     public func readWord(_ address: UInt32) throws(STLinkError) -> UInt32 { readLittleEndian32(try read32(address, count: 4)) }
 

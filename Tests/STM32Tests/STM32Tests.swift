@@ -121,6 +121,20 @@ struct BluepillRestore {
         #expect(link.swdKilohertz == 4000)
     }
 
+    @Test func accessesMemoryIn8And16And32BitUnitsAndReportsFaults() throws {
+        let bench = try SimulatedSTM32Bench()
+        let link = STLink(device: bench.device, time: bench.clock)
+        _ = try link.connect()
+        try link.write8(0x2000_0001, [0xAA, 0xBB, 0xCC])
+        #expect(try link.read8(0x2000_0000, count: 5) == [0x00, 0xAA, 0xBB, 0xCC, 0x00])
+        try link.write16(0x2000_0010, [0x34, 0x12])
+        try link.writeWord(0x2000_0014, 0xDEAD_BEEF)
+        #expect(try link.read32(0x2000_0010, count: 8) == [0x34, 0x12, 0, 0, 0xEF, 0xBE, 0xAD, 0xDE])
+        #expect(throws: STLinkError.accessFault(address: 0x6000_0000, status: "access port fault (the target refused the access)")) {
+            try link.readWord(0x6000_0000)
+        }
+    }
+
     @Test func probeReportsProtection() throws {
         let bench = try SimulatedSTM32Bench(protected: true)
         let report = STM32Probe.run(STLink(device: bench.device, time: bench.clock))
