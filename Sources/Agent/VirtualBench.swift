@@ -39,10 +39,20 @@ public struct VirtualBenchScenario: Sendable {
     public struct Step: Sendable, Equatable {
         public let at: Double
         public let action: Action
+
+        public init(at: Double, action: Action) {
+            self.at = at
+            self.action = action
+        }
     }
 
     public var pollInterval: Double
     public var steps: [Step]
+
+    public init(pollInterval: Double, steps: [Step]) {
+        self.pollInterval = pollInterval
+        self.steps = steps
+    }
 
     /// Reads a scenario file, naming the line of anything it does not understand.
     public static func load(path: String) throws(VirtualBenchError) -> VirtualBenchScenario {

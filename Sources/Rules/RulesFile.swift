@@ -60,7 +60,8 @@ private struct Decoder {
                 firmwareDirectory = string(defaults, "firmware_dir")
             }
         }
-        let base = (path as NSString).deletingLastPathComponent
+        // The rules file's folder ("" for a bare file name).
+        let base = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
         func absolute(_ p: String) -> String { p.hasPrefix("/") || base.isEmpty ? p : base + "/" + p }
         // Empty: relative firmware paths stay relative to the working directory, beside a rules file there.
         let firmwareRoot = override ?? firmwareDirectory.map(absolute) ?? base

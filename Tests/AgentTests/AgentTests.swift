@@ -127,6 +127,47 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(journal.entries.filter { $0.kind == .jobStarted }.count == 1)
     }
 
+    @Test func aBurstOfPlugAndUnplugEventsLeavesNothingBehind() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.01)
+        agent.start()
+        let bench = VirtualBench(rules: rules)
+        // 1,000 events: 500 plugs and 500 unplugs over eight programmers, as fast as they come.
+        var steps: [VirtualBenchScenario.Step] = []
+        for i in 0..<500 {
+            let name = "p\(i % 8)-\(i)"
+            steps.append(.init(at: 0, action: .plug(name: name, kind: i % 2 == 0 ? .usbasp : .usbtiny)))
+            steps.append(.init(at: 0, action: .unplug(name: name)))
+        }
+        let start = Date()
+        try bench.play(VirtualBenchScenario(pollInterval: 0.01, steps: steps), on: agent)
+        agent.stop()
+        #expect(agent.currentSlots.isEmpty, "no slot stuck")
+        #expect(journal.entries.filter { $0.kind == .programmerAdded }.count == 500)
+        #expect(journal.entries.filter { $0.kind == .programmerRemoved }.count == 500)
+        #expect(Date().timeIntervalSince(start) < 60)
+    }
+
+    @Test func eightProgrammersRestoreAtOnce() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
+        agent.start()
+        var steps: [VirtualBenchScenario.Step] = []
+        for i in 0..<8 {
+            steps.append(.init(at: 0, action: .plug(name: "b\(i)", kind: i % 2 == 0 ? .usbasp : .usbtiny)))
+            steps.append(.init(at: 0.01, action: .attach(name: "b\(i)", part: "atmega32u4", healthyRule: nil, faults: [], protected: false)))
+        }
+        for i in 0..<8 { steps.append(.init(at: 3.0, action: .unplug(name: "b\(i)"))) }
+        try VirtualBench(rules: rules).play(VirtualBenchScenario(pollInterval: 0.02, steps: steps), on: agent)
+        agent.stop()
+        let results = journal.entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
+        #expect(results.count == 8)
+        #expect(results.allSatisfy { $0.fields["BOOTMEDIC_RESULT"] == "restored" })
+        #expect(Set(results.compactMap { $0.fields["BOOTMEDIC_PORT"] }).count == 8)
+    }
+
     @Test func everyMessageIDHasACatalogEntry() throws {
         let catalog = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("systemd/bootmedic.catalog"), encoding: .utf8)
         for message in JournalMessage.allCases {
@@ -196,6 +237,21 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         // bootmedic status reads the same entries back through sd-journal.
         let status = try run(Fixtures.bootmedicBinary, ["status"])
         #expect(status.stdout.contains("usbasp at virtual-\(name): 1 restored, 0 healthy, 0 failed"), "\(status.stdout)")
+    }
+
+    @Test func realNetlinkUeventsReachTheSlots() throws {
+        // A private network namespace: its own netlink, where injected libudev messages reach a real
+        // udev_monitor without udevd or any device.
+        let result = try run("/usr/bin/unshare", ["-n", Fixtures.bootmedicBinary, "self-test", "netlink"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == """
+        add /sys/devices/pci0000:00/0000:00:14.0/usb1/1-2 16c0:05dc USBasp pci-0000:00:14.0-usb-0:2
+        remove /sys/devices/pci0000:00/0000:00:14.0/usb1/1-2
+        slots after add: 1
+        slots after remove: 0
+        journal: programmerAdded programmerRemoved agentStopping
+
+        """)
     }
 
     @Test func systemdAcceptsTheUnit() throws {

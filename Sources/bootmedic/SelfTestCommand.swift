@@ -1,0 +1,61 @@
+import Agent
+import ArgumentParser
+import Foundation
+import Recovery
+import Rules
+
+/// Checks that need a private network namespace; run as `unshare -n bootmedic self-test netlink`.
+struct SelfTestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "self-test",
+        abstract: "Prove the udev path against real netlink (run inside `unshare -n`).",
+        shouldDisplay: false)
+
+    @Argument(help: "netlink")
+    var what: String
+
+    func run() throws {
+        guard what == "netlink" else { throw fail("unknown self-test '\(what)'") }
+        // A real libudev monitor, fed real netlink messages; the agent gives the programmer a slot and
+        // takes it away again.
+        let watcher = try DeviceWatcher()
+        final class Events: @unchecked Sendable { let lock = NSLock(); var list: [String] = [] }
+        let events = Events()
+        guard let rules = RulesFile.parse("", path: "-").ruleSet else { throw fail("empty rules") }
+        final class Lines: JournalWriter, @unchecked Sendable {
+            let lock = NSLock()
+            var list: [String] = []
+            func write(_ entry: JournalEntry) { lock.withLock { list.append(entry.kind.rawValue) } }
+        }
+        let journal = Lines()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
+        let catalog = ProgrammerCatalog.standard
+        watcher.start { event in
+            switch event {
+            case let .added(device):
+                events.lock.withLock { events.list.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
+                if let programmer = catalog.programmer(for: device) { agent.add(programmer) }
+            case let .removed(syspath):
+                events.lock.withLock { events.list.append("remove \(syspath)") }
+                agent.remove(id: syspath)
+            }
+        }
+        let injector = try UeventInjector()
+        let devpath = "/devices/pci0000:00/0000:00:14.0/usb1/1-2"
+        let common = [("DEVPATH", devpath), ("SUBSYSTEM", "usb"), ("DEVTYPE", "usb_device"), ("ID_VENDOR_ID", "16c0"), ("ID_MODEL_ID", "05dc"),
+                      ("ID_MODEL", "USBasp"), ("ID_SERIAL_SHORT", "NETLINK1"), ("ID_PATH", "pci-0000:00:14.0-usb-0:2"), ("BUSNUM", "001"), ("DEVNUM", "007")]
+        try injector.send([("ACTION", "add")] + common + [("SEQNUM", "1")])
+        Thread.sleep(forTimeInterval: 0.3)
+        let slotsAfterAdd = agent.currentSlots.count
+        try injector.send([("ACTION", "remove")] + common + [("SEQNUM", "2")])
+        // A device of another subsystem: the monitor's filter must drop it.
+        try injector.send([("ACTION", "add"), ("DEVPATH", "/devices/virtual/net/dummy0"), ("SUBSYSTEM", "net"), ("SEQNUM", "3")])
+        Thread.sleep(forTimeInterval: 0.3)
+        watcher.stop()
+        agent.stop()
+        for line in events.lock.withLock({ events.list }) { print(line) }
+        print("slots after add: \(slotsAfterAdd)")
+        print("slots after remove: \(agent.currentSlots.count)")
+        print("journal: " + journal.lock.withLock { journal.list }.joined(separator: " "))
+    }
+}
