@@ -112,29 +112,73 @@ public final class BenchSlot: @unchecked Sendable {
     }
 
     private func loop() {
+        // The connection stays open between looks: reopening would reset an Arduino through DTR each time.
+        var connection: BenchConnection?
+        defer { connection?.close() }
         while !isCancelled {
-            guard let connection = try? programmer.open() else {
+            if connection == nil {
+                connection = try? programmer.open()
                 // The programmer went away or is busy: the agent removes the slot when udev says so.
-                sleep(pollInterval)
-                continue
+                if connection == nil { sleep(pollInterval); continue }
             }
-            defer { connection.close() }
-            guard targetPresent(connection) else {
+            switch look(connection!) {
+            case .broken:
+                connection?.close()
+                connection = nil
                 sleep(pollInterval)
                 continue
+            case .absent:
+                sleep(pollInterval)
+                continue
+            case .present:
+                break
             }
             journal.write(JournalEntry(.targetFound, "\(programmer.kind.description) at \(programmer.port ?? programmer.id): a board is on the cable", fields: fields))
             let job = jobNumber()
             set(.restoring(job: job))
-            let result = restore(connection, job: job)
+            let result = restore(connection!, job: job)
             lock.withLock { _outcomes.append(result.outcome) }
             set(.waitingForRemoval(result: result.outcome.rawValue))
             // One board is never flashed twice: wait until it leaves the cable.
-            while !isCancelled, targetPresent(connection) { sleep(pollInterval) }
+            while !isCancelled {
+                let seen = look(connection!)
+                if seen == .present { sleep(pollInterval); continue }
+                if seen == .broken { connection?.close(); connection = nil }
+                break
+            }
             if !isCancelled {
                 journal.write(JournalEntry(.targetRemoved, "\(programmer.kind.description) at \(programmer.port ?? programmer.id): the board was removed", fields: fields))
             }
             set(.idle)
+        }
+    }
+
+    enum Look { case present, absent, broken }
+
+    /// Whether a target answers (programming enable / an SWD IDCODE), or the programmer itself failed.
+    private func look(_ connection: BenchConnection) -> Look {
+        switch connection {
+        case let .isp(isp):
+            do {
+                try isp.enterProgrammingMode()
+            } catch {
+                if case .noTarget = error { return .absent }
+                return .broken
+            }
+            defer { isp.leaveProgrammingMode() }
+            guard let signature = try? isp.readSignature() else { return .broken }
+            return signature.meansNoTarget ? .absent : .present
+        case let .stlink(link):
+            defer { link.disconnect() }
+            do {
+                _ = try link.connect()
+                return .present
+            } catch {
+                switch error {
+                case .noTarget, .noPower: return .absent
+                default: return .broken
+                }
+            }
         }
     }
 
@@ -151,20 +195,6 @@ public final class BenchSlot: @unchecked Sendable {
             let identity = ProgrammerIdentity(kind: .stlink, name: link.name, serialNumber: programmer.serial, port: programmer.port)
             let sink = JobJournal(job: job, programmer: identity, writer: journal)
             return STM32RecoveryJob(link: link, rules: rules, backups: backups, sink: sink).run()
-        }
-    }
-
-    /// A target answers: programming enable (ISP) or an SWD IDCODE (ST-Link).
-    private func targetPresent(_ connection: BenchConnection) -> Bool {
-        switch connection {
-        case let .isp(isp):
-            guard (try? isp.enterProgrammingMode()) != nil else { return false }
-            defer { isp.leaveProgrammingMode() }
-            guard let signature = try? isp.readSignature() else { return false }
-            return !signature.meansNoTarget
-        case let .stlink(link):
-            defer { link.disconnect() }
-            return (try? link.connect()) != nil
         }
     }
 

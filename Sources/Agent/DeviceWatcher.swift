@@ -2,9 +2,11 @@ import CLibUDev
 import Foundation
 import Transport
 
-/// A USB device as udev reports it.
+/// A USB device (or a USB serial port) as udev reports it.
 public struct UdevDevice: Sendable, Hashable {
     public let syspath: String
+    /// "usb" for a USB device, "tty" for a serial port on a USB adapter.
+    public let subsystem: String
     public let vendorID: UInt16
     public let productID: UInt16
     public let serial: String?
@@ -39,6 +41,7 @@ public final class DeviceWatcher: @unchecked Sendable {
             throw DeviceWatcherError.udev("cannot open the netlink monitor")
         }
         udev_monitor_filter_add_match_subsystem_devtype(monitor, "usb", "usb_device")
+        udev_monitor_filter_add_match_subsystem_devtype(monitor, "tty", nil)
         guard udev_monitor_enable_receiving(monitor) == 0 else {
             udev_monitor_unref(monitor)
             udev_unref(udev)
@@ -59,12 +62,18 @@ public final class DeviceWatcher: @unchecked Sendable {
         close(stopPipe[1])
     }
 
-    /// The USB devices present now.
+    /// The USB devices and USB serial ports present now.
     public func enumerate() -> [UdevDevice] {
+        scan { enumerate in
+            udev_enumerate_add_match_subsystem(enumerate, "usb")
+            udev_enumerate_add_match_property(enumerate, "DEVTYPE", "usb_device")
+        } + scan { enumerate in udev_enumerate_add_match_subsystem(enumerate, "tty") }
+    }
+
+    private func scan(_ configure: (OpaquePointer) -> Void) -> [UdevDevice] {
         guard let enumerate = udev_enumerate_new(udev) else { return [] }
         defer { udev_enumerate_unref(enumerate) }
-        udev_enumerate_add_match_subsystem(enumerate, "usb")
-        udev_enumerate_add_match_property(enumerate, "DEVTYPE", "usb_device")
+        configure(enumerate)
         udev_enumerate_scan_devices(enumerate)
         var out: [UdevDevice] = []
         var entry = udev_enumerate_get_list_entry(enumerate)
@@ -109,12 +118,18 @@ public final class DeviceWatcher: @unchecked Sendable {
     }
 
     private static func describe(_ device: OpaquePointer) -> UdevDevice? {
-        func property(_ name: String) -> String? { udev_device_get_property_value(device, name).map { String(cString: $0) } }
-        func attribute(_ name: String) -> String? { udev_device_get_sysattr_value(device, name).map { String(cString: $0) } }
+        let subsystem = udev_device_get_subsystem(device).map { String(cString: $0) } ?? ""
+        // A tty counts only on a USB adapter; its ids and strings are the USB device's.
+        let usb = subsystem == "tty" ? udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_device") : device
+        guard let usb else { return nil }
+        func property(_ name: String) -> String? {
+            (udev_device_get_property_value(device, name) ?? udev_device_get_property_value(usb, name)).map { String(cString: $0) }
+        }
+        func attribute(_ name: String) -> String? { udev_device_get_sysattr_value(usb, name).map { String(cString: $0) } }
         guard let syspath = udev_device_get_syspath(device).map({ String(cString: $0) }),
               let vid = (property("ID_VENDOR_ID") ?? attribute("idVendor")).flatMap({ UInt16($0, radix: 16) }),
               let pid = (property("ID_MODEL_ID") ?? attribute("idProduct")).flatMap({ UInt16($0, radix: 16) }) else { return nil }
-        return UdevDevice(syspath: syspath, vendorID: vid, productID: pid,
+        return UdevDevice(syspath: syspath, subsystem: subsystem, vendorID: vid, productID: pid,
                           serial: property("ID_SERIAL_SHORT") ?? attribute("serial"), product: attribute("product") ?? property("ID_MODEL"),
                           idPath: property("ID_PATH"), devnode: udev_device_get_devnode(device).map { String(cString: $0) },
                           busNumber: UInt8(property("BUSNUM") ?? attribute("busnum") ?? "0") ?? 0,

@@ -31,8 +31,9 @@ public struct ProgrammerCatalog: Sendable {
         Entry(0x1781, 0x0C9F, .usbtiny, "USBtinyISP / SparkFun PocketAVR"),
     ] + STLink.productIDs.sorted { $0.key < $1.key }.map { Entry(STLink.vendorID, $0.key, .stlink, $0.value) })
 
-    /// The kind of programmer `device` is, or nil.
+    /// The kind of programmer `device` is, or nil (serial ports are the serial catalog's business).
     public func kind(of device: UdevDevice) -> ProgrammerKind? {
+        guard device.subsystem == "usb" else { return nil }
         for entry in entries where entry.vendorID == device.vendorID && entry.productID == device.productID {
             if let product = entry.product, product != device.product { continue }
             return entry.kind
@@ -55,6 +56,20 @@ public struct ProgrammerCatalog: Sendable {
                 return .stlink(STLink(device: usb, time: SystemTimeSource()))
             }
             return .isp(try ProgrammerDrivers.open(kind, device: usb, time: SystemTimeSource()))
+        }
+    }
+}
+
+extension SerialProgrammerCatalog {
+    /// For a USB serial port: the programmer the harmless probe finds on it, as a bench programmer, or nil.
+    /// Nothing but the probe is ever sent to a port the catalog does not nominate.
+    public func programmer(for device: UdevDevice) -> BenchProgrammer? {
+        guard device.subsystem == "tty", let path = device.devnode else { return nil }
+        let info = SerialDeviceInfo(vendorID: device.vendorID, productID: device.productID, product: device.product, path: path)
+        guard case let .candidate(kinds) = recognize(info),
+              let kind = SerialProgrammerProbe.identify(path: path, candidates: kinds, time: SystemTimeSource()) else { return nil }
+        return BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
+            .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
         }
     }
 }

@@ -155,6 +155,18 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
 public final class VirtualBench: @unchecked Sendable {
     private let rules: RuleSet
     private var devices: [String: (kind: ProgrammerKind, device: SwappableDevice, clock: VirtualClock)] = [:]
+    /// Serial programmers: a pseudo-terminal per board (the simulator wraps one chip), looked up at each open.
+    private var serial: [String: SerialBox] = [:]
+
+    final class SerialBox: @unchecked Sendable {
+        let lock = NSLock()
+        var bench: SimulatedBench?
+        var path: String? { lock.withLock { bench.flatMap { if case let .serial(server) = $0.link { return server.path }; return nil } } }
+        func replace(with new: SimulatedBench?) {
+            let old = lock.withLock { () -> SimulatedBench? in defer { bench = new }; return bench }
+            old?.stop()
+        }
+    }
     /// The simulated chips last attached, for tests and dumps.
     public private(set) var chips: [String: SimulatedAVR] = [:]
     public private(set) var stm32: [String: SimulatedSTM32F103] = [:]
@@ -173,6 +185,26 @@ public final class VirtualBench: @unchecked Sendable {
 
     func apply(_ action: VirtualBenchScenario.Action, agent: Agent) throws(VirtualBenchError) {
         switch action {
+        case let .plug(name, kind) where [.stk500v1, .avrisp, .buspirate].contains(kind):
+            let box = SerialBox()
+            box.replace(with: try serialBoard(kind: kind, part: nil))
+            serial[name] = box
+            agent.add(BenchProgrammer(id: name, kind: kind, serial: nil, port: "virtual-\(name)") {
+                guard let path = box.path else { throw VirtualBenchError.file("no pseudo-terminal") }
+                return .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
+            })
+        case let .attach(name, part, healthy, faults, _) where serial[name] != nil:
+            let box = serial[name]!
+            let kind = box.lock.withLock { box.bench!.kind }
+            box.replace(with: try serialBoard(kind: kind, part: part, healthyRule: healthy, faults: faults))
+            chips[name] = box.lock.withLock { box.bench?.chip }
+        case let .detach(name) where serial[name] != nil:
+            let box = serial[name]!
+            box.replace(with: try serialBoard(kind: box.lock.withLock { box.bench!.kind }, part: nil))
+        case let .unplug(name) where serial[name] != nil:
+            let box = serial.removeValue(forKey: name)!
+            agent.remove(id: name)
+            box.replace(with: nil)
         case let .plug(name, kind):
             let clock = VirtualClock()
             let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock))
@@ -193,6 +225,26 @@ public final class VirtualBench: @unchecked Sendable {
             entry.device.unplug()
             agent.remove(id: name)
         }
+    }
+
+    /// A serial programmer on its own pseudo-terminal with `part` on its cable (nothing for nil).
+    private func serialBoard(kind: ProgrammerKind, part: String?, healthyRule: String? = nil, faults: [SimulatedFault] = []) throws(VirtualBenchError) -> SimulatedBench {
+        var flash: [UInt8]?
+        var fuses: FuseSet?
+        if let healthyRule, let rule = rules.rule(named: healthyRule), let image = try? rule.loadFirmware().image {
+            flash = image.bytes(in: 0..<UInt32(image.endAddress ?? 0))
+            fuses = rule.fuses
+        }
+        let avr: AVRPart
+        if let part {
+            guard case let .avr(p)? = PartCatalog.part(named: part) else { throw .file("unknown part '\(part)'") }
+            avr = p
+        } else {
+            avr = PartCatalog.avrParts[1]
+        }
+        do {
+            return try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults))
+        } catch { throw .file(error.description) }
     }
 
     /// A programmer with `part` on its cable, or with nothing on it (part nil).

@@ -1,4 +1,5 @@
 import Agent
+import AVRISP
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -63,11 +64,19 @@ struct AgentCommand: ParsableCommand {
         let watcher: DeviceWatcher
         do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
         let catalog = ProgrammerCatalog.standard
+        /// USB programmers are known by their ids; serial candidates are probed off the event thread.
+        let arrive: @Sendable (UdevDevice) -> Void = { device in
+            if let programmer = catalog.programmer(for: device) { return agent.add(programmer) }
+            guard device.subsystem == "tty" else { return }
+            Thread.detachNewThread {
+                if let programmer = SerialProgrammerCatalog.standard.programmer(for: device) { agent.add(programmer) }
+            }
+        }
         agent.start()
-        for device in watcher.enumerate() { if let programmer = catalog.programmer(for: device) { agent.add(programmer) } }
+        for device in watcher.enumerate() { arrive(device) }
         watcher.start { event in
             switch event {
-            case let .added(device): if let programmer = catalog.programmer(for: device) { agent.add(programmer) }
+            case let .added(device): arrive(device)
             case let .removed(syspath): agent.remove(id: syspath)
             }
         }

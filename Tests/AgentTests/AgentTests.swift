@@ -127,6 +127,43 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(journal.entries.filter { $0.kind == .jobStarted }.count == 1)
     }
 
+    @Test func serialProgrammersRestoreOnTheVirtualBench() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
+        agent.start()
+        let bench = VirtualBench(rules: rules)
+        try bench.play(try scenario("""
+        [[step]]
+        at = 0.0
+        plug = "uno"
+        programmer = "stk500v1"
+        [[step]]
+        at = 0.0
+        plug = "pirate"
+        programmer = "buspirate"
+        [[step]]
+        at = 0.1
+        attach = "uno"
+        part = "atmega32u4"
+        [[step]]
+        at = 0.1
+        attach = "pirate"
+        part = "atmega32a"
+        [[step]]
+        at = 2.0
+        unplug = "uno"
+        [[step]]
+        at = 2.0
+        unplug = "pirate"
+        """), on: agent)
+        agent.stop()
+        let results = journal.entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
+        #expect(results.map { "\($0.fields["BOOTMEDIC_PROGRAMMER"]!) \($0.fields["BOOTMEDIC_RULE"] ?? "-") \($0.fields["BOOTMEDIC_RESULT"]!)" }.sorted()
+                == ["buspirate ps2avrgb-bootloadhid restored", "stk500v1 atmel-dfu-atmega32u4 restored"])
+        #expect(bench.chips["uno"]?.fuses.low == 0x5E)
+    }
+
     @Test func aBurstOfPlugAndUnplugEventsLeavesNothingBehind() throws {
         let journal = RecordingJournal()
         let rules = try shippedRules()
