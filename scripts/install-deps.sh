@@ -10,6 +10,7 @@ packages=(
   avrdude              # reference client and part database (/etc/avrdude.conf) in tests
   python3-intelhex     # independent Intel HEX parser in tests
   systemd              # journald, journalctl, systemd-analyze for the agent's tests
+  udev                 # udevadm, to check the rules file
 )
 
 missing=()

@@ -291,6 +291,21 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         """)
     }
 
+    @Test func udevAcceptsTheRules() throws {
+        // udevadm reads every rules file for a test run and names each line it cannot use.
+        let installed = "/run/udev/rules.d/60-bootmedic.rules"
+        try FileManager.default.createDirectory(atPath: "/run/udev/rules.d", withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(atPath: installed)
+        try FileManager.default.copyItem(atPath: Fixtures.repositoryRoot.appendingPathComponent("udev-rules/60-bootmedic.rules").path, toPath: installed)
+        defer { try? FileManager.default.removeItem(atPath: installed) }
+        let test = try run("/usr/bin/udevadm", ["test", "--action=add", "/sys/class/net/lo"])
+        let ours = (test.stdout + test.stderr).split(separator: "\n").map(String.init).filter { $0.contains("60-bootmedic.rules") }
+        #expect(ours.contains("Reading rules file: \(installed)"), "udevadm read the file")
+        // Before `make install` runs systemd-sysusers the bootmedic group may not exist; anything else is an error.
+        let problems = ours.filter { !$0.hasPrefix("Reading rules file") && !$0.hasSuffix("Unknown group 'bootmedic', ignoring") }
+        #expect(problems.isEmpty, "\(problems)")
+    }
+
     @Test func systemdAcceptsTheUnit() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
