@@ -11,6 +11,10 @@ public final class Agent: @unchecked Sendable {
     private let lock = NSLock()
     private var slots: [String: BenchSlot] = [:]
     private var stopping = false
+    /// Whether a USB device with these ids is on the bus now (for `expect_usb`).
+    public var usbPresence: @Sendable (USBID) -> Bool = { _ in false }
+    /// How long a slot waits for a restored bootloader to enumerate.
+    public var expectUSBTimeout: Double = 10
 
     public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double) {
         self.rules = rules
@@ -31,6 +35,8 @@ public final class Agent: @unchecked Sendable {
             guard !stopping, slots[programmer.id] == nil else { return nil }
             let slot = BenchSlot(programmer: programmer, rules: rules, journal: journal, backups: backups, pollInterval: pollInterval,
                                  jobNumber: { UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() })
+            slot.usbPresence = usbPresence
+            slot.expectUSBTimeout = expectUSBTimeout
             slots[programmer.id] = slot
             return slot
         }

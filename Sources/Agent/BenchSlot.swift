@@ -1,4 +1,5 @@
 import AVRISP
+import BenchModel
 import Foundation
 import Recovery
 import Rules
@@ -70,6 +71,9 @@ public final class BenchSlot: @unchecked Sendable {
     private var thread: Thread?
     /// Results of the jobs run, in order (for tests and status).
     private var _outcomes: [RecoveryOutcome] = []
+    /// Whether a USB device with these ids is on the bus (for `expect_usb`).
+    var usbPresence: @Sendable (USBID) -> Bool = { _ in false }
+    var expectUSBTimeout: Double = 10
 
     public init(programmer: BenchProgrammer, rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double,
                 jobNumber: @escaping @Sendable () -> String) {
@@ -138,6 +142,9 @@ public final class BenchSlot: @unchecked Sendable {
             set(.restoring(job: job))
             let result = restore(connection!, job: job)
             lock.withLock { _outcomes.append(result.outcome) }
+            if result.outcome == .restored, let expected = result.rule.flatMap(rules.rule(named:))?.expectUSB {
+                confirmEnumeration(expected, job: job)
+            }
             set(.waitingForRemoval(result: result.outcome.rawValue))
             // One board is never flashed twice: wait until it leaves the cable.
             while !isCancelled {
@@ -151,6 +158,22 @@ public final class BenchSlot: @unchecked Sendable {
             }
             set(.idle)
         }
+    }
+
+    /// After a restore: waits (bounded) for the bootloader the rule expects to show up on USB.
+    private func confirmEnumeration(_ id: USBID, job: String) {
+        var f = fields
+        f["BOOTMEDIC_JOB"] = job
+        f["BOOTMEDIC_USB_ID"] = id.description
+        let deadline = Date().addingTimeInterval(expectUSBTimeout)
+        while !isCancelled, Date() < deadline {
+            if usbPresence(id) {
+                journal.write(JournalEntry(.bootloaderEnumerated, "job \(job): the bootloader enumerated as \(id)", fields: f))
+                return
+            }
+            Thread.sleep(forTimeInterval: min(0.1, pollInterval))
+        }
+        journal.write(JournalEntry(.bootloaderMissing, "job \(job): no USB device \(id) appeared within \(Int(expectUSBTimeout)) s; is the board's USB connected?", fields: f))
     }
 
     enum Look { case present, absent, broken }

@@ -31,7 +31,7 @@ import Transport
 public struct VirtualBenchScenario: Sendable {
     public enum Action: Sendable, Equatable {
         case plug(name: String, kind: ProgrammerKind)
-        case attach(name: String, part: String, healthyRule: String?, faults: [SimulatedFault], protected: Bool)
+        case attach(name: String, part: String, healthyRule: String?, faults: [SimulatedFault], protected: Bool, enumerates: Bool = false)
         case detach(name: String)
         case unplug(name: String)
     }
@@ -80,9 +80,10 @@ public struct VirtualBenchScenario: Sendable {
                     guard let fault = SimulatedFault(rawValue: f) else { throw .file("\(line): unknown fault '\(f)'") }
                     faults.append(fault)
                 }
-                var protected = false
+                var protected = false, enumerates = false
                 if case let .boolean(b)? = t["protected"]?.value { protected = b }
-                action = .attach(name: name, part: part, healthyRule: string("healthy"), faults: faults, protected: protected)
+                if case let .boolean(b)? = t["usb"]?.value { enumerates = b }
+                action = .attach(name: name, part: part, healthyRule: string("healthy"), faults: faults, protected: protected, enumerates: enumerates)
             } else if let name = string("detach") {
                 action = .detach(name: name)
             } else if let name = string("unplug") {
@@ -151,6 +152,14 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
     func close() {}
 }
 
+/// A value behind a lock.
+final class LockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
+}
+
 /// Plays a scenario against an agent: the agent sees the simulated programmers exactly as it sees real ones.
 public final class VirtualBench: @unchecked Sendable {
     private let rules: RuleSet
@@ -168,10 +177,28 @@ public final class VirtualBench: @unchecked Sendable {
         }
     }
     /// The simulated chips last attached, for tests and dumps.
-    public private(set) var chips: [String: SimulatedAVR] = [:]
+    private let chipBox = LockedBox<[String: SimulatedAVR]>([:])
+    public var chips: [String: SimulatedAVR] { chipBox.withLock { $0 } }
     public private(set) var stm32: [String: SimulatedSTM32F103] = [:]
 
+    /// Boards whose USB is connected too: once restored, their bootloader enumerates.
+    private let usbConnected = LockedBox<[String: Bool]>([:])
+
     public init(rules: RuleSet) { self.rules = rules }
+
+    /// What the bus would show: the `expect_usb` id of a restored, USB-connected board's rule.
+    public var usbPresence: @Sendable (USBID) -> Bool {
+        let boxes = usbConnected
+        let chips = chipBox
+        let rules = self.rules
+        return { id in
+            let connected = boxes.withLock { $0 }
+            return connected.contains { name, on in
+                guard on, let chip = chips.withLock({ $0[name] }) else { return false }
+                return chip.pageWrites > 0 && rules.rules.contains { $0.expectUSB == id && $0.part?.id == chip.part.id }
+            }
+        }
+    }
 
     /// Runs the steps at their times (seconds from now), then returns.
     public func play(_ scenario: VirtualBenchScenario, on agent: Agent) throws(VirtualBenchError) {
@@ -193,11 +220,12 @@ public final class VirtualBench: @unchecked Sendable {
                 guard let path = box.path else { throw VirtualBenchError.file("no pseudo-terminal") }
                 return .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
             })
-        case let .attach(name, part, healthy, faults, _) where serial[name] != nil:
+        case let .attach(name, part, healthy, faults, _, _) where serial[name] != nil:
             let box = serial[name]!
             let kind = box.lock.withLock { box.bench!.kind }
             box.replace(with: try serialBoard(kind: kind, part: part, healthyRule: healthy, faults: faults))
-            chips[name] = box.lock.withLock { box.bench?.chip }
+            let chip = box.lock.withLock { box.bench?.chip }
+            chipBox.withLock { $0[name] = chip }
         case let .detach(name) where serial[name] != nil:
             let box = serial[name]!
             box.replace(with: try serialBoard(kind: box.lock.withLock { box.bench!.kind }, part: nil))
@@ -214,11 +242,13 @@ public final class VirtualBench: @unchecked Sendable {
                 if kind == .stlink { return .stlink(STLink(device: device, time: clock)) }
                 return .isp(try ProgrammerDrivers.open(kind, device: device, time: clock))
             })
-        case let .attach(name, part, healthy, faults, protected):
+        case let .attach(name, part, healthy, faults, protected, enumerates):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
             entry.device.swap(to: try board(kind: entry.kind, part: part, name: name, clock: entry.clock, healthyRule: healthy, faults: faults, protected: protected))
+            usbConnected.withLock { $0[name] = enumerates }
         case let .detach(name):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
+            usbConnected.withLock { $0[name] = false }
             entry.device.swap(to: try board(kind: entry.kind, part: nil, name: name, clock: entry.clock))
         case let .unplug(name):
             guard let entry = devices.removeValue(forKey: name) else { throw .unknownProgrammer(name) }
@@ -273,7 +303,7 @@ public final class VirtualBench: @unchecked Sendable {
         }
         do {
             let bench = try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
-            if part != nil { chips[name] = bench.chip }
+            if part != nil { chipBox.withLock { $0[name] = bench.chip } }
             guard let device = bench.usbDevice else { throw VirtualBenchError.file("\(kind.rawValue) is not simulated on the virtual bench yet") }
             return device
         } catch let error as VirtualBenchError {

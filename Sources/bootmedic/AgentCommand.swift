@@ -1,5 +1,6 @@
 import Agent
 import AVRISP
+import BenchModel
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -51,8 +52,11 @@ struct AgentCommand: ParsableCommand {
             do { scenario = try VirtualBenchScenario.load(path: path) } catch { throw fail(error.description) }
             let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? NSTemporaryDirectory() + "bootmedic-virtual-bench-backups"),
                               pollInterval: min(pollInterval, scenario.pollInterval))
+            let bench = VirtualBench(rules: rules)
+            agent.usbPresence = bench.usbPresence
+            agent.expectUSBTimeout = 2
             agent.start()
-            do { try VirtualBench(rules: rules).play(scenario, on: agent) } catch {
+            do { try bench.play(scenario, on: agent) } catch {
                 agent.stop()
                 throw fail(error.description)
             }
@@ -64,8 +68,18 @@ struct AgentCommand: ParsableCommand {
         let watcher: DeviceWatcher
         do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
         let catalog = ProgrammerCatalog.standard
+        // Every USB device on the bus, for expect_usb.
+        final class Bus: @unchecked Sendable {
+            let lock = NSLock()
+            var present: [String: USBID] = [:]
+        }
+        let bus = Bus()
+        agent.usbPresence = { id in bus.lock.withLock { bus.present.values.contains(id) } }
         /// USB programmers are known by their ids; serial candidates are probed off the event thread.
         let arrive: @Sendable (UdevDevice) -> Void = { device in
+            if device.subsystem == "usb" {
+                bus.lock.withLock { bus.present[device.syspath] = USBID(vendor: device.vendorID, product: device.productID) }
+            }
             if let programmer = catalog.programmer(for: device) { return agent.add(programmer) }
             guard device.subsystem == "tty" else { return }
             Thread.detachNewThread {
@@ -77,7 +91,9 @@ struct AgentCommand: ParsableCommand {
         watcher.start { event in
             switch event {
             case let .added(device): arrive(device)
-            case let .removed(syspath): agent.remove(id: syspath)
+            case let .removed(syspath):
+                bus.lock.withLock { _ = bus.present.removeValue(forKey: syspath) }
+                agent.remove(id: syspath)
             }
         }
         let done = DispatchSemaphore(value: 0)

@@ -32,8 +32,11 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         defer { try? FileManager.default.removeItem(at: backups) }
         let rules = try shippedRules()
         let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backups.path), pollInterval: 0.05)
+        let bench = VirtualBench(rules: rules)
+        agent.usbPresence = bench.usbPresence
+        agent.expectUSBTimeout = 0.5
         agent.start()
-        try VirtualBench(rules: rules).play(try scenario("""
+        try bench.play(try scenario("""
         [[step]]
         at = 0.0
         plug = "a"
@@ -46,6 +49,7 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         at = 0.05
         attach = "a"
         part = "atmega32u4"
+        usb = true
         [[step]]
         at = 0.05
         attach = "b"
@@ -83,7 +87,8 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         for job in jobs {
             let of = entries.filter { $0.fields["BOOTMEDIC_JOB"] == job }
             #expect(of.first?.kind == .jobStarted)
-            #expect([.restored, .healthy, .failed].contains(of.last?.kind))
+            #expect(of.filter { [.restored, .healthy, .failed].contains($0.kind) }.count == 1, "one result per job")
+            #expect([.restored, .healthy, .failed, .bootloaderEnumerated, .bootloaderMissing].contains(of.last?.kind))
         }
         let restored = try #require(results.first { $0.fields["BOOTMEDIC_PORT"] == "virtual-a" && $0.kind == .restored })
         #expect(restored.fields["BOOTMEDIC_PART"] == "ATmega32U4")
@@ -97,6 +102,9 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(failed.priority == 3)
         #expect(failed.fields["BOOTMEDIC_EXIT_STATUS"] == "7")
         #expect(entries.filter { $0.kind == .targetFound }.count == 4)
+        // expect_usb: the USB-connected board's Atmel DFU enumerated; the PS2AVRGB board's USB was not connected.
+        #expect(entries.filter { $0.kind == .bootloaderEnumerated }.map { $0.fields["BOOTMEDIC_USB_ID"] } == ["03EB:2FF4"])
+        #expect(entries.filter { $0.kind == .bootloaderMissing }.map { $0.fields["BOOTMEDIC_USB_ID"] } == ["16C0:05DF"])
         #expect(entries.filter { $0.kind == .targetRemoved }.count >= 2)
         #expect(entries.filter { $0.kind == .programmerAdded }.count == 2)
         #expect(entries.filter { $0.kind == .programmerRemoved }.count == 2)
