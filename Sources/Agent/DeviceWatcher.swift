@@ -16,6 +16,23 @@ public struct UdevDevice: Sendable, Hashable {
     public let devnode: String?
     public let busNumber: UInt8
     public let deviceAddress: UInt8
+
+    public init(
+        syspath: String, subsystem: String, vendorID: UInt16, productID: UInt16,
+        serial: String?, product: String?, idPath: String?, devnode: String?,
+        busNumber: UInt8, deviceAddress: UInt8
+    ) {
+        self.syspath = syspath
+        self.subsystem = subsystem
+        self.vendorID = vendorID
+        self.productID = productID
+        self.serial = serial
+        self.product = product
+        self.idPath = idPath
+        self.devnode = devnode
+        self.busNumber = busNumber
+        self.deviceAddress = deviceAddress
+    }
 }
 
 /// What the watcher reports.

@@ -1,4 +1,5 @@
 import AVRISP
+import Rules
 import STLink
 import Transport
 
@@ -30,6 +31,13 @@ public struct ProgrammerCatalog: Sendable {
         Entry(0x16C0, 0x05DC, nil, "USBaspLoader or another V-USB device sharing the USBasp ids: left alone"),
         Entry(0x1781, 0x0C9F, .usbtiny, "USBtinyISP / SparkFun PocketAVR"),
     ] + STLink.productIDs.sorted { $0.key < $1.key }.map { Entry(STLink.vendorID, $0.key, .stlink, $0.value) })
+
+    /// The standard table with a workshop's `[[programmer]]` declarations in front.
+    public static func standard(with declarations: [ProgrammerDeclaration]) -> ProgrammerCatalog {
+        ProgrammerCatalog(entries: declarations.map {
+            Entry($0.id.vendor, $0.id.product, product: $0.product, $0.kind, "declared in the config")
+        } + standard.entries)
+    }
 
     /// The kind of programmer `device` is, or nil (serial ports are the serial catalog's business).
     public func kind(of device: UdevDevice) -> ProgrammerKind? {

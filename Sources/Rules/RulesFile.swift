@@ -50,7 +50,7 @@ private struct Decoder {
     }
 
     mutating func ruleSet(_ root: TOMLTable, firmwareDirectory override: String?) -> RuleSet {
-        rejectUnknownKeys(in: root, allowed: ["defaults", "rule"], context: "at the top level")
+        rejectUnknownKeys(in: root, allowed: ["defaults", "rule", "programmer"], context: "at the top level")
         var backupDirectory = RulesFile.defaultBackupDirectory
         var firmwareDirectory: String?
         if let node = root["defaults"] {
@@ -83,7 +83,40 @@ private struct Decoder {
             report(.warning, "the file has no [[rule]]: no board will be restored", at: nil)
         }
         checkNamesAndShadowing(rules)
-        return RuleSet(path: path, backupDirectory: backupDirectory, firmwareDirectory: firmwareRoot, rules: rules)
+        var set = RuleSet(path: path, backupDirectory: backupDirectory, firmwareDirectory: firmwareRoot, rules: rules)
+        set.programmers = programmerDeclarations(root)
+        return set
+    }
+
+    /// `[[programmer]]`: usb = "16C0:05DC", product = "…" (optional), kind = "usbasp" | … | "ignore".
+    mutating func programmerDeclarations(_ root: TOMLTable) -> [ProgrammerDeclaration] {
+        guard let node = root["programmer"] else { return [] }
+        guard case let .array(items) = node.value else {
+            report(.error, "'programmer' must be an array of tables: write each under [[programmer]]", at: node.position)
+            return []
+        }
+        var out: [ProgrammerDeclaration] = []
+        for item in items {
+            guard case let .table(table) = item.value else { continue }
+            rejectUnknownKeys(in: table, allowed: ["usb", "product", "kind"], context: "in a programmer entry")
+            guard let text = string(table, "usb", required: true) else { continue }
+            guard let id = USBID(text) else {
+                report(.error, "usb '\(text)' is not VID:PID in hex (e.g. \"16C0:05DC\")", at: table["usb"]!.position)
+                continue
+            }
+            guard let kindText = string(table, "kind", required: true) else { continue }
+            var kind: ProgrammerKind?
+            if kindText != "ignore" {
+                kind = ProgrammerKind(rawValue: kindText)
+                if kind == nil {
+                    let names = ProgrammerKind.allCases.map(\.rawValue) + ["ignore"]
+                    report(.error, "unknown programmer kind '\(kindText)'\(suggestion(for: kindText, among: names)); use one of \(names.joined(separator: ", "))", at: table["kind"]!.position)
+                    continue
+                }
+            }
+            out.append(ProgrammerDeclaration(id: id, product: string(table, "product"), kind: kind))
+        }
+        return out
     }
 
     static let ruleKeys = ["name", "description", "match", "bootloader", "sha256", "application", "application_sha256",
@@ -228,7 +261,7 @@ private struct Decoder {
 
     mutating func string(_ table: TOMLTable, _ key: String, required: Bool = false) -> String? {
         guard let node = table[key] else {
-            if required { report(.error, "the rule has no \(key)", at: table.position) }
+            if required { report(.error, "\(ruleName == nil && key != "name" ? "the entry" : "the rule") has no \(key)", at: table.position) }
             return nil
         }
         guard case let .string(s) = node.value else {

@@ -67,7 +67,7 @@ struct AgentCommand: ParsableCommand {
         let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory), pollInterval: pollInterval)
         let watcher: DeviceWatcher
         do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
-        let catalog = ProgrammerCatalog.standard
+        let catalog = ProgrammerCatalog.standard(with: rules.programmers)
         // Every USB device on the bus, for expect_usb.
         final class Bus: @unchecked Sendable {
             let lock = NSLock()

@@ -213,6 +213,32 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(Set(results.compactMap { $0.fields["BOOTMEDIC_PORT"] }).count == 8)
     }
 
+    @Test func aWorkshopExtendsTheProgrammerCatalogInItsConfig() throws {
+        let loaded = RulesFile.parse("""
+        [[programmer]]
+        usb = "1209:5BF0"
+        kind = "usbasp"
+        [[programmer]]
+        usb = "1781:0C9F"
+        product = "Not a programmer"
+        kind = "ignore"
+        [[programmer]]
+        usb = "1209:5BF1"
+        kind = "usbspa"
+        """, path: "c.toml")
+        #expect(loaded.problems.filter { $0.severity == .error }.map(\.description) == ["c.toml:10:8: error: unknown programmer kind 'usbspa' (did you mean 'usbasp'?); use one of usbasp, usbtiny, stk500v1, avrisp, buspirate, stlink, ignore"])
+        let catalog = ProgrammerCatalog.standard(with: try #require(loaded.ruleSet).programmers)
+        func device(_ vid: UInt16, _ pid: UInt16, _ product: String?) -> UdevDevice {
+            UdevDevice(syspath: "/sys/x", subsystem: "usb", vendorID: vid, productID: pid, serial: nil, product: product, idPath: nil, devnode: nil, busNumber: 1, deviceAddress: 2)
+        }
+        #expect(catalog.kind(of: device(0x1209, 0x5BF0, "Clone")) == .usbasp)
+        #expect(catalog.kind(of: device(0x1781, 0x0C9F, "Not a programmer")) == nil)
+        #expect(catalog.kind(of: device(0x1781, 0x0C9F, "USBtiny")) == .usbtiny)
+        #expect(catalog.kind(of: device(0x16C0, 0x05DC, "USBaspLoader")) == nil)
+        #expect(catalog.kind(of: device(0x16C0, 0x05DC, "USBasp")) == .usbasp)
+        #expect(catalog.kind(of: device(0x0483, 0x3748, nil)) == .stlink)
+    }
+
     @Test func everyMessageIDHasACatalogEntry() throws {
         let catalog = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("systemd/bootmedic.catalog"), encoding: .utf8)
         for message in JournalMessage.allCases {
