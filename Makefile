@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_FLAGS ?=
 
-.PHONY: all deps build release test demo bench install uninstall clean
+.PHONY: all deps build release test demo bench load install uninstall clean
 
 all: build
 
@@ -29,6 +29,9 @@ demo: build
 
 bench: release
 	@scripts/bench.sh
+
+load: release
+	@scripts/load.sh
 
 # FHS places; DESTDIR is honoured. The unit and udev rules go where an administrator's additions live.
 BINDIR      = $(PREFIX)/bin

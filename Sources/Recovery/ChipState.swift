@@ -70,7 +70,7 @@ public struct BackupStore: Sendable {
 
     /// Writes a backup into a hidden folder, then renames it to `<timestamp>-<name>[-n]`.
     func saveFolder(named name: String, date: Date, manifest: [String: String], contents: (String) throws -> Void) throws -> String {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try createSharedDirectory()
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
@@ -84,13 +84,27 @@ public struct BackupStore: Sendable {
         fields["date"] = formatter.string(from: date)
         let json = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
         try writeDurably(json, to: temporary + "/backup.json")
-        var final = directory + "/\(stamp)-\(name)"
-        var n = 2
-        while FileManager.default.fileExists(atPath: final) {
-            final = directory + "/\(stamp)-\(name)-\(n)"
-            n += 1
+        // Jobs on other slots may save the same part in the same second: claim a name by renaming,
+        // and take the next suffix when another job got there first.
+        var n = 1
+        while true {
+            let final = directory + "/\(stamp)-\(name)" + (n == 1 ? "" : "-\(n)")
+            do {
+                try FileManager.default.moveItem(atPath: temporary, toPath: final)
+                return final
+            } catch where FileManager.default.fileExists(atPath: final) && n < 1000 {
+                n += 1
+            }
         }
-        try FileManager.default.moveItem(atPath: temporary, toPath: final)
-        return final
+    }
+
+    /// Creates the backup directory; another slot creating it at the same moment is not an error.
+    private func createSharedDirectory() throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else { throw error }
+        }
     }
 }

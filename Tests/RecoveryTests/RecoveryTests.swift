@@ -5,6 +5,7 @@ import Parts
 import Recovery
 import Rules
 import Simulation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -303,6 +304,23 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(try String(contentsOfFile: first + "/fuses.json", encoding: .utf8) == "{\"low\": 94, \"high\": 153, \"extended\": 243, \"lock\": 63}\n")
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: first + "/backup.json"))) as? [String: String]
         #expect(manifest?["signature"] == "0x1E9587")
+    }
+
+    @Test func slotsSavingTheSamePartAtOnceGetOneFolderEach() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The backup directory does not exist yet: every job tries to create it.
+        let store = BackupStore(directory: dir.path + "/backups")
+        let date = Date(timeIntervalSince1970: 1_700_000_000)
+        let folders = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            let state = ChipState(flash: [UInt8(i)], eeprom: [], fuses: FuseSet(low: 0x5E, high: 0x99, extended: 0xF3), lock: nil)
+            let folder = try? store.save(state, part: avr("atmega32u4"), signature: Signature(0x1E, 0x95, 0x87), programmer: "USBasp", rule: "r", date: date)
+            folders.withLock { $0.append(folder ?? "failed") }
+        }
+        let saved = folders.withLock { $0 }
+        #expect(Set(saved).count == 16 && !saved.contains("failed"))
+        #expect(Set(try saved.map { try ChipState.read(from: $0).flash[0] }) == Set(0..<16))
     }
 
     @Test func aBackupThatCannotBeWrittenStopsTheRestore() throws {

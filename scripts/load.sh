@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Load test of the agent on the virtual bench: ROUNDS rounds (default 10), each a burst of 1,000
+# plug/unplug events over eight programmers followed by eight programmers restoring bricked
+# ATmega32U4 boards at once. Samples the agent's resident memory twice a second and prints one line
+# per round, then the journal tally. Usage: scripts/load.sh [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.build/release/bootmedic
+[ -x "$bin" ] || bin=.build/debug/bootmedic
+firmware=$(cd "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}" && pwd)
+rounds=${1:-10}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$rounds" "$work/scenario.toml" <<'PY'
+import sys
+rounds, path = int(sys.argv[1]), sys.argv[2]
+round_seconds = 4.0
+with open(path, "w") as f:
+    f.write("poll_interval = 0.02\n")
+    def step(at, **kv):
+        f.write("\n[[step]]\nat = %.3f\n" % at)
+        for k, v in kv.items():
+            f.write('%s = %s\n' % (k, '"%s"' % v if isinstance(v, str) else str(v).lower()))
+    for r in range(rounds):
+        t = r * round_seconds
+        for i in range(500):
+            name = "burst-%d-%d" % (r, i)
+            step(t, plug=name, programmer="usbasp" if i % 2 == 0 else "usbtiny")
+            step(t, unplug=name)
+        for i in range(8):
+            step(t + 0.1, plug="bench-%d" % i, programmer="usbasp" if i % 2 == 0 else "usbtiny")
+            step(t + 0.15, attach="bench-%d" % i, part="atmega32u4")
+        for i in range(8):
+            step(t + round_seconds - 0.2, unplug="bench-%d" % i)
+PY
+
+# The agent logs to journald when it runs (the tally below reads it back by _PID), else to the console.
+"$bin" agent --config config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+  --virtual-bench "$work/scenario.toml" > "$work/agent.log" 2>&1 &
+agent=$!
+python3 - "$agent" "$rounds" <<'PY'
+import sys, time
+pid, rounds = int(sys.argv[1]), int(sys.argv[2])
+def rss():
+    try:
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except FileNotFoundError:
+        return None
+start, peak, last_round = time.time(), 0, -1
+print("| round | elapsed s | RSS MiB | peak MiB |")
+print("|---|---|---|---|")
+while True:
+    m = rss()
+    if m is None:
+        break
+    peak = max(peak, m)
+    r = int((time.time() - start) // 4.0)
+    if r != last_round and r < rounds:
+        print("| %d | %.1f | %d | %d |" % (r + 1, time.time() - start, m, peak), flush=True)
+        last_round = r
+    time.sleep(0.5)
+print("agent exited after %.1f s; peak RSS %d MiB" % (time.time() - start, peak))
+PY
+wait "$agent"
+# Tally what reached the journal (or the console log when no journald runs).
+if [ -S /run/systemd/journal/socket ]; then
+  journalctl --sync 2>/dev/null || sleep 1
+  journalctl _PID="$agent" -o json --no-pager > "$work/entries.json"
+else
+  : > "$work/entries.json"
+fi
+python3 - "$work/entries.json" "$rounds" <<'PY'
+import json, sys, collections
+ids = {"4333a14dda834fe090c34aab938cb21a": "programmers added", "2811e27351aa44f3bc147fb1c00a397b": "programmers removed",
+       "f5b3ae2d1d914a1ebba540e8109c9a9b": "restored", "d02e1e2fa81049678dae0160f32217eb": "failed"}
+tally = collections.Counter()
+for line in open(sys.argv[1]):
+    entry = json.loads(line)
+    tally[ids.get(entry.get("MESSAGE_ID"), "other")] += 1
+rounds = int(sys.argv[2])
+print("journal: " + ", ".join("%s %d" % (k, tally[k]) for k in ["programmers added", "programmers removed", "restored", "failed"]))
+print("expected: programmers added %d, programmers removed %d, restored %d, failed 0" % (rounds * 508, rounds * 508, rounds * 8))
+PY
