@@ -104,9 +104,26 @@ public final class DeviceWatcher: @unchecked Sendable {
         return out
     }
 
+    /// The monitor's events as an async sequence. It ends when `stop()` is called; a consumer that stops
+    /// iterating stops the monitor. A watcher serves one sequence or one `start(_:)` at a time.
+    public func events() -> AsyncStream<DeviceEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: DeviceEvent.self)
+        continuation.onTermination = { [self] _ in requestStop() }
+        start({ continuation.yield($0) }, onEnd: { continuation.finish() })
+        return stream
+    }
+
     /// Starts delivering events to `handler` from a background thread.
     public func start(_ handler: @escaping @Sendable (DeviceEvent) -> Void) {
+        start(handler, onEnd: {})
+    }
+
+    private func start(_ handler: @escaping @Sendable (DeviceEvent) -> Void, onEnd: @escaping @Sendable () -> Void) {
         let fd = udev_monitor_get_fd(monitor)
+        // A stop requested after the previous thread ended must not end this one.
+        var stale = [pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
+        var byte: UInt8 = 0
+        while poll(&stale, 1, 0) > 0 && read(stopPipe[0], &byte, 1) == 1 {}
         let thread = Thread { [self] in
             while true {
                 var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
@@ -119,6 +136,7 @@ public final class DeviceWatcher: @unchecked Sendable {
                 if action == "remove", let path = udev_device_get_syspath(device) { handler(.removed(syspath: String(cString: path))) }
                 udev_device_unref(device)
             }
+            onEnd()
             finished.signal()
         }
         thread.name = "bootmedic udev monitor"
@@ -126,12 +144,17 @@ public final class DeviceWatcher: @unchecked Sendable {
         thread.start()
     }
 
+    /// Stops the monitor thread and waits for it; ends the `events()` sequence.
     public func stop() {
         guard thread != nil else { return }
-        var byte: UInt8 = 1
-        _ = write(stopPipe[1], &byte, 1)
+        requestStop()
         finished.wait()
         thread = nil
+    }
+
+    private func requestStop() {
+        var byte: UInt8 = 1
+        _ = write(stopPipe[1], &byte, 1)
     }
 
     private static func describe(_ device: OpaquePointer) -> UdevDevice? {

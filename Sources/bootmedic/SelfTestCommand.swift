@@ -30,14 +30,18 @@ struct SelfTestCommand: ParsableCommand {
         let journal = Lines()
         let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
         let catalog = ProgrammerCatalog.standard
-        watcher.start { event in
-            switch event {
-            case let .added(device):
-                events.lock.withLock { events.list.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
-                if let programmer = catalog.programmer(for: device) { agent.add(programmer) }
-            case let .removed(syspath):
-                events.lock.withLock { events.list.append("remove \(syspath)") }
-                agent.remove(id: syspath)
+        // The async sequence the watcher offers, consumed the way an async caller would.
+        let stream = watcher.events()
+        let consumer = Task {
+            for await event in stream {
+                switch event {
+                case let .added(device):
+                    events.lock.withLock { events.list.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
+                    if let programmer = catalog.programmer(for: device) { agent.add(programmer) }
+                case let .removed(syspath):
+                    events.lock.withLock { events.list.append("remove \(syspath)") }
+                    agent.remove(id: syspath)
+                }
             }
         }
         let injector = try UeventInjector()
@@ -52,6 +56,9 @@ struct SelfTestCommand: ParsableCommand {
         try injector.send([("ACTION", "add"), ("DEVPATH", "/devices/virtual/net/dummy0"), ("SUBSYSTEM", "net"), ("SEQNUM", "3")])
         Thread.sleep(forTimeInterval: 0.3)
         watcher.stop()
+        let ended = DispatchSemaphore(value: 0)
+        Task { await consumer.value; ended.signal() }
+        guard ended.wait(timeout: .now() + 5) == .success else { throw fail("the event sequence did not end after stop()") }
         agent.stop()
         for line in events.lock.withLock({ events.list }) { print(line) }
         print("slots after add: \(slotsAfterAdd)")
