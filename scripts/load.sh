@@ -2,7 +2,8 @@
 # Load test of the agent on the virtual bench: ROUNDS rounds (default 10), each a burst of 1,000
 # plug/unplug events over eight programmers followed by eight programmers restoring bricked
 # ATmega32U4 boards at once. Samples the agent's resident memory twice a second and prints one line
-# per round, then the journal tally. Usage: scripts/load.sh [ROUNDS]
+# per round, then the journal tally; then the idle costs of eight programmers polling for boards and the
+# time from a plug event to the first command. Usage: [IDLE=SECONDS] scripts/load.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release/bootmedic
@@ -83,4 +84,41 @@ for line in open(sys.argv[1]):
 rounds = int(sys.argv[2])
 print("journal: " + ", ".join("%s %d" % (k, tally[k]) for k in ["programmers added", "programmers removed", "restored", "failed"]))
 print("expected: programmers added %d, programmers removed %d, restored %d, failed 0" % (rounds * 508, rounds * 508, rounds * 8))
+PY
+
+# Idle costs: eight programmers plugged, no board on any cable, polling at the default rate (1 s), for
+# IDLE seconds (default 30). CPU is the agent's user+system time over the idle window, after start-up.
+idle=${IDLE:-30}
+python3 - "$idle" "$work/idle.toml" <<'PY'
+import sys
+idle, path = float(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("poll_interval = 1.0\n")
+    for i in range(8):
+        f.write('\n[[step]]\nat = %.1f\nplug = "idle-%d"\nprogrammer = "%s"\n' % (0.5 * i, i, "usbasp" if i % 2 == 0 else "usbtiny"))
+    for i in range(8):
+        f.write('\n[[step]]\nat = %.1f\nunplug = "idle-%d"\n' % (idle, i))
+PY
+"$bin" agent --config config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+  --virtual-bench "$work/idle.toml" --latency-report "$work/latency.json" > /dev/null 2>&1 &
+agent=$!
+python3 - "$agent" "$idle" <<'PY'
+import os, sys, time
+pid, idle = int(sys.argv[1]), float(sys.argv[2])
+hz = os.sysconf("SC_CLK_TCK")
+def sample():
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    rss = int(open("/proc/%d/statm" % pid).read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+    return (int(fields[11]) + int(fields[12])) / hz, time.time(), rss
+time.sleep(5)
+cpu0, t0, _ = sample()
+time.sleep(idle - 6)
+cpu1, t1, rss = sample()
+print("idle agent, 8 programmers polling: %.2f%% of a core over %.0f s, RSS %d MiB" % (100 * (cpu1 - cpu0) / (t1 - t0), t1 - t0, rss))
+PY
+wait "$agent"
+python3 - "$work/latency.json" <<'PY'
+import json, statistics, sys
+ms = sorted(json.load(open(sys.argv[1])))
+print("udev add event to first command: median %.1f ms, max %.1f ms over %d programmers" % (statistics.median(ms), ms[-1], len(ms)))
 PY

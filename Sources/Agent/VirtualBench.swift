@@ -117,10 +117,14 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
     private var current: USBDevice
     private var gone = false
     let description: USBDeviceDescription
+    /// When the programmer appeared, and who hears how long the agent took to send its first command.
+    private let plugged = Date()
+    private var onFirstCommand: (@Sendable (TimeInterval) -> Void)?
 
-    init(_ device: USBDevice) {
+    init(_ device: USBDevice, onFirstCommand: (@Sendable (TimeInterval) -> Void)? = nil) {
         current = device
         description = device.description
+        self.onFirstCommand = onFirstCommand
     }
 
     func swap(to device: USBDevice) { lock.withLock { current = device } }
@@ -130,6 +134,10 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if gone { throw .noDevice }
+        if let report = onFirstCommand {
+            onFirstCommand = nil
+            report(Date().timeIntervalSince(plugged))
+        }
         return try body(current)
     }
 
@@ -180,6 +188,10 @@ public final class VirtualBench: @unchecked Sendable {
     private let chipBox = LockedBox<[String: SimulatedAVR]>([:])
     public var chips: [String: SimulatedAVR] { chipBox.withLock { $0 } }
     public private(set) var stm32: [String: SimulatedSTM32F103] = [:]
+
+    /// Seconds from each USB programmer's plug event to the agent's first command to it.
+    private let latencyBox = LockedBox<[TimeInterval]>([])
+    public var eventToFirstCommand: [TimeInterval] { latencyBox.withLock { $0 } }
 
     /// Boards whose USB is connected too: once restored, their bootloader enumerates.
     private let usbConnected = LockedBox<[String: Bool]>([:])
@@ -235,7 +247,10 @@ public final class VirtualBench: @unchecked Sendable {
             box.replace(with: nil)
         case let .plug(name, kind):
             let clock = VirtualClock()
-            let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock))
+            let latencies = latencyBox
+            let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock)) { seconds in
+                latencies.withLock { $0.append(seconds) }
+            }
             devices[name] = (kind, device, clock)
             let serial = "VB-\(name)"
             agent.add(BenchProgrammer(id: name, kind: kind, serial: serial, port: "virtual-\(name)") {

@@ -35,6 +35,9 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "Play this virtual-bench scenario instead of watching udev.")
     var virtualBench: String?
 
+    @Option(help: ArgumentHelp("With --virtual-bench: write the milliseconds from each USB programmer's plug event to the agent's first command to it, as a JSON array, to this file.", visibility: .hidden))
+    var latencyReport: String?
+
     func run() throws {
         let loaded = RulesFile.load(path: config, firmwareDirectory: firmwareDir)
         guard let rules = loaded.ruleSet, loaded.errors.isEmpty else {
@@ -61,6 +64,12 @@ struct AgentCommand: ParsableCommand {
                 throw fail(error.description)
             }
             agent.stop()
+            if let latencyReport {
+                let milliseconds = bench.eventToFirstCommand.map { ($0 * 10_000).rounded() / 10 }
+                do {
+                    try JSONSerialization.data(withJSONObject: milliseconds).write(to: URL(fileURLWithPath: latencyReport))
+                } catch { throw fail("\(latencyReport): \(error.localizedDescription)") }
+            }
             return
         }
 
