@@ -176,11 +176,29 @@ public final class VirtualBench: @unchecked Sendable {
     private var serial: [String: SerialBox] = [:]
 
     final class SerialBox: @unchecked Sendable {
-        let lock = NSLock()
+        let lock = NSCondition()
         var bench: SimulatedBench?
-        var path: String? { lock.withLock { bench.flatMap { if case let .serial(server) = $0.link { return server.path }; return nil } } }
+        /// Opens in progress. A pseudo-terminal closed under an opener frees its number for the next one
+        /// allocated anywhere in the process, and the opener would take a stranger's port: so the old
+        /// simulator is stopped only once no open is under way (an opened port keeps its number).
+        private var opening = 0
+
+        /// Runs `open` on the current pseudo-terminal's path; nil path when no simulator is plugged.
+        func open<T>(_ open: (String?) throws -> T) rethrows -> T {
+            let path = lock.withLock { () -> String? in
+                opening += 1
+                return bench.flatMap { if case let .serial(server) = $0.link { return server.path }; return nil }
+            }
+            defer { lock.withLock { opening -= 1; lock.broadcast() } }
+            return try open(path)
+        }
+
         func replace(with new: SimulatedBench?) {
-            let old = lock.withLock { () -> SimulatedBench? in defer { bench = new }; return bench }
+            let old = lock.withLock { () -> SimulatedBench? in
+                while opening > 0 { lock.wait() }
+                defer { bench = new }
+                return bench
+            }
             old?.stop()
         }
     }
@@ -229,8 +247,10 @@ public final class VirtualBench: @unchecked Sendable {
             box.replace(with: try serialBoard(kind: kind, part: nil))
             serial[name] = box
             agent.add(BenchProgrammer(id: name, kind: kind, serial: nil, port: "virtual-\(name)") {
-                guard let path = box.path else { throw VirtualBenchError.file("no pseudo-terminal") }
-                return .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
+                try box.open { path in
+                    guard let path else { throw VirtualBenchError.file("no pseudo-terminal") }
+                    return .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
+                }
             })
         case let .attach(name, part, healthy, faults, _, _) where serial[name] != nil:
             let box = serial[name]!
