@@ -294,34 +294,31 @@ public final class VirtualBench: @unchecked Sendable {
 
     /// A serial programmer on its own pseudo-terminal with `part` on its cable (nothing for nil).
     private func serialBoard(kind: ProgrammerKind, part: String?, healthyRule: String? = nil, faults: [SimulatedFault] = []) throws(VirtualBenchError) -> SimulatedBench {
-        var flash: [UInt8]?
-        var fuses: FuseSet?
-        if let healthyRule, let rule = rules.rule(named: healthyRule), let image = try? rule.loadFirmware().image {
-            flash = image.bytes(in: 0..<UInt32(image.endAddress ?? 0))
-            fuses = rule.fuses
-        }
-        let avr: AVRPart
-        if let part {
-            guard case let .avr(p)? = PartCatalog.part(named: part) else { throw .file("unknown part '\(part)'") }
-            avr = p
-        } else {
-            avr = PartCatalog.avrParts[1]
-        }
+        let (flash, fuses) = contents(of: healthyRule, on: kind)
+        let avr = try avrPart(named: part)
         do {
             return try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults))
         } catch { throw .file(error.description) }
     }
 
+    /// What a healthy board of `rule` holds: its bootloader (AVR flash from 0; STM32 from the image's start) and fuses.
+    private func contents(of rule: String?, on kind: ProgrammerKind) -> (flash: [UInt8]?, fuses: FuseSet?) {
+        guard let rule, let found = rules.rule(named: rule), let image = try? found.loadFirmware().image else { return (nil, nil) }
+        let start = kind == .stlink ? image.lowestAddress ?? 0 : 0
+        return (image.bytes(in: start..<UInt32(image.endAddress ?? 0)), found.fuses)
+    }
+
+    /// The AVR part named in the scenario; nil (an empty cable) stands for any part.
+    private func avrPart(named part: String?) throws(VirtualBenchError) -> AVRPart {
+        guard let part else { return PartCatalog.avrParts[1] }
+        guard case let .avr(found)? = PartCatalog.part(named: part) else { throw .file("unknown part '\(part)'") }
+        return found
+    }
+
     /// A programmer with `part` on its cable, or with nothing on it (part nil).
     private func board(kind: ProgrammerKind, part: String?, name: String, clock: VirtualClock, healthyRule: String? = nil,
                        faults: [SimulatedFault] = [], protected: Bool = false) throws(VirtualBenchError) -> USBDevice {
-        var flash: [UInt8]?
-        var fuses: FuseSet?
-        if let healthyRule, let rule = rules.rule(named: healthyRule), let image = try? rule.loadFirmware().image {
-            flash = image.bytes(in: (image.lowestAddress ?? 0)..<UInt32(image.endAddress ?? 0))
-            if kind != .stlink { flash = image.bytes(in: 0..<UInt32(image.endAddress ?? 0)) }
-            fuses = rule.fuses
-        }
+        let (flash, fuses) = contents(of: healthyRule, on: kind)
         if kind == .stlink {
             do {
                 let bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
@@ -329,13 +326,7 @@ public final class VirtualBench: @unchecked Sendable {
                 return bench.device
             } catch { throw .file(error.description) }
         }
-        let avr: AVRPart
-        if let part {
-            guard case let .avr(p)? = PartCatalog.part(named: part) else { throw .file("unknown part '\(part)'") }
-            avr = p
-        } else {
-            avr = PartCatalog.avrParts[1]
-        }
+        let avr = try avrPart(named: part)
         do {
             let bench = try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
             if part != nil { chipBox.withLock { $0[name] = bench.chip } }

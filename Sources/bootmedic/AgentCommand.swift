@@ -105,18 +105,10 @@ struct AgentCommand: ParsableCommand {
                 agent.remove(id: syspath)
             }
         }
-        let done = DispatchSemaphore(value: 0)
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { done.signal() }
-            source.resume()
-            sources.append(source)
-        }
+        let signals = TerminationSignals()
         // The main loop: watchdog pings and status while the slots work.
         let interval = ServiceNotifier.watchdogInterval.map { $0 / 2 } ?? 5
-        while done.wait(timeout: .now() + interval) == .timedOut {
+        while !signals.wait(until: .now() + interval) {
             ServiceNotifier.notify("WATCHDOG=1\nSTATUS=\(agent.status)")
         }
         watcher.stop()

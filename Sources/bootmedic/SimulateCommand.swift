@@ -57,22 +57,14 @@ struct SimulateCommand: ParsableCommand {
         print(server.path)
         fflush(nil)
 
-        let done = DispatchSemaphore(value: 0)
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { done.signal() }
-            source.resume()
-            sources.append(source)
-        }
+        let signals = TerminationSignals()
         let stdinReader = Thread {
             var buffer = [UInt8](repeating: 0, count: 256)
             while buffer.withUnsafeMutableBytes({ read(STDIN_FILENO, $0.baseAddress, $0.count) }) > 0 {}
-            done.signal()
+            signals.end()
         }
         stdinReader.start()
-        done.wait()
+        signals.wait()
         server.stop()
         let summary = String(format: "{\"seconds\": %.6f, \"bytesFromHost\": %d, \"bytesToHost\": %d}\n",
                              chip.clock.seconds, server.bytesFromHost, server.bytesToHost)

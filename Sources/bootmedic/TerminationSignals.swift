@@ -1,0 +1,31 @@
+import Dispatch
+import Glibc
+
+/// SIGTERM and SIGINT turned into something to wait for: the process runs its loop until one arrives.
+/// Keep the value in use until the wait ends; dropping it restores nothing and stops catching the signals.
+final class TerminationSignals: @unchecked Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    private let sources: [DispatchSourceSignal]
+
+    init() {
+        let semaphore = self.semaphore
+        sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { semaphore.signal() }
+            source.resume()
+            return source
+        }
+    }
+
+    deinit { sources.forEach { $0.cancel() } }
+
+    /// Waits for a signal (or `end()`).
+    func wait() { semaphore.wait() }
+
+    /// Waits for a signal (or `end()`) until `deadline`; true when one came.
+    func wait(until deadline: DispatchTime) -> Bool { semaphore.wait(timeout: deadline) == .success }
+
+    /// Ends a wait as a signal would: the end of input, say.
+    func end() { semaphore.signal() }
+}
