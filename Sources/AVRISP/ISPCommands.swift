@@ -131,7 +131,9 @@ public func formatFrequency(_ hertz: Double) -> String {
     return "\(trimmed(hertz)) Hz"
 }
 
+/// Exact values keep their decimals (187.5, 93.75); a repeating one such as 1000/3 reads as 333.
 private func trimmed(_ value: Double) -> String {
-    let rounded = (value * 100).rounded() / 100
+    var rounded = (value * 100).rounded() / 100
+    if abs(rounded - value) > 1e-9 { rounded = value >= 100 ? value.rounded() : (value * 10).rounded() / 10 }
     return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
 }

@@ -19,6 +19,8 @@ struct PartsCommand: ParsableCommand {
         let id: String; let name: String; let avrdudeID: String; let signature: String
         let flashSize: Int; let flashPageSize: Int; let eepromSize: Int; let eepromPageSize: Int
         let fuses: [Fuse]; let lockMask: UInt8; let bootSections: [Boot]
+        /// Worst-case self-timed waits, microseconds: tWD_FLASH, tWD_EEPROM, tWD_ERASE, tWD_FUSE.
+        let waitMicroseconds: [String: Int]
     }
 
     struct STM32Report: Encodable {
@@ -67,7 +69,9 @@ struct PartsCommand: ParsableCommand {
                       fields: Dictionary(uniqueKeysWithValues: layout.fields.map { ($0.name, $0.mask) }))
             },
             lockMask: part.lock.implementedMask,
-            bootSections: part.bootSections.map { .init(bootsz: $0.bootsz, start: $0.start, bytes: $0.size) })
+            bootSections: part.bootSections.map { .init(bootsz: $0.bootsz, start: $0.start, bytes: $0.size) },
+            waitMicroseconds: ["flashPage": part.times.flashPageWrite, "eeprom": part.times.eepromWrite,
+                               "chipErase": part.times.chipErase, "fuse": part.times.fuseWrite])
     }
 
     private func describe(_ part: AVRPart) {

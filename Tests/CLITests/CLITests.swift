@@ -137,6 +137,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
         let fuses = avr["fuses"] as? [[String: Any]]
         #expect(fuses?.map { $0["byte"] as? String } == ["low", "high", "extended"])
         #expect(fuses?.last?["implementedMask"] as? Int == 0x0F)
+        #expect(avr["waitMicroseconds"] as? [String: Int] == ["flashPage": 4500, "eeprom": 9000, "chipErase": 9000, "fuse": 9000])
     }
 
     @Test func unknownPartIsAnError() throws {

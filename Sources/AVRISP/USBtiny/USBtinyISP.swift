@@ -17,7 +17,7 @@ public final class USBtinyISP: ISPProgrammer {
     static let chunkSize = 128
     static let timeoutMilliseconds = 500
     /// SCK half-period settings to try, in microseconds (SCK ≈ 1 MHz / period), fastest first.
-    static let sckPeriods = [1, 2, 4, 10, 25, 50, 100, 250]
+    static let sckPeriods = [1, 2, 3, 4, 5, 10, 25, 50, 100, 250]
 
     private let device: USBDevice
     public let time: TimeSource
