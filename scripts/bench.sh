@@ -10,24 +10,45 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rules=(--rules config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups")
 
-# One row: programmer, payload label, rule, part, extra rehearse arguments.
+# The floor of a USB ISP restore under the same timing model: every byte read or written crosses the
+# ISP link as one 4-byte instruction (32 SCK cycles at the SCK the run used) and the low-speed USB bus
+# once (8-byte packets of 107 µs: LowSpeedUSB.swift), plus the chip's own waits (tWD_ERASE, tWD_FLASH per
+# page, tWD_FUSE per fuse written; `bootmedic parts --json`). What must be read: the whole flash and
+# EEPROM for the backup (the health check's pages are reused), and the written bytes again to verify; a
+# healthy board, only the bootloader region. Frame scheduling (a control transfer starts on a 1 ms
+# frame) is left out, so the floor is strictly below anything the bus allows.
+waits=$("$bin" parts --json)
 row() {
   local programmer=$1 label=$2 rule=$3 part=$4; shift 4
   local json
   json=$("$bin" rehearse "${rules[@]}" --programmer "$programmer" --part "$part" --rule "$rule" --json "$@" || true)
-  python3 - "$programmer" "$label" "$json" <<'PY'
+  python3 - "$programmer" "$label" "$json" "$waits" <<'PY'
 import json, sys
-programmer, label, raw = sys.argv[1], sys.argv[2], sys.argv[3]
+programmer, label, raw, parts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 r = json.loads(raw)
-steps = {s["step"]: s["seconds"] for s in r["steps"]}
-print(f"| {programmer} | {label} | {r['outcome']} | {r['simulation']['seconds']:.2f} | {r['simulation']['usbTransfers']} | "
-      f"{steps.get('backup', 0):.2f} | {steps.get('write-flash', 0):.2f} | {steps.get('verify-flash', 0):.2f} | {r.get('sck') or ''} |")
+steps = {s["step"]: s for s in r["steps"]}
+seconds = lambda name: steps.get(name, {}).get("seconds", 0)
+count = lambda name: steps.get(name, {}).get("bytes", 0)
+value, unit = r["sck"].split()
+sck = float(value) * {"Hz": 1, "kHz": 1e3, "MHz": 1e6}[unit]
+per_byte = 32 / sck + 107e-6 / 8
+part = next(p for p in parts["avr"] if p["id"] == r["part"])
+wait = {k: v / 1e6 for k, v in part["waitMicroseconds"].items()}
+if r["outcome"] == "healthy":
+    floor = count("health-check") * per_byte
+else:
+    written = count("write-flash")
+    floor = (count("backup") + 2 * written) * per_byte + wait["chipErase"] \
+        + written // part["flashPageSize"] * wait["flashPage"] + count("write-fuses") * wait["fuse"]
+total = r["simulation"]["seconds"]
+print(f"| {programmer} | {label} | {r['outcome']} | {total:.2f} | {floor:.2f} | {total / floor:.2f} | {r['simulation']['usbTransfers']} | "
+      f"{seconds('backup'):.2f} | {seconds('write-flash'):.2f} | {seconds('verify-flash'):.2f} | {r.get('sck') or ''} |")
 PY
 }
 
 {
-  echo "| programmer | payload | outcome | simulated s | USB transfers | backup s | write s | verify s | SCK |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| programmer | payload | outcome | simulated s | floor s | ratio | USB transfers | backup s | write s | verify s | SCK |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for p in usbasp usbtiny; do
     row $p "Caterina 4 KiB, factory chip (2 MHz)" pro-micro-5v atmega32u4
     "$bin" rehearse "${rules[@]}" --programmer $p --part atmega32u4 --rule pro-micro-5v --dump "$work/healthy-$p" >/dev/null
