@@ -56,6 +56,28 @@ PY
     row $p "Caterina 4 KiB, 16 MHz chip" pro-micro-5v atmega32u4 --initial-fuses FF:D8:FB
     row $p "Caterina-Micro 32 KiB, factory chip" arduino-micro atmega32u4
   done
+  # A part above 64 KiB: a synthetic 8 KiB bootloader at the top of an AT90USB1286 (the USBtinyISP
+  # cannot address it and is refused before anything is erased).
+  /usr/bin/python3 - "$work/dfu128.hex" <<'PY'  # Debian's python3-intelhex
+import os, sys
+from intelhex import IntelHex
+image = IntelHex()
+image.frombytes(os.urandom(8192), offset=0x1E000)
+image.write_hex_file(sys.argv[1])
+PY
+  cat > "$work/big.toml" <<TOML
+[[rule]]
+name = "at90usb1286-8k"
+match = { part = "at90usb1286" }
+bootloader = "$work/dfu128.hex"
+fuses = { low = 0x5E, high = 0x99, extended = 0xF3 }
+clock = "crystal"
+clock_div8 = true
+TOML
+  saved=("${rules[@]}")
+  rules=(--rules "$work/big.toml" --backup-dir "$work/backups")
+  row usbasp "8 KiB at 0x1E000, factory AT90USB1286 (128 KiB)" at90usb1286-8k at90usb1286
+  rules=("${saved[@]}")
 } > "$work/table.md"
 
 # Serial programmers: bootmedic and avrdude 7.1 driving the same simulator (simulated line and chip time).
