@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Restore benchmarks on the timing-modelled simulators: simulated seconds (what the hardware would take)
-# and USB transfers per programmer and payload. Writes bench/results.md and prints it.
+# and USB transfers per programmer and payload against the model's floor, avrdude on the serial
+# simulators, and the agent's own costs (real time). Writes bench/results.md and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release/bootmedic
@@ -97,21 +98,28 @@ avrdude_seconds() {  # programmer kind, avrdude -c arguments...
   wait $sim 2>/dev/null || true
   python3 -c "import json;print('%.2f' % json.load(open('$work/state/session.json'))['seconds'])"
 }
+# The serial simulators advance their chip by the host's real waits between messages, so runs differ a
+# little: each figure is the median of RUNS runs (default 3).
+runs=${RUNS:-3}
+median() {  # count, command...
+  local n=$1; shift
+  for _ in $(seq "$n"); do "$@"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
 bootmedic_seconds() {  # programmer kind, rules file
   "$bin" rehearse --rules "$2" --firmware-dir "$firmware" --backup-dir "$work/backups" --programmer "$1" --part atmega32u4 \
     --rule pro-micro-5v --json | python3 -c "import json,sys;print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
 }
 {
   echo
-  echo "Serial programmers, Caterina 4 KiB and fuses on a factory ATmega32U4, simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp):"
+  echo "Serial programmers, Caterina 4 KiB and fuses on a factory ATmega32U4, simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp), median of $runs runs:"
   echo
   echo "| programmer | avrdude 7.1 | bootmedic, no backup | ratio | bootmedic with backup |"
   echo "|---|---|---|---|---|"
   for spec in "stk500v1:-c stk500v1 -b 19200" "avrisp:-c avrisp -b 19200" "buspirate:-c buspirate"; do
     kind=${spec%%:*}; args=${spec#*:}
-    a=$(avrdude_seconds "$kind" $args)
-    b=$(bootmedic_seconds "$kind" "$work/nobackup.toml")
-    c=$(bootmedic_seconds "$kind" config/rules.toml)
+    a=$(median $runs avrdude_seconds "$kind" $args)
+    b=$(median $runs bootmedic_seconds "$kind" "$work/nobackup.toml")
+    c=$(median $runs bootmedic_seconds "$kind" config/rules.toml)
     echo "| $kind | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $c |"
   done
 } >> "$work/table.md"
@@ -148,6 +156,14 @@ total = steps['erase']['seconds'] + steps['write-flash']['seconds'] + steps['ver
 print('| $label | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |' % (steps['erase']['seconds'], steps['write-flash']['seconds'], steps['verify-flash']['seconds'], total, floor, total / floor))
 "
   done
+} >> "$work/table.md"
+
+# Agent costs (wall time on this machine, not simulated): one round of the load test, then the idle agent.
+{
+  echo
+  echo "Agent on the virtual bench (\`scripts/load.sh 1\`, real time on this machine):"
+  echo
+  IDLE=${IDLE:-20} scripts/load.sh 1 | sed -n '/^journal:/,$p' | sed 's/^/- /'
 } >> "$work/table.md"
 
 mkdir -p bench
