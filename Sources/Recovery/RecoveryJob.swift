@@ -26,8 +26,12 @@ public final class RecoveryJob {
     /// always finishes, so a chip is never left mid-page.
     public var shouldStop: @Sendable () -> Bool = { false }
 
+    /// The clock step durations are measured on: the programmer's unless set. A rehearsal over a
+    /// pseudo-terminal drives the port in real time but reports the simulated chip's time.
+    public var stepClock: TimeSource?
+
     private var result: RecoveryResult
-    private var time: TimeSource { programmer.time }
+    private var time: TimeSource { stepClock ?? programmer.time }
     /// Flash pages already read in this job (health check), reused by the backup.
     private var pagesRead: [UInt32: [UInt8]] = [:]
 

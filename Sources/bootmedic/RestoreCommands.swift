@@ -255,6 +255,7 @@ struct RehearseCommand: ParsableCommand {
         let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: BackupStore(directory: backupDir),
                               sink: ConsoleSink(quiet: options.json))
+        job.stepClock = bench.clock
         let result = job.run()
         isp.close()
         bench.stop()

@@ -51,6 +51,19 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect((report["backup"] as? String)?.hasPrefix(dir.path) == true)
     }
 
+    @Test func serialStepsAreTimedOnTheSimulatedChip() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try rehearse(["--programmer", "stk500v1", "--part", "atmega32u4", "--rule", "pro-micro-5v", "--json"], backups: dir)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let steps = try #require(report["steps"] as? [[String: Any]])
+        let seconds = Dictionary(uniqueKeysWithValues: steps.map { ($0["step"] as? String ?? "", $0["seconds"] as? Double ?? 0) })
+        let simulated = try #require((report["simulation"] as? [String: Any])?["seconds"] as? Double)
+        // 4 KiB over 19200 baud plus 32 page commits of 30 ms: seconds of line time, not the pty's milliseconds.
+        #expect((seconds["write-flash"] ?? 0) > 3)
+        #expect(abs(steps.reduce(0) { $0 + ($1["seconds"] as? Double ?? 0) } - simulated) < 0.5)
+    }
+
     static let faults: [(fault: String, status: Int32, message: String)] = [
         ("no-target", 3, "bootmedic: error: no target answers: programming enable got no echo at any SCK down to 4 kHz"),
         ("wrong-part", 6, "bootmedic: error: the chip's signature 0x1E9502 is ATmega32A, but rule 'pro-micro-5v' is for ATmega32U4; nothing was written"),
