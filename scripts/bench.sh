@@ -82,9 +82,9 @@ TOML
 } > "$work/table.md"
 
 # Serial programmers: bootmedic and avrdude 7.1 driving the same simulator (simulated line and chip time).
-sed 's/^expect_usb = "1B4F:9205"$/expect_usb = "1B4F:9205"\nbackup = false\nrestore_eeprom = false/' config/rules.toml > "$work/nobackup.toml"
-avrdude_seconds() {  # programmer kind, avrdude -c arguments...
-  local kind=$1; shift
+sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' config/rules.toml > "$work/nobackup.toml"
+avrdude_seconds() {  # programmer kind, HEX file, avrdude -c arguments...
+  local kind=$1 hex=$2; shift 2
   rm -rf "$work/state" "$work/fifo"
   mkfifo "$work/fifo"
   # The simulator serves until its standard input closes: a FIFO whose writer is this shell's fd 4.
@@ -92,7 +92,7 @@ avrdude_seconds() {  # programmer kind, avrdude -c arguments...
   local sim=$!
   exec 4> "$work/fifo"
   for _ in $(seq 100); do [ -s "$work/sim.out" ] && break; sleep 0.05; done
-  avrdude "$@" -P "$(head -1 "$work/sim.out")" -p m32u4 -U "flash:w:$firmware/Caterina-promicro16.hex:i" \
+  avrdude "$@" -P "$(head -1 "$work/sim.out")" -p m32u4 -U "flash:w:$firmware/$hex:i" \
     -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m >/dev/null 2>&1
   exec 4>&-
   wait $sim 2>/dev/null || true
@@ -105,8 +105,8 @@ median() {  # count, command...
   local n=$1; shift
   for _ in $(seq "$n"); do "$@"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
-# The floor of the serial job above (4,096 bytes written and read back, three fuses, one chip erase) in
-# the simulators' own model, which carries a message over the line and then runs its SPI (no overlap):
+# The floor of a serial job without backup (the bytes written and read back, three fuses, one chip
+# erase) in the simulators' own model, which carries a message over the line and then runs its SPI:
 # - stk500v1, ArduinoISP at 19200 baud 8N1 (520.8 µs a byte), SPI fixed at 125 kHz by the sketch
 #   (256 µs an instruction), delay(PTIME) = 30 ms after each page commit, 70 ms to enter programming;
 # - avrisp, the same sketch behind USB CDC: the line costs next to nothing, SPI and the waits stay;
@@ -114,10 +114,11 @@ median() {  # count, command...
 #   2 MHz chip's 500 kHz): a byte written sends its whole 4-byte instruction, a byte read back costs
 #   one byte (the AVR bulk-read extension); tWD_FLASH (4.5 ms) per page.
 # Chip erase 9 ms and 3 fuses at 9 ms each (tWD_ERASE, tWD_FUSE of the ATmega32U4) for all three.
-serial_floor() {
-  python3 - "$1" <<'PY'
+serial_floor() {  # programmer kind, bytes written (whole 128-byte pages)
+  python3 - "$1" "$2" <<'PY'
 import sys
-kind, data, pages, fixed = sys.argv[1], 4096, 32, 0.009 + 3 * 0.009
+kind, data = sys.argv[1], int(sys.argv[2])
+pages, fixed = data // 128, 0.009 + 3 * 0.009
 if kind == "stk500v1":
     floor = 2 * data * (10 / 19200 + 32 / 125e3) + pages * 0.030 + 0.070
 elif kind == "avrisp":
@@ -127,23 +128,31 @@ else:
 print("%.2f" % (floor + fixed))
 PY
 }
-bootmedic_seconds() {  # programmer kind, rules file
+bootmedic_run() {  # programmer kind, rules file, rule: prints simulated seconds and bytes written
   "$bin" rehearse --rules "$2" --firmware-dir "$firmware" --backup-dir "$work/backups" --programmer "$1" --part atmega32u4 \
-    --rule pro-micro-5v --json | python3 -c "import json,sys;print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
+    --rule "$3" --json | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+written = sum(s['bytes'] for s in r['steps'] if s['step'] == 'write-flash')
+print('%.2f %d' % (r['simulation']['seconds'], written))"
 }
+bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
 {
   echo
-  echo "Serial programmers, Caterina 4 KiB and fuses on a factory ATmega32U4, simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp), median of $runs runs:"
+  echo "Serial programmers, bootloader and fuses on a factory ATmega32U4 (2 MHz), simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp), median of $runs runs:"
   echo
-  echo "| programmer | avrdude 7.1 | bootmedic, no backup | bootmedic/avrdude | floor | bootmedic/floor | bootmedic with backup |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| programmer | payload | avrdude 7.1 | bootmedic, no backup | bootmedic/avrdude | floor | bootmedic/floor | bootmedic with backup |"
+  echo "|---|---|---|---|---|---|---|---|"
   for spec in "stk500v1:-c stk500v1 -b 19200" "avrisp:-c avrisp -b 19200" "buspirate:-c buspirate"; do
     kind=${spec%%:*}; args=${spec#*:}
-    a=$(median $runs avrdude_seconds "$kind" $args)
-    b=$(median $runs bootmedic_seconds "$kind" "$work/nobackup.toml")
-    c=$(median $runs bootmedic_seconds "$kind" config/rules.toml)
-    f=$(serial_floor "$kind")
-    echo "| $kind | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $f | $(python3 -c "print('%.2f' % ($b/$f))") | $c |"
+    for payload in "pro-micro-5v:Caterina-promicro16.hex:Caterina 4 KiB" "arduino-micro:Caterina-Micro.hex:Caterina-Micro 32 KiB"; do
+      rule=${payload%%:*}; rest=${payload#*:}; hex=${rest%%:*}; label=${rest#*:}
+      a=$(median $runs avrdude_seconds "$kind" "$hex" $args)
+      b=$(median $runs bootmedic_seconds "$kind" "$work/nobackup.toml" "$rule")
+      c=$(median $runs bootmedic_seconds "$kind" config/rules.toml "$rule")
+      f=$(serial_floor "$kind" "$(bootmedic_run "$kind" "$work/nobackup.toml" "$rule" | cut -d' ' -f2)")
+      echo "| $kind | $label | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $f | $(python3 -c "print('%.2f' % ($b/$f))") | $c |"
+    done
   done
 } >> "$work/table.md"
 # ST-Link: erase + write + verify of the 7 KiB STM32duino bootloader and of a 64 KiB image, against the
