@@ -23,7 +23,7 @@ row() {
   local programmer=$1 label=$2 rule=$3 part=$4; shift 4
   local json
   json=$("$bin" rehearse "${rules[@]}" --programmer "$programmer" --part "$part" --rule "$rule" --json "$@" || true)
-  python3 - "$programmer" "$label" "$json" "$waits" <<'PY'
+  python3 - "$programmer" "$label" "$json" "$waits" "$work/summary.tsv" <<'PY'
 import json, sys
 programmer, label, raw, parts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 r = json.loads(raw)
@@ -42,6 +42,8 @@ else:
     floor = (count("backup") + 2 * written) * per_byte + wait["chipErase"] \
         + written // part["flashPageSize"] * wait["flashPage"] + count("write-fuses") * wait["fuse"]
 total = r["simulation"]["seconds"]
+with open(sys.argv[5], "a") as summary:
+    summary.write(f"{programmer}\t{label}\t{total:.6f}\t{floor:.6f}\t\n")
 print(f"| {programmer} | {label} | {r['outcome']} | {total:.2f} | {floor:.2f} | {total / floor:.2f} | {r['simulation']['usbTransfers']} | "
       f"{seconds('backup'):.2f} | {seconds('write-flash'):.2f} | {seconds('verify-flash'):.2f} | {r.get('sck') or ''} |")
 PY
@@ -152,6 +154,7 @@ bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
       c=$(median $runs bootmedic_seconds "$kind" config/rules.toml "$rule")
       f=$(serial_floor "$kind" "$(bootmedic_run "$kind" "$work/nobackup.toml" "$rule" | cut -d' ' -f2)")
       echo "| $kind | $label | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $f | $(python3 -c "print('%.2f' % ($b/$f))") | $c |"
+      printf '%s\t%s, no backup\t%s\t%s\t%s\n' "$kind" "$label" "$b" "$f" "$a" >> "$work/summary.tsv"
     done
   done
 } >> "$work/table.md"
@@ -186,6 +189,7 @@ size = steps['write-flash']['bytes']; pages = (size + 1023) // 1024
 floor = pages * 0.020 + (size // 2) * 52.5e-6 + 2 * ((size + 63) // 64) * 50e-6 + (size // 4) * 46 / 4e6
 total = steps['erase']['seconds'] + steps['write-flash']['seconds'] + steps['verify-flash']['seconds']
 print('| $label | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |' % (steps['erase']['seconds'], steps['write-flash']['seconds'], steps['verify-flash']['seconds'], total, floor, total / floor))
+open('$work/summary.tsv', 'a').write('stlink\t$label, erase+write+verify\t%.3f\t%.3f\t\n' % (total, floor))
 "
   done
 } >> "$work/table.md"
@@ -203,6 +207,19 @@ mkdir -p bench
   echo "# bootmedic restore benchmark (simulated hardware time)"
   echo
   echo "Machine: $(uname -m), $(nproc) cores; $(date -u +%Y-%m-%d). Times are the simulators' timing model, not wall time."
+  echo
+  echo "| programmer | payload | bootmedic s | floor s | ratio | avrdude 7.1 s | bootmedic/avrdude |"
+  echo "|---|---|---|---|---|---|---|"
+  python3 - "$work/summary.tsv" <<'PY'
+import sys
+for line in open(sys.argv[1]):
+    programmer, payload, ours, floor, avrdude = line.rstrip("\n").split("\t")
+    seconds = lambda v: "%.3f" % float(v) if float(v) < 1 else "%.2f" % float(v)
+    vs = "%.2f" % (float(ours) / float(avrdude)) if avrdude else "–"
+    print(f"| {programmer} | {payload} | {seconds(ours)} | {seconds(floor)} | {float(ours) / float(floor):.2f} | {avrdude or '–'} | {vs} |")
+PY
+  echo
+  echo "Details:"
   echo
   cat "$work/table.md"
 } > bench/results.md
