@@ -25,7 +25,13 @@ struct SelfTestCommand: ParsableCommand {
         final class Lines: JournalWriter, @unchecked Sendable {
             let lock = NSLock()
             var list: [String] = []
-            func write(_ entry: JournalEntry) { lock.withLock { list.append(entry.kind.rawValue) } }
+            var firstSlot: Date?
+            func write(_ entry: JournalEntry) {
+                lock.withLock {
+                    list.append(entry.kind.rawValue)
+                    if entry.kind == .programmerAdded, firstSlot == nil { firstSlot = Date() }
+                }
+            }
         }
         let journal = Lines()
         let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
@@ -48,6 +54,7 @@ struct SelfTestCommand: ParsableCommand {
         let devpath = "/devices/pci0000:00/0000:00:14.0/usb1/1-2"
         let common = [("DEVPATH", devpath), ("SUBSYSTEM", "usb"), ("DEVTYPE", "usb_device"), ("ID_VENDOR_ID", "16c0"), ("ID_MODEL_ID", "05dc"),
                       ("ID_MODEL", "USBasp"), ("ID_SERIAL_SHORT", "NETLINK1"), ("ID_PATH", "pci-0000:00:14.0-usb-0:2"), ("BUSNUM", "001"), ("DEVNUM", "007")]
+        let sent = Date()
         try injector.send([("ACTION", "add")] + common + [("SEQNUM", "1")])
         Thread.sleep(forTimeInterval: 0.3)
         let slotsAfterAdd = agent.currentSlots.count
@@ -64,5 +71,8 @@ struct SelfTestCommand: ParsableCommand {
         print("slots after add: \(slotsAfterAdd)")
         print("slots after remove: \(agent.currentSlots.count)")
         print("journal: " + journal.lock.withLock { journal.list }.joined(separator: " "))
+        if let slot = journal.lock.withLock({ journal.firstSlot }) {
+            printError(String(format: "netlink add event to bench slot: %.2f ms", slot.timeIntervalSince(sent) * 1000))
+        }
     }
 }
