@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_FLAGS ?=
 
-.PHONY: all deps build release test demo bench load install uninstall clean
+.PHONY: all deps build release test demo bench load vmtest install uninstall clean
 
 all: build
 
@@ -32,6 +32,11 @@ bench: release
 
 load: release
 	@scripts/load.sh
+
+# A real kernel's USB stack and udevd under QEMU (see scripts/vmtest.sh); not yet part of `make test`.
+vmtest: release
+	@scripts/install-deps.sh --vm
+	@scripts/vmtest.sh
 
 # FHS places; DESTDIR is honoured. The unit and udev rules go where an administrator's additions live.
 BINDIR      = $(PREFIX)/bin

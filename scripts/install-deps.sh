@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages bootmedic builds and tests with. Idempotent and quiet when all are present.
+# Installs the Debian packages bootmedic builds and tests with (`--vm`: and boots its VM test with).
+# Idempotent and quiet when all are present.
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,15 @@ packages=(
   systemd              # journald, journalctl, systemd-analyze for the agent's tests
   udev                 # udevadm, to check the rules file
 )
+# `--vm` adds what `make vmtest` boots a real kernel with (scripts/vmtest.sh).
+if [ "${1:-}" = "--vm" ]; then
+  packages+=(
+    qemu-system-x86    # TCG is enough: no KVM needed
+    busybox-static     # the initramfs
+    kmod               # depmod/modprobe on the unpacked kernel package
+    cpio               # packs the initramfs
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,10 +11,11 @@ struct SelfTestCommand: ParsableCommand {
         abstract: "Prove the udev path against real netlink (run inside `unshare -n`).",
         shouldDisplay: false)
 
-    @Argument(help: "netlink")
+    @Argument(help: "netlink (inside `unshare -n`), or enumerate (what the agent's udev enumeration finds)")
     var what: String
 
     func run() throws {
+        if what == "enumerate" { return try enumerate() }
         guard what == "netlink" else { throw fail("unknown self-test '\(what)'") }
         // A real libudev monitor, fed real netlink messages; the agent gives the programmer a slot and
         // takes it away again.
@@ -73,6 +74,15 @@ struct SelfTestCommand: ParsableCommand {
         print("journal: " + journal.lock.withLock { journal.list }.joined(separator: " "))
         if let slot = journal.lock.withLock({ journal.firstSlot }) {
             printError(String(format: "netlink add event to bench slot: %.2f ms", slot.timeIntervalSince(sent) * 1000))
+        }
+    }
+
+    /// One line per USB device or USB serial port udev knows, with the programmer kind the agent gives it.
+    private func enumerate() throws {
+        let watcher = try DeviceWatcher()
+        for device in watcher.enumerate() {
+            let kind = ProgrammerCatalog.standard.kind(of: device).map(\.rawValue) ?? "-"
+            print("\(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.devnode ?? "-") \(kind)")
         }
     }
 }

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Runs inside the vmtest guest, in the host's filesystem under a throwaway overlay, on a real kernel
+# USB stack: udevd with bootmedic's rules, then a USBasp-shaped gadget bound to dummy_hcd's UDC.
+# Everything it finds goes to /vmtest-out for the host to check.
+set -u
+out=/vmtest-out
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+
+# The service's group and user, as `make install` creates them (only in the overlay).
+systemd-sysusers "$repo/systemd/bootmedic.sysusers"
+mkdir -p /run/udev/rules.d
+cp "$repo/udev-rules/60-bootmedic.rules" /run/udev/rules.d/
+/lib/systemd/systemd-udevd --daemon
+udevadm trigger --action=add
+udevadm settle --timeout=20
+
+# A gadget with the USBasp's ids and strings (an ACM function for now: it carries no ISP protocol yet).
+g=/sys/kernel/config/usb_gadget/usbasp
+mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/acm.usb0
+echo 0x16c0 > $g/idVendor
+echo 0x05dc > $g/idProduct
+echo "www.fischl.de" > $g/strings/0x409/manufacturer
+echo "USBasp" > $g/strings/0x409/product
+echo "VMTEST1" > $g/strings/0x409/serialnumber
+ln -s $g/functions/acm.usb0 $g/configs/c.1/
+start=$(date +%s%N)
+ls /sys/class/udc > $out/udc.txt
+ls /sys/class/udc | head -1 > $g/UDC
+# dummy_hcd's hub thread enumerates the gadget after the bind returns: wait for it, then for udev.
+for _ in $(seq 200); do [ -e /sys/bus/usb/devices/1-1/idVendor ] && break; sleep 0.05; done
+udevadm settle --timeout=20
+end=$(date +%s%N)
+
+for d in /sys/bus/usb/devices/*; do
+  [ -f "$d/idVendor" ] || continue
+  echo "$(basename "$d") $(cat "$d/idVendor"):$(cat "$d/idProduct") $(cat "$d/product" 2>/dev/null)"
+done > $out/devices.txt
+node=$(udevadm info --query=name --path=/sys/bus/usb/devices/1-1)
+udevadm info --query=property --path=/sys/bus/usb/devices/1-1 > $out/udev-properties.txt
+stat -c '%a %U %G' "/dev/$node" > $out/devnode.txt
+echo $(( (end - start) / 1000000 )) > $out/bind-to-settled-ms.txt
+# The agent's own view: bootmedic's libudev enumeration finds the programmer.
+"$repo/.build/release/bootmedic" self-test enumerate > $out/enumerate.txt 2>&1 || true
+echo done > $out/done

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Boots Debian's own kernel under QEMU (TCG; no KVM needed) with a busybox initramfs, shares this
+# machine's filesystem read-only over virtio 9p under a tmpfs overlay, and runs scripts/vm/guest.sh
+# there: real udevd with bootmedic's rules and a USBasp-shaped gadget on dummy_hcd, so the USB and udev
+# paths meet a real kernel. Results come back as files in a writable share and are checked here.
+# Needs: qemu-system-x86 busybox-static kmod cpio (scripts/install-deps.sh --vm), the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+[ -x .build/release/bootmedic ] || { echo "vmtest: build first (make release)" >&2; exit 2; }
+cache=${VMTEST_CACHE:-$repo/.build/vmtest}
+mkdir -p "$cache"
+t0=$(date +%s.%N)
+stamp() { python3 -c "import sys,time; print('%6.2f s  %s' % (time.time() - float(sys.argv[1]), sys.argv[2]))" "$t0" "$1"; }
+
+# Debian's kernel package, unpacked (never installed on this machine).
+kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+kver=${kpkg#linux-image-}
+if [ ! -f "$cache/root/boot/vmlinuz-$kver" ]; then
+  (cd "$cache" && rm -f linux-image-*.deb && apt-get download "$kpkg" 2>/dev/null)
+  dpkg-deb -x "$cache"/linux-image-*.deb "$cache/root"
+  depmod -b "$cache/root" "$kver"
+fi
+stamp "kernel $kver ready"
+
+# The initramfs: busybox, the modules in dependency order, PID 1 and the guest script's path.
+initrd=$(mktemp -d)
+out=$cache/out; rm -rf "$out"; mkdir -p "$out"
+trap 'rm -rf "$initrd"' EXIT
+mkdir -p "$initrd/bin" "$initrd/modules" "$initrd/proc" "$initrd/sys" "$initrd/dev"
+cp /bin/busybox "$initrd/bin/"
+for module in dummy_hcd libcomposite usb_f_acm cdc-acm virtio_pci 9pnet_virtio 9p overlay configfs; do
+  modprobe -d "$cache/root" -S "$kver" --show-depends "$module"
+done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$initrd/modules.list"
+while read -r path; do cp "$path" "$initrd/modules/"; basename "$path"; done < "$initrd/modules.list" > "$initrd/modules.order"
+cp scripts/vm/init.sh "$initrd/init"
+echo "$repo/scripts/vm/guest.sh" > "$initrd/guest.path"
+(cd "$initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/initrd.gz"
+stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
+
+# Bounded: a guest that hangs is killed and reported, never left running.
+status=0
+timeout --kill-after=10 "${VMTEST_TIMEOUT:-240}" qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot \
+  -kernel "$cache/root/boot/vmlinuz-$kver" -initrd "$cache/initrd.gz" \
+  -append "console=ttyS0 quiet panic=-1" \
+  -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+  -virtfs local,path="$out",mount_tag=out,security_model=none > "$cache/console.log" 2>&1 || status=$?
+stamp "guest powered off (qemu exit $status)"
+[ "$status" = 124 ] || [ "$status" = 137 ] && { echo "vmtest: the guest hung and was killed; console in $cache/console.log" >&2; exit 1; }
+[ -f "$out/done" ] || { echo "vmtest: the guest did not finish; its log:" >&2; cat "$out/guest.log" >&2 || true; exit 1; }
+
+# The checks, on what the guest wrote.
+fail=0
+check() {  # description, command...
+  local what=$1; shift
+  if "$@"; then echo "ok    $what"; else echo "FAIL  $what"; fail=1; fi
+}
+check "the gadget enumerates as 16c0:05dc USBasp" grep -q '^1-1 16c0:05dc USBasp$' "$out/devices.txt"
+check "udev tagged it BOOTMEDIC_PROGRAMMER=usbasp" grep -q '^BOOTMEDIC_PROGRAMMER=usbasp$' "$out/udev-properties.txt"
+check "udev tagged it for the agent and the seat" grep -Eq '^(CURRENT_)?TAGS=.*:bootmedic:' "$out/udev-properties.txt"
+check "its node is 0660 root:bootmedic" grep -q '^660 root bootmedic$' "$out/devnode.txt"
+check "the agent's libudev enumeration calls it a usbasp" grep -Eq ' 16c0:05dc USBasp /dev/bus/usb/001/[0-9]+ usbasp$' "$out/enumerate.txt"
+echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms (guest clock, TCG)"
+stamp "done"
+exit $fail
