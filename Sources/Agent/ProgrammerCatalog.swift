@@ -39,14 +39,31 @@ public struct ProgrammerCatalog: Sendable {
         } + standard.entries)
     }
 
-    /// The kind of programmer `device` is, or nil (serial ports are the serial catalog's business).
-    public func kind(of device: UdevDevice) -> ProgrammerKind? {
-        guard device.subsystem == "usb" else { return nil }
-        for entry in entries where entry.vendorID == device.vendorID && entry.productID == device.productID {
-            if let product = entry.product, product != device.product { continue }
-            return entry.kind
+    /// The first entry for `device`'s ids (and product string, where the entry names one).
+    private func entry(for device: UdevDevice) -> Entry? {
+        entries.first { entry in
+            entry.vendorID == device.vendorID && entry.productID == device.productID
+                && (entry.product == nil || entry.product == device.product)
         }
-        return nil
+    }
+
+    /// The kind of USB programmer `device` is, or nil (serial ports are the serial catalog's business).
+    public func kind(of device: UdevDevice) -> ProgrammerKind? {
+        guard device.subsystem == "usb", let kind = entry(for: device)?.kind, !kind.isSerial else { return nil }
+        return kind
+    }
+
+    /// Whether an entry says to leave `device` alone: never opened, never probed.
+    public func ignores(_ device: UdevDevice) -> Bool {
+        guard let entry = entry(for: device) else { return false }
+        return entry.kind == nil
+    }
+
+    /// For a USB serial port the config declares: the serial kind to probe for, instead of the
+    /// serial catalog's guesses.
+    public func declaredSerialKind(of device: UdevDevice) -> ProgrammerKind? {
+        guard device.subsystem == "tty", let kind = entry(for: device)?.kind, kind.isSerial else { return nil }
+        return kind
     }
 
     /// A bench programmer for a udev device, opened through libusb by its bus and address.
@@ -71,11 +88,19 @@ public struct ProgrammerCatalog: Sendable {
 extension SerialProgrammerCatalog {
     /// For a USB serial port: the programmer the harmless probe finds on it, as a bench programmer, or nil.
     /// Nothing but the probe is ever sent to a port the catalog does not nominate.
-    public func programmer(for device: UdevDevice) -> BenchProgrammer? {
+    /// `declared`: the kind a `[[programmer]]` entry names for this adapter, probed instead of the catalog's guesses.
+    public func programmer(for device: UdevDevice, declared: ProgrammerKind? = nil) -> BenchProgrammer? {
         guard device.subsystem == "tty", let path = device.devnode else { return nil }
         let info = SerialDeviceInfo(vendorID: device.vendorID, productID: device.productID, product: device.product, path: path)
-        guard case let .candidate(kinds) = recognize(info),
-              let kind = SerialProgrammerProbe.identify(path: path, candidates: kinds, time: SystemTimeSource()) else { return nil }
+        var candidates: [ProgrammerKind]
+        if let declared {
+            candidates = [declared]
+        } else if case let .candidate(kinds) = recognize(info) {
+            candidates = kinds
+        } else {
+            return nil
+        }
+        guard let kind = SerialProgrammerProbe.identify(path: path, candidates: candidates, time: SystemTimeSource()) else { return nil }
         return BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
             .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
         }

@@ -9,6 +9,9 @@ public enum ProgrammerKind: String, CaseIterable, Sendable, Codable, CustomStrin
     /// Whether the programmer speaks AVR ISP (all but the ST-Link).
     public var programsAVR: Bool { self != .stlink }
 
+    /// Whether it is reached through a serial port (a tty) rather than libusb.
+    public var isSerial: Bool { [.stk500v1, .avrisp, .buspirate].contains(self) }
+
     public var description: String {
         switch self {
         case .usbasp: return "USBasp"

@@ -89,10 +89,12 @@ struct AgentCommand: ParsableCommand {
             if device.subsystem == "usb" {
                 bus.lock.withLock { bus.present[device.syspath] = USBID(vendor: device.vendorID, product: device.productID) }
             }
+            if catalog.ignores(device) { return }
             if let programmer = catalog.programmer(for: device) { return agent.add(programmer) }
             guard device.subsystem == "tty" else { return }
+            let declared = catalog.declaredSerialKind(of: device)
             Thread.detachNewThread {
-                if let programmer = SerialProgrammerCatalog.standard.programmer(for: device) { agent.add(programmer) }
+                if let programmer = SerialProgrammerCatalog.standard.programmer(for: device, declared: declared) { agent.add(programmer) }
             }
         }
         agent.start()

@@ -225,12 +225,23 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         [[programmer]]
         usb = "1209:5BF1"
         kind = "usbspa"
+        [[programmer]]
+        usb = "1A86:7523"
+        kind = "ignore"
+        [[programmer]]
+        usb = "0403:6015"
+        kind = "buspirate"
         """, path: "c.toml")
         #expect(loaded.problems.filter { $0.severity == .error }.map(\.description) == ["c.toml:10:8: error: unknown programmer kind 'usbspa' (did you mean 'usbasp'?); use one of usbasp, usbtiny, stk500v1, avrisp, buspirate, stlink, ignore"])
         let catalog = ProgrammerCatalog.standard(with: try #require(loaded.ruleSet).programmers)
-        func device(_ vid: UInt16, _ pid: UInt16, _ product: String?) -> UdevDevice {
-            UdevDevice(syspath: "/sys/x", subsystem: "usb", vendorID: vid, productID: pid, serial: nil, product: product, idPath: nil, devnode: nil, busNumber: 1, deviceAddress: 2)
+        func device(_ vid: UInt16, _ pid: UInt16, _ product: String?, subsystem: String = "usb") -> UdevDevice {
+            UdevDevice(syspath: "/sys/x", subsystem: subsystem, vendorID: vid, productID: pid, serial: nil, product: product, idPath: nil, devnode: nil, busNumber: 1, deviceAddress: 2)
         }
+        // Serial adapters: one silenced (never probed), one probed only for the kind declared.
+        #expect(catalog.ignores(device(0x1A86, 0x7523, "USB Serial", subsystem: "tty")))
+        #expect(catalog.declaredSerialKind(of: device(0x0403, 0x6015, "FT231X", subsystem: "tty")) == .buspirate)
+        #expect(catalog.kind(of: device(0x0403, 0x6015, "FT231X")) == nil, "a serial kind is never opened through libusb")
+        #expect(!catalog.ignores(device(0x0403, 0x6001, "FT232R", subsystem: "tty")))
         #expect(catalog.kind(of: device(0x1209, 0x5BF0, "Clone")) == .usbasp)
         #expect(catalog.kind(of: device(0x1781, 0x0C9F, "Not a programmer")) == nil)
         #expect(catalog.kind(of: device(0x1781, 0x0C9F, "USBtiny")) == .usbtiny)
