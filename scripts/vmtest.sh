@@ -29,12 +29,13 @@ out=$cache/out; rm -rf "$out"; mkdir -p "$out"
 trap 'rm -rf "$initrd"' EXIT
 mkdir -p "$initrd/bin" "$initrd/modules" "$initrd/proc" "$initrd/sys" "$initrd/dev"
 cp /bin/busybox "$initrd/bin/"
-for module in dummy_hcd libcomposite usb_f_acm cdc-acm virtio_pci 9pnet_virtio 9p overlay configfs; do
+for module in dummy_hcd libcomposite usb_f_fs usb_f_acm cdc-acm virtio_pci 9pnet_virtio 9p overlay configfs; do
   modprobe -d "$cache/root" -S "$kver" --show-depends "$module"
 done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$initrd/modules.list"
 while read -r path; do cp "$path" "$initrd/modules/"; basename "$path"; done < "$initrd/modules.list" > "$initrd/modules.order"
 cp scripts/vm/init.sh "$initrd/init"
 echo "$repo/scripts/vm/guest.sh" > "$initrd/guest.path"
+(cd "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}" && pwd) > "$initrd/firmware.path"
 (cd "$initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/initrd.gz"
 stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
 
@@ -60,6 +61,23 @@ check "udev tagged it BOOTMEDIC_PROGRAMMER=usbasp" grep -q '^BOOTMEDIC_PROGRAMME
 check "udev tagged it for the agent and the seat" grep -Eq '^(CURRENT_)?TAGS=.*:bootmedic:' "$out/udev-properties.txt"
 check "its node is 0660 root:bootmedic" grep -q '^660 root bootmedic$' "$out/devnode.txt"
 check "the agent's libudev enumeration calls it a usbasp" grep -Eq ' 16c0:05dc USBasp /dev/bus/usb/001/[0-9]+ usbasp$' "$out/enumerate.txt"
-echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms (guest clock, TCG)"
+check "bootmedic restore through libusb and the kernel exits 0" grep -qx 0 "$out/restore-status.txt"
+check "the gadget's chip holds the Caterina bootloader" python3 - "$out/chip/flash.bin" "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}/Caterina-promicro16.hex" <<'PY'
+import sys
+flash = open(sys.argv[1], "rb").read()
+data = {}
+base = 0
+for line in open(sys.argv[2]):
+    raw = bytes.fromhex(line.strip()[1:])
+    count, address, kind = raw[0], raw[1] << 8 | raw[2], raw[3]
+    if kind == 0:
+        for i in range(count):
+            data[base + address + i] = raw[4 + i]
+    elif kind == 2:
+        base = (raw[4] << 8 | raw[5]) << 4
+sys.exit(0 if data and all(flash[a] == v for a, v in data.items()) else 1)
+PY
+check "and its fuses are the rule's (L FF, H D8, E CB)" grep -q '"low": 255, "high": 216, "extended": 203' "$out/chip/fuses.json"
+echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; restore: $(cat "$out/restore-ms.txt") ms (guest clock, TCG)"
 stamp "done"
 exit $fail

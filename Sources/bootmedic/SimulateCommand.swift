@@ -5,11 +5,12 @@ import Foundation
 import Parts
 import Recovery
 import Simulation
+import Transport
 
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Serve a simulated serial programmer and chip on a pseudo-terminal.",
+        abstract: "Serve a simulated programmer and chip: serial ones on a pseudo-terminal, USB ones as a FunctionFS gadget.",
         discussion: """
         Prints the pseudo-terminal's path as the first line of standard output, then serves until standard \
         input closes or SIGTERM/SIGINT arrives, and writes the chip's final state to --state DIR \
@@ -35,9 +36,16 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "A fault on the serial line: \(SerialFault.allCases.map(\.rawValue).joined(separator: ", ")).")
     var fault: SerialFault?
 
+    @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound.", valueName: "dir"))
+    var functionfs: String?
+
     func validate() throws {
-        guard [.stk500v1, .avrisp, .buspirate].contains(programmer) else {
-            throw ValidationError("simulate serves serial programmers: stk500v1, avrisp or buspirate")
+        if functionfs != nil {
+            guard [.usbasp, .usbtiny].contains(programmer) else {
+                throw ValidationError("--functionfs serves USB programmers: usbasp or usbtiny")
+            }
+        } else if !programmer.isSerial {
+            throw ValidationError("simulate serves serial programmers (stk500v1, avrisp, buspirate), or usbasp and usbtiny with --functionfs")
         }
     }
 
@@ -47,6 +55,7 @@ struct SimulateCommand: ParsableCommand {
         }
         let chip = SimulatedAVR(part: avr, clock: VirtualClock(), flash: try initialFlash.map { try readBinary($0) },
                                 fuses: try initialFuses.map { try parseFuses($0) })
+        if let functionfs { return try serveGadget(at: functionfs, chip: chip) }
         let server: SerialSimulatorServer
         do {
             server = try SerialSimulatorServer(simulator: makeSerialSimulator(programmer, chip: chip))
@@ -58,23 +67,47 @@ struct SimulateCommand: ParsableCommand {
         fflush(nil)
 
         let signals = TerminationSignals()
-        let stdinReader = Thread {
-            var buffer = [UInt8](repeating: 0, count: 256)
-            while buffer.withUnsafeMutableBytes({ read(STDIN_FILENO, $0.baseAddress, $0.count) }) > 0 {}
-            signals.end()
-        }
-        stdinReader.start()
+        signals.endWhenStandardInputCloses()
         signals.wait()
         server.stop()
         let summary = String(format: "{\"seconds\": %.6f, \"bytesFromHost\": %d, \"bytesToHost\": %d}\n",
                              chip.clock.seconds, server.bytesFromHost, server.bytesToHost)
+        try finish(chip: chip, summary: summary)
+    }
+
+    /// The USB programmer's simulator behind a FunctionFS ep0: each control request the host sends
+    /// through the real kernel reaches the simulator exactly as the in-process tests call it.
+    private func serveGadget(at directory: String, chip: SimulatedAVR) throws {
+        let device: USBDevice = programmer == .usbasp ? SimulatedUSBasp(chip: chip) : SimulatedUSBtiny(chip: chip)
+        let endpoint: FunctionFSEndpointZero
+        do { endpoint = try FunctionFSEndpointZero(directory: directory) } catch { throw fail(error.description) }
+        print("ready")
+        fflush(nil)
+        let signals = TerminationSignals()
+        signals.endWhenStandardInputCloses()
+        var requests = 0
+        do {
+            try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
+                requests += 1
+                if setup.isDeviceToHost {
+                    return try? device.controlIn(request: setup.request, value: setup.value, index: setup.index,
+                                                 length: Int(setup.length), timeoutMilliseconds: 5000)
+                }
+                return (try? device.controlOut(request: setup.request, value: setup.value, index: setup.index,
+                                               data: data, timeoutMilliseconds: 5000)).map { _ in [] }
+            }
+        } catch { throw fail(error.description) }
+        try finish(chip: chip, summary: String(format: "{\"seconds\": %.6f, \"controlRequests\": %d}\n", chip.clock.seconds, requests))
+    }
+
+    /// Reports the session and writes the chip's state to --state.
+    private func finish(chip: SimulatedAVR, summary: String) throws {
         printError("simulated: " + summary.trimmingCharacters(in: .whitespacesAndNewlines))
-        if let state {
-            do {
-                try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: state)
-                try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
-            } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
-        }
+        guard let state else { return }
+        do {
+            try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: state)
+            try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
+        } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
     }
 }
 

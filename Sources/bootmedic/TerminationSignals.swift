@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Glibc
 
 /// SIGTERM and SIGINT turned into something to wait for: the process runs its loop until one arrives.
@@ -28,4 +29,13 @@ final class TerminationSignals: @unchecked Sendable {
 
     /// Ends a wait as a signal would: the end of input, say.
     func end() { semaphore.signal() }
+
+    /// Ends a wait when standard input closes too (a parent process's way to say "stop").
+    func endWhenStandardInputCloses() {
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 256)
+            while buffer.withUnsafeMutableBytes({ read(STDIN_FILENO, $0.baseAddress, $0.count) }) > 0 {}
+            self.end()
+        }.start()
+    }
 }

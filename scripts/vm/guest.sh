@@ -14,15 +14,26 @@ cp "$repo/udev-rules/60-bootmedic.rules" /run/udev/rules.d/
 udevadm trigger --action=add
 udevadm settle --timeout=20
 
-# A gadget with the USBasp's ids and strings (an ACM function for now: it carries no ISP protocol yet).
+# A gadget with the USBasp's ids and strings; its function is FunctionFS, served by bootmedic's own
+# USBasp simulator (the one the in-process tests use) wrapping a factory ATmega32U4.
+bin="$repo/.build/release/bootmedic"
 g=/sys/kernel/config/usb_gadget/usbasp
-mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/acm.usb0
+mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/ffs.usbasp
 echo 0x16c0 > $g/idVendor
 echo 0x05dc > $g/idProduct
+echo 0xff > $g/bDeviceClass
 echo "www.fischl.de" > $g/strings/0x409/manufacturer
 echo "USBasp" > $g/strings/0x409/product
 echo "VMTEST1" > $g/strings/0x409/serialnumber
-ln -s $g/functions/acm.usb0 $g/configs/c.1/
+ln -s $g/functions/ffs.usbasp $g/configs/c.1/
+mkdir -p /dev/ffs-usbasp
+mount -t functionfs usbasp /dev/ffs-usbasp
+mkfifo /tmp/gadget-stdin /tmp/gadget-out
+"$bin" simulate --programmer usbasp --part atmega32u4 --functionfs /dev/ffs-usbasp --state $out/chip \
+  < /tmp/gadget-stdin > /tmp/gadget-out 2> $out/gadget.log &
+exec 4> /tmp/gadget-stdin
+read -r ready < /tmp/gadget-out
+echo "gadget: $ready" > $out/gadget-ready.txt
 start=$(date +%s%N)
 ls /sys/class/udc > $out/udc.txt
 ls /sys/class/udc | head -1 > $g/UDC
@@ -40,5 +51,14 @@ udevadm info --query=property --path=/sys/bus/usb/devices/1-1 > $out/udev-proper
 stat -c '%a %U %G' "/dev/$node" > $out/devnode.txt
 echo $(( (end - start) / 1000000 )) > $out/bind-to-settled-ms.txt
 # The agent's own view: bootmedic's libudev enumeration finds the programmer.
-"$repo/.build/release/bootmedic" self-test enumerate > $out/enumerate.txt 2>&1 || true
+"$bin" self-test enumerate > $out/enumerate.txt 2>&1 || true
+
+# A restore through libusb, usbfs and dummy_hcd to the gadget: the real USB path end to end.
+t0=$(date +%s%N)
+"$bin" restore --rules "$repo/config/rules.toml" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v \
+  --backup-dir /tmp/backups --programmer usbasp --json > $out/restore.json 2> $out/restore.err
+echo $? > $out/restore-status.txt
+echo $(( ($(date +%s%N) - t0) / 1000000 )) > $out/restore-ms.txt
+exec 4>&-
+wait
 echo done > $out/done

@@ -16,7 +16,7 @@ mount -t tmpfs tmpfs /root/run; mount -t tmpfs tmpfs /root/tmp
 mount -t configfs none /root/sys/kernel/config
 mkdir -p /root/vmtest-out
 mount -t 9p -o trans=virtio,version=9p2000.L out /root/vmtest-out || echo "vmtest: the out share did not mount"
-chroot /root /bin/sh "$(cat /guest.path)" > /root/vmtest-out/guest.log 2>&1
+chroot /root /usr/bin/env VMTEST_FIRMWARE="$(cat /firmware.path)" /bin/sh "$(cat /guest.path)" > /root/vmtest-out/guest.log 2>&1
 echo "vmtest: guest script exited with $?" >> /root/vmtest-out/guest.log
 sync
 poweroff -f

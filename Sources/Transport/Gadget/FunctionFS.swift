@@ -1,0 +1,108 @@
+import Glibc
+
+/// A control request as the device side receives it (USB 2.0 §9.3).
+public struct SetupPacket: Sendable, Equatable {
+    public let requestType: UInt8
+    public let request: UInt8
+    public let value: UInt16
+    public let index: UInt16
+    public let length: UInt16
+
+    /// Device to host: the handler's reply is the data stage.
+    public var isDeviceToHost: Bool { requestType & 0x80 != 0 }
+}
+
+/// What can go wrong serving a gadget.
+public enum GadgetError: Error, CustomStringConvertible {
+    case cannotOpen(path: String, reason: String)
+    case descriptorsRefused(reason: String)
+    case io(reason: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path, reason): return "\(path): \(reason) (is FunctionFS mounted there?)"
+        case let .descriptorsRefused(reason): return "FunctionFS refused the descriptors: \(reason)"
+        case let .io(reason): return "FunctionFS ep0: \(reason)"
+        }
+    }
+}
+
+/// The device side of a vendor-specific USB function served from user space through the kernel's
+/// FunctionFS (Documentation/usb/functionfs.rst): one interface with no endpoints besides ep0, and
+/// every control request, device-recipient ones included (FUNCTIONFS_ALL_CTRL_RECIP), handed to Swift.
+/// The device descriptor (ids, strings) is the configfs gadget's; this owns only the ep0 file.
+public final class FunctionFSEndpointZero {
+    private let fd: CInt
+
+    // linux/usb/functionfs.h
+    private static let descriptorsMagicV2: UInt32 = 3, stringsMagic: UInt32 = 2
+    private static let hasFullSpeed: UInt32 = 1, hasHighSpeed: UInt32 = 2, allControlRecipients: UInt32 = 64
+    private static let eventSetup: UInt8 = 4, eventUnbind: UInt8 = 1
+
+    /// Opens `directory/ep0` and writes the descriptors and (empty) strings: the function is then ready
+    /// for the gadget to be bound to a UDC.
+    public init(directory: String) throws(GadgetError) {
+        let path = directory + "/ep0"
+        fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        // A vendor-specific interface without endpoints, for full and high speed.
+        let interface: [UInt8] = [9, 4, 0, 0, 0, 0xFF, 0, 0, 0]
+        var descriptors: [UInt8] = []
+        let flags = Self.hasFullSpeed | Self.hasHighSpeed | Self.allControlRecipients
+        for word in [Self.descriptorsMagicV2, UInt32(12 + 8 + 2 * interface.count), flags, 1, 1] { descriptors += Self.littleEndian(word) }
+        descriptors += interface + interface
+        var strings: [UInt8] = []
+        for word in [Self.stringsMagic, 16, 0, 0] as [UInt32] { strings += Self.littleEndian(word) }
+        for blob in [descriptors, strings] {
+            guard blob.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == blob.count else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw .descriptorsRefused(reason: reason)
+            }
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Serves control requests until `shouldStop` says so (checked every 200 ms) or the gadget is unbound.
+    /// `handler` gets the request and, for host-to-device requests, its data stage; it returns the reply
+    /// (device-to-host) or nil to stall the request.
+    public func serve(until shouldStop: () -> Bool, _ handler: (SetupPacket, [UInt8]) -> [UInt8]?) throws(GadgetError) {
+        var event = [UInt8](repeating: 0, count: 12)
+        while !shouldStop() {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, 200)
+            if ready < 0 && errno != EINTR { throw .io(reason: String(cString: strerror(errno))) }
+            guard ready > 0 else { continue }
+            let n = event.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard n == 12 else { throw .io(reason: n < 0 ? String(cString: strerror(errno)) : "short event (\(n) bytes)") }
+            if event[8] == Self.eventUnbind { return }
+            guard event[8] == Self.eventSetup else { continue }
+            let setup = SetupPacket(requestType: event[0], request: event[1], value: UInt16(event[2]) | UInt16(event[3]) << 8,
+                                    index: UInt16(event[4]) | UInt16(event[5]) << 8, length: UInt16(event[6]) | UInt16(event[7]) << 8)
+            try answer(setup, handler)
+        }
+    }
+
+    private func answer(_ setup: SetupPacket, _ handler: (SetupPacket, [UInt8]) -> [UInt8]?) throws(GadgetError) {
+        if setup.isDeviceToHost {
+            guard let reply = handler(setup, []) else { return stall(setup) }
+            let bytes = Array(reply.prefix(Int(setup.length)))
+            guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) >= 0 else { throw .io(reason: String(cString: strerror(errno))) }
+        } else {
+            var data = [UInt8](repeating: 0, count: Int(setup.length))
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n >= 0 else { throw .io(reason: String(cString: strerror(errno))) }
+            if handler(setup, Array(data.prefix(n))) == nil { stall(setup) }
+        }
+    }
+
+    /// FunctionFS stalls ep0 when the data stage is moved the wrong way.
+    private func stall(_ setup: SetupPacket) {
+        var byte: UInt8 = 0
+        if setup.isDeviceToHost { _ = read(fd, &byte, 0) } else { _ = write(fd, &byte, 0) }
+    }
+
+    private static func littleEndian(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(value >> (8 * $0) & 0xFF) } }
+}
