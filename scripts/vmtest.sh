@@ -78,6 +78,7 @@ for line in open(sys.argv[2]):
 sys.exit(0 if data and all(flash[a] == v for a, v in data.items()) else 1)
 PY
 check "and its fuses are the rule's (L FF, H D8, E CB)" grep -q '"low": 255, "high": 216, "extended": 203' "$out/chip/fuses.json"
+check "avrdude -c usbasp verifies the same flash and fuses on the gadget" grep -qx 0 "$out/avrdude-status.txt"
 echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; restore: $(cat "$out/restore-ms.txt") ms (guest clock, TCG)"
 stamp "done"
 exit $fail

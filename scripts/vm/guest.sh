@@ -59,6 +59,10 @@ t0=$(date +%s%N)
   --backup-dir /tmp/backups --programmer usbasp --json > $out/restore.json 2> $out/restore.err
 echo $? > $out/restore-status.txt
 echo $(( ($(date +%s%N) - t0) / 1000000 )) > $out/restore-ms.txt
+# Debian's avrdude as the reference client on the same gadget: it must read back what bootmedic wrote.
+avrdude -c usbasp -p m32u4 -B 375kHz -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+  -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/avrdude.log 2>&1
+echo $? > $out/avrdude-status.txt
 exec 4>&-
 wait
 echo done > $out/done
