@@ -79,6 +79,9 @@ sys.exit(0 if data and all(flash[a] == v for a, v in data.items()) else 1)
 PY
 check "and its fuses are the rule's (L FF, H D8, E CB)" grep -q '"low": 255, "high": 216, "extended": 203' "$out/chip/fuses.json"
 check "avrdude -c usbasp verifies the same flash and fuses on the gadget" grep -qx 0 "$out/avrdude-status.txt"
+check "a gadget unbound mid-write: restore exits 4 (programmer gone)" grep -qx 4 "$out/pulled-status.txt"
+check "and says so, naming the backup it kept" grep -q "disappeared from USB while writing flash" "$out/pulled-restore.txt"
+check "the backup was taken before anything was erased" grep -q atmega32u4 "$out/pulled-backups.txt"
 echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; restore: $(cat "$out/restore-ms.txt") ms (guest clock, TCG)"
 stamp "done"
 exit $fail

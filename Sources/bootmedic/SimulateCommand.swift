@@ -36,7 +36,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "A fault on the serial line: \(SerialFault.allCases.map(\.rawValue).joined(separator: ", ")).")
     var fault: SerialFault?
 
-    @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound, and \"writing\" once the host has written a flash page.", valueName: "dir"))
     var functionfs: String?
 
     func validate() throws {
@@ -83,12 +83,21 @@ struct SimulateCommand: ParsableCommand {
         do { endpoint = try FunctionFSEndpointZero(directory: directory) } catch { throw fail(error.description) }
         print("ready")
         fflush(nil)
+        signal(SIGPIPE, SIG_IGN)   // a reader that went away must not take the gadget down
         let signals = TerminationSignals()
         signals.endWhenStandardInputCloses()
         var requests = 0
+        let flashWrites = chip.pageWrites
+        var announcedWriting = false
         do {
             try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
                 requests += 1
+                // For scripts that act mid-write (pull the programmer, say): one line when flash is first written.
+                if !announcedWriting, chip.pageWrites > flashWrites {
+                    announcedWriting = true
+                    print("writing")
+                    fflush(nil)
+                }
                 if setup.isDeviceToHost {
                     return try? device.controlIn(request: setup.request, value: setup.value, index: setup.index,
                                                  length: Int(setup.length), timeoutMilliseconds: 5000)

@@ -32,7 +32,8 @@ mkfifo /tmp/gadget-stdin /tmp/gadget-out
 "$bin" simulate --programmer usbasp --part atmega32u4 --functionfs /dev/ffs-usbasp --state $out/chip \
   < /tmp/gadget-stdin > /tmp/gadget-out 2> $out/gadget.log &
 exec 4> /tmp/gadget-stdin
-read -r ready < /tmp/gadget-out
+exec 5< /tmp/gadget-out
+read -r ready <&5
 echo "gadget: $ready" > $out/gadget-ready.txt
 start=$(date +%s%N)
 ls /sys/class/udc > $out/udc.txt
@@ -63,6 +64,29 @@ echo $(( ($(date +%s%N) - t0) / 1000000 )) > $out/restore-ms.txt
 avrdude -c usbasp -p m32u4 -B 375kHz -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
   -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/avrdude.log 2>&1
 echo $? > $out/avrdude-status.txt
-exec 4>&-
+exec 4>&- 5<&-
+wait
+
+# The cable pulled mid-write: a fresh factory chip, and the gadget unbound from the UDC as soon as the
+# host has written its first flash page. bootmedic must say the programmer went away, keep the backup.
+echo "" > $g/UDC
+"$bin" simulate --programmer usbasp --part atmega32u4 --functionfs /dev/ffs-usbasp --state $out/pulled-chip \
+  < /tmp/gadget-stdin > /tmp/gadget-out 2> $out/pulled-gadget.log &
+exec 4> /tmp/gadget-stdin
+exec 5< /tmp/gadget-out
+read -r ready <&5
+ls /sys/class/udc | head -1 > $g/UDC
+for _ in $(seq 200); do [ -e /sys/bus/usb/devices/1-1/idVendor ] && break; sleep 0.05; done
+udevadm settle --timeout=20
+"$bin" restore --rules "$repo/config/rules.toml" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v \
+  --backup-dir /tmp/pulled-backups --programmer usbasp > $out/pulled-restore.txt 2>&1 &
+restore=$!
+read -r writing <&5
+echo "" > $g/UDC
+echo "unbound after: $writing" > $out/pulled-when.txt
+wait $restore
+echo $? > $out/pulled-status.txt
+ls /tmp/pulled-backups > $out/pulled-backups.txt 2>&1
+exec 4>&- 5<&-
 wait
 echo done > $out/done

@@ -1,4 +1,5 @@
 import CLibUSB
+import Glibc
 
 /// An open libusb device handle. Each transfer is one libusb call; the handle is closed once.
 public final class LibUSBDevice: USBDevice {
@@ -17,6 +18,19 @@ public final class LibUSBDevice: USBDevice {
 
     deinit { close() }
 
+    /// A transfer cut off by an unplug fails as LIBUSB_ERROR_IO, and only a moment later does the
+    /// kernel call the device gone: look again briefly, so the caller hears "unplugged", not "I/O error".
+    private func failure(_ code: Int32, request: UInt8 = 0, timeoutMilliseconds: Int = 0) -> USBError {
+        if code == LIBUSB_ERROR_IO.rawValue, let handle {
+            for _ in 0..<10 {
+                var configuration: Int32 = 0
+                if libusb_get_configuration(handle, &configuration) == LIBUSB_ERROR_NO_DEVICE.rawValue { return .noDevice }
+                usleep(50_000)
+            }
+        }
+        return USBError(libusbCode: code, path: description.devicePath, request: request, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
     /// `libusb_claim_interface`, needed before bulk transfers.
     public func claimInterface(_ number: Int32) throws(USBError) {
         guard let handle else { throw .noDevice }
@@ -31,7 +45,7 @@ public final class LibUSBDevice: USBDevice {
         var buffer = [UInt8](repeating: 0, count: max(length, 0))
         let requestType = UInt8(LIBUSB_ENDPOINT_IN.rawValue) | UInt8(LIBUSB_REQUEST_TYPE_VENDOR.rawValue) | UInt8(LIBUSB_RECIPIENT_DEVICE.rawValue)
         let n = libusb_control_transfer(handle, requestType, request, value, index, &buffer, UInt16(length), UInt32(timeoutMilliseconds))
-        guard n >= 0 else { throw USBError(libusbCode: n, path: description.devicePath, request: request, timeoutMilliseconds: timeoutMilliseconds) }
+        guard n >= 0 else { throw failure(n, request: request, timeoutMilliseconds: timeoutMilliseconds) }
         return Array(buffer.prefix(Int(n)))
     }
 
@@ -42,7 +56,7 @@ public final class LibUSBDevice: USBDevice {
         var buffer = data
         let requestType = UInt8(LIBUSB_ENDPOINT_OUT.rawValue) | UInt8(LIBUSB_REQUEST_TYPE_VENDOR.rawValue) | UInt8(LIBUSB_RECIPIENT_DEVICE.rawValue)
         let n = libusb_control_transfer(handle, requestType, request, value, index, &buffer, UInt16(data.count), UInt32(timeoutMilliseconds))
-        guard n >= 0 else { throw USBError(libusbCode: n, path: description.devicePath, request: request, timeoutMilliseconds: timeoutMilliseconds) }
+        guard n >= 0 else { throw failure(n, request: request, timeoutMilliseconds: timeoutMilliseconds) }
         return Int(n)
     }
 
@@ -53,7 +67,7 @@ public final class LibUSBDevice: USBDevice {
         var buffer = data
         var transferred: Int32 = 0
         let result = libusb_bulk_transfer(handle, endpoint & 0x7F, &buffer, Int32(data.count), &transferred, UInt32(timeoutMilliseconds))
-        guard result == 0 else { throw USBError(libusbCode: result, path: description.devicePath, timeoutMilliseconds: timeoutMilliseconds) }
+        guard result == 0 else { throw failure(result, timeoutMilliseconds: timeoutMilliseconds) }
         return Int(transferred)
     }
 
@@ -63,7 +77,7 @@ public final class LibUSBDevice: USBDevice {
         var buffer = [UInt8](repeating: 0, count: length)
         var transferred: Int32 = 0
         let result = libusb_bulk_transfer(handle, endpoint | 0x80, &buffer, Int32(length), &transferred, UInt32(timeoutMilliseconds))
-        guard result == 0 else { throw USBError(libusbCode: result, path: description.devicePath, timeoutMilliseconds: timeoutMilliseconds) }
+        guard result == 0 else { throw failure(result, timeoutMilliseconds: timeoutMilliseconds) }
         return Array(buffer.prefix(Int(transferred)))
     }
 
