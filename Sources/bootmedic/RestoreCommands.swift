@@ -199,17 +199,7 @@ struct RehearseCommand: ParsableCommand {
     @Option(help: "The simulated programmer: usbasp, usbtiny, stk500v1, avrisp or buspirate (served on a pseudo-terminal).")
     var programmer: ProgrammerKind
 
-    @Option(help: "The simulated chip, e.g. atmega32u4.")
-    var part: String
-
-    @Option(help: "Start the chip with this flash content (raw binary from address 0).")
-    var initialFlash: String?
-
-    @Option(help: "Start the chip with this EEPROM content (raw binary).")
-    var initialEeprom: String?
-
-    @Option(help: "Start the chip with these fuses, LOW:HIGH[:EXTENDED] in hex (default: the part's factory fuses).")
-    var initialFuses: String?
+    @OptionGroup var chip: SimulatedChipOptions
 
     @Option(help: "Inject a fault (repeatable).")
     var fault: [SimulatedFault] = []
@@ -222,13 +212,9 @@ struct RehearseCommand: ParsableCommand {
 
     func run() throws {
         if programmer == .stlink { return try rehearseSTM32() }
-        guard case let .avr(avr)? = PartCatalog.part(named: part) else {
-            throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
-        }
+        let avr = try chip.avrPart()
         let set = try options.loadRules()
-        let flash = try initialFlash.map { try readBinary($0) }
-        let eeprom = try initialEeprom.map { try readBinary($0) }
-        let fuses = try initialFuses.map { try parseFuses($0) }
+        let (flash, eeprom, fuses) = try chip.contents()
 
         // Place mid-write faults in the middle of the image the rule will write.
         let chosen = options.rule.flatMap(set.rule(named:))
@@ -273,11 +259,11 @@ struct RehearseCommand: ParsableCommand {
 extension RehearseCommand {
     /// The ST-Link path: a simulated ST-Link/V2 and Bluepill.
     func rehearseSTM32() throws {
-        guard case .stm32? = PartCatalog.part(named: part) else {
-            throw fail("an ST-Link rehearsal needs an STM32 part (stm32f103), not '\(part)'")
+        guard case .stm32? = PartCatalog.part(named: chip.part) else {
+            throw fail("an ST-Link rehearsal needs an STM32 part (stm32f103), not '\(chip.part)'")
         }
         let set = try options.loadRules()
-        let flash = try initialFlash.map { try readBinary($0) }
+        let flash = try chip.initialFlash.map { try readBinary($0) }
         let bench: SimulatedSTM32Bench
         do {
             bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(fault))

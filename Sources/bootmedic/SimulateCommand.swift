@@ -21,14 +21,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "The programmer to simulate: stk500v1 (Arduino as ISP), avrisp (Pro Micro/Teensy ISP firmware) or buspirate.")
     var programmer: ProgrammerKind
 
-    @Option(help: "The simulated chip, e.g. atmega32u4.")
-    var part: String
-
-    @Option(help: "Start the chip with this flash content (raw binary from address 0).")
-    var initialFlash: String?
-
-    @Option(help: "Start the chip with these fuses, LOW:HIGH[:EXTENDED] in hex (default: the part's factory fuses).")
-    var initialFuses: String?
+    @OptionGroup var chipOptions: SimulatedChipOptions
 
     @Option(help: "Write the chip's final state here when done.")
     var state: String?
@@ -50,11 +43,8 @@ struct SimulateCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard case let .avr(avr)? = PartCatalog.part(named: part) else {
-            throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
-        }
-        let chip = SimulatedAVR(part: avr, clock: VirtualClock(), flash: try initialFlash.map { try readBinary($0) },
-                                fuses: try initialFuses.map { try parseFuses($0) })
+        let (flash, eeprom, fuses) = try chipOptions.contents()
+        let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses)
         if let functionfs { return try serveGadget(at: functionfs, chip: chip) }
         let server: SerialSimulatorServer
         do {

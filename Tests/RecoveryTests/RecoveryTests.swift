@@ -9,44 +9,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-let seedRules = """
-[[rule]]
-name = "atmel-dfu"
-match = { part = "atmega32u4" }
-bootloader = "bootloader_atmega32u4_1_0_0.hex"
-sha256 = "9fc1fdb469bf273b5e3b2f4c3f056c2b2d62f1dd069a6d89880c208c4f9ca0ac"
-fuses = { low = 0x5E, high = 0x99, extended = 0xF3 }
-clock = "crystal"
-clock_div8 = true
-
-[[rule]]
-name = "pro-micro-5v"
-match = { part = "atmega32u4" }
-bootloader = "Caterina-promicro16.hex"
-sha256 = "bd2cffaedb0636d7cb85664800679ad239f00a736c968a5e5a4329ec37af25e7"
-fuses = { low = 0xFF, high = 0xD8, extended = 0xFB }
-clock = "crystal"
-clock_div8 = false
-
-[[rule]]
-name = "arduino-micro"
-match = { part = "atmega32u4" }
-bootloader = "Caterina-Micro.hex"
-fuses = { low = 0xFF, high = 0xD8, extended = 0xFB }
-clock = "crystal"
-clock_div8 = false
-lock = 0x2F
-
-[[rule]]
-name = "ps2avrgb"
-match = { part = "atmega32a" }
-bootloader = "bootloader_ps2avrgb_bootloadhid_1.0.1.hex"
-fuses = { low = 0x0F, high = 0xD0 }
-clock = "crystal"
-lock = 0x3C
-"""
-
-func ruleSet(_ text: String = seedRules) throws -> RuleSet {
+func ruleSet(_ text: String = Fixtures.seedRules) throws -> RuleSet {
     let loaded = RulesFile.parse(text, path: "test.toml", firmwareDirectory: Fixtures.firmwareDirectory.path)
     #expect(loaded.errors.isEmpty, "\(loaded.errors)")
     return try #require(loaded.ruleSet)
@@ -127,7 +90,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
     }
 
     @Test func eepromIsNotWrittenBackWhenTheRuleSaysSo() throws {
-        let rules = try ruleSet(seedRules.replacingOccurrences(of: "clock_div8 = true", with: "clock_div8 = true\nrestore_eeprom = false"))
+        let rules = try ruleSet(Fixtures.seedRules.replacingOccurrences(of: "clock_div8 = true", with: "clock_div8 = true\nrestore_eeprom = false"))
         let run = try Rehearsal(.usbasp, "atmega32u4", rule: "atmel-dfu", rules: rules, eeprom: [1, 2, 3])
         #expect(run.result.outcome == .restored)
         #expect(run.bench.chip.eeprom.allSatisfy { $0 == 0xFF })
@@ -255,11 +218,11 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
 @Suite struct StaticRefusalTests {
     /// A rule that fails a static check must leave the chip exactly as it was, and save nothing.
     static let refusals: [(String, String, String)] = [
-        ("unsafe fuses", seedRules.replacingOccurrences(of: "high = 0xD8, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\"", with: "high = 0xF8, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\""),
+        ("unsafe fuses", Fixtures.seedRules.replacingOccurrences(of: "high = 0xD8, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\"", with: "high = 0xF8, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\""),
          "refused before erasing anything: high fuse 0xF8 leaves SPIEN unprogrammed"),
-        ("changed file", seedRules.replacingOccurrences(of: "bd2cffaedb0636d7cb85664800679ad239f00a736c968a5e5a4329ec37af25e7", with: String(repeating: "a", count: 64)),
+        ("changed file", Fixtures.seedRules.replacingOccurrences(of: "bd2cffaedb0636d7cb85664800679ad239f00a736c968a5e5a4329ec37af25e7", with: String(repeating: "a", count: 64)),
          "Caterina-promicro16.hex: sha256 is bd2cffaedb0636d7cb85664800679ad239f00a736c968a5e5a4329ec37af25e7, but the rule pins aaaa"),
-        ("boot section mismatch", seedRules.replacingOccurrences(of: "high = 0xD8, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\"", with: "high = 0xDA, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\""),
+        ("boot section mismatch", Fixtures.seedRules.replacingOccurrences(of: "high = 0xD8, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\"", with: "high = 0xDA, extended = 0xFB }\nclock = \"crystal\"\nclock_div8 = false\n\n[[rule]]\nname = \"arduino-micro\""),
          "refused before erasing anything: the bootloader starts at 0x7000, below the boot section at 0x7800"),
     ]
 

@@ -9,40 +9,6 @@ import TestSupport
 import Testing
 import Transport
 
-let rulesText = """
-[[rule]]
-name = "atmel-dfu"
-match = { part = "atmega32u4" }
-bootloader = "bootloader_atmega32u4_1_0_0.hex"
-fuses = { low = 0x5E, high = 0x99, extended = 0xF3 }
-clock = "crystal"
-clock_div8 = true
-
-[[rule]]
-name = "pro-micro-5v"
-match = { part = "atmega32u4" }
-bootloader = "Caterina-promicro16.hex"
-fuses = { low = 0xFF, high = 0xD8, extended = 0xFB }
-clock = "crystal"
-clock_div8 = false
-
-[[rule]]
-name = "arduino-micro"
-match = { part = "atmega32u4" }
-bootloader = "Caterina-Micro.hex"
-fuses = { low = 0xFF, high = 0xD8, extended = 0xFB }
-clock = "crystal"
-clock_div8 = false
-
-[[rule]]
-name = "ps2avrgb"
-match = { part = "atmega32a" }
-bootloader = "bootloader_ps2avrgb_bootloadhid_1.0.1.hex"
-fuses = { low = 0x0F, high = 0xD0 }
-clock = "crystal"
-lock = 0x3C
-"""
-
 /// A restore through a serial driver, over a real pseudo-terminal, against a simulated programmer.
 struct SerialRehearsal {
     let bench: SimulatedBench
@@ -54,7 +20,7 @@ struct SerialRehearsal {
          eeprom: [UInt8]? = nil, configure: (ISPProgrammer) -> Void = { _ in }) throws {
         bench = try SimulatedBench(kind: kind, part: avr(part), flash: flash, eeprom: eeprom, faults: faults)
         guard case let .serial(server) = bench.link else { throw SimulationError.unsupportedProgrammer(kind) }
-        let rules = try #require(RulesFile.parse(rulesText, path: "t.toml", firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
+        let rules = try #require(RulesFile.parse(Fixtures.seedRules, path: "t.toml", firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
         backups = try Fixtures.temporaryDirectory()
         sink = RecordingSink()
         var result: RecoveryResult

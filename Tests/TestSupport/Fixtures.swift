@@ -3,6 +3,44 @@ import Parts
 
 /// Where the tests find things: the repository, the real bootloader files, the built binary.
 public enum Fixtures {
+    /// The seed guide's ATmega32U4 and ATmega32A rules, naming the real bootloader files (firmware directory relative).
+    public static let seedRules = """
+    [[rule]]
+    name = "atmel-dfu"
+    match = { part = "atmega32u4" }
+    bootloader = "bootloader_atmega32u4_1_0_0.hex"
+    sha256 = "9fc1fdb469bf273b5e3b2f4c3f056c2b2d62f1dd069a6d89880c208c4f9ca0ac"
+    fuses = { low = 0x5E, high = 0x99, extended = 0xF3 }
+    clock = "crystal"
+    clock_div8 = true
+
+    [[rule]]
+    name = "pro-micro-5v"
+    match = { part = "atmega32u4" }
+    bootloader = "Caterina-promicro16.hex"
+    sha256 = "bd2cffaedb0636d7cb85664800679ad239f00a736c968a5e5a4329ec37af25e7"
+    fuses = { low = 0xFF, high = 0xD8, extended = 0xFB }
+    clock = "crystal"
+    clock_div8 = false
+
+    [[rule]]
+    name = "arduino-micro"
+    match = { part = "atmega32u4" }
+    bootloader = "Caterina-Micro.hex"
+    fuses = { low = 0xFF, high = 0xD8, extended = 0xFB }
+    clock = "crystal"
+    clock_div8 = false
+    lock = 0x2F
+
+    [[rule]]
+    name = "ps2avrgb"
+    match = { part = "atmega32a" }
+    bootloader = "bootloader_ps2avrgb_bootloadhid_1.0.1.hex"
+    fuses = { low = 0x0F, high = 0xD0 }
+    clock = "crystal"
+    lock = 0x3C
+    """
+
     /// The repository root (the folder holding Package.swift).
     public static let repositoryRoot: URL = {
         var url = URL(fileURLWithPath: #filePath)

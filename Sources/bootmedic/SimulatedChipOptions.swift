@@ -1,0 +1,30 @@
+import ArgumentParser
+import Parts
+
+/// The simulated chip `rehearse` and `simulate` start from.
+struct SimulatedChipOptions: ParsableArguments {
+    @Option(help: "The simulated chip, e.g. atmega32u4.")
+    var part: String
+
+    @Option(help: "Start the chip with this flash content (raw binary from address 0).")
+    var initialFlash: String?
+
+    @Option(help: "Start the chip with this EEPROM content (raw binary).")
+    var initialEeprom: String?
+
+    @Option(help: "Start the chip with these fuses, LOW:HIGH[:EXTENDED] in hex (default: the part's factory fuses).")
+    var initialFuses: String?
+
+    /// The AVR part named by --part, or exits saying which parts exist.
+    func avrPart() throws -> AVRPart {
+        guard case let .avr(avr)? = PartCatalog.part(named: part) else {
+            throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
+        }
+        return avr
+    }
+
+    /// The initial flash, EEPROM and fuses, each nil where not given.
+    func contents() throws -> (flash: [UInt8]?, eeprom: [UInt8]?, fuses: FuseSet?) {
+        (try initialFlash.map { try readBinary($0) }, try initialEeprom.map { try readBinary($0) }, try initialFuses.map { try parseFuses($0) })
+    }
+}
