@@ -6,6 +6,8 @@ SWIFT      ?= swift
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_FLAGS ?=
+# The real bootloader files the tests and benchmarks read, found once for every target below.
+export BOOTMEDIC_FIRMWARE_DIR := $(shell scripts/firmware-dir.sh)
 
 .PHONY: all deps build release test demo bench load vmtest install uninstall clean
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release/bootmedic
 [ -x "$bin" ] || bin=.build/debug/bootmedic
-firmware=$(cd "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}" && pwd)
+firmware=$(scripts/firmware-dir.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rules=(--rules config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups")

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/debug/bootmedic
-firmware=${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}
-[ -d "$firmware" ] || { echo "demo: no firmware folder at $firmware (set BOOTMEDIC_FIRMWARE_DIR)" >&2; exit 1; }
+firmware=$(scripts/firmware-dir.sh)
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 work=$(mktemp -d)

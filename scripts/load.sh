@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release/bootmedic
 [ -x "$bin" ] || bin=.build/debug/bootmedic
-firmware=$(cd "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}" && pwd)
+firmware=$(scripts/firmware-dir.sh)
 rounds=${1:-10}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

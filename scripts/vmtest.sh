@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 [ -x .build/release/bootmedic ] || { echo "vmtest: build first (make release)" >&2; exit 2; }
+firmware=$(scripts/firmware-dir.sh)
 cache=${VMTEST_CACHE:-$repo/.build/vmtest}
 mkdir -p "$cache"
 t0=$(date +%s.%N)
@@ -35,7 +36,7 @@ done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$initrd/modules.list"
 while read -r path; do cp "$path" "$initrd/modules/"; basename "$path"; done < "$initrd/modules.list" > "$initrd/modules.order"
 cp scripts/vm/init.sh "$initrd/init"
 echo "$repo/scripts/vm/guest.sh" > "$initrd/guest.path"
-(cd "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}" && pwd) > "$initrd/firmware.path"
+echo "$firmware" > "$initrd/firmware.path"
 (cd "$initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/initrd.gz"
 stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
 
@@ -62,7 +63,7 @@ check "udev tagged it for the agent and the seat" grep -Eq '^(CURRENT_)?TAGS=.*:
 check "its node is 0660 root:bootmedic" grep -q '^660 root bootmedic$' "$out/devnode.txt"
 check "the agent's libudev enumeration calls it a usbasp" grep -Eq ' 16c0:05dc USBasp /dev/bus/usb/001/[0-9]+ usbasp$' "$out/enumerate.txt"
 check "bootmedic restore through libusb and the kernel exits 0" grep -qx 0 "$out/restore-status.txt"
-check "the gadget's chip holds the Caterina bootloader" python3 - "$out/chip/flash.bin" "${BOOTMEDIC_FIRMWARE_DIR:-../shared/firmware}/Caterina-promicro16.hex" <<'PY'
+check "the gadget's chip holds the Caterina bootloader" python3 - "$out/chip/flash.bin" "$firmware/Caterina-promicro16.hex" <<'PY'
 import sys
 flash = open(sys.argv[1], "rb").read()
 data = {}
