@@ -40,7 +40,7 @@ let package = Package(
         // Shared by the test targets: where the real firmware files are, running commands.
         .target(name: "TestSupport", dependencies: ["Parts"], path: "Tests/TestSupport"),
 
-        .testTarget(name: "SystemLibraryTests", dependencies: ["CLibUSB", "CLibUDev", "CSystemd"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["TestSupport", "CLibUSB", "CLibUDev", "CSystemd"]),
         .testTarget(name: "FirmwareImageTests", dependencies: ["TestSupport", "FirmwareImage"]),
         .testTarget(name: "PartsTests", dependencies: ["TestSupport", "Parts", "FirmwareImage"]),
         .testTarget(name: "RulesTests", dependencies: ["TestSupport", "Rules", "Parts", "FirmwareImage"]),

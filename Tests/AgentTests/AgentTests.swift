@@ -260,21 +260,8 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
 }
 
 @Suite(.serialized) struct SystemIntegrationTests {
-    /// Starts journald by hand if none listens (CI runs without systemd as PID 1).
-    static func ensureJournald() throws {
-        let socket = "/run/systemd/journal/socket"
-        if FileManager.default.fileExists(atPath: socket) { return }
-        try FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { Thread.sleep(forTimeInterval: 0.05) }
-    }
-
     @Test func theAgentWritesStructuredEntriesToARealJournald() throws {
-        try Self.ensureJournald()
+        try Fixtures.ensureJournald()
         let name = "journal-\(UUID().uuidString.prefix(8).lowercased())"
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -1,6 +1,7 @@
 import CLibUDev
 import CLibUSB
 import CSystemd
+import TestSupport
 import Foundation
 import Testing
 
@@ -57,15 +58,16 @@ import Testing
     }
 
     @Test func sdJournalAndId128AreCallable() throws {
+        try Fixtures.ensureJournald()
         var id = sd_id128_t()
         #expect(sd_id128_from_string("7d4958e842da4a758f6c1cdc7b36dcc5", &id) == 0)
         var text = [CChar](repeating: 0, count: 33)
         sd_id128_to_string(id, &text)
         let digits = text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         #expect(String(decoding: digits, as: UTF8.self) == "7d4958e842da4a758f6c1cdc7b36dcc5")
-        // sd_journal_sendv is the non-variadic entry point the journal sink uses. It succeeds whether or
-        // not journald listens (libsystemd drops entries when there is no socket); the journal tests of
-        // the agent read entries back from a real journald.
+        // sd_journal_sendv is the non-variadic entry point the journal sink uses. It returns 0 when journald
+        // takes the entry, and -ECONNREFUSED on a socket whose journald is gone; the journal tests of the
+        // agent read entries back.
         let fields = ["MESSAGE=bootmedic system-library test", "PRIORITY=7"]
         var storage = fields.map { Array($0.utf8) }
         let result = storage.withUnsafeMutableBufferPointer { buffers -> Int32 in

@@ -81,12 +81,25 @@ public enum Fixtures {
         return repositoryRoot.appendingPathComponent(".build/debug/bootmedic").path
     }()
 
+    /// Makes sure a systemd-journald answers, starting one through `scripts/journald.sh` if none does
+    /// (CI has no systemd as PID 1, and may hold the dead sockets of an earlier journald).
+    public static func ensureJournald() throws {
+        let result = try run("/bin/bash", [repositoryRoot.appendingPathComponent("scripts/journald.sh").path])
+        guard result.status == 0 else { throw JournaldUnavailable(reason: result.stderr) }
+    }
+
     /// A fresh temporary folder, removed by the caller.
     public static func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("bootmedic-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
+}
+
+/// No journald could be reached or started.
+public struct JournaldUnavailable: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "no journald answers: \(reason)" }
 }
 
 /// The outcome of running a command.
