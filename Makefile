@@ -48,9 +48,11 @@ UDEVDIR     = /etc/udev/rules.d
 CATALOGDIR  = /usr/lib/systemd/catalog
 SYSUSERSDIR = /usr/lib/sysusers.d
 CONFDIR     = /etc/bootmedic
+# The binary to install; the virtual bench names the one it already built.
+BOOTMEDIC_BIN ?= $$($(SWIFT) build -c release --show-bin-path)/bootmedic
 
 install: release
-	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/bootmedic" "$(DESTDIR)$(BINDIR)/bootmedic"
+	install -D -m 0755 "$(BOOTMEDIC_BIN)" "$(DESTDIR)$(BINDIR)/bootmedic"
 	install -D -m 0644 udev-rules/60-bootmedic.rules "$(DESTDIR)$(UDEVDIR)/60-bootmedic.rules"
 	sed 's|/usr/local/bin/bootmedic|$(BINDIR)/bootmedic|' systemd/bootmedic.service > bootmedic.service.tmp
 	install -D -m 0644 bootmedic.service.tmp "$(DESTDIR)$(UNITDIR)/bootmedic.service" && rm -f bootmedic.service.tmp

@@ -44,7 +44,7 @@ stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
 status=0
 timeout --kill-after=10 "${VMTEST_TIMEOUT:-240}" qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot \
   -kernel "$cache/root/boot/vmlinuz-$kver" -initrd "$cache/initrd.gz" \
-  -append "console=ttyS0 quiet panic=-1" \
+  -append "console=ttyS0 quiet panic=-1 systemd.show_status=1" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$out",mount_tag=out,security_model=none > "$cache/console.log" 2>&1 || status=$?
 stamp "guest powered off (qemu exit $status)"

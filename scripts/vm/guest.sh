@@ -6,17 +6,19 @@ set -u
 out=/vmtest-out
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 
-# The service's group and user, as `make install` creates them (only in the overlay).
-systemd-sysusers "$repo/systemd/bootmedic.sysusers"
-mkdir -p /run/udev/rules.d
-cp "$repo/udev-rules/60-bootmedic.rules" /run/udev/rules.d/
-/lib/systemd/systemd-udevd --daemon
+# bootmedic installed the way an administrator does it (into the overlay only): binary, unit, udev
+# rules, journal catalog, the service's user and group, the config; the bench's firmware beside it.
+bin="$repo/.build/release/bootmedic"
+make -s -C "$repo" -o release install BOOTMEDIC_BIN="$bin" > $out/install.log 2>&1
+echo $? > $out/install-status.txt
+mkdir -p /usr/share/bootmedic/firmware
+cp "$VMTEST_FIRMWARE"/* /usr/share/bootmedic/firmware/
 udevadm trigger --action=add
 udevadm settle --timeout=20
+ps -ef > $out/ps.txt
 
 # A gadget with the USBasp's ids and strings; its function is FunctionFS, served by bootmedic's own
 # USBasp simulator (the one the in-process tests use) wrapping a factory ATmega32U4.
-bin="$repo/.build/release/bootmedic"
 g=/sys/kernel/config/usb_gadget/usbasp
 mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/ffs.usbasp
 echo 0x16c0 > $g/idVendor
@@ -69,7 +71,7 @@ wait
 
 # The cable pulled mid-write: a fresh factory chip, and the gadget unbound from the UDC as soon as the
 # host has written its first flash page. bootmedic must say the programmer went away, keep the backup.
-echo "" > $g/UDC
+echo "" > $g/UDC 2>/dev/null
 "$bin" simulate --programmer usbasp --part atmega32u4 --functionfs /dev/ffs-usbasp --state $out/pulled-chip \
   < /tmp/gadget-stdin > /tmp/gadget-out 2> $out/pulled-gadget.log &
 exec 4> /tmp/gadget-stdin
@@ -82,7 +84,7 @@ udevadm settle --timeout=20
   --backup-dir /tmp/pulled-backups --programmer usbasp > $out/pulled-restore.txt 2>&1 &
 restore=$!
 read -r writing <&5
-echo "" > $g/UDC
+echo "" > $g/UDC 2>/dev/null
 echo "unbound after: $writing" > $out/pulled-when.txt
 wait $restore
 echo $? > $out/pulled-status.txt

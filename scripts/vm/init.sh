@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # PID 1 of the vmtest initramfs: loads the modules (in the order the host's modprobe worked out), puts
-# the host's filesystem, shared read-only over virtio 9p, under a tmpfs overlay, and runs the guest
-# script in it. Results go to the writable "out" share; the machine powers off whatever happens.
+# the host's filesystem, shared read-only over virtio 9p, under a tmpfs overlay, writes the test's
+# units into the overlay and hands PID 1 to systemd there. systemd brings up journald and udevd and
+# runs vmtest.service (scripts/vm/guest.sh), which powers the machine off whatever happens.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
@@ -11,12 +12,39 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro host /host || echo "vmtest: the 
 mount -t tmpfs tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /root || echo "vmtest: overlay failed"
-mount -t proc proc /root/proc; mount -t sysfs sys /root/sys; mount -t devtmpfs dev /root/dev
-mount -t tmpfs tmpfs /root/run; mount -t tmpfs tmpfs /root/tmp
-mount -t configfs none /root/sys/kernel/config
 mkdir -p /root/vmtest-out
 mount -t 9p -o trans=virtio,version=9p2000.L out /root/vmtest-out || echo "vmtest: the out share did not mount"
-chroot /root /usr/bin/env VMTEST_FIRMWARE="$(cat /firmware.path)" /bin/sh "$(cat /guest.path)" > /root/vmtest-out/guest.log 2>&1
-echo "vmtest: guest script exited with $?" >> /root/vmtest-out/guest.log
-sync
-poweroff -f
+
+# The guest's own identity and units (in the overlay only): no fstab, a fresh machine id, the test.
+: > /root/etc/fstab
+rm -f /root/etc/machine-id /root/.dockerenv /root/run/.containerenv
+units=/root/etc/systemd/system
+mkdir -p $units
+cat > $units/vmtest.target <<UNIT
+[Unit]
+Description=bootmedic virtual bench
+Requires=vmtest.service
+After=vmtest.service
+AllowIsolate=yes
+UNIT
+cat > $units/vmtest.service <<UNIT
+[Unit]
+Description=bootmedic virtual bench test (scripts/vm/guest.sh)
+Wants=systemd-udevd.service systemd-journald.service
+After=systemd-udevd.service systemd-journald.service systemd-udev-trigger.service
+[Service]
+Type=oneshot
+Environment=VMTEST_FIRMWARE=$(cat /firmware.path) PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ExecStart=/bin/sh $(cat /guest.path)
+StandardOutput=file:/vmtest-out/guest.log
+StandardError=inherit
+TimeoutStartSec=${VMTEST_GUEST_TIMEOUT:-200}
+# Whatever the script did, power off straight away (the out share is written through, nothing to unmount).
+ExecStopPost=/bin/sh -c 'sync; systemctl poweroff --force --force'
+UNIT
+# What a bench PC runs but this test does not need; tmpfiles alone would walk the 9p share for a minute.
+for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer systemd-timesyncd.service \
+            systemd-update-utmp.service apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer; do
+  ln -sf /dev/null $units/$unit
+done
+exec switch_root /root /lib/systemd/systemd --unit=vmtest.target
