@@ -37,6 +37,7 @@ while read -r path; do cp "$path" "$initrd/modules/"; basename "$path"; done < "
 cp scripts/vm/init.sh "$initrd/init"
 echo "$repo/scripts/vm/guest.sh" > "$initrd/guest.path"
 echo "$firmware" > "$initrd/firmware.path"
+echo "${VMTEST_ONLY:-}" > "$initrd/only"
 (cd "$initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/initrd.gz"
 stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
 
@@ -57,17 +58,11 @@ check() {  # description, command...
   local what=$1; shift
   if "$@"; then echo "ok    $what"; else echo "FAIL  $what"; fail=1; fi
 }
-check "the gadget enumerates as 16c0:05dc USBasp" grep -q '^1-1 16c0:05dc USBasp$' "$out/devices.txt"
-check "udev tagged it BOOTMEDIC_PROGRAMMER=usbasp" grep -q '^BOOTMEDIC_PROGRAMMER=usbasp$' "$out/udev-properties.txt"
-check "udev tagged it for the agent and the seat" grep -Eq '^(CURRENT_)?TAGS=.*:bootmedic:' "$out/udev-properties.txt"
-check "its node is 0660 root:bootmedic" grep -q '^660 root bootmedic$' "$out/devnode.txt"
-check "the agent's libudev enumeration calls it a usbasp" grep -Eq ' 16c0:05dc USBasp /dev/bus/usb/001/[0-9]+ usbasp$' "$out/enumerate.txt"
-check "bootmedic restore through libusb and the kernel exits 0" grep -qx 0 "$out/restore-status.txt"
-check "the gadget's chip holds the Caterina bootloader" python3 - "$out/chip/flash.bin" "$firmware/Caterina-promicro16.hex" <<'PY'
+flash_holds() {  # flash.bin, Intel HEX: every byte of the HEX is in the flash image
+  python3 - "$1" "$2" <<'PY'
 import sys
 flash = open(sys.argv[1], "rb").read()
-data = {}
-base = 0
+data, base = {}, 0
 for line in open(sys.argv[2]):
     raw = bytes.fromhex(line.strip()[1:])
     count, address, kind = raw[0], raw[1] << 8 | raw[2], raw[3]
@@ -78,11 +73,52 @@ for line in open(sys.argv[2]):
         base = (raw[4] << 8 | raw[5]) << 4
 sys.exit(0 if data and all(flash[a] == v for a, v in data.items()) else 1)
 PY
+}
+check "bootmedic installs with make install (binary, unit, rules, catalog, user, config)" grep -qx 0 "$out/install-status.txt"
+check "two UDCs: the programmers' socket and the board's" test "$(wc -l < "$out/udc.txt")" = 2
+check "the gadget enumerates as 16c0:05dc USBasp" grep -Eq '^[0-9]-1 16c0:05dc USBasp$' "$out/devices.txt"
+check "udev tagged it BOOTMEDIC_PROGRAMMER=usbasp" grep -q '^BOOTMEDIC_PROGRAMMER=usbasp$' "$out/udev-properties.txt"
+check "udev tagged it for the agent and the seat" grep -Eq '^(CURRENT_)?TAGS=.*:bootmedic:' "$out/udev-properties.txt"
+check "its node is 0660 root:bootmedic" grep -q '^660 root bootmedic$' "$out/devnode.txt"
+check "the agent's libudev enumeration calls it a usbasp" grep -Eq ' 16c0:05dc USBasp /dev/bus/usb/00[0-9]/[0-9]+ usbasp$' "$out/enumerate.txt"
+check "bootmedic restore through libusb and the kernel exits 0" grep -qx 0 "$out/restore-status.txt"
+check "the gadget's chip holds the Caterina bootloader" flash_holds "$out/chip/flash.bin" "$firmware/Caterina-promicro16.hex"
 check "and its fuses are the rule's (L FF, H D8, E CB)" grep -q '"low": 255, "high": 216, "extended": 203' "$out/chip/fuses.json"
 check "avrdude -c usbasp verifies the same flash and fuses on the gadget" grep -qx 0 "$out/avrdude-status.txt"
 check "a gadget unbound mid-write: restore exits 4 (programmer gone)" grep -qx 4 "$out/pulled-status.txt"
 check "and says so, naming the backup it kept" grep -q "disappeared from USB while writing flash" "$out/pulled-restore.txt"
 check "the backup was taken before anything was erased" grep -q atmega32u4 "$out/pulled-backups.txt"
-echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; restore: $(cat "$out/restore-ms.txt") ms (guest clock, TCG)"
+check "udev tagged the USBtinyISP gadget BOOTMEDIC_PROGRAMMER=usbtiny" grep -q '^BOOTMEDIC_PROGRAMMER=usbtiny$' "$out/tiny-udev-properties.txt"
+check "bootmedic restore over the USBtinyISP gadget exits 0" grep -qx 0 "$out/tiny-restore-status.txt"
+check "its chip holds the Caterina bootloader" flash_holds "$out/tiny-chip/flash.bin" "$firmware/Caterina-promicro16.hex"
+check "avrdude -c usbtiny verifies it" grep -qx 0 "$out/tiny-avrdude-status.txt"
+check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"
+check "the service restored the board behind the plugged USBasp" grep -qx restored "$out/agent-outcome.txt"
+check "its chip holds the Atmel DFU bootloader (the config's first rule)" flash_holds "$out/agent-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"
+check "and the rule's fuses (L 5E, H 99, E F3 in its implemented bits)" python3 -c '
+import json, sys
+f = json.load(open(sys.argv[1]))
+sys.exit(0 if (f["low"], f["high"], f["extended"] & 0x0F) == (0x5E, 0x99, 0x03) else 1)' "$out/agent-chip/fuses.json"
+check "the service saw the restored bootloader enumerate (03EB:2FF4)" grep -qx enumerated "$out/agent-enumerated.txt"
+check "the service noticed the programmer unplugged" grep -qx removed "$out/agent-removed.txt"
+check "a programmer pulled mid-write: the service journals a failure" grep -qx failed "$out/agent-pulled-outcome.txt"
+check "that entry names the programmer gone" python3 - "$out/agent-journal.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+failed = [e for e in entries if e.get("MESSAGE_ID") == "d02e1e2fa81049678dae0160f32217eb"]
+sys.exit(0 if failed and "disappeared from USB" in failed[-1]["MESSAGE"] and failed[-1].get("PRIORITY") == "3" else 1)
+PY
+check "the restored entry carries the rule, part, programmer and port fields" python3 - "$out/agent-journal.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+done = [e for e in entries if e.get("MESSAGE_ID") == "f5b3ae2d1d914a1ebba540e8109c9a9b"]
+e = done[0] if done else {}
+sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTMEDIC_PART") == "ATmega32U4"
+         and e.get("BOOTMEDIC_PROGRAMMER") == "usbasp" and "BOOTMEDIC_PORT" in e and e.get("_SYSTEMD_UNIT") == "bootmedic.service" else 1)
+PY
+check "bootmedic status reads the same journal" grep -q "1 restored" "$out/agent-status.txt"
+echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; CLI restore: $(cat "$out/restore-ms.txt") ms;" \
+     "agent plug to restored: $(cat "$out/agent-restore-ms.txt") ms (guest clock, TCG)"
+echo "guest steps (ms since the test service started):"; sed 's/^/  /' "$out/steps.txt"
 stamp "done"
 exit $fail

@@ -173,6 +173,7 @@ public final class BenchSlot: @unchecked Sendable {
             }
             Thread.sleep(forTimeInterval: min(0.1, pollInterval))
         }
+        guard !isCancelled else { return }   // the programmer left; the bench moved on, nothing to say
         journal.write(JournalEntry(.bootloaderMissing, "job \(job): no USB device \(id) appeared within \(Int(expectUSBTimeout)) s; is the board's USB connected?", fields: f))
     }
 

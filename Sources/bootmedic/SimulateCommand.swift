@@ -66,9 +66,21 @@ struct SimulateCommand: ParsableCommand {
     }
 
     /// The USB programmer's simulator behind a FunctionFS ep0: each control request the host sends
-    /// through the real kernel reaches the simulator exactly as the in-process tests call it.
+    /// through the real kernel reaches the simulator exactly as the in-process tests call it. The kernel
+    /// carries the USB frames; the programmer's and the chip's own times (SPI bits, write waits) are
+    /// served in real time, so a restore through the gadget takes as long as on the hardware.
     private func serveGadget(at directory: String, chip: SimulatedAVR) throws {
-        let device: USBDevice = programmer == .usbasp ? SimulatedUSBasp(chip: chip) : SimulatedUSBtiny(chip: chip)
+        let device: USBDevice
+        if programmer == .usbasp {
+            let usbasp = SimulatedUSBasp(chip: chip)
+            usbasp.linkTiming = .carriedElsewhere
+            device = usbasp
+        } else {
+            let usbtiny = SimulatedUSBtiny(chip: chip)
+            usbtiny.linkTiming = .carriedElsewhere
+            device = usbtiny
+        }
+        let pace = RealTimePacer(clock: chip.clock)
         let endpoint: FunctionFSEndpointZero
         do { endpoint = try FunctionFSEndpointZero(directory: directory) } catch { throw fail(error.description) }
         print("ready")
@@ -82,6 +94,8 @@ struct SimulateCommand: ParsableCommand {
         do {
             try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
                 requests += 1
+                pace.catchUp()
+                defer { pace.holdBack() }
                 // For scripts that act mid-write (pull the programmer, say): one line when flash is first written.
                 if !announcedWriting, chip.pageWrites > flashWrites {
                     announcedWriting = true
@@ -107,6 +121,26 @@ struct SimulateCommand: ParsableCommand {
             try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: state)
             try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
         } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
+    }
+}
+
+/// Keeps a simulated clock in step with the wall clock: time the host spends between requests passes
+/// on the device too, and an answer the device needs simulated time for waits for it in real time.
+struct RealTimePacer {
+    let clock: VirtualClock
+    private let start = DispatchTime.now().uptimeNanoseconds
+
+    init(clock: VirtualClock) { self.clock = clock }
+
+    private var elapsed: UInt64 { DispatchTime.now().uptimeNanoseconds - start }
+
+    /// Before a request: the device has lived through the time the host took.
+    func catchUp() { clock.advance(to: elapsed) }
+
+    /// After a request: wait until real time has caught up with what the device spent.
+    func holdBack() {
+        let now = elapsed
+        if clock.now > now { usleep(useconds_t((clock.now - now) / 1000)) }
     }
 }
 

@@ -1,94 +1,184 @@
 #!/bin/sh
-# Runs inside the vmtest guest, in the host's filesystem under a throwaway overlay, on a real kernel
-# USB stack: udevd with bootmedic's rules, then a USBasp-shaped gadget bound to dummy_hcd's UDC.
-# Everything it finds goes to /vmtest-out for the host to check.
+# Runs inside the vmtest guest as vmtest.service, under systemd as PID 1, in the host's filesystem under
+# a throwaway overlay, on a real kernel USB stack: bootmedic installed as an administrator installs it,
+# simulated programmers presented as USB gadgets on dummy_hcd's UDCs, the CLI and then
+# bootmedic.service driving them. Everything it finds goes to /vmtest-out for the host to check.
 set -u
 out=/vmtest-out
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+bin="$repo/.build/release/bootmedic"
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+t_start=$(now_ms)
+step() { echo "$(( $(now_ms) - t_start )) $1" >> $out/steps.txt; }
+# VMTEST_ONLY=N runs only part N (and the install), for working on one part.
+part() { [ -z "${VMTEST_ONLY:-}" ] || [ "$VMTEST_ONLY" = "$1" ]; }
 
 # bootmedic installed the way an administrator does it (into the overlay only): binary, unit, udev
 # rules, journal catalog, the service's user and group, the config; the bench's firmware beside it.
-bin="$repo/.build/release/bootmedic"
 make -s -C "$repo" -o release install BOOTMEDIC_BIN="$bin" > $out/install.log 2>&1
 echo $? > $out/install-status.txt
 mkdir -p /usr/share/bootmedic/firmware
 cp "$VMTEST_FIRMWARE"/* /usr/share/bootmedic/firmware/
 udevadm trigger --action=add
 udevadm settle --timeout=20
-ps -ef > $out/ps.txt
+step "installed"
 
-# A gadget with the USBasp's ids and strings; its function is FunctionFS, served by bootmedic's own
-# USBasp simulator (the one the in-process tests use) wrapping a factory ATmega32U4.
-g=/sys/kernel/config/usb_gadget/usbasp
-mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/ffs.usbasp
-echo 0x16c0 > $g/idVendor
-echo 0x05dc > $g/idProduct
-echo 0xff > $g/bDeviceClass
-echo "www.fischl.de" > $g/strings/0x409/manufacturer
-echo "USBasp" > $g/strings/0x409/product
-echo "VMTEST1" > $g/strings/0x409/serialnumber
-ln -s $g/functions/ffs.usbasp $g/configs/c.1/
-mkdir -p /dev/ffs-usbasp
-mount -t functionfs usbasp /dev/ffs-usbasp
-mkfifo /tmp/gadget-stdin /tmp/gadget-out
-"$bin" simulate --programmer usbasp --part atmega32u4 --functionfs /dev/ffs-usbasp --state $out/chip \
-  < /tmp/gadget-stdin > /tmp/gadget-out 2> $out/gadget.log &
-exec 4> /tmp/gadget-stdin
-exec 5< /tmp/gadget-out
-read -r ready <&5
-echo "gadget: $ready" > $out/gadget-ready.txt
-start=$(date +%s%N)
+udc0=$(ls /sys/class/udc | sed -n 1p)   # the programmers' socket
+udc1=$(ls /sys/class/udc | sed -n 2p)   # the restored board's own USB socket
 ls /sys/class/udc > $out/udc.txt
-ls /sys/class/udc | head -1 > $g/UDC
-# dummy_hcd's hub thread enumerates the gadget after the bind returns: wait for it, then for udev.
-for _ in $(seq 200); do [ -e /sys/bus/usb/devices/1-1/idVendor ] && break; sleep 0.05; done
-udevadm settle --timeout=20
-end=$(date +%s%N)
 
+# gadget NAME VID PID MANUFACTURER PRODUCT [FUNCTION]: a configfs gadget whose one function is
+# FunctionFS, mounted at /dev/ffs-NAME for bootmedic's simulator to serve (or the kernel's FUNCTION).
+gadget() {
+  g=/sys/kernel/config/usb_gadget/$1
+  [ -d $g ] && return 0
+  f=${6:-ffs.$1}
+  mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/$f
+  echo "$2" > $g/idVendor; echo "$3" > $g/idProduct; echo 0xff > $g/bDeviceClass
+  echo "$4" > $g/strings/0x409/manufacturer; echo "$5" > $g/strings/0x409/product
+  echo "VMTEST-$1" > $g/strings/0x409/serialnumber
+  ln -s $g/functions/$f $g/configs/c.1/
+  [ "$f" = "ffs.$1" ] && mkdir -p /dev/ffs-$1 && mount -t functionfs $1 /dev/ffs-$1
+}
+# serve NAME KIND STATE: bootmedic's simulator (the one the in-process tests use) behind the gadget,
+# wrapping a factory ATmega32U4; its stdin is fd 4 (closing it ends the simulator, which then writes the
+# chip's state to STATE), its stdout fd 5 ("ready", then "writing" at the first flash page).
+serve() {
+  rm -f /tmp/sim-in /tmp/sim-out; mkfifo /tmp/sim-in /tmp/sim-out
+  "$bin" simulate --programmer $2 --part atmega32u4 --functionfs /dev/ffs-$1 --state $out/$3 \
+    < /tmp/sim-in > /tmp/sim-out 2> $out/$3.log &
+  sim=$!
+  exec 4> /tmp/sim-in 5< /tmp/sim-out
+  read -r ready <&5
+}
+unserve() { exec 4>&- 5<&-; wait $sim; }
+# plug NAME UDC / unplug NAME: bind the gadget to a UDC and wait (bounded) until the host side has
+# enumerated it and udev has finished with it.
+plug() {
+  echo "$2" > /sys/kernel/config/usb_gadget/$1/UDC
+  for _ in $(seq 200); do
+    ls /sys/bus/usb/devices/*/serial 2>/dev/null | xargs grep -lx "VMTEST-$1" >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  udevadm settle --timeout=20
+}
+unplug() { echo "" > /sys/kernel/config/usb_gadget/$1/UDC 2>/dev/null; udevadm settle --timeout=20; }
+# The sysfs folder of the gadget NAME as the host sees it.
+hostdev() { dirname "$(ls /sys/bus/usb/devices/*/serial | xargs grep -lx "VMTEST-$1" | head -1)"; }
+# wait_journal MESSAGE_ID SECONDS: until the agent has journalled an entry with this id.
+wait_journal() {
+  for _ in $(seq $(( $2 * 5 ))); do
+    [ -n "$(journalctl -q -u bootmedic.service MESSAGE_ID=$1 -o cat 2>/dev/null)" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+id_restored=f5b3ae2d1d914a1ebba540e8109c9a9b
+id_failed=d02e1e2fa81049678dae0160f32217eb
+id_removed=2811e27351aa44f3bc147fb1c00a397b
+id_enumerated=ee05e6630eb74003a90387372c2d57d3
+
+# --- 1. A USBasp: enumeration, udev, the CLI's restore through libusb, avrdude as the reference.
+if part 1; then
+gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
+serve usbasp usbasp chip
+start=$(now_ms)
+plug usbasp "$udc0"
+echo $(( $(now_ms) - start )) > $out/bind-to-settled-ms.txt
 for d in /sys/bus/usb/devices/*; do
   [ -f "$d/idVendor" ] || continue
   echo "$(basename "$d") $(cat "$d/idVendor"):$(cat "$d/idProduct") $(cat "$d/product" 2>/dev/null)"
 done > $out/devices.txt
-node=$(udevadm info --query=name --path=/sys/bus/usb/devices/1-1)
-udevadm info --query=property --path=/sys/bus/usb/devices/1-1 > $out/udev-properties.txt
-stat -c '%a %U %G' "/dev/$node" > $out/devnode.txt
-echo $(( (end - start) / 1000000 )) > $out/bind-to-settled-ms.txt
-# The agent's own view: bootmedic's libudev enumeration finds the programmer.
-"$bin" self-test enumerate > $out/enumerate.txt 2>&1 || true
-
-# A restore through libusb, usbfs and dummy_hcd to the gadget: the real USB path end to end.
-t0=$(date +%s%N)
-"$bin" restore --rules "$repo/config/rules.toml" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v \
-  --backup-dir /tmp/backups --programmer usbasp --json > $out/restore.json 2> $out/restore.err
+dev=$(hostdev usbasp)
+udevadm info --query=property --path="$dev" > $out/udev-properties.txt
+stat -c '%a %U %G' "/dev/$(udevadm info --query=name --path="$dev")" > $out/devnode.txt
+"$bin" self-test enumerate > $out/enumerate.txt 2>&1
+step "usbasp gadget enumerated"
+t0=$(now_ms)
+"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/backups \
+  --programmer usbasp --json > $out/restore.json 2> $out/restore.err
 echo $? > $out/restore-status.txt
-echo $(( ($(date +%s%N) - t0) / 1000000 )) > $out/restore-ms.txt
-# Debian's avrdude as the reference client on the same gadget: it must read back what bootmedic wrote.
+echo $(( $(now_ms) - t0 )) > $out/restore-ms.txt
+step "bootmedic restore over usbasp"
 avrdude -c usbasp -p m32u4 -B 375kHz -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
   -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/avrdude.log 2>&1
 echo $? > $out/avrdude-status.txt
-exec 4>&- 5<&-
-wait
+step "avrdude -c usbasp verify"
+unplug usbasp; unserve
 
 # The cable pulled mid-write: a fresh factory chip, and the gadget unbound from the UDC as soon as the
 # host has written its first flash page. bootmedic must say the programmer went away, keep the backup.
-echo "" > $g/UDC 2>/dev/null
-"$bin" simulate --programmer usbasp --part atmega32u4 --functionfs /dev/ffs-usbasp --state $out/pulled-chip \
-  < /tmp/gadget-stdin > /tmp/gadget-out 2> $out/pulled-gadget.log &
-exec 4> /tmp/gadget-stdin
-exec 5< /tmp/gadget-out
-read -r ready <&5
-ls /sys/class/udc | head -1 > $g/UDC
-for _ in $(seq 200); do [ -e /sys/bus/usb/devices/1-1/idVendor ] && break; sleep 0.05; done
-udevadm settle --timeout=20
-"$bin" restore --rules "$repo/config/rules.toml" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v \
-  --backup-dir /tmp/pulled-backups --programmer usbasp > $out/pulled-restore.txt 2>&1 &
+serve usbasp usbasp pulled-chip
+plug usbasp "$udc0"
+"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
+  --programmer usbasp > $out/pulled-restore.txt 2>&1 &
 restore=$!
 read -r writing <&5
-echo "" > $g/UDC 2>/dev/null
-echo "unbound after: $writing" > $out/pulled-when.txt
+unplug usbasp
 wait $restore
 echo $? > $out/pulled-status.txt
 ls /tmp/pulled-backups > $out/pulled-backups.txt 2>&1
-exec 4>&- 5<&-
-wait
+unserve
+step "usbasp pulled mid-write"
+fi
+
+# --- 2. A USBtinyISP: the CLI's restore, avrdude -c usbtiny as the reference.
+if part 2; then
+gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
+serve usbtiny usbtiny tiny-chip
+plug usbtiny "$udc0"
+udevadm info --query=property --path="$(hostdev usbtiny)" > $out/tiny-udev-properties.txt
+"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/backups \
+  --programmer usbtiny > $out/tiny-restore.txt 2>&1
+echo $? > $out/tiny-restore-status.txt
+step "bootmedic restore over usbtiny"
+avrdude -c usbtiny -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+  -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/tiny-avrdude.log 2>&1
+echo $? > $out/tiny-avrdude-status.txt
+step "avrdude -c usbtiny verify"
+unplug usbtiny; unserve
+fi
+
+# --- 3. bootmedic.service: the agent notices a programmer, restores the board, sees the restored
+# bootloader enumerate on the board's own socket, and notices the programmer leave; then once more
+# with the programmer pulled mid-write. The journal is read back.
+if part 3; then
+gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
+# The restored board's bootloader on its own USB socket; a CDC function stands in for DFU's.
+gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
+timeout 60 systemctl start bootmedic.service
+systemctl is-active bootmedic.service > $out/agent-active.txt
+step "bootmedic.service started"
+sleep 1
+systemctl status --no-pager bootmedic.service > $out/agent-status-early.txt 2>&1
+dmesg | grep -E "audit|seccomp" > $out/dmesg-audit.txt
+serve usbasp usbasp agent-chip
+plug usbasp "$udc0"
+t0=$(now_ms)
+wait_journal $id_restored 20 && echo restored > $out/agent-outcome.txt
+echo $(( $(now_ms) - t0 )) > $out/agent-restore-ms.txt
+step "the agent restored the board"
+plug dfu "$udc1"
+wait_journal $id_enumerated 15 && echo enumerated > $out/agent-enumerated.txt
+step "the agent saw the bootloader enumerate"
+unplug usbasp
+step "unplugged"
+wait_journal $id_removed 15 && echo removed > $out/agent-removed.txt
+unplug dfu; unserve
+step "the agent saw the bootloader enumerate and the programmer leave"
+serve usbasp usbasp agent-pulled-chip
+plug usbasp "$udc0"
+read -r writing <&5
+unplug usbasp
+wait_journal $id_failed 30 && echo failed > $out/agent-pulled-outcome.txt
+unserve
+step "the agent reported the programmer pulled mid-write"
+"$bin" status > $out/agent-status.txt 2>&1
+timeout 30 systemctl stop bootmedic.service
+journalctl -u bootmedic.service -o json --no-pager > $out/agent-journal.json
+journalctl -u bootmedic.service -o verbose --no-pager > $out/agent-journal-verbose.txt
+journalctl -u bootmedic.service --no-pager > $out/agent-journal.txt
+ls -R /var/lib/bootmedic > $out/agent-backups.txt 2>&1
+step "journal read back"
+fi
 echo done > $out/done

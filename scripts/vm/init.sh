@@ -6,7 +6,11 @@
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for module in $(cat /modules.order); do insmod "/modules/$module" || echo "vmtest: insmod $module failed"; done
+# dummy_hcd with two UDCs: one for the programmers, one for the restored board's own USB.
+for module in $(cat /modules.order); do
+  case $module in dummy_hcd.*) args=num=2 ;; *) args= ;; esac
+  insmod "/modules/$module" $args || echo "vmtest: insmod $module failed"
+done
 mkdir -p /host /rw /root
 mount -t 9p -o trans=virtio,version=9p2000.L,ro host /host || echo "vmtest: the host share did not mount"
 mount -t tmpfs tmpfs /rw
@@ -34,7 +38,7 @@ Wants=systemd-udevd.service systemd-journald.service
 After=systemd-udevd.service systemd-journald.service systemd-udev-trigger.service
 [Service]
 Type=oneshot
-Environment=VMTEST_FIRMWARE=$(cat /firmware.path) PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=VMTEST_FIRMWARE=$(cat /firmware.path) VMTEST_ONLY=$(cat /only) PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ExecStart=/bin/sh $(cat /guest.path)
 StandardOutput=file:/vmtest-out/guest.log
 StandardError=inherit

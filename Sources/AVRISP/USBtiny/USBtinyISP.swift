@@ -15,7 +15,10 @@ public final class USBtinyISP: ISPProgrammer {
     static let resetLow: UInt16 = 0, resetHigh: UInt16 = 1
     /// The firmware's largest transfer (CHUNK_SIZE).
     static let chunkSize = 128
-    static let timeoutMilliseconds = 500
+    /// The firmware answers within milliseconds; avrdude allows 500 ms. A loaded bench PC (or the virtual
+    /// bench's emulated CPU) can hold a transfer back longer than that, so allow 2 s before calling the
+    /// programmer hung.
+    static let timeoutMilliseconds = 2000
     /// SCK half-period settings to try, in microseconds (SCK ≈ 1 MHz / period), fastest first.
     static let sckPeriods = [1, 2, 3, 4, 5, 10, 25, 50, 100, 250]
 

@@ -16,6 +16,16 @@ public struct LowSpeedUSBTiming: Sendable {
 
     public init() {}
 
+    /// No time at all: for a simulator behind a real USB stack (a gadget), where the kernel's host and
+    /// device controllers carry the frames and packets.
+    public static let carriedElsewhere: LowSpeedUSBTiming = {
+        var timing = LowSpeedUSBTiming()
+        timing.frameNanoseconds = 1
+        timing.dataTransactionNanoseconds = 0
+        timing.zeroLengthTransactionNanoseconds = 0
+        return timing
+    }()
+
     /// Waits for the next frame and carries the SETUP stage.
     public func beginTransfer(on clock: VirtualClock) {
         let next = (clock.now + frameNanoseconds - 1) / frameNanoseconds * frameNanoseconds

@@ -15,6 +15,11 @@ public final class SimulatedUSBasp: USBDevice {
         get { link.faults }
         set { link.faults = newValue }
     }
+    /// How long the USB side takes; ``LowSpeedUSBTiming/carriedElsewhere`` when a real bus carries it.
+    public var linkTiming: LowSpeedUSBTiming {
+        get { link.timing }
+        set { link.timing = newValue }
+    }
     /// Firmware that answers GETCAPABILITIES and SETISPSCK (2011 and later).
     public var hasSCKSetting = true
 

@@ -13,6 +13,11 @@ public final class SimulatedUSBtiny: USBDevice {
         get { link.faults }
         set { link.faults = newValue }
     }
+    /// How long the USB side takes; ``LowSpeedUSBTiming/carriedElsewhere`` when a real bus carries it.
+    public var linkTiming: LowSpeedUSBTiming {
+        get { link.timing }
+        set { link.timing = newValue }
+    }
 
     /// Control transfers answered.
     public var transferCount: Int { link.transferCount }

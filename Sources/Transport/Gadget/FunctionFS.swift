@@ -76,6 +76,8 @@ public final class FunctionFSEndpointZero {
             guard ready > 0 else { continue }
             let n = event.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            // The host gave up on the request before we answered (its timeout): serve the next one.
+            if n < 0 && errno == EIDRM { continue }
             guard n == 12 else { throw .io(reason: n < 0 ? String(cString: strerror(errno)) : "short event (\(n) bytes)") }
             if event[8] == Self.eventUnbind { return }
             guard event[8] == Self.eventSetup else { continue }
@@ -89,11 +91,16 @@ public final class FunctionFSEndpointZero {
         if setup.isDeviceToHost {
             guard let reply = handler(setup, []) else { return stall(setup) }
             let bytes = Array(reply.prefix(Int(setup.length)))
-            guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) >= 0 else { throw .io(reason: String(cString: strerror(errno))) }
+            guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) >= 0 || errno == EIDRM else {
+                throw .io(reason: String(cString: strerror(errno)))
+            }
         } else {
             var data = [UInt8](repeating: 0, count: Int(setup.length))
             let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard n >= 0 else { throw .io(reason: String(cString: strerror(errno))) }
+            guard n >= 0 else {
+                if errno == EIDRM { return }   // cancelled by the host, as above
+                throw .io(reason: String(cString: strerror(errno)))
+            }
             if handler(setup, Array(data.prefix(n))) == nil { stall(setup) }
         }
     }
