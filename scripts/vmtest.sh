@@ -15,7 +15,13 @@ t0=$(date +%s.%N)
 stamp() { python3 -c "import sys,time; print('%6.2f s  %s' % (time.time() - float(sys.argv[1]), sys.argv[2]))" "$t0" "$1"; }
 
 # Debian's kernel package, unpacked (never installed on this machine).
-kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1; }
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ]; then   # a machine whose package lists were never fetched
+  $( [ "$(id -u)" -eq 0 ] || echo sudo ) apt-get update -qq
+  kpkg=$(kernel_package)
+fi
+[ -n "$kpkg" ] || { echo "vmtest: apt knows no linux-image-amd64 package" >&2; exit 2; }
 kver=${kpkg#linux-image-}
 if [ ! -f "$cache/root/boot/vmlinuz-$kver" ]; then
   (cd "$cache" && rm -f linux-image-*.deb && apt-get download "$kpkg" 2>/dev/null)
