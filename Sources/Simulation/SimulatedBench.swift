@@ -167,12 +167,14 @@ public final class SimulatedBench {
 public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedProgrammer(ProgrammerKind)
     case pseudoTerminal(String)
+    case serialLine(String)
     case faultNotApplicable(SimulatedFault, ProgrammerKind)
 
     public var description: String {
         switch self {
         case let .unsupportedProgrammer(kind): return "no simulator for \(kind.rawValue) programmers"
         case let .pseudoTerminal(reason): return "cannot create a pseudo-terminal: \(reason)"
+        case let .serialLine(reason): return "cannot serve the serial line \(reason)"
         case let .faultNotApplicable(fault, kind): return "the \(fault.rawValue) fault does not apply to \(kind.rawValue) rehearsals"
         }
     }

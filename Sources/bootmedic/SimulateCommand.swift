@@ -29,6 +29,9 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "A fault on the serial line: \(SerialFault.allCases.map(\.rawValue).joined(separator: ", ")).")
     var fault: SerialFault?
 
+    @Option(help: ArgumentHelp("Serve the serial programmer on this existing tty instead of a new pseudo-terminal: the gadget side of a USB CDC ACM function (/dev/ttyGS0), which the host sees as /dev/ttyACM0.", valueName: "path"))
+    var tty: String?
+
     @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound, and \"writing\" once the host has written a flash page.", valueName: "dir"))
     var functionfs: String?
 
@@ -37,6 +40,7 @@ struct SimulateCommand: ParsableCommand {
             guard [.usbasp, .usbtiny].contains(programmer) else {
                 throw ValidationError("--functionfs serves USB programmers: usbasp or usbtiny")
             }
+            guard tty == nil else { throw ValidationError("--tty serves serial programmers; --functionfs USB ones") }
         } else if !programmer.isSerial {
             throw ValidationError("simulate serves serial programmers (stk500v1, avrisp, buspirate), or usbasp and usbtiny with --functionfs")
         }
@@ -48,10 +52,12 @@ struct SimulateCommand: ParsableCommand {
         if let functionfs { return try serveGadget(at: functionfs, chip: chip) }
         let server: SerialSimulatorServer
         do {
-            server = try SerialSimulatorServer(simulator: makeSerialSimulator(programmer, chip: chip))
+            server = try SerialSimulatorServer(simulator: makeSerialSimulator(programmer, chip: chip),
+                                               line: tty.map(GadgetSerialLine.init(path:)))
         } catch { throw fail(error.description) }
         server.fault = fault
-        server.line = programmer == .avrisp ? .usbCDC : .uart
+        // A gadget tty is USB CDC end to end; on a pty, ArduinoISP's line is a UART behind a USB bridge.
+        server.line = programmer == .avrisp || tty != nil ? .usbCDC : .uart
         server.start()
         print(server.path)
         fflush(nil)

@@ -34,19 +34,22 @@ gadget() {
   [ -d $g ] && return 0
   f=${6:-ffs.$1}
   mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/$f
-  echo "$2" > $g/idVendor; echo "$3" > $g/idProduct; echo 0xff > $g/bDeviceClass
+  echo "$2" > $g/idVendor; echo "$3" > $g/idProduct
+  [ "$f" = "ffs.$1" ] && echo 0xff > $g/bDeviceClass   # vendor-specific, as V-USB programmers are
   echo "$4" > $g/strings/0x409/manufacturer; echo "$5" > $g/strings/0x409/product
   echo "VMTEST-$1" > $g/strings/0x409/serialnumber
   ln -s $g/functions/$f $g/configs/c.1/
   [ "$f" = "ffs.$1" ] && mkdir -p /dev/ffs-$1 && mount -t functionfs $1 /dev/ffs-$1
 }
-# serve NAME KIND STATE: bootmedic's simulator (the one the in-process tests use) behind the gadget,
-# wrapping a factory ATmega32U4; its stdin is fd 4 (closing it ends the simulator, which then writes the
-# chip's state to STATE), its stdout fd 5 ("ready", then "writing" at the first flash page).
+# serve NAME KIND STATE [WHERE...]: bootmedic's simulator (the one the in-process tests use) behind
+# the gadget (FunctionFS at /dev/ffs-NAME unless WHERE says otherwise), wrapping a factory ATmega32U4;
+# its stdin is fd 4 (closing it ends the simulator, which then writes the chip's state to STATE), its
+# stdout fd 5 ("ready" or the tty it serves, then "writing" at the first flash page).
 serve() {
+  name=$1 kind=$2 state=$3; shift 3
   rm -f /tmp/sim-in /tmp/sim-out; mkfifo /tmp/sim-in /tmp/sim-out
-  "$bin" simulate --programmer $2 --part atmega32u4 --functionfs /dev/ffs-$1 --state $out/$3 \
-    < /tmp/sim-in > /tmp/sim-out 2> $out/$3.log &
+  "$bin" simulate --programmer $kind --part atmega32u4 --state $out/$state ${@:---functionfs /dev/ffs-$name} \
+    < /tmp/sim-in > /tmp/sim-out 2> $out/$state.log &
   sim=$!
   exec 4> /tmp/sim-in 5< /tmp/sim-out
   read -r ready <&5
@@ -139,10 +142,41 @@ step "avrdude -c usbtiny verify"
 unplug usbtiny; unserve
 fi
 
-# --- 3. bootmedic.service: the agent notices a programmer, restores the board, sees the restored
+# --- 3. An Arduino Uno running ArduinoISP: a CDC ACM gadget (the host's /dev/ttyACM0) carries the
+# STK500v1 simulator on its gadget side (/dev/ttyGSn). The CLI restores through it; avrdude verifies.
+if part 3; then
+gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
+gs=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
+serve uno stk500v1 uno-chip --tty "$gs"
+plug uno "$udc0"
+acm=
+for _ in $(seq 100); do
+  for t in /sys/class/tty/ttyACM*; do
+    [ "$(cat "$(readlink -f "$t/device")/../serial" 2>/dev/null)" = "VMTEST-uno" ] && acm=/dev/${t##*/}
+  done
+  [ -n "$acm" ] && [ -e "$acm" ] && break
+  sleep 0.05
+done
+udevadm settle --timeout=20
+echo "$acm" > $out/uno-port.txt
+udevadm info --query=property --name="$acm" > $out/uno-udev-properties.txt
+stat -c '%a %U %G' "$acm" > $out/uno-devnode.txt
+step "arduino uno gadget enumerated as $acm"
+"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/backups \
+  --programmer stk500v1 --port "$acm" > $out/uno-restore.txt 2>&1
+echo $? > $out/uno-restore-status.txt
+step "bootmedic restore over stk500v1 (ACM gadget)"
+avrdude -c stk500v1 -P "$acm" -b 19200 -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+  -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/uno-avrdude.log 2>&1
+echo $? > $out/uno-avrdude-status.txt
+step "avrdude -c stk500v1 verify"
+unserve; unplug uno
+fi
+
+# --- 4. bootmedic.service: the agent notices a programmer, restores the board, sees the restored
 # bootloader enumerate on the board's own socket, and notices the programmer leave; then once more
 # with the programmer pulled mid-write. The journal is read back.
-if part 3; then
+if part 4; then
 gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
 # The restored board's bootloader on its own USB socket; a CDC function stands in for DFU's.
 gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu

@@ -4,10 +4,10 @@ import Glibc
 
 /// A pseudo-terminal pair: the master side a simulated programmer serves, and the slave device a client
 /// (bootmedic's serial drivers, avrdude) opens like any `/dev/ttyACM0`.
-public final class PseudoTerminal {
+public final class PseudoTerminal: SimulatorLine {
     /// The device path a client opens, e.g. "/dev/pts/3".
-    public let slavePath: String
-    let master: CInt
+    public let path: String
+    private let master: CInt
     /// Held open so the master never sees a hang-up between clients, and so the line starts raw.
     private let heldSlave: CInt
 
@@ -25,8 +25,8 @@ public final class PseudoTerminal {
             Glibc.close(master)
             throw .pseudoTerminal(reason)
         }
-        slavePath = "/dev/pts/\(number)"
-        heldSlave = open(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        path = "/dev/pts/\(number)"
+        heldSlave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard heldSlave >= 0 else {
             let reason = String(cString: strerror(errno))
             Glibc.close(master)
@@ -42,17 +42,10 @@ public final class PseudoTerminal {
 
     deinit { close() }
 
+    public var descriptor: CInt { master }
+
     /// The line speed the client set (`cfgetospeed` on the shared terminal), in baud.
-    public var baudRate: Int {
-        guard !closed else { return 0 }
-        var options = termios()
-        tcgetattr(heldSlave, &options)
-        let table: [speed_t: Int] = [speed_t(B1200): 1200, speed_t(B2400): 2400, speed_t(B4800): 4800, speed_t(B9600): 9600,
-                                     speed_t(B19200): 19200, speed_t(B38400): 38400, speed_t(B57600): 57600,
-                                     speed_t(B115200): 115_200, speed_t(B230400): 230_400, speed_t(B460800): 460_800,
-                                     speed_t(B500000): 500_000, speed_t(B1000000): 1_000_000]
-        return table[cfgetospeed(&options)] ?? 9600
-    }
+    public var baudRate: Int { closed ? 0 : lineSpeed(of: heldSlave) }
 
     private var closed = false
 
@@ -63,4 +56,15 @@ public final class PseudoTerminal {
         Glibc.close(heldSlave)
         Glibc.close(master)
     }
+}
+
+/// The output speed set on a terminal, in baud (9600 when it is not one of the usual rates).
+func lineSpeed(of descriptor: CInt) -> Int {
+    var options = termios()
+    tcgetattr(descriptor, &options)
+    let table: [speed_t: Int] = [speed_t(B1200): 1200, speed_t(B2400): 2400, speed_t(B4800): 4800, speed_t(B9600): 9600,
+                                 speed_t(B19200): 19200, speed_t(B38400): 38400, speed_t(B57600): 57600,
+                                 speed_t(B115200): 115_200, speed_t(B230400): 230_400, speed_t(B460800): 460_800,
+                                 speed_t(B500000): 500_000, speed_t(B1000000): 1_000_000]
+    return table[cfgetospeed(&options)] ?? 9600
 }

@@ -45,10 +45,23 @@ public enum SerialLineTiming: Sendable {
     }
 }
 
-/// Serves a ``SerialProgrammerSimulator`` on a ``PseudoTerminal`` from a background thread.
+/// The device end of a serial line a simulator serves: a pseudo-terminal's master, or the gadget side of
+/// a real USB CDC ACM function.
+public protocol SimulatorLine: AnyObject {
+    /// The device path a client opens.
+    var path: String { get }
+    /// The descriptor the simulator reads and writes (non-blocking).
+    var descriptor: CInt { get }
+    /// The line speed the client set, in baud.
+    var baudRate: Int { get }
+    /// Closes the line: a client's next read or write fails as when a USB adapter is pulled.
+    func close()
+}
+
+/// Serves a ``SerialProgrammerSimulator`` on a ``SimulatorLine`` from a background thread.
 /// The simulator and its chip are touched only by that thread while it runs.
 public final class SerialSimulatorServer: @unchecked Sendable {
-    public let terminal: PseudoTerminal
+    public let terminal: SimulatorLine
     public let simulator: SerialProgrammerSimulator
     public var fault: SerialFault?
     /// The fault strikes once the chip has committed this many flash pages (0: from the start).
@@ -66,8 +79,9 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     private let stopPipe: [CInt]
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(simulator: SerialProgrammerSimulator) throws(SimulationError) {
-        terminal = try PseudoTerminal()
+    /// Serves on a new pseudo-terminal, or on `line`.
+    public init(simulator: SerialProgrammerSimulator, line: SimulatorLine? = nil) throws(SimulationError) {
+        if let line { terminal = line } else { terminal = try PseudoTerminal() }
         self.simulator = simulator
         var fds: [CInt] = [0, 0]
         guard pipe(&fds) == 0 else { throw .pseudoTerminal("cannot create a pipe") }
@@ -75,7 +89,7 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     }
 
     /// The device path clients open.
-    public var path: String { terminal.slavePath }
+    public var path: String { terminal.path }
 
     /// Starts serving.
     public func start() {
@@ -111,13 +125,13 @@ public final class SerialSimulatorServer: @unchecked Sendable {
         let clock = simulator.chip.clock
         var lastReal = DispatchTime.now().uptimeNanoseconds
         while true {
-            var fds = [pollfd(fd: terminal.master, events: Int16(POLLIN), revents: 0),
+            var fds = [pollfd(fd: terminal.descriptor, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
             let ready = poll(&fds, 2, 1000)
             if ready < 0 && errno != EINTR { return }
             if fds[1].revents != 0 { return }
             guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(terminal.master, $0.baseAddress, $0.count) }
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(terminal.descriptor, $0.baseAddress, $0.count) }
             guard n > 0 else { continue }
             let now = DispatchTime.now().uptimeNanoseconds
             clock.advance(nanoseconds: now - lastReal)
@@ -156,10 +170,10 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     private func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(terminal.master, $0.baseAddress, $0.count) }
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(terminal.descriptor, $0.baseAddress, $0.count) }
             if n > 0 { offset += n; continue }
             if errno == EAGAIN || errno == EINTR {
-                var fd = pollfd(fd: terminal.master, events: Int16(POLLOUT), revents: 0)
+                var fd = pollfd(fd: terminal.descriptor, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&fd, 1, 100)
                 continue
             }
