@@ -20,6 +20,7 @@ if [ "${1:-}" = "--vm" ]; then
     busybox-static     # the initramfs
     kmod               # depmod/modprobe on the unpacked kernel package
     cpio               # packs the initramfs
+    stlink-tools       # st-flash, the reference client for the ST-Link gadget
   )
 fi
 

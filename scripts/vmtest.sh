@@ -103,6 +103,14 @@ check "udev names its ids for the agent's serial catalog" grep -q '^ID_MODEL_ID=
 check "bootmedic restore over the ACM gadget's STK500v1 exits 0" grep -qx 0 "$out/uno-restore-status.txt"
 check "its chip holds the Caterina bootloader" flash_holds "$out/uno-chip/flash.bin" "$firmware/Caterina-promicro16.hex"
 check "avrdude -c stk500v1 verifies it through the same ACM gadget" grep -qx 0 "$out/uno-avrdude-status.txt"
+check "udev tagged the ST-Link/V2 gadget BOOTMEDIC_PROGRAMMER=stlink" grep -q '^BOOTMEDIC_PROGRAMMER=stlink$' "$out/stlink-udev-properties.txt"
+check "bootmedic unlocks the read-protected Bluepill and restores it over the ST-Link gadget" grep -qx 0 "$out/stlink-restore-status.txt"
+check "the unlock mass-erased the chip once, and RDP is off" grep -q '"readProtected": false, "massErases": 1' "$out/stlink-chip/session.json"
+check "the chip's flash holds the STM32duino bootloader at 0x08000000" python3 -c '
+import sys
+flash, image = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+sys.exit(0 if flash[:len(image)] == image else 1)' "$out/stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
+check "st-flash reads the same bootloader back through the gadget" grep -qx 0 <(tail -1 "$out/stlink-stflash-cmp.txt")
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"
 check "the service restored the board behind the plugged USBasp" grep -qx restored "$out/agent-outcome.txt"
 check "its chip holds the Atmel DFU bootloader (the config's first rule)" flash_holds "$out/agent-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"

@@ -27,6 +27,8 @@ udc0=$(ls /sys/class/udc | sed -n 1p)   # the programmers' socket
 udc1=$(ls /sys/class/udc | sed -n 2p)   # the restored board's own USB socket
 ls /sys/class/udc > $out/udc.txt
 
+# The serial number of gadget NAME: 24 characters, as an ST-Link's (st-flash skips other lengths).
+serial_of() { printf "VMTEST-%s00000000000000000" "$1" | cut -c1-24; }
 # gadget NAME VID PID MANUFACTURER PRODUCT [FUNCTION]: a configfs gadget whose one function is
 # FunctionFS, mounted at /dev/ffs-NAME for bootmedic's simulator to serve (or the kernel's FUNCTION).
 gadget() {
@@ -37,7 +39,7 @@ gadget() {
   echo "$2" > $g/idVendor; echo "$3" > $g/idProduct
   [ "$f" = "ffs.$1" ] && echo 0xff > $g/bDeviceClass   # vendor-specific, as V-USB programmers are
   echo "$4" > $g/strings/0x409/manufacturer; echo "$5" > $g/strings/0x409/product
-  echo "VMTEST-$1" > $g/strings/0x409/serialnumber
+  serial_of $1 > $g/strings/0x409/serialnumber
   ln -s $g/functions/$f $g/configs/c.1/
   [ "$f" = "ffs.$1" ] && mkdir -p /dev/ffs-$1 && mount -t functionfs $1 /dev/ffs-$1
 }
@@ -48,7 +50,7 @@ gadget() {
 serve() {
   name=$1 kind=$2 state=$3; shift 3
   rm -f /tmp/sim-in /tmp/sim-out; mkfifo /tmp/sim-in /tmp/sim-out
-  "$bin" simulate --programmer $kind --part atmega32u4 --state $out/$state ${@:---functionfs /dev/ffs-$name} \
+  "$bin" simulate --programmer $kind --part ${simpart:-atmega32u4} --state $out/$state ${@:---functionfs /dev/ffs-$name} \
     < /tmp/sim-in > /tmp/sim-out 2> $out/$state.log &
   sim=$!
   exec 4> /tmp/sim-in 5< /tmp/sim-out
@@ -60,14 +62,14 @@ unserve() { exec 4>&- 5<&-; wait $sim; }
 plug() {
   echo "$2" > /sys/kernel/config/usb_gadget/$1/UDC
   for _ in $(seq 200); do
-    ls /sys/bus/usb/devices/*/serial 2>/dev/null | xargs grep -lx "VMTEST-$1" >/dev/null 2>&1 && break
+    ls /sys/bus/usb/devices/*/serial 2>/dev/null | xargs grep -lx "$(serial_of $1)" >/dev/null 2>&1 && break
     sleep 0.05
   done
   udevadm settle --timeout=20
 }
 unplug() { echo "" > /sys/kernel/config/usb_gadget/$1/UDC 2>/dev/null; udevadm settle --timeout=20; }
 # The sysfs folder of the gadget NAME as the host sees it.
-hostdev() { dirname "$(ls /sys/bus/usb/devices/*/serial | xargs grep -lx "VMTEST-$1" | head -1)"; }
+hostdev() { dirname "$(ls /sys/bus/usb/devices/*/serial | xargs grep -lx "$(serial_of $1)" | head -1)"; }
 # wait_journal MESSAGE_ID SECONDS: until the agent has journalled an entry with this id.
 wait_journal() {
   for _ in $(seq $(( $2 * 5 ))); do
@@ -152,7 +154,7 @@ plug uno "$udc0"
 acm=
 for _ in $(seq 100); do
   for t in /sys/class/tty/ttyACM*; do
-    [ "$(cat "$(readlink -f "$t/device")/../serial" 2>/dev/null)" = "VMTEST-uno" ] && acm=/dev/${t##*/}
+    [ "$(cat "$(readlink -f "$t/device")/../serial" 2>/dev/null)" = "$(serial_of uno)" ] && acm=/dev/${t##*/}
   done
   [ -n "$acm" ] && [ -e "$acm" ] && break
   sleep 0.05
@@ -173,10 +175,34 @@ step "avrdude -c stk500v1 verify"
 unserve; unplug uno
 fi
 
-# --- 4. bootmedic.service: the agent notices a programmer, restores the board, sees the restored
+# --- 4. An ST-Link/V2 wired to a read-protected Bluepill: a full-speed FunctionFS gadget with the
+# ST-Link's bulk endpoints. The CLI unlocks (the rule allows it) and writes the STM32duino bootloader;
+# st-flash, as the reference client, reads it back through the same gadget.
+if part 4; then
+gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
+echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed
+simpart=stm32f103 serve stlink stlink stlink-chip --functionfs /dev/ffs-stlink --read-protected
+simpart=
+plug stlink "$udc0"
+udevadm info --query=property --path="$(hostdev stlink)" > $out/stlink-udev-properties.txt
+step "st-link gadget enumerated"
+"$bin" restore --rules /etc/bootmedic/rules.toml --rule bluepill --backup-dir /tmp/backups \
+  --programmer stlink > $out/stlink-restore.txt 2>&1
+echo $? > $out/stlink-restore-status.txt
+step "bootmedic restore over st-link (unlock + write)"
+size=$(stat -c %s "$VMTEST_FIRMWARE/generic_boot20_pc13.bin")
+timeout 60 st-flash read /tmp/stlink-readback.bin 0x08000000 "$size" > $out/stlink-stflash.log 2>&1
+echo $? > $out/stlink-stflash-status.txt
+cmp /tmp/stlink-readback.bin "$VMTEST_FIRMWARE/generic_boot20_pc13.bin" > $out/stlink-stflash-cmp.txt 2>&1
+echo $? >> $out/stlink-stflash-cmp.txt
+step "st-flash read back"
+unplug stlink; unserve
+fi
+
+# --- 5. bootmedic.service: the agent notices a programmer, restores the board, sees the restored
 # bootloader enumerate on the board's own socket, and notices the programmer leave; then once more
 # with the programmer pulled mid-write. The journal is read back.
-if part 4; then
+if part 5; then
 gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
 # The restored board's bootloader on its own USB socket; a CDC function stands in for DFU's.
 gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu

@@ -57,11 +57,42 @@ public final class SimulatedSTM32F103 {
     /// A system reset: option bytes reload, the flash controller locks again.
     public func reset() {
         isReadProtected = optionBytes[0] != 0xA5
+        if demcr & 0x1 == 0 { isHalted = false }   // VC_CORERESET keeps the core halted at the reset vector
         locked = true
         optionWriteEnabled = false
         control = 0
         keyState = 0
         optionKeyState = 0
+    }
+
+    // MARK: The Cortex-M3 core's debug registers (ARMv7-M Architecture Reference Manual, C1.6)
+
+    /// Whether the core is halted (DHCSR.S_HALT).
+    public private(set) var isHalted = false
+    private var debugEnabled = false
+    private var demcr: UInt32 = 0
+    /// CPUID of the Cortex-M3 r1p1 in the F103 (PM0056 §4.4.1).
+    public var cpuID: UInt32 = 0x411F_C231
+
+    private func systemControlRegister(_ address: UInt32) -> UInt32 {
+        switch address {
+        case 0xE000_ED00: return cpuID
+        case 0xE000_EDF0:   // DHCSR: S_REGRDY, S_HALT, C_HALT, C_DEBUGEN
+            return (isHalted ? 0x0003_0002 : 0) | (debugEnabled ? 0x1 : 0)
+        case 0xE000_EDFC: return demcr
+        default: return 0
+        }
+    }
+
+    private func storeSystemControlRegister(_ address: UInt32, _ value: UInt32) {
+        switch address {
+        case 0xE000_EDF0 where value >> 16 == 0xA05F:   // DHCSR, with its DBGKEY
+            debugEnabled = value & 0x1 != 0
+            isHalted = debugEnabled && value & 0x2 != 0
+        case 0xE000_EDFC: demcr = value
+        case 0xE000_ED0C where value >> 16 == 0x05FA && value & 0x4 != 0: reset()   // AIRCR.SYSRESETREQ
+        default: break
+        }
     }
 
     // MARK: Bus access (what the ST-Link's access port does)
@@ -108,6 +139,8 @@ public final class SimulatedSTM32F103 {
             }
         case 0xE004_2000..<0xE004_2004:
             return UInt8(mcuIDCode >> (8 * (a - 0xE004_2000)) & 0xFF)
+        case 0xE000_E000..<0xE000_F000:
+            return UInt8(systemControlRegister(a & ~3) >> (8 * (a & 3)) & 0xFF)
         case Self.controller..<Self.controller + 0x24:
             let offset = (a - Self.controller) & ~3
             let register = registerValue(offset)
@@ -135,6 +168,9 @@ public final class SimulatedSTM32F103 {
             return true
         case Self.controller..<Self.controller + 0x24:
             writeRegister(a - Self.controller, value)
+            return true
+        case 0xE000_E000..<0xE000_F000:
+            if width == 4 { storeSystemControlRegister(a, value) }
             return true
         case Self.flashBase..<Self.flashBase + UInt32(flashSize):
             guard width == 2 else { status |= 0x04; return true }   // F1 flash programs half-words only

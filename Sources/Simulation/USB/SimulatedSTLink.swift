@@ -17,6 +17,15 @@ public final class SimulatedSTLink: USBDevice {
     public var swdConnected = true
     /// Fault: the ST-Link is unplugged after this many 16-bit memory writes (flash programming blocks).
     public var unplugAfterWrites: Int?
+    /// Whether the simulated bus time of each bulk transfer counts; false behind a real USB stack (a
+    /// gadget), where the kernel carries the packets.
+    public var carriesUSBTiming = true
+
+    /// For a device side that must know how much to take from the bus: the data bytes a memory-write
+    /// command still waits for (nil: the next transfer is a command).
+    public var awaitedDataBytes: Int? { pendingWrite.map { $0.count - pendingData.count } }
+    /// The bytes the last command has ready for the host to read.
+    public var pendingReplyCount: Int { reply.count }
 
     public private(set) var transfers = 0
     private var writes = 0
@@ -128,9 +137,17 @@ public final class SimulatedSTLink: USBDevice {
             lastStatus = 0x80
         case 0x3B:
             reply = [lastStatus, 0]
-        case 0x35:
+        case 0x35:   // write a debug register: address, then the 32-bit value
             swd(words: 2)
-            reply = [0x80, 0]
+            let value = UInt32(cdb[6]) | UInt32(cdb[7]) << 8 | UInt32(cdb[8]) << 16 | UInt32(cdb[9]) << 24
+            reply = [swdConnected && target.write(address, le32(value), width: 4) ? 0x80 : 0x16, 0]
+        case 0x36:   // read a debug register: status word, then the value
+            swd(words: 2)
+            if swdConnected, let bytes = target.read(address, count: 4) {
+                reply = [0x80, 0, 0, 0] + bytes
+            } else {
+                reply = [swdConnected ? 0x11 : 0x16, 0, 0, 0, 0, 0, 0, 0]
+            }
         case 0x32:
             target.reset()
             reply = [0x80, 0]
@@ -159,6 +176,7 @@ public final class SimulatedSTLink: USBDevice {
     /// Full-speed bulk (USB 2.0 §5.8): 64-byte packets of about 50 µs each on the 12 Mbit/s bus, with
     /// a 125 µs turnaround per transfer for the host controller's scheduling.
     private func carry(_ bytes: Int) {
+        guard carriesUSBTiming else { return }
         clock.advance(nanoseconds: 125_000 + UInt64(max(1, (bytes + 63) / 64)) * 50_000)
     }
 

@@ -17,40 +17,55 @@ public enum GadgetError: Error, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
     case descriptorsRefused(reason: String)
     case io(reason: String)
+    /// The gadget was unbound, or the host deconfigured it.
+    case disconnected
 
     public var description: String {
         switch self {
         case let .cannotOpen(path, reason): return "\(path): \(reason) (is FunctionFS mounted there?)"
         case let .descriptorsRefused(reason): return "FunctionFS refused the descriptors: \(reason)"
-        case let .io(reason): return "FunctionFS ep0: \(reason)"
+        case let .io(reason): return "FunctionFS: \(reason)"
+        case .disconnected: return "FunctionFS: the host let go of the gadget"
         }
     }
 }
 
 /// The device side of a vendor-specific USB function served from user space through the kernel's
-/// FunctionFS (Documentation/usb/functionfs.rst): one interface with no endpoints besides ep0, and
+/// FunctionFS (Documentation/usb/functionfs.rst): one interface, with bulk endpoints if asked for, and
 /// every control request, device-recipient ones included (FUNCTIONFS_ALL_CTRL_RECIP), handed to Swift.
-/// The device descriptor (ids, strings) is the configfs gadget's; this owns only the ep0 file.
+/// The device descriptor (ids, strings) is the configfs gadget's; this owns the ep0 file, and the bulk
+/// endpoints' files are opened with ``bulkEndpoint(_:)``.
 public final class FunctionFSEndpointZero {
     private let fd: CInt
+    private let directory: String
+    /// The endpoint addresses asked for, in the order FunctionFS numbers their files (ep1, ep2, …).
+    public let endpointAddresses: [UInt8]
 
     // linux/usb/functionfs.h
     private static let descriptorsMagicV2: UInt32 = 3, stringsMagic: UInt32 = 2
     private static let hasFullSpeed: UInt32 = 1, hasHighSpeed: UInt32 = 2, allControlRecipients: UInt32 = 64
     private static let eventSetup: UInt8 = 4, eventUnbind: UInt8 = 1
 
-    /// Opens `directory/ep0` and writes the descriptors and (empty) strings: the function is then ready
-    /// for the gadget to be bound to a UDC.
-    public init(directory: String) throws(GadgetError) {
+    /// Opens `directory/ep0` and writes the descriptors — a vendor-specific interface with a bulk
+    /// endpoint for each of `bulkEndpoints` (bit 7: IN), 64-byte packets at full speed and 512 at high
+    /// speed — and (empty) strings: the function is then ready for the gadget to be bound to a UDC.
+    public init(directory: String, bulkEndpoints: [UInt8] = []) throws(GadgetError) {
+        self.directory = directory
+        endpointAddresses = bulkEndpoints
         let path = directory + "/ep0"
         fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        // A vendor-specific interface without endpoints, for full and high speed.
-        let interface: [UInt8] = [9, 4, 0, 0, 0, 0xFF, 0, 0, 0]
+        let interface: [UInt8] = [9, 4, 0, 0, UInt8(bulkEndpoints.count), 0xFF, 0xFF, 0xFF, 0]
+        func endpoints(packet: UInt16) -> [UInt8] {
+            bulkEndpoints.flatMap { [7, 5, $0, 2, UInt8(packet & 0xFF), UInt8(packet >> 8), 0] }
+        }
+        let fullSpeed = interface + endpoints(packet: 64), highSpeed = interface + endpoints(packet: 512)
+        let count = UInt32(1 + bulkEndpoints.count)
         var descriptors: [UInt8] = []
         let flags = Self.hasFullSpeed | Self.hasHighSpeed | Self.allControlRecipients
-        for word in [Self.descriptorsMagicV2, UInt32(12 + 8 + 2 * interface.count), flags, 1, 1] { descriptors += Self.littleEndian(word) }
-        descriptors += interface + interface
+        let length = UInt32(12 + 8 + fullSpeed.count + highSpeed.count)
+        for word in [Self.descriptorsMagicV2, length, flags, count, count] { descriptors += Self.littleEndian(word) }
+        descriptors += fullSpeed + highSpeed
         var strings: [UInt8] = []
         for word in [Self.stringsMagic, 16, 0, 0] as [UInt32] { strings += Self.littleEndian(word) }
         for blob in [descriptors, strings] {
@@ -60,6 +75,14 @@ public final class FunctionFSEndpointZero {
                 throw .descriptorsRefused(reason: reason)
             }
         }
+    }
+
+    /// Opens the file of the bulk endpoint asked for as `address`.
+    public func bulkEndpoint(_ address: UInt8) throws(GadgetError) -> FunctionFSBulkEndpoint {
+        guard let index = endpointAddresses.firstIndex(of: address) else {
+            throw .cannotOpen(path: directory, reason: "no endpoint 0x\(String(address, radix: 16, uppercase: true)) among the descriptors")
+        }
+        return try FunctionFSBulkEndpoint(path: directory + "/ep\(index + 1)")
     }
 
     deinit { close(fd) }
@@ -72,13 +95,13 @@ public final class FunctionFSEndpointZero {
         while !shouldStop() {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, 200)
-            if ready < 0 && errno != EINTR { throw .io(reason: String(cString: strerror(errno))) }
+            if ready < 0 && errno != EINTR { throw .io(reason: "ep0: " + String(cString: strerror(errno))) }
             guard ready > 0 else { continue }
             let n = event.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
             // The host gave up on the request before we answered (its timeout): serve the next one.
             if n < 0 && errno == EIDRM { continue }
-            guard n == 12 else { throw .io(reason: n < 0 ? String(cString: strerror(errno)) : "short event (\(n) bytes)") }
+            guard n == 12 else { throw .io(reason: "ep0: " + (n < 0 ? String(cString: strerror(errno)) : "short event (\(n) bytes)")) }
             if event[8] == Self.eventUnbind { return }
             guard event[8] == Self.eventSetup else { continue }
             let setup = SetupPacket(requestType: event[0], request: event[1], value: UInt16(event[2]) | UInt16(event[3]) << 8,
@@ -92,14 +115,14 @@ public final class FunctionFSEndpointZero {
             guard let reply = handler(setup, []) else { return stall(setup) }
             let bytes = Array(reply.prefix(Int(setup.length)))
             guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) >= 0 || errno == EIDRM else {
-                throw .io(reason: String(cString: strerror(errno)))
+                throw .io(reason: "ep0: " + String(cString: strerror(errno)))
             }
         } else {
             var data = [UInt8](repeating: 0, count: Int(setup.length))
             let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             guard n >= 0 else {
                 if errno == EIDRM { return }   // cancelled by the host, as above
-                throw .io(reason: String(cString: strerror(errno)))
+                throw .io(reason: "ep0: " + String(cString: strerror(errno)))
             }
             if handler(setup, Array(data.prefix(n))) == nil { stall(setup) }
         }
@@ -112,4 +135,44 @@ public final class FunctionFSEndpointZero {
     }
 
     private static func littleEndian(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(value >> (8 * $0) & 0xFF) } }
+}
+
+/// One bulk endpoint of a FunctionFS function. Reads and writes block until the host moves the data;
+/// they end with ``GadgetError/disconnected`` when the gadget is unbound or the host deconfigures it.
+public final class FunctionFSBulkEndpoint {
+    private let fd: CInt
+    public let path: String
+
+    init(path: String) throws(GadgetError) {
+        self.path = path
+        fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+    }
+
+    deinit { close(fd) }
+
+    /// Takes one transfer from the host (OUT): up to `maximum` bytes, fewer when a short packet ends it.
+    public func read(maximum: Int) throws(GadgetError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: maximum)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n >= 0 { return Array(buffer.prefix(n)) }
+            if errno == EINTR { continue }
+            throw failure()
+        }
+    }
+
+    /// Hands `bytes` to the host (IN) once it asks for them.
+    public func write(_ bytes: [UInt8]) throws(GadgetError) {
+        while true {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n >= 0 { return }
+            if errno == EINTR { continue }
+            throw failure()
+        }
+    }
+
+    private func failure() -> GadgetError {
+        errno == ESHUTDOWN || errno == ENODEV ? .disconnected : .io(reason: "\(path): \(String(cString: strerror(errno)))")
+    }
 }
