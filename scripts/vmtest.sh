@@ -120,6 +120,15 @@ f = json.load(open(sys.argv[1]))
 sys.exit(0 if (f["low"], f["high"], f["extended"] & 0x0F) == (0x5E, 0x99, 0x03) else 1)' "$out/agent-chip/fuses.json"
 check "the service saw the restored bootloader enumerate (03EB:2FF4)" grep -qx enumerated "$out/agent-enumerated.txt"
 check "the service noticed the programmer unplugged" grep -qx removed "$out/agent-removed.txt"
+check "then the board behind the USBtinyISP" grep -qx restored "$out/agent-tiny-chip-outcome.txt"
+check "its chip holds the Atmel DFU bootloader" flash_holds "$out/agent-tiny-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"
+check "then the board behind the Arduino Uno (probed over STK500 first)" grep -qx restored "$out/agent-uno-chip-outcome.txt"
+check "its chip holds the Atmel DFU bootloader" flash_holds "$out/agent-uno-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"
+check "then the read-protected Bluepill behind the ST-Link (unlocked: allow_unlock)" grep -qx restored "$out/agent-stlink-chip-outcome.txt"
+check "its flash holds the STM32duino bootloader" python3 -c '
+import sys
+flash, image = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+sys.exit(0 if flash[:len(image)] == image else 1)' "$out/agent-stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
 check "a programmer pulled mid-write: the service journals a failure" grep -qx failed "$out/agent-pulled-outcome.txt"
 check "that entry names the programmer gone" python3 - "$out/agent-journal.json" <<'PY'
 import json, sys
@@ -135,7 +144,7 @@ e = done[0] if done else {}
 sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTMEDIC_PART") == "ATmega32U4"
          and e.get("BOOTMEDIC_PROGRAMMER") == "usbasp" and "BOOTMEDIC_PORT" in e and e.get("_SYSTEMD_UNIT") == "bootmedic.service" else 1)
 PY
-check "bootmedic status reads the same journal" grep -q "1 restored" "$out/agent-status.txt"
+check "bootmedic status reads the same journal" grep -q "usbtiny.*1 restored" "$out/agent-status.txt"
 echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; CLI restore: $(cat "$out/restore-ms.txt") ms;" \
      "agent plug to restored: $(cat "$out/agent-restore-ms.txt") ms (guest clock, TCG)"
 echo "guest steps (ms since the test service started):"; sed 's/^/  /' "$out/steps.txt"

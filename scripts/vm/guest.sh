@@ -70,10 +70,10 @@ plug() {
 unplug() { echo "" > /sys/kernel/config/usb_gadget/$1/UDC 2>/dev/null; udevadm settle --timeout=20; }
 # The sysfs folder of the gadget NAME as the host sees it.
 hostdev() { dirname "$(ls /sys/bus/usb/devices/*/serial | xargs grep -lx "$(serial_of $1)" | head -1)"; }
-# wait_journal MESSAGE_ID SECONDS: until the agent has journalled an entry with this id.
-wait_journal() {
-  for _ in $(seq $(( $2 * 5 ))); do
-    [ -n "$(journalctl -q -u bootmedic.service MESSAGE_ID=$1 -o cat 2>/dev/null)" ] && return 0
+# wait_count MESSAGE_ID N SECONDS: until bootmedic.service has journalled N entries with this id.
+wait_count() {
+  for _ in $(seq $(( $3 * 5 ))); do
+    [ "$(journalctl -q -u bootmedic.service MESSAGE_ID=$1 -o cat 2>/dev/null | wc -l)" -ge "$2" ] && return 0
     sleep 0.2
   done
   return 1
@@ -199,38 +199,53 @@ step "st-flash read back"
 unplug stlink; unserve
 fi
 
-# --- 5. bootmedic.service: the agent notices a programmer, restores the board, sees the restored
-# bootloader enumerate on the board's own socket, and notices the programmer leave; then once more
-# with the programmer pulled mid-write. The journal is read back.
+# --- 5. bootmedic.service: the agent notices each programmer in turn and restores the board behind it
+# (USBasp, USBtinyISP, the Arduino Uno after its harmless STK500 probe, the ST-Link with its
+# read-protected Bluepill); after the first it sees the restored bootloader enumerate on the board's own
+# socket; then a programmer is pulled mid-write. The journal is read back.
 if part 5; then
 gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
+gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
+gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
+gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
+echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed 2>/dev/null
 # The restored board's bootloader on its own USB socket; a CDC function stands in for DFU's.
 gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
 timeout 60 systemctl start bootmedic.service
 systemctl is-active bootmedic.service > $out/agent-active.txt
 step "bootmedic.service started"
-sleep 1
-systemctl status --no-pager bootmedic.service > $out/agent-status-early.txt 2>&1
-dmesg | grep -E "audit|seccomp" > $out/dmesg-audit.txt
 serve usbasp usbasp agent-chip
 plug usbasp "$udc0"
 t0=$(now_ms)
-wait_journal $id_restored 20 && echo restored > $out/agent-outcome.txt
+wait_count $id_restored 1 30 && echo restored > $out/agent-outcome.txt
 echo $(( $(now_ms) - t0 )) > $out/agent-restore-ms.txt
-step "the agent restored the board"
+step "the agent restored the board behind the USBasp"
 plug dfu "$udc1"
-wait_journal $id_enumerated 15 && echo enumerated > $out/agent-enumerated.txt
-step "the agent saw the bootloader enumerate"
+wait_count $id_enumerated 1 15 && echo enumerated > $out/agent-enumerated.txt
 unplug usbasp
-step "unplugged"
-wait_journal $id_removed 15 && echo removed > $out/agent-removed.txt
+wait_count $id_removed 1 15 && echo removed > $out/agent-removed.txt
 unplug dfu; unserve
 step "the agent saw the bootloader enumerate and the programmer leave"
+# The others in turn; each is unplugged once its board is restored (which also ends the slot's wait
+# for the bootloader's USB id, nothing being on the board's socket).
+restored=1
+agent_restores() {  # NAME KIND STATE [WHERE...]
+  name=$1; serve "$@"
+  plug $name "$udc0"
+  restored=$((restored + 1))
+  wait_count $id_restored $restored 45 && echo restored > $out/$3-outcome.txt
+  unplug $name; unserve
+  step "the agent restored the board behind $name"
+}
+agent_restores usbtiny usbtiny agent-tiny-chip
+agent_restores uno stk500v1 agent-uno-chip --tty /dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
+simpart=stm32f103 agent_restores stlink stlink agent-stlink-chip --functionfs /dev/ffs-stlink --read-protected
+simpart=
 serve usbasp usbasp agent-pulled-chip
 plug usbasp "$udc0"
 read -r writing <&5
 unplug usbasp
-wait_journal $id_failed 30 && echo failed > $out/agent-pulled-outcome.txt
+wait_count $id_failed 1 30 && echo failed > $out/agent-pulled-outcome.txt
 unserve
 step "the agent reported the programmer pulled mid-write"
 "$bin" status > $out/agent-status.txt 2>&1
