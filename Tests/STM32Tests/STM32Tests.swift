@@ -121,6 +121,30 @@ struct BluepillRestore {
         #expect(link.swdKilohertz == 4000)
     }
 
+    /// The debug-register commands st-flash relies on (0xF2 0x36 read, 0x35 write) reach the core's
+    /// system control space: CPUID, DHCSR halting, AIRCR reset.
+    @Test func debugRegistersHaltAndResetTheCore() throws {
+        let bench = try SimulatedSTM32Bench()
+        let device = bench.device
+        func command(_ bytes: [UInt8], reply: Int) throws -> [UInt8] {
+            _ = try device.bulkWrite(endpoint: 0x02, data: bytes + [UInt8](repeating: 0, count: 16 - bytes.count), timeoutMilliseconds: 100)
+            return try device.bulkRead(endpoint: 0x81, length: reply, timeoutMilliseconds: 100)
+        }
+        func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(v >> (8 * $0) & 0xFF) } }
+        func readDebug(_ address: UInt32) throws -> [UInt8] { try command([0xF2, 0x36] + le(address), reply: 8) }
+        func writeDebug(_ address: UInt32, _ value: UInt32) throws -> [UInt8] { try command([0xF2, 0x35] + le(address) + le(value), reply: 2) }
+
+        #expect(try command([0xF2, 0x30, 0xA3], reply: 2) == [0x80, 0x00])
+        #expect(try readDebug(0xE000_ED00) == [0x80, 0, 0, 0] + le(0x411F_C231), "Cortex-M3 r1p1")
+        #expect(try writeDebug(0xE000_EDF0, 0xA05F_0003) == [0x80, 0x00])
+        #expect(bench.target.isHalted)
+        #expect(try readDebug(0xE000_EDF0) == [0x80, 0, 0, 0] + le(0x0003_0003), "S_REGRDY, S_HALT, C_HALT, C_DEBUGEN")
+        #expect(try writeDebug(0xE000_EDF0, 0x0000_0000) == [0x80, 0x00])
+        #expect(bench.target.isHalted, "without DBGKEY the write is ignored")
+        _ = try writeDebug(0xE000_ED0C, 0x05FA_0004)
+        #expect(!bench.target.isHalted, "SYSRESETREQ without VC_CORERESET: the core runs")
+    }
+
     @Test func accessesMemoryIn8And16And32BitUnitsAndReportsFaults() throws {
         let bench = try SimulatedSTM32Bench()
         let link = STLink(device: bench.device, time: bench.clock)
