@@ -145,6 +145,33 @@ sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTM
          and e.get("BOOTMEDIC_PROGRAMMER") == "usbasp" and "BOOTMEDIC_PORT" in e and e.get("_SYSTEMD_UNIT") == "bootmedic.service" else 1)
 PY
 check "bootmedic status reads the same journal" grep -q "usbtiny.*1 restored" "$out/agent-status.txt"
+check "bootmedic and avrdude both wrote Caterina through each gadget (exit 0, chips checked)" python3 - "$out" "$firmware/Caterina-promicro16.hex" <<'PY'
+import os, sys
+out, hex_path = sys.argv[1], sys.argv[2]
+data, base = {}, 0
+for line in open(hex_path):
+    raw = bytes.fromhex(line.strip()[1:])
+    if raw[3] == 0:
+        for i in range(raw[0]):
+            data[base + (raw[1] << 8 | raw[2]) + i] = raw[4 + i]
+rows = [line.split() for line in open(os.path.join(out, "bench.txt"))]
+ok = len(rows) == 4 and all(r[2] == "0" for r in rows)
+for kind, client, _, _ in rows:
+    flash = open(os.path.join(out, f"bench-{kind}-{client}", "flash.bin"), "rb").read()
+    ok = ok and all(flash[a] == v for a, v in data.items())
+sys.exit(0 if ok else 1)
+PY
+echo "the same job (Caterina 4 KiB + fuses, factory ATmega32U4, no backup) through the real USB stack,"
+echo "wall time of the client in the guest (TCG):"
+python3 - "$out/bench.txt" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    kind, client, status, ms = line.split()
+    rows.setdefault(kind, {})[client] = int(ms) / 1000
+for kind, t in rows.items():
+    print(f"  {kind:8} bootmedic {t['bootmedic']:.2f} s   avrdude 7.1 {t['avrdude']:.2f} s   bootmedic/avrdude {t['bootmedic'] / t['avrdude']:.2f}")
+PY
 echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; CLI restore: $(cat "$out/restore-ms.txt") ms;" \
      "agent plug to restored: $(cat "$out/agent-restore-ms.txt") ms (guest clock, TCG)"
 echo "guest steps (ms since the test service started):"; sed 's/^/  /' "$out/steps.txt"

@@ -199,6 +199,35 @@ step "st-flash read back"
 unplug stlink; unserve
 fi
 
+# --- 6. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
+# fuses onto a factory ATmega32U4, no backup (avrdude takes none), each on a fresh gadget chip; wall
+# time of the client process in the guest (TCG: the host CPU is emulated, the USB frames are
+# dummy_hcd's, the programmer's and chip's times are served in real time).
+if part 6; then
+sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' /etc/bootmedic/rules.toml > /tmp/nobackup.toml
+: > $out/bench.txt
+for kind in usbasp usbtiny; do
+  gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
+  gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
+  serve $kind $kind bench-$kind-bootmedic
+  plug $kind "$udc0"
+  t0=$(now_ms)
+  "$bin" restore --rules /tmp/nobackup.toml --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
+  status=$?
+  echo "$kind bootmedic $status $(( $(now_ms) - t0 ))" >> $out/bench.txt
+  unplug $kind; unserve
+  serve $kind $kind bench-$kind-avrdude
+  plug $kind "$udc0"
+  t0=$(now_ms)
+  avrdude -c $kind -p m32u4 -U "flash:w:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+    -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m > $out/bench-$kind-avrdude.txt 2>&1
+  status=$?
+  echo "$kind avrdude $status $(( $(now_ms) - t0 ))" >> $out/bench.txt
+  unplug $kind; unserve
+done
+step "bootmedic and avrdude, the same job on the same gadgets"
+fi
+
 # --- 5. bootmedic.service: the agent notices each programmer in turn and restores the board behind it
 # (USBasp, USBtinyISP, the Arduino Uno after its harmless STK500 probe, the ST-Link with its
 # read-protected Bluepill); after the first it sees the restored bootloader enumerate on the board's own
