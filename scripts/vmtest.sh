@@ -64,21 +64,31 @@ check() {  # description, command...
   local what=$1; shift
   if "$@"; then echo "ok    $what"; else echo "FAIL  $what"; fail=1; fi
 }
-flash_holds() {  # flash.bin, Intel HEX: every byte of the HEX is in the flash image
+flash_holds() {  # flash.bin, image (Intel HEX, or raw binary from the flash's first byte)
   python3 - "$1" "$2" <<'PY'
 import sys
-flash = open(sys.argv[1], "rb").read()
+flash, image = open(sys.argv[1], "rb").read(), sys.argv[2]
 data, base = {}, 0
-for line in open(sys.argv[2]):
-    raw = bytes.fromhex(line.strip()[1:])
-    count, address, kind = raw[0], raw[1] << 8 | raw[2], raw[3]
-    if kind == 0:
-        for i in range(count):
-            data[base + address + i] = raw[4 + i]
-    elif kind == 2:
-        base = (raw[4] << 8 | raw[5]) << 4
+if image.endswith(".hex"):
+    for line in open(image):
+        raw = bytes.fromhex(line.strip()[1:])
+        count, address, kind = raw[0], raw[1] << 8 | raw[2], raw[3]
+        if kind == 0:
+            for i in range(count):
+                data[base + address + i] = raw[4 + i]
+        elif kind == 2:
+            base = (raw[4] << 8 | raw[5]) << 4
+else:
+    data = dict(enumerate(open(image, "rb").read()))
 sys.exit(0 if data and all(flash[a] == v for a, v in data.items()) else 1)
 PY
+}
+fuses_are() {  # fuses.json, low, high, extended: the ATmega32U4's implemented bits (extended: 0x0F)
+  python3 -c '
+import json, sys
+f = json.load(open(sys.argv[1]))
+want = [int(v, 16) for v in sys.argv[2:5]]
+sys.exit(0 if (f["low"], f["high"], f["extended"] & 0x0F) == (want[0], want[1], want[2] & 0x0F) else 1)' "$@"
 }
 check "bootmedic installs with make install (binary, unit, rules, catalog, user, config)" grep -qx 0 "$out/install-status.txt"
 check "two UDCs: the programmers' socket and the board's" test "$(wc -l < "$out/udc.txt")" = 2
@@ -89,35 +99,29 @@ check "its node is 0660 root:bootmedic" grep -q '^660 root bootmedic$' "$out/dev
 check "the agent's libudev enumeration calls it a usbasp" grep -Eq ' 16c0:05dc USBasp /dev/bus/usb/00[0-9]/[0-9]+ usbasp$' "$out/enumerate.txt"
 check "bootmedic restore through libusb and the kernel exits 0" grep -qx 0 "$out/restore-status.txt"
 check "the gadget's chip holds the Caterina bootloader" flash_holds "$out/chip/flash.bin" "$firmware/Caterina-promicro16.hex"
-check "and its fuses are the rule's (L FF, H D8, E CB)" grep -q '"low": 255, "high": 216, "extended": 203' "$out/chip/fuses.json"
+check "and its fuses are the rule's (L FF, H D8, E FB)" fuses_are "$out/chip/fuses.json" FF D8 FB
 check "avrdude -c usbasp verifies the same flash and fuses on the gadget" grep -qx 0 "$out/avrdude-status.txt"
 check "a gadget unbound mid-write: restore exits 4 (programmer gone)" grep -qx 4 "$out/pulled-status.txt"
 check "and says so, naming the backup it kept" grep -q "disappeared from USB while writing flash" "$out/pulled-restore.txt"
 check "the backup was taken before anything was erased" grep -q atmega32u4 "$out/pulled-backups.txt"
 check "udev tagged the USBtinyISP gadget BOOTMEDIC_PROGRAMMER=usbtiny" grep -q '^BOOTMEDIC_PROGRAMMER=usbtiny$' "$out/tiny-udev-properties.txt"
 check "bootmedic restore over the USBtinyISP gadget exits 0" grep -qx 0 "$out/tiny-restore-status.txt"
-check "its chip holds the Caterina bootloader" flash_holds "$out/tiny-chip/flash.bin" "$firmware/Caterina-promicro16.hex"
+check "its chip holds the Caterina bootloader and the rule's fuses" flash_holds "$out/tiny-chip/flash.bin" "$firmware/Caterina-promicro16.hex" && fuses_are "$out/tiny-chip/fuses.json" FF D8 FB
 check "avrdude -c usbtiny verifies it" grep -qx 0 "$out/tiny-avrdude-status.txt"
 check "an Arduino Uno gadget (2341:0043, CDC ACM) appears as /dev/ttyACM*" grep -q '^/dev/ttyACM[0-9]' "$out/uno-port.txt"
 check "udev names its ids for the agent's serial catalog" grep -q '^ID_MODEL_ID=0043$' "$out/uno-udev-properties.txt"
 check "bootmedic restore over the ACM gadget's STK500v1 exits 0" grep -qx 0 "$out/uno-restore-status.txt"
-check "its chip holds the Caterina bootloader" flash_holds "$out/uno-chip/flash.bin" "$firmware/Caterina-promicro16.hex"
+check "its chip holds the Caterina bootloader and the rule's fuses" flash_holds "$out/uno-chip/flash.bin" "$firmware/Caterina-promicro16.hex" && fuses_are "$out/uno-chip/fuses.json" FF D8 FB
 check "avrdude -c stk500v1 verifies it through the same ACM gadget" grep -qx 0 "$out/uno-avrdude-status.txt"
 check "udev tagged the ST-Link/V2 gadget BOOTMEDIC_PROGRAMMER=stlink" grep -q '^BOOTMEDIC_PROGRAMMER=stlink$' "$out/stlink-udev-properties.txt"
 check "bootmedic unlocks the read-protected Bluepill and restores it over the ST-Link gadget" grep -qx 0 "$out/stlink-restore-status.txt"
 check "the unlock mass-erased the chip once, and RDP is off" grep -q '"readProtected": false, "massErases": 1' "$out/stlink-chip/session.json"
-check "the chip's flash holds the STM32duino bootloader at 0x08000000" python3 -c '
-import sys
-flash, image = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
-sys.exit(0 if flash[:len(image)] == image else 1)' "$out/stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
+check "the chip's flash holds the STM32duino bootloader at 0x08000000" flash_holds "$out/stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
 check "st-flash reads the same bootloader back through the gadget" grep -qx 0 <(tail -1 "$out/stlink-stflash-cmp.txt")
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"
 check "the service restored the board behind the plugged USBasp" grep -qx restored "$out/agent-outcome.txt"
 check "its chip holds the Atmel DFU bootloader (the config's first rule)" flash_holds "$out/agent-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"
-check "and the rule's fuses (L 5E, H 99, E F3 in its implemented bits)" python3 -c '
-import json, sys
-f = json.load(open(sys.argv[1]))
-sys.exit(0 if (f["low"], f["high"], f["extended"] & 0x0F) == (0x5E, 0x99, 0x03) else 1)' "$out/agent-chip/fuses.json"
+check "and the rule's fuses (L 5E, H 99, E F3)" fuses_are "$out/agent-chip/fuses.json" 5E 99 F3
 check "the service saw the restored bootloader enumerate (03EB:2FF4)" grep -qx enumerated "$out/agent-enumerated.txt"
 check "the service noticed the programmer unplugged" grep -qx removed "$out/agent-removed.txt"
 check "then the board behind the USBtinyISP" grep -qx restored "$out/agent-tiny-chip-outcome.txt"
@@ -125,10 +129,8 @@ check "its chip holds the Atmel DFU bootloader" flash_holds "$out/agent-tiny-chi
 check "then the board behind the Arduino Uno (probed over STK500 first)" grep -qx restored "$out/agent-uno-chip-outcome.txt"
 check "its chip holds the Atmel DFU bootloader" flash_holds "$out/agent-uno-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"
 check "then the read-protected Bluepill behind the ST-Link (unlocked: allow_unlock)" grep -qx restored "$out/agent-stlink-chip-outcome.txt"
-check "its flash holds the STM32duino bootloader" python3 -c '
-import sys
-flash, image = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
-sys.exit(0 if flash[:len(image)] == image else 1)' "$out/agent-stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
+check "its flash holds the STM32duino bootloader" flash_holds "$out/agent-stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
+check "the unlock mass-erased it once, and RDP is off" grep -q '"readProtected": false, "massErases": 1' "$out/agent-stlink-chip/session.json"
 check "a programmer pulled mid-write: the service journals a failure" grep -qx failed "$out/agent-pulled-outcome.txt"
 check "that entry names the programmer gone" python3 - "$out/agent-journal.json" <<'PY'
 import json, sys
@@ -136,31 +138,28 @@ entries = [json.loads(line) for line in open(sys.argv[1])]
 failed = [e for e in entries if e.get("MESSAGE_ID") == "d02e1e2fa81049678dae0160f32217eb"]
 sys.exit(0 if failed and "disappeared from USB" in failed[-1]["MESSAGE"] and failed[-1].get("PRIORITY") == "3" else 1)
 PY
-check "the restored entry carries the rule, part, programmer and port fields" python3 - "$out/agent-journal.json" <<'PY'
+check "the restored entry and its steps carry the fields of DESIGN.md" python3 - "$out/agent-journal.json" <<'PY'
 import json, sys
 entries = [json.loads(line) for line in open(sys.argv[1])]
 done = [e for e in entries if e.get("MESSAGE_ID") == "f5b3ae2d1d914a1ebba540e8109c9a9b"]
 e = done[0] if done else {}
+steps = [s for s in entries if s.get("BOOTMEDIC_JOB") == e.get("BOOTMEDIC_JOB") and s.get("MESSAGE_ID") == "2d328a7740814abb9c54ceb76b4cf13f"]
 sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTMEDIC_PART") == "ATmega32U4"
-         and e.get("BOOTMEDIC_PROGRAMMER") == "usbasp" and "BOOTMEDIC_PORT" in e and e.get("_SYSTEMD_UNIT") == "bootmedic.service" else 1)
+         and e.get("BOOTMEDIC_SIGNATURE") == "0x1E9587" and e.get("BOOTMEDIC_RESULT") == "restored" and e.get("PRIORITY") == "5"
+         and e.get("BOOTMEDIC_PROGRAMMER") == "usbasp" and "BOOTMEDIC_PORT" in e and "BOOTMEDIC_BACKUP" in e
+         and e.get("BOOTMEDIC_FUSES") == "L 0x5E, H 0x99, E 0xF3" and e.get("_SYSTEMD_UNIT") == "bootmedic.service"
+         and [s.get("BOOTMEDIC_STEP") for s in steps] == ["connect", "identify", "select-rule", "check", "health-check", "backup", "erase",
+                                                         "write-flash", "verify-flash", "restore-eeprom", "write-fuses", "verify-fuses", "release"]
+         and all("BOOTMEDIC_DURATION_MS" in s and "BOOTMEDIC_BYTES" in s for s in steps) else 1)
 PY
 check "bootmedic status reads the same journal" grep -q "usbtiny.*1 restored" "$out/agent-status.txt"
-check "bootmedic and avrdude both wrote Caterina through each gadget (exit 0, chips checked)" python3 - "$out" "$firmware/Caterina-promicro16.hex" <<'PY'
-import os, sys
-out, hex_path = sys.argv[1], sys.argv[2]
-data, base = {}, 0
-for line in open(hex_path):
-    raw = bytes.fromhex(line.strip()[1:])
-    if raw[3] == 0:
-        for i in range(raw[0]):
-            data[base + (raw[1] << 8 | raw[2]) + i] = raw[4 + i]
-rows = [line.split() for line in open(os.path.join(out, "bench.txt"))]
-ok = len(rows) == 4 and all(r[2] == "0" for r in rows)
-for kind, client, _, _ in rows:
-    flash = open(os.path.join(out, f"bench-{kind}-{client}", "flash.bin"), "rb").read()
-    ok = ok and all(flash[a] == v for a, v in data.items())
-sys.exit(0 if ok else 1)
-PY
+bench_chips_ok() {  # every job exited 0 and left Caterina and the rule's fuses on its chip
+  [ "$(awk '$3 == 0' "$out/bench.txt" | wc -l)" = 4 ] || return 1
+  for chip in usbasp-bootmedic usbasp-avrdude usbtiny-bootmedic usbtiny-avrdude; do
+    flash_holds "$out/bench-$chip/flash.bin" "$firmware/Caterina-promicro16.hex" && fuses_are "$out/bench-$chip/fuses.json" FF D8 FB || return 1
+  done
+}
+check "bootmedic and avrdude both wrote Caterina and the fuses through each gadget" bench_chips_ok
 echo "the same job (Caterina 4 KiB + fuses, factory ATmega32U4, no backup) through the real USB stack,"
 echo "wall time of the client in the guest (TCG):"
 python3 - "$out/bench.txt" <<'PY'

@@ -72,7 +72,7 @@ public final class SimulatedBench {
 
     /// How a driver reaches the programmer.
     public enum Link {
-        case usb(USBDevice)
+        case usb(SimulatedControlProgrammer)
         /// A serial device path, served until ``SimulatedBench/stop()``.
         case serial(SerialSimulatorServer)
     }
@@ -115,15 +115,10 @@ public final class SimulatedBench {
             var usbFaults = USBFaults()
             if faults.contains(.programmerUnplugged) { usbFaults.unplugAfterFlashWrites = midWrite }
             if faults.contains(.programmerHangs) { usbFaults.hangAfterFlashWrites = midWrite }
-            if kind == .usbasp {
-                let usbasp = SimulatedUSBasp(chip: chip, serialNumber: "SIM-USBASP")
-                usbasp.faults = usbFaults
-                link = .usb(usbasp)
-            } else {
-                let tiny = SimulatedUSBtiny(chip: chip)
-                tiny.faults = usbFaults
-                link = .usb(tiny)
-            }
+            let device: SimulatedControlProgrammer = kind == .usbasp ? SimulatedUSBasp(chip: chip, serialNumber: "SIM-USBASP")
+                                                                      : SimulatedUSBtiny(chip: chip)
+            device.faults = usbFaults
+            link = .usb(device)
         case .stk500v1, .avrisp, .buspirate:
             let simulator: SerialProgrammerSimulator = kind == .buspirate ? SimulatedBusPirate(chip: chip) : SimulatedArduinoISP(chip: chip)
             let server = try SerialSimulatorServer(simulator: simulator)
@@ -156,7 +151,7 @@ public final class SimulatedBench {
     /// Control transfers a USB programmer answered (0 for serial ones).
     public var usbTransfers: Int {
         guard case let .usb(device) = link else { return 0 }
-        return (device as? SimulatedUSBasp)?.transferCount ?? (device as? SimulatedUSBtiny)?.transferCount ?? 0
+        return device.transferCount
     }
 
     /// Marks a flash address as holding a stuck bit (the stuck-bit fault needs an address that gets written).

@@ -10,16 +10,8 @@ extension SimulateCommand {
     /// carries the USB frames; the programmer's and the chip's own times (SPI bits, write waits) are
     /// served in real time, so a restore through the gadget takes as long as on the hardware.
     func serveGadget(at directory: String, chip: SimulatedAVR) throws {
-        let device: USBDevice
-        if programmer == .usbasp {
-            let usbasp = SimulatedUSBasp(chip: chip)
-            usbasp.linkTiming = .carriedElsewhere
-            device = usbasp
-        } else {
-            let usbtiny = SimulatedUSBtiny(chip: chip)
-            usbtiny.linkTiming = .carriedElsewhere
-            device = usbtiny
-        }
+        let device: SimulatedControlProgrammer = programmer == .usbasp ? SimulatedUSBasp(chip: chip) : SimulatedUSBtiny(chip: chip)
+        device.linkTiming = .carriedElsewhere
         let pace = RealTimePacer(clock: chip.clock)
         let endpoint: FunctionFSEndpointZero
         do { endpoint = try FunctionFSEndpointZero(directory: directory) } catch { throw fail(error.description) }
@@ -143,25 +135,5 @@ final class STLinkGadgetSession: @unchecked Sendable {
             }
             if let reply { try? replies.write(reply) }
         }
-    }
-}
-
-/// Keeps a simulated clock in step with the wall clock: time the host spends between requests passes
-/// on the device too, and an answer the device needs simulated time for waits for it in real time.
-struct RealTimePacer {
-    let clock: VirtualClock
-    private let start = DispatchTime.now().uptimeNanoseconds
-
-    init(clock: VirtualClock) { self.clock = clock }
-
-    private var elapsed: UInt64 { DispatchTime.now().uptimeNanoseconds - start }
-
-    /// Before a request: the device has lived through the time the host took.
-    func catchUp() { clock.advance(to: elapsed) }
-
-    /// After a request: wait until real time has caught up with what the device spent.
-    func holdBack() {
-        let now = elapsed
-        if clock.now > now { usleep(useconds_t((clock.now - now) / 1000)) }
     }
 }

@@ -135,6 +135,35 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(journal.entries.filter { $0.kind == .jobStarted }.count == 1)
     }
 
+    @Test func unpluggingWhileWaitingForTheBootloaderEndsTheWaitQuietly() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
+        agent.expectUSBTimeout = 30   // far longer than the scenario: only the unplug can end the wait
+        agent.start()
+        let started = Date()
+        try VirtualBench(rules: rules).play(try scenario("""
+        [[step]]
+        at = 0.0
+        plug = "a"
+        programmer = "usbasp"
+        [[step]]
+        at = 0.05
+        attach = "a"
+        part = "atmega32u4"
+        [[step]]
+        at = 1.0
+        unplug = "a"
+        """), on: agent)
+        agent.stop()
+        let kinds = journal.entries.map(\.kind)
+        #expect(kinds.contains(.restored))
+        #expect(!kinds.contains(.bootloaderMissing), "the bench moved on; no claim about the board's USB")
+        #expect(kinds.contains(.programmerRemoved))
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(agent.currentSlots.isEmpty)
+    }
+
     @Test func serialProgrammersRestoreOnTheVirtualBench() throws {
         let journal = RecordingJournal()
         let rules = try shippedRules()

@@ -1,4 +1,6 @@
 import AVRISP
+import Dispatch
+import Foundation
 import Parts
 import Simulation
 import TestSupport
@@ -134,4 +136,24 @@ extension SimulatedAVR {
 extension UInt8 {
     /// Discards an instruction's answer where a test only cares about its effect.
     func ignore() {}
+}
+
+@Suite struct RealTimePacerTests {
+    @Test func theHostsTimePassesOnTheDeviceAndTheDevicesTimeIsWaitedFor() {
+        let clock = VirtualClock()
+        let pace = RealTimePacer(clock: clock)
+        usleep(20_000)
+        pace.catchUp()
+        #expect(clock.now >= 20_000_000, "20 ms of the host's think time passed on the device")
+
+        clock.advance(nanoseconds: 50_000_000)   // an answer that takes the device 50 ms
+        let before = DispatchTime.now().uptimeNanoseconds
+        pace.holdBack()
+        let waited = DispatchTime.now().uptimeNanoseconds - before
+        #expect(waited >= 45_000_000, "held back \(waited / 1_000_000) ms for the device's 50 ms")
+
+        let settled = clock.now
+        pace.catchUp()
+        #expect(clock.now >= settled && clock.now < settled + 20_000_000, "in step again, not double-counted")
+    }
 }

@@ -33,7 +33,6 @@ serial_of() { printf "VMTEST-%s00000000000000000" "$1" | cut -c1-24; }
 # FunctionFS, mounted at /dev/ffs-NAME for bootmedic's simulator to serve (or the kernel's FUNCTION).
 gadget() {
   g=/sys/kernel/config/usb_gadget/$1
-  [ -d $g ] && return 0
   f=${6:-ffs.$1}
   mkdir -p $g/strings/0x409 $g/configs/c.1 $g/functions/$f
   echo "$2" > $g/idVendor; echo "$3" > $g/idProduct
@@ -78,6 +77,17 @@ wait_count() {
   done
   return 1
 }
+# The programmers, made once and bound to a UDC when a part plugs them in: the real ids and strings;
+# the ST-Link is a full-speed device. The restored board's bootloader goes on the other socket (a CDC
+# function stands in for DFU's).
+gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
+gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
+gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
+gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
+echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed
+gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
+uno_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
+
 id_restored=f5b3ae2d1d914a1ebba540e8109c9a9b
 id_failed=d02e1e2fa81049678dae0160f32217eb
 id_removed=2811e27351aa44f3bc147fb1c00a397b
@@ -85,7 +95,6 @@ id_enumerated=ee05e6630eb74003a90387372c2d57d3
 
 # --- 1. A USBasp: enumeration, udev, the CLI's restore through libusb, avrdude as the reference.
 if part 1; then
-gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
 serve usbasp usbasp chip
 start=$(now_ms)
 plug usbasp "$udc0"
@@ -129,7 +138,6 @@ fi
 
 # --- 2. A USBtinyISP: the CLI's restore, avrdude -c usbtiny as the reference.
 if part 2; then
-gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
 serve usbtiny usbtiny tiny-chip
 plug usbtiny "$udc0"
 udevadm info --query=property --path="$(hostdev usbtiny)" > $out/tiny-udev-properties.txt
@@ -147,9 +155,7 @@ fi
 # --- 3. An Arduino Uno running ArduinoISP: a CDC ACM gadget (the host's /dev/ttyACM0) carries the
 # STK500v1 simulator on its gadget side (/dev/ttyGSn). The CLI restores through it; avrdude verifies.
 if part 3; then
-gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
-gs=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
-serve uno stk500v1 uno-chip --tty "$gs"
+serve uno stk500v1 uno-chip --tty "$uno_tty"
 plug uno "$udc0"
 acm=
 for _ in $(seq 100); do
@@ -179,8 +185,6 @@ fi
 # ST-Link's bulk endpoints. The CLI unlocks (the rule allows it) and writes the STM32duino bootloader;
 # st-flash, as the reference client, reads it back through the same gadget.
 if part 4; then
-gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
-echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed
 simpart=stm32f103 serve stlink stlink stlink-chip --functionfs /dev/ffs-stlink --read-protected
 simpart=
 plug stlink "$udc0"
@@ -199,17 +203,15 @@ step "st-flash read back"
 unplug stlink; unserve
 fi
 
-# --- 6. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
+# --- 5. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
 # fuses onto a factory ATmega32U4, no backup (avrdude takes none), each on a fresh gadget chip; wall
 # time of the client process in the guest (TCG: the host CPU is emulated, the USB frames are
 # dummy_hcd's, the programmer's and chip's times are served in real time).
-if part 6; then
+if part 5; then
 sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' /etc/bootmedic/rules.toml > /tmp/nobackup.toml
 : > $out/bench.txt
 for kind in usbasp usbtiny; do
-  gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
-  gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
-  serve $kind $kind bench-$kind-bootmedic
+      serve $kind $kind bench-$kind-bootmedic
   plug $kind "$udc0"
   t0=$(now_ms)
   "$bin" restore --rules /tmp/nobackup.toml --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
@@ -228,18 +230,11 @@ done
 step "bootmedic and avrdude, the same job on the same gadgets"
 fi
 
-# --- 5. bootmedic.service: the agent notices each programmer in turn and restores the board behind it
+# --- 6. bootmedic.service: the agent notices each programmer in turn and restores the board behind it
 # (USBasp, USBtinyISP, the Arduino Uno after its harmless STK500 probe, the ST-Link with its
 # read-protected Bluepill); after the first it sees the restored bootloader enumerate on the board's own
 # socket; then a programmer is pulled mid-write. The journal is read back.
-if part 5; then
-gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
-gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
-gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
-gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
-echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed 2>/dev/null
-# The restored board's bootloader on its own USB socket; a CDC function stands in for DFU's.
-gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
+if part 6; then
 timeout 60 systemctl start bootmedic.service
 systemctl is-active bootmedic.service > $out/agent-active.txt
 step "bootmedic.service started"
@@ -267,7 +262,7 @@ agent_restores() {  # NAME KIND STATE [WHERE...]
   step "the agent restored the board behind $name"
 }
 agent_restores usbtiny usbtiny agent-tiny-chip
-agent_restores uno stk500v1 agent-uno-chip --tty /dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
+agent_restores uno stk500v1 agent-uno-chip --tty "$uno_tty"
 simpart=stm32f103 agent_restores stlink stlink agent-stlink-chip --functionfs /dev/ffs-stlink --read-protected
 simpart=
 serve usbasp usbasp agent-pulled-chip

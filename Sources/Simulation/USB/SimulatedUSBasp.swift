@@ -6,26 +6,9 @@ import Transport
 /// SETLONGADDRESS "new mode" addressing, the page counter with first/last block flags, a 4.8 ms wait
 /// after a page whose last byte is 0xFF and flash polling otherwise, byte-wise EEPROM writes with a
 /// 9.6 ms wait each.
-public final class SimulatedUSBasp: USBDevice {
-    public let description: USBDeviceDescription
-    public let chip: SimulatedAVR
-    private let clock: VirtualClock
-    private let link: SimulatedUSBLink
-    public var faults: USBFaults {
-        get { link.faults }
-        set { link.faults = newValue }
-    }
-    /// How long the USB side takes; ``LowSpeedUSBTiming/carriedElsewhere`` when a real bus carries it.
-    public var linkTiming: LowSpeedUSBTiming {
-        get { link.timing }
-        set { link.timing = newValue }
-    }
+public final class SimulatedUSBasp: SimulatedControlProgrammer {
     /// Firmware that answers GETCAPABILITIES and SETISPSCK (2011 and later).
     public var hasSCKSetting = true
-
-    /// Control transfers answered, by request number.
-    /// Control transfers answered.
-    public var transferCount: Int { link.transferCount }
 
     // Firmware state.
     private var sckHertz: Double = 375_000
@@ -42,15 +25,12 @@ public final class SimulatedUSBasp: USBDevice {
     ]
 
     public init(chip: SimulatedAVR, product: String = "USBasp", serialNumber: String? = nil, portPath: String = "1-1") {
-        self.chip = chip
-        clock = chip.clock
-        link = SimulatedUSBLink(clock: chip.clock)
-        description = USBDeviceDescription(vendorID: 0x16C0, productID: 0x05DC, manufacturer: "www.fischl.de", product: product,
-                                           serialNumber: serialNumber, deviceRelease: 0x0107, busNumber: 1, deviceAddress: 4,
-                                           portPath: portPath)
+        super.init(chip: chip, description: USBDeviceDescription(
+            vendorID: 0x16C0, productID: 0x05DC, manufacturer: "www.fischl.de", product: product, serialNumber: serialNumber,
+            deviceRelease: 0x0107, busNumber: 1, deviceAddress: 4, portPath: portPath))
     }
 
-    public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+    public override func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
         try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         var reply: [UInt8] = []
         switch request {
@@ -87,7 +67,7 @@ public final class SimulatedUSBasp: USBDevice {
         return reply
     }
 
-    public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+    public override func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
         try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         switch request {
         case 6:   // WRITEFLASH
@@ -125,16 +105,7 @@ public final class SimulatedUSBasp: USBDevice {
         return data.count
     }
 
-    public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int { throw .stall(request: 0) }
-    public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] { throw .stall(request: 0) }
-
-    public func close() {}
-
-    /// Unplugs the programmer: every later request fails with ``USBError/noDevice``.
-    public func unplug() { link.unplug() }
-
     // MARK: Firmware internals
-
 
     private func spi(_ bytes: [UInt8]) -> [UInt8] { chip.exchange(bytes, sckHertz: sckHertz) }
 

@@ -4,38 +4,20 @@ import Transport
 /// A USBtinyISP (or SparkFun PocketAVR) answering the real vendor requests over a simulated low-speed
 /// USB link, wired to a ``SimulatedAVR``. Like the firmware, it keeps a 16-bit byte address, so flash
 /// beyond 64 KiB wraps around to the bottom: the cause of the verification failures the guide warns of.
-public final class SimulatedUSBtiny: USBDevice {
-    public let description: USBDeviceDescription
-    public let chip: SimulatedAVR
-    private let clock: VirtualClock
-    private let link: SimulatedUSBLink
-    public var faults: USBFaults {
-        get { link.faults }
-        set { link.faults = newValue }
-    }
-    /// How long the USB side takes; ``LowSpeedUSBTiming/carriedElsewhere`` when a real bus carries it.
-    public var linkTiming: LowSpeedUSBTiming {
-        get { link.timing }
-        set { link.timing = newValue }
-    }
-
-    /// Control transfers answered.
-    public var transferCount: Int { link.transferCount }
+public final class SimulatedUSBtiny: SimulatedControlProgrammer {
 
     private var sckPeriodMicroseconds = 10
     private var poll1: UInt8 = 0xFF, poll2: UInt8 = 0xFF
 
     public init(chip: SimulatedAVR, product: String = "USBtinyISP", portPath: String = "1-2") {
-        self.chip = chip
-        clock = chip.clock
-        link = SimulatedUSBLink(clock: chip.clock)
-        description = USBDeviceDescription(vendorID: 0x1781, productID: 0x0C9F, manufacturer: "LadyAda", product: product,
-                                           deviceRelease: 0x0104, busNumber: 1, deviceAddress: 5, portPath: portPath)
+        super.init(chip: chip, description: USBDeviceDescription(
+            vendorID: 0x1781, productID: 0x0C9F, manufacturer: "LadyAda", product: product,
+            deviceRelease: 0x0104, busNumber: 1, deviceAddress: 5, portPath: portPath))
     }
 
     private var sckHertz: Double { 1_000_000 / Double(max(1, sckPeriodMicroseconds)) }
 
-    public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+    public override func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
         try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         var reply: [UInt8] = []
         switch request {
@@ -61,7 +43,7 @@ public final class SimulatedUSBtiny: USBDevice {
         return reply
     }
 
-    public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+    public override func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
         try link.begin(request, timeoutMilliseconds: timeoutMilliseconds)
         if request == 10 {
             try link.flashWrite(timeoutMilliseconds: timeoutMilliseconds)
@@ -88,13 +70,6 @@ public final class SimulatedUSBtiny: USBDevice {
         link.finish(dataBytes: data.count)
         return data.count
     }
-
-    public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int { throw .stall(request: 0) }
-    public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] { throw .stall(request: 0) }
-    public func close() {}
-
-    public func unplug() { link.unplug() }
-
 
     private func spi(_ bytes: [UInt8]) -> [UInt8] { chip.exchange(bytes, sckHertz: sckHertz) }
 
