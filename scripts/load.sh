@@ -3,7 +3,8 @@
 # plug/unplug events over eight programmers followed by eight programmers restoring bricked
 # ATmega32U4 boards at once. Samples the agent's resident memory twice a second and prints one line
 # per round, then the journal tally; then the idle costs of eight programmers polling for boards and the
-# time from a plug event to the first command. Usage: [IDLE=SECONDS] scripts/load.sh [ROUNDS]
+# time from a plug event to the first command; then eight restores at once against one alone, in real
+# time. Usage: [IDLE=SECONDS] scripts/load.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release/bootmedic
@@ -127,4 +128,73 @@ PY
 if unshare -n true 2>/dev/null; then
   for _ in 1 2 3 4 5; do unshare -n "$bin" self-test netlink 2>&1 >/dev/null | sed -n 's/^netlink add event to bench slot: \([0-9.]*\) ms$/\1/p'; done \
     | sort -n | awk '{ v[NR] = $1 } END { printf "netlink add event to bench slot: median %.2f ms, max %.2f ms over %d runs\n", v[int((NR + 1) / 2)], v[NR], NR }'
+fi
+
+# Eight restores at once against one alone, in real time: the scenario's `real_time` holds every simulated
+# USB programmer and chip to the wall clock, so a restore takes as long as the hardware would and
+# concurrent slots overlap (or queue) as they would on a bench. A factory ATmega32U4 behind a USBasp,
+# then one behind a USBtinyISP, each alone; then four of each at once. Times from the journal.
+if [ -S /run/systemd/journal/socket ]; then
+  cat > "$work/parallel.toml" <<'TOML'
+poll_interval = 0.05
+real_time = true
+TOML
+  python3 - "$work/parallel.toml" <<'PY'
+import sys
+with open(sys.argv[1], "a") as f:
+    def step(at, **kv):
+        f.write("\n[[step]]\nat = %.1f\n" % at + "".join('%s = "%s"\n' % kv_ for kv_ in kv.items()))
+    for n, (name, kind, at) in enumerate([("alone-usbasp", "usbasp", 0.0), ("alone-usbtiny", "usbtiny", 9.0)]):
+        step(at, plug=name, programmer=kind); step(at + 0.5, attach=name, part="atmega32u4"); step(at + 8.5, unplug=name)
+    for i in range(8):
+        name = "together-%d" % i
+        step(18.0, plug=name, programmer="usbasp" if i % 2 == 0 else "usbtiny")
+        step(18.5, attach=name, part="atmega32u4")
+        step(28.0, unplug=name)
+PY
+  "$bin" agent --config config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+    --virtual-bench "$work/parallel.toml" > /dev/null 2>&1 &
+  agent=$!
+  python3 - "$agent" > "$work/cpu.txt" <<'PY'
+import os, sys, time
+pid = int(sys.argv[1])
+hz = os.sysconf("SC_CLK_TCK")
+def cpu():
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / hz
+time.sleep(18.0)
+c0 = cpu()
+time.sleep(9.5)
+print("%.2f" % (cpu() - c0))
+PY
+  wait "$agent"
+  journalctl --sync 2>/dev/null || sleep 1
+  journalctl _PID="$agent" -o json --no-pager > "$work/parallel.json"
+  python3 - "$work/parallel.json" "$(cat "$work/cpu.txt")" <<'PY'
+import collections, json, statistics, sys
+started, ended = {}, {}
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    job, at = e.get("BOOTMEDIC_JOB"), int(e["__REALTIME_TIMESTAMP"]) / 1e6
+    if e.get("MESSAGE_ID") == "7b8975c1f4d442b0b1b32f239cb1b726":
+        started[job] = (e["BOOTMEDIC_PORT"].removeprefix("virtual-"), e["BOOTMEDIC_PROGRAMMER"], at)
+    elif e.get("MESSAGE_ID") == "f5b3ae2d1d914a1ebba540e8109c9a9b":
+        ended[job] = (at, int(e["BOOTMEDIC_DURATION_MS"]) / 1e3)
+alone, together = {}, collections.defaultdict(list)
+first, last = None, None
+for job, (name, kind, t0) in started.items():
+    if job not in ended:
+        continue
+    wall = ended[job][0] - t0
+    if name.startswith("alone"):
+        alone[kind] = wall
+    else:
+        together[kind].append(wall)
+        first, last = min(first or t0, t0), max(last or 0, ended[job][0])
+count = sum(len(v) for v in together.values())
+print("one restore alone (wall s, job start to restored): " + ", ".join("%s %.2f" % (k, alone[k]) for k in sorted(alone)))
+print("eight at once: %d of 8 restored; " % count + ", ".join(
+    "%s median %.2f s, slowest %.2f s (%.2f× alone)" % (k, statistics.median(v), max(v), max(v) / alone[k]) for k, v in sorted(together.items()) if k in alone)
+    + "; all eight within %.2f s; agent CPU %s s over the 9.5 s" % (last - first, sys.argv[2]))
+PY
 fi

@@ -3,6 +3,9 @@ import Transport
 
 /// The serial-programming instructions every programmer shares, built on ``ISPProgrammer/transfer(_:)``.
 extension ISPProgrammer {
+    /// Programmers with one fixed SCK (the ArduinoISP sketch) have nothing to forget.
+    public func forgetTargetSpeed() {}
+
     /// Reads the three signature bytes.
     public func readSignature() throws(ISPError) -> Signature {
         let b0 = try transfer(.readSignature(0))[3]

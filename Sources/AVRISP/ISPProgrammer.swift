@@ -42,6 +42,10 @@ public protocol ISPProgrammer: AnyObject {
     /// and falling back to slower SCK when the target does not answer.
     func enterProgrammingMode() throws(ISPError)
 
+    /// Forgets the SCK the last target answered at, so that the next `enterProgrammingMode` starts again
+    /// from the fastest: the next board on the cable may run faster than the one before it.
+    func forgetTargetSpeed()
+
     /// Releases RESET so the target runs; never throws (it is also the clean-up path).
     func leaveProgrammingMode()
 

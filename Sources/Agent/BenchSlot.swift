@@ -137,6 +137,9 @@ public final class BenchSlot: @unchecked Sendable {
             case .present:
                 break
             }
+            // The look may have found this board at a slower SCK than it takes: it settled on the last
+            // board's speed, or the board was attached while it was stepping down. The job finds its own.
+            if case let .isp(isp)? = connection { isp.forgetTargetSpeed() }
             journal.write(JournalEntry(.targetFound, "\(programmer.kind.description) at \(programmer.port ?? programmer.id): a board is on the cable", fields: fields))
             let job = jobNumber()
             set(.restoring(job: job))

@@ -11,6 +11,7 @@ import Transport
 ///
 /// ```toml
 /// poll_interval = 0.05
+/// real_time = true          # optional: USB programmers take the hardware's time on the wall clock too
 /// [[step]]
 /// at = 0.0
 /// plug = "bench-1"          # a programmer arrives
@@ -48,10 +49,15 @@ public struct VirtualBenchScenario: Sendable {
 
     public var pollInterval: Double
     public var steps: [Step]
+    /// Whether the simulated USB programmers and chips are held to the wall clock (a transfer returns once
+    /// the time the hardware would take has really passed), so that concurrent restores overlap as they
+    /// would on a real bench. Off, every simulated wait passes at once.
+    public var realTime: Bool
 
-    public init(pollInterval: Double, steps: [Step]) {
+    public init(pollInterval: Double, steps: [Step], realTime: Bool = false) {
         self.pollInterval = pollInterval
         self.steps = steps
+        self.realTime = realTime
     }
 
     /// Reads a scenario file, naming the line of anything it does not understand.
@@ -62,6 +68,7 @@ public struct VirtualBenchScenario: Sendable {
         var scenario = VirtualBenchScenario(pollInterval: 0.1, steps: [])
         if case let .float(v)? = root["poll_interval"]?.value { scenario.pollInterval = v }
         if case let .integer(v)? = root["poll_interval"]?.value { scenario.pollInterval = Double(v) }
+        if case let .boolean(v)? = root["real_time"]?.value { scenario.realTime = v }
         guard case let .array(items)? = root["step"]?.value else { throw .file("\(path): no [[step]]") }
         for item in items {
             guard case let .table(t) = item.value else { continue }
@@ -120,10 +127,13 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
     /// When the programmer appeared, and who hears how long the agent took to send its first command.
     private let plugged = Date()
     private var onFirstCommand: (@Sendable (TimeInterval) -> Void)?
+    /// Holds each access back until the wall clock has caught up with the simulated hardware (real time).
+    private let pacer: RealTimePacer?
 
-    init(_ device: USBDevice, onFirstCommand: (@Sendable (TimeInterval) -> Void)? = nil) {
+    init(_ device: USBDevice, pacer: RealTimePacer? = nil, onFirstCommand: (@Sendable (TimeInterval) -> Void)? = nil) {
         current = device
         description = device.description
+        self.pacer = pacer
         self.onFirstCommand = onFirstCommand
     }
 
@@ -138,6 +148,8 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
             onFirstCommand = nil
             report(Date().timeIntervalSince(plugged))
         }
+        pacer?.catchUp()
+        defer { pacer?.holdBack() }
         return try body(current)
     }
 
@@ -214,6 +226,9 @@ public final class VirtualBench: @unchecked Sendable {
     /// Boards whose USB is connected too: once restored, their bootloader enumerates.
     private let usbConnected = LockedBox<[String: Bool]>([:])
 
+    /// Whether programmers plugged from now on are held to the wall clock (the scenario's `real_time`).
+    private var realTime = false
+
     public init(rules: RuleSet) { self.rules = rules }
 
     /// What the bus would show: the `expect_usb` id of a restored, USB-connected board's rule.
@@ -233,6 +248,7 @@ public final class VirtualBench: @unchecked Sendable {
     /// Runs the steps at their times (seconds from now), then returns.
     public func play(_ scenario: VirtualBenchScenario, on agent: Agent) throws(VirtualBenchError) {
         let start = Date()
+        realTime = scenario.realTime
         for step in scenario.steps {
             let wait = step.at - Date().timeIntervalSince(start)
             if wait > 0 { Thread.sleep(forTimeInterval: wait) }
@@ -268,7 +284,8 @@ public final class VirtualBench: @unchecked Sendable {
         case let .plug(name, kind):
             let clock = VirtualClock()
             let latencies = latencyBox
-            let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock)) { seconds in
+            let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock),
+                                         pacer: realTime ? RealTimePacer(clock: clock) : nil) { seconds in
                 latencies.withLock { $0.append(seconds) }
             }
             devices[name] = (kind, device, clock)

@@ -8,9 +8,11 @@ import Testing
 /// Keeps entries in memory.
 final class RecordingJournal: JournalWriter, @unchecked Sendable {
     private let lock = NSLock()
-    private var stored: [JournalEntry] = []
-    var entries: [JournalEntry] { lock.withLock { stored } }
-    func write(_ entry: JournalEntry) { lock.withLock { stored.append(entry) } }
+    private var stored: [(entry: JournalEntry, at: Date)] = []
+    var entries: [JournalEntry] { lock.withLock { stored.map(\.entry) } }
+    /// When each entry was written.
+    var timedEntries: [(entry: JournalEntry, at: Date)] { lock.withLock { stored } }
+    func write(_ entry: JournalEntry) { lock.withLock { stored.append((entry, Date())) } }
 }
 
 func shippedRules() throws -> RuleSet {
@@ -162,6 +164,75 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(kinds.contains(.programmerRemoved))
         #expect(Date().timeIntervalSince(started) < 10)
         #expect(agent.currentSlots.isEmpty)
+    }
+
+    /// The programmer stays open from board to board; the SCK a slow board needed must not slow the next.
+    @Test func eachNewBoardIsProgrammedAtTheFastestSCKItAnswersAt() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
+        agent.expectUSBTimeout = 0.05
+        agent.start()
+        try VirtualBench(rules: rules).play(try scenario("""
+        [[step]]
+        at = 0.0
+        plug = "a"
+        programmer = "usbasp"
+        [[step]]
+        at = 0.05
+        attach = "a"
+        part = "atmega32u4"
+        fault = "slow-clock"
+        [[step]]
+        at = 0.6
+        detach = "a"
+        [[step]]
+        at = 0.8
+        attach = "a"
+        part = "atmega32u4"
+        healthy = "pro-micro-5v"
+        [[step]]
+        at = 1.4
+        unplug = "a"
+        """), on: agent)
+        agent.stop()
+        let connects = journal.entries.filter { $0.fields["BOOTMEDIC_STEP"] == "connect" }.map(\.message)
+        #expect(connects.count == 2)
+        #expect(connects.first?.hasSuffix("USBasp at SCK 187.5 kHz") == true, "a 1 MHz chip: SCK below 250 kHz")
+        #expect(connects.last?.hasSuffix("USBasp at SCK 1.5 MHz") == true, "the 16 MHz board that came next")
+    }
+
+    /// `real_time`: the simulated programmer and chip take the hardware's time on the wall clock as well.
+    @Test func aRealTimeScenarioTakesTheHardwaresTime() throws {
+        let journal = RecordingJournal()
+        let rules = try shippedRules()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
+        agent.start()
+        let played = try scenario("""
+        real_time = true
+        [[step]]
+        at = 0.0
+        plug = "a"
+        programmer = "usbasp"
+        [[step]]
+        at = 0.05
+        attach = "a"
+        part = "atmega32u4"
+        healthy = "atmel-dfu-atmega32u4"
+        [[step]]
+        at = 1.5
+        unplug = "a"
+        """)
+        #expect(played.realTime)
+        try VirtualBench(rules: rules).play(played, on: agent)
+        agent.stop()
+        let timed = journal.timedEntries
+        let started = try #require(timed.first { $0.entry.kind == .jobStarted }?.at)
+        let finished = try #require(timed.first { $0.entry.kind == .healthy })
+        let simulated = try #require(finished.entry.fields["BOOTMEDIC_DURATION_MS"].flatMap(Double.init)) / 1000
+        #expect(simulated > 0.1, "a 4 KiB read and the fuses")
+        // Less a wait at the very end that no later transfer is held back for.
+        #expect(finished.at.timeIntervalSince(started) >= simulated - 0.01)
     }
 
     @Test func serialProgrammersRestoreOnTheVirtualBench() throws {

@@ -67,6 +67,8 @@ public final class BusPirate: ISPProgrammer {
         throw .noTarget(slowestSCK: tried.last ?? "", detail: "tried \(tried.joined(separator: ", "))")
     }
 
+    public func forgetTargetSpeed() { workingSpeed = nil }
+
     public func leaveProgrammingMode() {
         try? setPeripherals(power: true, resetReleased: true)
     }

@@ -107,6 +107,8 @@ public final class USBasp: ISPProgrammer {
         throw .noTarget(slowestSCK: tried.last ?? "the firmware's SCK", detail: "tried \(tried.joined(separator: ", "))")
     }
 
+    public func forgetTargetSpeed() { workingSCK = nil }
+
     public func leaveProgrammingMode() {
         _ = try? control(.disconnect, length: 4, operation: "releasing the target")
     }

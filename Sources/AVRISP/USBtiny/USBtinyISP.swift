@@ -73,6 +73,8 @@ public final class USBtinyISP: ISPProgrammer {
         throw .noTarget(slowestSCK: tried.last ?? "", detail: "tried \(tried.joined(separator: ", "))")
     }
 
+    public func forgetTargetSpeed() { workingPeriod = nil }
+
     public func leaveProgrammingMode() {
         try? control(.powerDown, operation: "releasing the target")
     }
