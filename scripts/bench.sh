@@ -13,8 +13,9 @@ rules=(--rules config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/
 
 # The floor of a USB ISP restore under the same timing model: every byte read or written crosses the
 # ISP link as one 4-byte instruction (32 SCK cycles at the SCK the run used) and the low-speed USB bus
-# once (8-byte packets of 107 µs: LowSpeedUSB.swift), plus the chip's own waits (tWD_ERASE, tWD_FLASH per
-# page, tWD_FUSE per fuse written; `bootmedic parts --json`). What must be read: the whole flash and
+# once (8-byte packets of 107 µs: LowSpeedUSB.swift), plus the chip's own waits: the 20 ms after RESET
+# before Programming Enable (step 2 of the datasheets' serial programming algorithm), tWD_ERASE, tWD_FLASH
+# per page, tWD_FUSE per fuse written (`bootmedic parts --json`). What must be read: the whole flash and
 # EEPROM for the backup (the health check's pages are reused), and the written bytes again to verify; a
 # healthy board, only the bootloader region. Frame scheduling (a control transfer starts on a 1 ms
 # frame) is left out, so the floor is strictly below anything the bus allows.
@@ -35,11 +36,12 @@ sck = float(value) * {"Hz": 1, "kHz": 1e3, "MHz": 1e6}[unit]
 per_byte = 32 / sck + 107e-6 / 8
 part = next(p for p in parts["avr"] if p["id"] == r["part"])
 wait = {k: v / 1e6 for k, v in part["waitMicroseconds"].items()}
+enable = 0.020
 if r["outcome"] == "healthy":
-    floor = count("health-check") * per_byte
+    floor = enable + count("health-check") * per_byte
 else:
     written = count("write-flash")
-    floor = (count("backup") + 2 * written) * per_byte + wait["chipErase"] \
+    floor = enable + (count("backup") + 2 * written) * per_byte + wait["chipErase"] \
         + written // part["flashPageSize"] * wait["flashPage"] + count("write-fuses") * wait["fuse"]
 total = r["simulation"]["seconds"]
 with open(sys.argv[5], "a") as summary:
@@ -115,7 +117,8 @@ median() {  # count, command...
 # - buspirate at 115200 baud (86.8 µs a byte), SPI at 250 kHz (the fastest Bus Pirate speed under a
 #   2 MHz chip's 500 kHz): a byte written sends its whole 4-byte instruction, a byte read back costs
 #   one byte (the AVR bulk-read extension); tWD_FLASH (4.5 ms) per page.
-# Chip erase 9 ms and 3 fuses at 9 ms each (tWD_ERASE, tWD_FUSE of the ATmega32U4) for all three.
+# Chip erase 9 ms and 3 fuses at 9 ms each (tWD_ERASE, tWD_FUSE of the ATmega32U4) for all three; the
+# Bus Pirate also the datasheets' 20 ms from RESET to Programming Enable (the sketch's 70 ms include it).
 serial_floor() {  # programmer kind, bytes written (whole 128-byte pages)
   python3 - "$1" "$2" <<'PY'
 import sys
@@ -126,7 +129,7 @@ if kind == "stk500v1":
 elif kind == "avrisp":
     floor = 2 * data * (32 / 125e3) + pages * 0.030 + 0.070
 else:
-    floor = data * (4 * 10 / 115200 + 32 / 250e3) + data * (10 / 115200 + 32 / 250e3) + pages * 0.0045
+    floor = data * (4 * 10 / 115200 + 32 / 250e3) + data * (10 / 115200 + 32 / 250e3) + pages * 0.0045 + 0.020
 print("%.2f" % (floor + fixed))
 PY
 }

@@ -54,6 +54,26 @@ import Transport
         #expect(chip.instructionsWhileBusy.isEmpty, "the firmware waited out each page")
         #expect(try usbasp.readFlash(from: 0x1E0FE, count: 4, part: part) == [0xFE, 0xFF, 0xA5, 0xA5])
     }
+
+    /// V-USB (no long transfers) keeps wLength's low byte and takes 255 for "no reply": 254 is the
+    /// largest read one request carries, and the driver reads in blocks of that.
+    @Test func readsInTheLargestBlockTheFirmwareAnswers() throws {
+        let part = avr("atmega32u4")
+        let chip = SimulatedAVR(part: part, clock: VirtualClock(), flash: (0..<32768).map { UInt8(truncatingIfNeeded: $0 * 7) },
+                                fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xFB))
+        let device = SimulatedUSBasp(chip: chip)
+        let usbasp = try USBasp(device: device, time: chip.clock)
+        try usbasp.enterProgrammingMode()
+        #expect(try device.controlIn(request: 4, value: 0, index: 0, length: 254, timeoutMilliseconds: 100).count == 254)
+        #expect(throws: USBError.timeout(milliseconds: 100)) {
+            try device.controlIn(request: 4, value: 0, index: 0, length: 255, timeoutMilliseconds: 100)
+        }
+        #expect(try device.controlIn(request: 4, value: 0, index: 0, length: 300, timeoutMilliseconds: 100).count == 44)
+        let before = device.transferCount
+        let read = try usbasp.readFlash(from: 0, count: 4096, part: part)
+        #expect(read == Array(chip.flash[0..<4096]))
+        #expect(device.transferCount - before == 1 + 17, "SETLONGADDRESS, then 16 blocks of 254 bytes and one of 32")
+    }
 }
 
 @Suite struct USBtinyDriverTests {

@@ -14,8 +14,10 @@ public final class USBasp: ISPProgrammer {
     /// First/last block flags of WRITEFLASH: the first resets the firmware's page counter, the last
     /// flushes a partly filled page.
     static let firstBlock: UInt8 = 1, lastBlock: UInt8 = 2
-    /// The firmware's largest read/write block (USBASP_READBLOCKSIZE / USBASP_WRITEBLOCKSIZE).
-    static let blockSize = 200
+    /// The largest read/write block: V-USB without long transfers (the USBasp firmware's build) takes a
+    /// read's length from the low byte of wLength, and 255 means "no reply" to it, so 254 is the most
+    /// one request can carry (avrdude stays at 200). Fewer requests, fewer 1 ms frames waited for.
+    static let blockSize = 254
     /// Capability bit of firmwares that can run SCK at 3 MHz.
     static let capability3MHz: UInt32 = 1 << 24
     static let timeoutMilliseconds = 5000

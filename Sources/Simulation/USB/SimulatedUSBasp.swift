@@ -42,8 +42,14 @@ public final class SimulatedUSBasp: SimulatedControlProgrammer {
         case 3:   // TRANSMIT
             reply = spi([UInt8(value & 0xFF), UInt8(value >> 8), UInt8(index & 0xFF), UInt8(index >> 8)])
         case 4, 7:   // READFLASH, READEEPROM
+            // V-USB without long transfers keeps only wLength's low byte, and 255 is its "no reply" mark:
+            // the host hears nothing and times out.
+            if length & 0xFF == 0xFF {
+                clock.advance(nanoseconds: UInt64(timeoutMilliseconds) * 1_000_000)
+                throw .timeout(milliseconds: timeoutMilliseconds)
+            }
             if !newAddressMode { address = UInt32(value) }
-            for _ in 0..<length {
+            for _ in 0..<(length & 0xFF) {
                 reply.append(request == 4 ? readFlashByte(address) : spi([0xA0, UInt8(address >> 8 & 0xFF), UInt8(address & 0xFF), 0])[3])
                 address += 1
             }
