@@ -176,7 +176,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
     @Test func aHungProgrammerTimesOut() throws {
         let run = try Self.run(.programmerHangs)
         #expect(run.result.failure?.step == .writeFlash)
-        #expect(run.result.failure?.description.contains("the programmer stopped answering while writing flash at 0x7c80 (no reply within 5000 ms)") == true)
+        #expect(run.result.failure?.description.contains("the programmer stopped answering while writing flash at 0x7fe0 (no reply within 5000 ms)") == true)
         #expect(run.result.failure?.backupPath != nil)
     }
 
