@@ -19,8 +19,10 @@ deps:
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
 
+# The release binary carries the Swift runtime and Foundation in itself: it runs on a bench PC that has
+# no Swift toolchain, and starts in half the time (no dynamic symbol binding; README, Speed).
 release: deps
-	$(SWIFT) build -c release $(BUILD_FLAGS)
+	$(SWIFT) build -c release --static-swift-stdlib $(BUILD_FLAGS)
 
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)

@@ -21,13 +21,19 @@ extension SimulateCommand {
         let signals = TerminationSignals()
         signals.endWhenStandardInputCloses()
         var requests = 0
+        // The programmer's busy span, first request to last answer: the client's job without its start-up.
+        var firstRequest: UInt64?, lastAnswer: UInt64 = 0
         let flashWrites = chip.pageWrites
         var announcedWriting = false
         do {
             try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
                 requests += 1
                 pace.catchUp()
-                defer { pace.holdBack() }
+                if firstRequest == nil { firstRequest = chip.clock.now }
+                defer {
+                    pace.holdBack()
+                    lastAnswer = chip.clock.now
+                }
                 // For scripts that act mid-write (pull the programmer, say): one line when flash is first written.
                 if !announcedWriting, chip.pageWrites > flashWrites {
                     announcedWriting = true
@@ -42,7 +48,9 @@ extension SimulateCommand {
                                                data: data, timeoutMilliseconds: 5000)).map { _ in [] }
             }
         } catch { throw fail(error.description) }
-        try finish(chip: chip, summary: String(format: "{\"seconds\": %.6f, \"controlRequests\": %d}\n", chip.clock.seconds, requests))
+        let busy = Double(lastAnswer - (firstRequest ?? lastAnswer)) / 1e9
+        try finish(chip: chip, summary: String(format: "{\"seconds\": %.6f, \"controlRequests\": %d, \"busySeconds\": %.6f}\n",
+                                               chip.clock.seconds, requests, busy))
     }
 
     /// An ST-Link/V2 (0483:3748's endpoints: commands and data on 0x02, replies on 0x81, trace on 0x83)

@@ -206,26 +206,29 @@ fi
 # --- 5. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
 # fuses onto a factory ATmega32U4, no backup (avrdude takes none), each on a fresh gadget chip; wall
 # time of the client process in the guest (TCG: the host CPU is emulated, the USB frames are
-# dummy_hcd's, the programmer's and chip's times are served in real time).
+# dummy_hcd's, the programmer's and chip's times are served in real time), and the programmer's busy
+# span from the client's first request to its last (the job without the process's start-up).
 if part 5; then
 sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' /etc/bootmedic/rules.toml > /tmp/nobackup.toml
+# The gadget's busy span (first request to last answer, from its session summary) in ms.
+busy_ms() { sed -n 's/.*"busySeconds": \([0-9.]*\).*/\1/p' $out/$1.log | awk '{ printf "%d", $1 * 1000 }'; }
 : > $out/bench.txt
 for kind in usbasp usbtiny; do
       serve $kind $kind bench-$kind-bootmedic
   plug $kind "$udc0"
   t0=$(now_ms)
   "$bin" restore --rules /tmp/nobackup.toml --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
-  status=$?
-  echo "$kind bootmedic $status $(( $(now_ms) - t0 ))" >> $out/bench.txt
+  status=$? wall=$(( $(now_ms) - t0 ))
   unplug $kind; unserve
+  echo "$kind bootmedic $status $wall $(busy_ms bench-$kind-bootmedic)" >> $out/bench.txt
   serve $kind $kind bench-$kind-avrdude
   plug $kind "$udc0"
   t0=$(now_ms)
   avrdude -c $kind -p m32u4 -U "flash:w:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
     -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m > $out/bench-$kind-avrdude.txt 2>&1
-  status=$?
-  echo "$kind avrdude $status $(( $(now_ms) - t0 ))" >> $out/bench.txt
+  status=$? wall=$(( $(now_ms) - t0 ))
   unplug $kind; unserve
+  echo "$kind avrdude $status $wall $(busy_ms bench-$kind-avrdude)" >> $out/bench.txt
 done
 step "bootmedic and avrdude, the same job on the same gadgets"
 fi
