@@ -43,7 +43,7 @@ extension ISPProgrammer {
     }
 
     /// Erases flash, EEPROM (unless EESAVE) and lock bits, waits tWD_ERASE, and re-enters programming
-    /// mode as the datasheets ask after an erase.
+    /// mode, as avrdude does after every ISP erase: the writes start from a fresh Programming Enable.
     public func chipErase(part: AVRPart) throws(ISPError) {
         _ = try transfer(.chipErase)
         try waitUntilReady(worstCaseMicroseconds: part.times.chipErase, operation: "the chip erase")
