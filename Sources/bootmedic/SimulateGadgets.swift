@@ -23,13 +23,20 @@ extension SimulateCommand {
         var requests = 0
         // The programmer's busy span, first request to last answer: the client's job without its start-up.
         var firstRequest: UInt64?, lastAnswer: UInt64 = 0
+        // CLOCK_MONOTONIC at the first request, as udev's USEC_INITIALIZED counts: plug-to-command latency.
+        var firstRequestMonotonic: UInt64 = 0
         let flashWrites = chip.pageWrites
         var announcedWriting = false
         do {
             try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
                 requests += 1
                 pace.catchUp()
-                if firstRequest == nil { firstRequest = chip.clock.now }
+                if firstRequest == nil {
+                    firstRequest = chip.clock.now
+                    var now = timespec()
+                    clock_gettime(CLOCK_MONOTONIC, &now)
+                    firstRequestMonotonic = UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+                }
                 defer {
                     pace.holdBack()
                     lastAnswer = chip.clock.now
@@ -49,8 +56,8 @@ extension SimulateCommand {
             }
         } catch { throw fail(error.description) }
         let busy = Double(lastAnswer - (firstRequest ?? lastAnswer)) / 1e9
-        try finish(chip: chip, summary: String(format: "{\"seconds\": %.6f, \"controlRequests\": %d, \"busySeconds\": %.6f}\n",
-                                               chip.clock.seconds, requests, busy))
+        try finish(chip: chip, summary: String(format: "{\"seconds\": %.6f, \"controlRequests\": %d, \"busySeconds\": %.6f, \"firstRequestMonotonicMicroseconds\": %llu}\n",
+                                               chip.clock.seconds, requests, busy, firstRequestMonotonic))
     }
 
     /// An ST-Link/V2 (0483:3748's endpoints: commands and data on 0x02, replies on 0x81, trace on 0x83)

@@ -244,6 +244,8 @@ step "bootmedic.service started"
 serve usbasp usbasp agent-chip
 plug usbasp "$udc0"
 t0=$(now_ms)
+# When udev first saw the programmer (CLOCK_MONOTONIC µs): the gadget logs its first request on the same clock.
+udevadm info -q property -p "$(hostdev usbasp)" | sed -n 's/^USEC_INITIALIZED=//p' > $out/agent-udev-usec.txt
 wait_count $id_restored 1 30 && echo restored > $out/agent-outcome.txt
 echo $(( $(now_ms) - t0 )) > $out/agent-restore-ms.txt
 step "the agent restored the board behind the USBasp"
