@@ -28,6 +28,10 @@ row() {
 import json, sys
 programmer, label, raw, parts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 r = json.loads(raw)
+if r["outcome"] not in ("restored", "healthy"):
+    # A refusal is a result too (the USBtinyISP and a part above 64 KiB): exit status and reason.
+    print(f"| {programmer} | {label} | exit {r['exitCode']} at {r['failedStep']}: {r['error']} | – | – | – | {r['simulation']['usbTransfers']} | – | – | – | {r['sck']} |")
+    sys.exit(0)
 steps = {s["step"]: s for s in r["steps"]}
 seconds = lambda name: steps.get(name, {}).get("seconds", 0)
 count = lambda name: steps.get(name, {}).get("bytes", 0)
@@ -62,7 +66,7 @@ PY
     row $p "Caterina-Micro 32 KiB, factory chip" arduino-micro atmega32u4
   done
   # A part above 64 KiB: a synthetic 8 KiB bootloader at the top of an AT90USB1286 (the USBtinyISP
-  # cannot address it and is refused before anything is erased).
+  # cannot address it and is refused before anything is erased; the serial programmers below, too).
   /usr/bin/python3 - "$work/dfu128.hex" <<'PY'  # Debian's python3-intelhex
 import os, sys
 from intelhex import IntelHex
@@ -82,22 +86,24 @@ TOML
   saved=("${rules[@]}")
   rules=(--rules "$work/big.toml" --backup-dir "$work/backups")
   row usbasp "8 KiB at 0x1E000, factory AT90USB1286 (128 KiB)" at90usb1286-8k at90usb1286
+  row usbtiny "8 KiB at 0x1E000, factory AT90USB1286 (128 KiB)" at90usb1286-8k at90usb1286
   rules=("${saved[@]}")
 } > "$work/table.md"
 
 # Serial programmers: bootmedic and avrdude 7.1 driving the same simulator (simulated line and chip time).
-sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' config/rules.toml > "$work/nobackup.toml"
-avrdude_seconds() {  # programmer kind, HEX file, avrdude -c arguments...
-  local kind=$1 hex=$2; shift 2
+avrdude_seconds() {  # programmer kind, part, HEX file, avrdude -c arguments...
+  local kind=$1 part=$2 hex=$3; shift 3
+  # The rule's fuses, as avrdude writes them (it writes them whatever the chip holds).
+  local fuses=(-p m32u4 -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m)
+  [ "$part" = at90usb1286 ] && fuses=(-p usb1286 -U lfuse:w:0x5E:m -U hfuse:w:0x99:m -U efuse:w:0xF3:m)
   rm -rf "$work/state" "$work/fifo"
   mkfifo "$work/fifo"
   # The simulator serves until its standard input closes: a FIFO whose writer is this shell's fd 4.
-  "$bin" simulate --programmer "$kind" --part atmega32u4 --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
+  "$bin" simulate --programmer "$kind" --part "$part" --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
   local sim=$!
   exec 4> "$work/fifo"
   for _ in $(seq 100); do [ -s "$work/sim.out" ] && break; sleep 0.05; done
-  avrdude "$@" -P "$(head -1 "$work/sim.out")" -p m32u4 -U "flash:w:$firmware/$hex:i" \
-    -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m >/dev/null 2>&1
+  avrdude "$@" -P "$(head -1 "$work/sim.out")" -U "flash:w:$hex:i" "${fuses[@]}" >/dev/null 2>&1
   exec 4>&-
   wait $sim 2>/dev/null || true
   python3 -c "import json;print('%.2f' % json.load(open('$work/state/session.json'))['seconds'])"
@@ -109,21 +115,21 @@ median() {  # count, command...
   local n=$1; shift
   for _ in $(seq "$n"); do "$@"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
-# The floor of a serial job without backup (the bytes written and read back, three fuses, one chip
-# erase) in the simulators' own model, which carries a message over the line and then runs its SPI:
+# The floor of a serial job without backup (the bytes written and read back, the fuses written, one
+# chip erase) in the simulators' own model, which carries a message over the line and then runs its SPI:
 # - stk500v1, ArduinoISP at 19200 baud 8N1 (520.8 µs a byte), SPI fixed at 125 kHz by the sketch
 #   (256 µs an instruction), delay(PTIME) = 30 ms after each page commit, 70 ms to enter programming;
 # - avrisp, the same sketch behind USB CDC: the line costs next to nothing, SPI and the waits stay;
 # - buspirate at 115200 baud (86.8 µs a byte), SPI at 250 kHz (the fastest Bus Pirate speed under a
 #   2 MHz chip's 500 kHz): a byte written sends its whole 4-byte instruction, a byte read back costs
 #   one byte (the AVR bulk-read extension); tWD_FLASH (4.5 ms) per page.
-# Chip erase 9 ms and 3 fuses at 9 ms each (tWD_ERASE, tWD_FUSE of the ATmega32U4) for all three; the
+# Chip erase 9 ms and 9 ms a fuse written (tWD_ERASE, tWD_FUSE of the ATmega32U4 and AT90USB1286) for all; the
 # Bus Pirate also the datasheets' 20 ms from RESET to Programming Enable (the sketch's 70 ms include it).
-serial_floor() {  # programmer kind, bytes written (whole 128-byte pages)
-  python3 - "$1" "$2" <<'PY'
+serial_floor() {  # programmer kind, bytes written (whole pages), page size, fuses written
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
 import sys
-kind, data = sys.argv[1], int(sys.argv[2])
-pages, fixed = data // 128, 0.009 + 3 * 0.009
+kind, data, page, fuses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pages, fixed = data // page, 0.009 + fuses * 0.009
 if kind == "stk500v1":
     floor = 2 * data * (10 / 19200 + 32 / 125e3) + pages * 0.030 + 0.070
 elif kind == "avrisp":
@@ -133,29 +139,34 @@ else:
 print("%.2f" % (floor + fixed))
 PY
 }
-bootmedic_run() {  # programmer kind, rules file, rule: prints simulated seconds and bytes written
-  "$bin" rehearse --rules "$2" --firmware-dir "$firmware" --backup-dir "$work/backups" --programmer "$1" --part atmega32u4 \
+bootmedic_run() {  # programmer kind, rules file, rule, part: prints simulated seconds, flash and fuse bytes written
+  "$bin" rehearse --rules "$2" --firmware-dir "$firmware" --backup-dir "$work/backups" --programmer "$1" --part "$4" \
     --rule "$3" --json | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
-written = sum(s['bytes'] for s in r['steps'] if s['step'] == 'write-flash')
-print('%.2f %d' % (r['simulation']['seconds'], written))"
+written = lambda step: sum(s['bytes'] for s in r['steps'] if s['step'] == step and r['outcome'] == 'restored')
+fuses = next((s for s in r['steps'] if s['step'] == 'write-fuses'), {})
+print('%.2f %d %d' % (r['simulation']['seconds'], written('write-flash'), 0 if 'already' in fuses.get('detail', '') else fuses.get('bytes', 0)))"
 }
 bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
 {
   echo
-  echo "Serial programmers, bootloader and fuses on a factory ATmega32U4 (2 MHz), simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp), median of $runs runs:"
+  echo "Serial programmers, bootloader and fuses on a factory ATmega32U4 or AT90USB1286 (2 MHz), simulated seconds (UART at the client's baud rate; USB CDC frames for avrisp), median of $runs runs:"
   echo
   echo "| programmer | payload | avrdude 7.1 | bootmedic, no backup | bootmedic/avrdude | floor | bootmedic/floor | bootmedic with backup |"
   echo "|---|---|---|---|---|---|---|---|"
   for spec in "stk500v1:-c stk500v1 -b 19200" "avrisp:-c avrisp -b 19200" "buspirate:-c buspirate"; do
     kind=${spec%%:*}; args=${spec#*:}
-    for payload in "pro-micro-5v:Caterina-promicro16.hex:Caterina 4 KiB" "arduino-micro:Caterina-Micro.hex:Caterina-Micro 32 KiB"; do
-      rule=${payload%%:*}; rest=${payload#*:}; hex=${rest%%:*}; label=${rest#*:}
-      a=$(median $runs avrdude_seconds "$kind" "$hex" $args)
-      b=$(median $runs bootmedic_seconds "$kind" "$work/nobackup.toml" "$rule")
-      c=$(median $runs bootmedic_seconds "$kind" config/rules.toml "$rule")
-      f=$(serial_floor "$kind" "$(bootmedic_run "$kind" "$work/nobackup.toml" "$rule" | cut -d' ' -f2)")
+    for payload in "config/rules.toml:pro-micro-5v:atmega32u4:$firmware/Caterina-promicro16.hex:Caterina 4 KiB" \
+                   "config/rules.toml:arduino-micro:atmega32u4:$firmware/Caterina-Micro.hex:Caterina-Micro 32 KiB" \
+                   "$work/big.toml:at90usb1286-8k:at90usb1286:$work/dfu128.hex:8 KiB at 0x1E000, AT90USB1286 (128 KiB)"; do
+      IFS=: read -r rules_file rule part hex label <<< "$payload"
+      sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' "$rules_file" > "$work/nobackup.toml"
+      a=$(median $runs avrdude_seconds "$kind" "$part" "$hex" $args)
+      b=$(median $runs bootmedic_seconds "$kind" "$work/nobackup.toml" "$rule" "$part")
+      c=$(median $runs bootmedic_seconds "$kind" "$rules_file" "$rule" "$part")
+      read -r _ written fuses <<< "$(bootmedic_run "$kind" "$work/nobackup.toml" "$rule" "$part")"
+      f=$(serial_floor "$kind" "$written" "$([ "$part" = at90usb1286 ] && echo 256 || echo 128)" "$fuses")
       echo "| $kind | $label | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $f | $(python3 -c "print('%.2f' % ($b/$f))") | $c |"
       printf '%s\t%s, no backup\t%s\t%s\t%s\n' "$kind" "$label" "$b" "$f" "$a" >> "$work/summary.tsv"
     done

@@ -264,7 +264,9 @@ public final class RecoveryJob {
     }
 
     /// Reads only the pages the image covers, and compares the fuses and lock already read: a healthy
-    /// board costs no more than its bootloader region. Returns the verdict, the bytes read, and why not.
+    /// board costs no more than its bootloader region, and a board that needs a restore no more than the
+    /// read up to its first difference — the first page alone (a bootloader's vector table: where a blank
+    /// or foreign chip nearly always differs), then chunks. Returns the verdict, the bytes read, and why not.
     private func healthCheck(pages: [FlashPage], rule: Rule, part: AVRPart, fuses: FuseSet, lock: UInt8) throws(RecoveryError) -> (Bool, Int, String) {
         if let wanted = rule.fuses, let mismatch = part.mismatches(expected: wanted, actual: fuses).first {
             return (false, 0, mismatch.description)
@@ -274,11 +276,17 @@ public final class RecoveryJob {
         }
         var read = 0
         for run in FlashPage.joiningContiguous(pages) {
-            let bytes = try isp { () throws(ISPError) in try programmer.readFlash(from: run.address, count: run.bytes.count, part: part) }
-            read += bytes.count
-            remember(bytes, at: run.address, pageSize: part.flash.pageSize)
-            if let i = run.bytes.indices.first(where: { run.bytes[$0] != bytes[$0] }) {
-                return (false, read, String(format: "flash differs at 0x%04X", run.address + UInt32(i)))
+            var offset = 0
+            while offset < run.bytes.count {
+                let count = min(offset == 0 ? part.flash.pageSize : max(readChunk, part.flash.pageSize), run.bytes.count - offset)
+                let from = run.address + UInt32(offset)
+                let bytes = try isp { () throws(ISPError) in try programmer.readFlash(from: from, count: count, part: part) }
+                read += count
+                remember(bytes, at: from, pageSize: part.flash.pageSize)
+                if let i = bytes.indices.first(where: { run.bytes[offset + $0] != bytes[$0] }) {
+                    return (false, read, String(format: "flash differs at 0x%04X", from + UInt32(i)))
+                }
+                offset += count
             }
         }
         return (true, read, "")

@@ -83,6 +83,22 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(run.result.steps.first { $0.step == .healthCheck }?.bytes == 4096)
     }
 
+    /// Fuses already right, flash not: the health check stops at the first page that differs instead of
+    /// reading the whole bootloader region (8 KiB at 19200 baud is six seconds of a serial line).
+    @Test func theHealthCheckStopsAtTheFirstPageThatDiffers() throws {
+        let part = avr("atmega32u4")
+        var flash = try image("Caterina-promicro16.hex").bytes(in: 0..<UInt32(part.flash.size))
+        let blank = try Rehearsal(.usbasp, "atmega32u4", rule: "pro-micro-5v", fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xCB))
+        #expect(blank.result.outcome == .restored)
+        #expect(blank.result.steps.first { $0.step == .healthCheck }?.bytes == part.flash.pageSize, "the first page told")
+        flash[0x7A00] ^= 0xFF   // one byte off, 2.5 KiB into the bootloader
+        let late = try Rehearsal(.usbasp, "atmega32u4", rule: "pro-micro-5v", flash: flash, fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xCB))
+        #expect(late.result.outcome == .restored)
+        let read = try #require(late.result.steps.first { $0.step == .healthCheck }?.bytes)
+        #expect(read > 0x7A00 - 0x7000 && read < 4096, "read up to the chunk holding 0x7A00, not beyond")
+        #expect(late.bench.chip.flash == (try image("Caterina-promicro16.hex")).bytes(in: 0..<UInt32(part.flash.size)))
+    }
+
     @Test func theFirstMatchingRuleIsUsedWithoutRule() throws {
         let run = try Rehearsal(.usbasp, "atmega32u4", rule: nil)
         #expect(run.result.rule == "atmel-dfu")
