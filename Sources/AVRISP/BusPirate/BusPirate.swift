@@ -180,7 +180,7 @@ public final class BusPirate: ISPProgrammer {
             let start = time.now
             while !heard.suffix(5).elementsEqual("BBIO1".utf8) {
                 guard time.elapsed(since: start) < 1_000_000_000 else {
-                    let text = String(decoding: heard.prefix(40), as: UTF8.self)
+                    let text = printable(heard.prefix(40))
                     throw ISPError.link("the Bus Pirate at \(port.path) did not enter binary mode (it answered \(heard.isEmpty ? "nothing" : "\"\(text)\"")); check the port and that it runs firmware 5.x or later")
                 }
                 if let byte = try readByte() { heard.append(byte) }

@@ -234,8 +234,3 @@ public final class STK500v1: ISPProgrammer {
         }
     }
 }
-
-func hex(_ byte: UInt8) -> String {
-    let s = String(byte, radix: 16, uppercase: true)
-    return s.count == 1 ? "0" + s : s
-}
