@@ -115,13 +115,11 @@ public final class SimulatedBench {
             var usbFaults = USBFaults()
             if faults.contains(.programmerUnplugged) { usbFaults.unplugAfterFlashWrites = midWrite }
             if faults.contains(.programmerHangs) { usbFaults.hangAfterFlashWrites = midWrite }
-            let device: SimulatedControlProgrammer = kind == .usbasp ? SimulatedUSBasp(chip: chip, serialNumber: "SIM-USBASP")
-                                                                      : SimulatedUSBtiny(chip: chip)
+            let device = simulatedUSBProgrammer(kind, chip: chip, serialNumber: "SIM-USBASP")
             device.faults = usbFaults
             link = .usb(device)
         case .stk500v1, .avrisp, .buspirate:
-            let simulator: SerialProgrammerSimulator = kind == .buspirate ? SimulatedBusPirate(chip: chip) : SimulatedArduinoISP(chip: chip)
-            let server = try SerialSimulatorServer(simulator: simulator)
+            let server = try SerialSimulatorServer(simulator: simulatedSerialProgrammer(kind, chip: chip))
             server.line = kind == .avrisp ? .usbCDC : .uart
             if faults.contains(.programmerUnplugged) { server.fault = .cablePulled; server.faultAfterPageWrites = midWrite }
             if faults.contains(.programmerHangs) { server.fault = .slowAnswer; server.faultAfterPageWrites = midWrite }
@@ -159,6 +157,16 @@ public final class SimulatedBench {
 }
 
 /// Why a simulated bench cannot be built.
+/// The simulator of a USB ISP programmer kind (USBasp; USBtinyISP otherwise), wired to `chip`.
+public func simulatedUSBProgrammer(_ kind: ProgrammerKind, chip: SimulatedAVR, serialNumber: String? = nil) -> SimulatedControlProgrammer {
+    kind == .usbasp ? SimulatedUSBasp(chip: chip, serialNumber: serialNumber) : SimulatedUSBtiny(chip: chip)
+}
+
+/// The simulator of a serial programmer kind (Bus Pirate; the ArduinoISP sketch otherwise), wired to `chip`.
+public func simulatedSerialProgrammer(_ kind: ProgrammerKind, chip: SimulatedAVR) -> SerialProgrammerSimulator {
+    kind == .buspirate ? SimulatedBusPirate(chip: chip) : SimulatedArduinoISP(chip: chip)
+}
+
 public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedProgrammer(ProgrammerKind)
     case pseudoTerminal(String)

@@ -57,23 +57,30 @@ struct SimulateCommand: ParsableCommand {
         if let functionfs { return try serveGadget(at: functionfs, chip: chip) }
         let server: SerialSimulatorServer
         do {
-            server = try SerialSimulatorServer(simulator: makeSerialSimulator(programmer, chip: chip),
+            server = try SerialSimulatorServer(simulator: simulatedSerialProgrammer(programmer, chip: chip),
                                                line: tty.map(GadgetSerialLine.init(path:)))
         } catch { throw fail(error.description) }
         server.fault = fault
         // A gadget tty is USB CDC end to end; on a pty, ArduinoISP's line is a UART behind a USB bridge.
         server.line = programmer == .avrisp || tty != nil ? .usbCDC : .uart
         server.start()
-        print(server.path)
-        fflush(nil)
-
-        let signals = TerminationSignals()
-        signals.endWhenStandardInputCloses()
-        signals.wait()
+        announce(server.path).wait()
         server.stop()
         let summary = String(format: "{\"seconds\": %.6f, \"bytesFromHost\": %d, \"bytesToHost\": %d}\n",
                              chip.clock.seconds, server.bytesFromHost, server.bytesToHost)
         try finish(chip: chip, summary: summary)
+    }
+
+    /// Prints the first line a script waits for (the path to open, or "ready"), then returns the signals
+    /// that end serving: SIGTERM, SIGINT, or standard input closing. A reader gone from standard output
+    /// must not take the simulator down (SIGPIPE ignored).
+    func announce(_ line: String) -> TerminationSignals {
+        print(line)
+        fflush(nil)
+        signal(SIGPIPE, SIG_IGN)
+        let signals = TerminationSignals()
+        signals.endWhenStandardInputCloses()
+        return signals
     }
 
     /// Reports the session and writes the chip's state to --state.
@@ -85,11 +92,6 @@ struct SimulateCommand: ParsableCommand {
             try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
         } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
     }
-}
-
-/// The simulator for a serial programmer kind.
-func makeSerialSimulator(_ kind: ProgrammerKind, chip: SimulatedAVR) -> SerialProgrammerSimulator {
-    kind == .buspirate ? SimulatedBusPirate(chip: chip) : SimulatedArduinoISP(chip: chip)
 }
 
 extension SerialFault: ExpressibleByArgument {

@@ -10,16 +10,12 @@ extension SimulateCommand {
     /// carries the USB frames; the programmer's and the chip's own times (SPI bits, write waits) are
     /// served in real time, so a restore through the gadget takes as long as on the hardware.
     func serveGadget(at directory: String, chip: SimulatedAVR) throws {
-        let device: SimulatedControlProgrammer = programmer == .usbasp ? SimulatedUSBasp(chip: chip) : SimulatedUSBtiny(chip: chip)
+        let device = simulatedUSBProgrammer(programmer, chip: chip)
         device.linkTiming = .carriedElsewhere
         let pace = RealTimePacer(clock: chip.clock)
         let endpoint: FunctionFSEndpointZero
         do { endpoint = try FunctionFSEndpointZero(directory: directory) } catch { throw fail(error.description) }
-        print("ready")
-        fflush(nil)
-        signal(SIGPIPE, SIG_IGN)   // a reader that went away must not take the gadget down
-        let signals = TerminationSignals()
-        signals.endWhenStandardInputCloses()
+        let signals = announce("ready")
         var requests = 0
         // The programmer's busy span, first request to last answer: the client's job without its start-up.
         var firstRequest: UInt64?, lastAnswer: UInt64 = 0
@@ -75,11 +71,7 @@ extension SimulateCommand {
             endpoint = try FunctionFSEndpointZero(directory: directory, bulkEndpoints: [0x81, 0x02, 0x83])
             session = STLinkGadgetSession(stlink: stlink, commands: try endpoint.bulkEndpoint(0x02), replies: try endpoint.bulkEndpoint(0x81))
         } catch { throw fail(error.description) }
-        print("ready")
-        fflush(nil)
-        signal(SIGPIPE, SIG_IGN)
-        let signals = TerminationSignals()
-        signals.endWhenStandardInputCloses()
+        let signals = announce("ready")
         session.start()
         do { try endpoint.serve(until: { signals.wait(until: .now()) }) { _, _ in nil } } catch { throw fail(error.description) }
         let summary = session.withSimulator { _ in

@@ -27,18 +27,29 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
     return try VirtualBenchScenario.load(path: path)
 }
 
+/// A scenario played by a virtual bench against an agent on the shipped rules, the agent stopped after.
+struct PlayedScenario {
+    let journal = RecordingJournal()
+    let agent: Agent
+    let bench: VirtualBench
+
+    init(_ scenario: VirtualBenchScenario, pollInterval: Double, expectUSBTimeout: Double? = nil, backups: BackupStore? = nil) throws {
+        let rules = try shippedRules()
+        agent = Agent(rules: rules, journal: journal, backups: backups, pollInterval: pollInterval)
+        bench = VirtualBench(rules: rules)
+        agent.usbPresence = bench.usbPresence
+        if let expectUSBTimeout { agent.expectUSBTimeout = expectUSBTimeout }
+        agent.start()
+        defer { agent.stop() }
+        try bench.play(scenario, on: agent)
+    }
+}
+
 @Suite(.serialized) struct AgentTests {
     @Test func slotsRestoreHealthyAndFailedBoardsInParallel() throws {
-        let journal = RecordingJournal()
         let backups = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: backups) }
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backups.path), pollInterval: 0.05)
-        let bench = VirtualBench(rules: rules)
-        agent.usbPresence = bench.usbPresence
-        agent.expectUSBTimeout = 0.5
-        agent.start()
-        try bench.play(try scenario("""
+        let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
         plug = "a"
@@ -77,9 +88,8 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         [[step]]
         at = 2.7
         unplug = "b"
-        """), on: agent)
-        agent.stop()
-        let entries = journal.entries
+        """), pollInterval: 0.05, expectUSBTimeout: 0.5, backups: BackupStore(directory: backups.path))
+        let entries = run.journal.entries
         let results = entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
         #expect(results.map { "\($0.fields["BOOTMEDIC_PORT"]!) \($0.fields["BOOTMEDIC_RESULT"]!)" }.sorted()
                 == ["virtual-a failed", "virtual-a healthy", "virtual-a restored", "virtual-b restored"])
@@ -112,15 +122,11 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         #expect(entries.filter { $0.kind == .programmerRemoved }.count == 2)
         #expect(entries.first?.kind == .agentStarted)
         #expect(entries.last?.kind == .agentStopping)
-        #expect(agent.currentSlots.isEmpty)
+        #expect(run.agent.currentSlots.isEmpty)
     }
 
     @Test func aBoardIsNeverFlashedTwice() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
-        agent.start()
-        try VirtualBench(rules: rules).play(try scenario("""
+        let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
         plug = "a"
@@ -132,19 +138,14 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         [[step]]
         at = 1.0
         unplug = "a"
-        """), on: agent)
-        agent.stop()
-        #expect(journal.entries.filter { $0.kind == .jobStarted }.count == 1)
+        """), pollInterval: 0.02)
+        #expect(run.journal.entries.filter { $0.kind == .jobStarted }.count == 1)
     }
 
     @Test func unpluggingWhileWaitingForTheBootloaderEndsTheWaitQuietly() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
-        agent.expectUSBTimeout = 30   // far longer than the scenario: only the unplug can end the wait
-        agent.start()
+        // expect_usb waits 30 s, far longer than the scenario: only the unplug can end the wait.
         let started = Date()
-        try VirtualBench(rules: rules).play(try scenario("""
+        let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
         plug = "a"
@@ -156,24 +157,18 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         [[step]]
         at = 1.0
         unplug = "a"
-        """), on: agent)
-        agent.stop()
-        let kinds = journal.entries.map(\.kind)
+        """), pollInterval: 0.05, expectUSBTimeout: 30)
+        let kinds = run.journal.entries.map(\.kind)
         #expect(kinds.contains(.restored))
         #expect(!kinds.contains(.bootloaderMissing), "the bench moved on; no claim about the board's USB")
         #expect(kinds.contains(.programmerRemoved))
         #expect(Date().timeIntervalSince(started) < 10)
-        #expect(agent.currentSlots.isEmpty)
+        #expect(run.agent.currentSlots.isEmpty)
     }
 
     /// The programmer stays open from board to board; the SCK a slow board needed must not slow the next.
     @Test func eachNewBoardIsProgrammedAtTheFastestSCKItAnswersAt() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
-        agent.expectUSBTimeout = 0.05
-        agent.start()
-        try VirtualBench(rules: rules).play(try scenario("""
+        let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
         plug = "a"
@@ -194,20 +189,17 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         [[step]]
         at = 1.4
         unplug = "a"
-        """), on: agent)
-        agent.stop()
-        let connects = journal.entries.filter { $0.fields["BOOTMEDIC_STEP"] == "connect" }.map(\.message)
+        """), pollInterval: 0.02, expectUSBTimeout: 0.05)
+        let connects = run.journal.entries.filter { $0.fields["BOOTMEDIC_STEP"] == "connect" }.map(\.message)
         #expect(connects.count == 2)
         #expect(connects.first?.hasSuffix("USBasp at SCK 187.5 kHz") == true, "a 1 MHz chip: SCK below 250 kHz")
         #expect(connects.last?.hasSuffix("USBasp at SCK 1.5 MHz") == true, "the 16 MHz board that came next")
+        #expect(run.journal.entries.filter { $0.kind == .restored }.map { $0.fields["BOOTMEDIC_RULE"] } == ["atmel-dfu-atmega32u4", "atmel-dfu-atmega32u4"])
+        #expect(run.bench.chips["a"]?.fuses.low == 0x5E, "the second board has the rule's fuses")
     }
 
     /// `real_time`: the simulated programmer and chip take the hardware's time on the wall clock as well.
     @Test func aRealTimeScenarioTakesTheHardwaresTime() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
-        agent.start()
         let played = try scenario("""
         real_time = true
         [[step]]
@@ -224,9 +216,7 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         unplug = "a"
         """)
         #expect(played.realTime)
-        try VirtualBench(rules: rules).play(played, on: agent)
-        agent.stop()
-        let timed = journal.timedEntries
+        let timed = try PlayedScenario(played, pollInterval: 0.02).journal.timedEntries
         let started = try #require(timed.first { $0.entry.kind == .jobStarted }?.at)
         let finished = try #require(timed.first { $0.entry.kind == .healthy })
         let simulated = try #require(finished.entry.fields["BOOTMEDIC_DURATION_MS"].flatMap(Double.init)) / 1000
@@ -236,12 +226,7 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
     }
 
     @Test func serialProgrammersRestoreOnTheVirtualBench() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
-        agent.start()
-        let bench = VirtualBench(rules: rules)
-        try bench.play(try scenario("""
+        let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
         plug = "uno"
@@ -264,20 +249,14 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
         [[step]]
         at = 2.0
         unplug = "pirate"
-        """), on: agent)
-        agent.stop()
-        let results = journal.entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
+        """), pollInterval: 0.05)
+        let results = run.journal.entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
         #expect(results.map { "\($0.fields["BOOTMEDIC_PROGRAMMER"]!) \($0.fields["BOOTMEDIC_RULE"] ?? "-") \($0.fields["BOOTMEDIC_RESULT"]!)" }.sorted()
                 == ["buspirate ps2avrgb-bootloadhid restored", "stk500v1 atmel-dfu-atmega32u4 restored"])
-        #expect(bench.chips["uno"]?.fuses.low == 0x5E)
+        #expect(run.bench.chips["uno"]?.fuses.low == 0x5E)
     }
 
     @Test func aBurstOfPlugAndUnplugEventsLeavesNothingBehind() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.01)
-        agent.start()
-        let bench = VirtualBench(rules: rules)
         // 1,000 events: 500 plugs and 500 unplugs over eight programmers, as fast as they come.
         var steps: [VirtualBenchScenario.Step] = []
         for i in 0..<500 {
@@ -286,28 +265,22 @@ func scenario(_ text: String) throws -> VirtualBenchScenario {
             steps.append(.init(at: 0, action: .unplug(name: name)))
         }
         let start = Date()
-        try bench.play(VirtualBenchScenario(pollInterval: 0.01, steps: steps), on: agent)
-        agent.stop()
-        #expect(agent.currentSlots.isEmpty, "no slot stuck")
-        #expect(journal.entries.filter { $0.kind == .programmerAdded }.count == 500)
-        #expect(journal.entries.filter { $0.kind == .programmerRemoved }.count == 500)
+        let run = try PlayedScenario(VirtualBenchScenario(pollInterval: 0.01, steps: steps), pollInterval: 0.01)
+        #expect(run.agent.currentSlots.isEmpty, "no slot stuck")
+        #expect(run.journal.entries.filter { $0.kind == .programmerAdded }.count == 500)
+        #expect(run.journal.entries.filter { $0.kind == .programmerRemoved }.count == 500)
         #expect(Date().timeIntervalSince(start) < 60)
     }
 
     @Test func eightProgrammersRestoreAtOnce() throws {
-        let journal = RecordingJournal()
-        let rules = try shippedRules()
-        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.02)
-        agent.start()
         var steps: [VirtualBenchScenario.Step] = []
         for i in 0..<8 {
             steps.append(.init(at: 0, action: .plug(name: "b\(i)", kind: i % 2 == 0 ? .usbasp : .usbtiny)))
             steps.append(.init(at: 0.01, action: .attach(name: "b\(i)", part: "atmega32u4", healthyRule: nil, faults: [], protected: false)))
         }
         for i in 0..<8 { steps.append(.init(at: 3.0, action: .unplug(name: "b\(i)"))) }
-        try VirtualBench(rules: rules).play(VirtualBenchScenario(pollInterval: 0.02, steps: steps), on: agent)
-        agent.stop()
-        let results = journal.entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
+        let run = try PlayedScenario(VirtualBenchScenario(pollInterval: 0.02, steps: steps), pollInterval: 0.02)
+        let results = run.journal.entries.filter { $0.fields["BOOTMEDIC_RESULT"] != nil }
         #expect(results.count == 8)
         #expect(results.allSatisfy { $0.fields["BOOTMEDIC_RESULT"] == "restored" })
         #expect(Set(results.compactMap { $0.fields["BOOTMEDIC_PORT"] }).count == 8)
