@@ -1,26 +1,68 @@
+import Dispatch
 import Foundation
+import Programmers
 import Recovery
 import Rules
+import Synchronization
+import Transport
 
-/// The bench service: one ``BenchSlot`` per plugged programmer, all writing to one journal.
-public final class Agent: @unchecked Sendable {
+/// The bench service: follows udev's events through the device catalog, gives each plugged programmer a
+/// ``BenchSlot``, probes USB-serial devices that may carry programmer firmware, and writes everything to
+/// one journal.
+public final class Agent: Sendable {
     public let rules: RuleSet
     public let journal: JournalWriter
     public let backups: BackupStore?
     public let pollInterval: Double
-    private let lock = NSLock()
-    private var slots: [String: BenchSlot] = [:]
-    private var stopping = false
-    /// Whether a USB device with these ids is on the bus now (for `expect_usb`).
-    public var usbPresence: @Sendable (USBID) -> Bool = { _ in false }
-    /// How long a slot waits for a restored bootloader to enumerate.
-    public var expectUSBTimeout: Double = 10
+    /// The built-in catalog with the rules file's `[[programmer]]` entries in front.
+    public let catalog: DeviceCatalog
 
-    public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double) {
+    private struct State {
+        var slots: [String: BenchSlot] = [:]
+        /// Slots whose programmer left and that are still winding down.
+        var retiring: [BenchSlot] = []
+        var stopping = false
+        /// Every USB device on the bus, by syspath (for `expect_usb`).
+        var present: [String: USBID] = [:]
+        /// Serial probes queued or running, by tty syspath: a removal drops the entry, and a probe whose
+        /// entry is gone when it ends adds no slot.
+        var probing: [String: UInt64] = [:]
+        var nextProbe: UInt64 = 0
+        var presenceOverride: (@Sendable (USBID) -> Bool)?
+        var expectUSBTimeout: Double = 10
+    }
+    private let state = Mutex(State())
+    private let probes: ProbeQueue
+    /// Finds the programmer firmware, if any, on a USB-serial device's tty (the harmless probes).
+    private let serialProbe: @Sendable (UdevDevice, [ProgrammerKind]) -> BenchProgrammer?
+
+    /// - Parameter serialProbe: how a tty is probed; the real probes unless a test plays one.
+    public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double,
+                serialProbe: (@Sendable (UdevDevice, [ProgrammerKind]) -> BenchProgrammer?)? = nil) {
         self.rules = rules
         self.journal = journal
         self.backups = backups
         self.pollInterval = pollInterval
+        catalog = rules.deviceCatalog
+        self.serialProbe = serialProbe ?? BenchProgrammer.probing
+        probes = ProbeQueue(workers: 2, capacity: 16)
+    }
+
+    /// Whether a USB device with these ids is on the bus now (for `expect_usb`): what udev reported,
+    /// unless a virtual bench answers instead.
+    public var usbPresence: @Sendable (USBID) -> Bool {
+        get {
+            state.withLock { state in
+                state.presenceOverride ?? { [self] id in self.state.withLock { $0.present.values.contains(id) } }
+            }
+        }
+        set { state.withLock { $0.presenceOverride = newValue } }
+    }
+
+    /// How long a slot waits for a restored bootloader to enumerate.
+    public var expectUSBTimeout: Double {
+        get { state.withLock { $0.expectUSBTimeout } }
+        set { state.withLock { $0.expectUSBTimeout = newValue } }
     }
 
     /// Journals the start and tells systemd the service is ready.
@@ -29,50 +71,110 @@ public final class Agent: @unchecked Sendable {
         ServiceNotifier.notify("READY=1\nSTATUS=\(status)")
     }
 
+    // MARK: udev
+
+    /// What udev reported: a USB programmer gets a slot, a USB-serial device that may carry programmer
+    /// firmware is probed off this thread, a removal ends its slot or its probe. Never blocks.
+    public func handle(_ event: DeviceEvent) {
+        switch event {
+        case let .added(device):
+            let id = USBID(vendor: device.vendorID, product: device.productID)
+            if device.subsystem == "usb" { state.withLock { $0.present[device.syspath] = id } }
+            switch catalog.entry(for: id, product: device.product)?.role {
+            case let .programmer(kind)? where device.subsystem == "usb":
+                add(BenchProgrammer.usb(device, kind: kind))
+            case let .serialCandidate(kinds)? where device.subsystem == "tty":
+                probe(device, candidates: kinds)
+            default:
+                break
+            }
+        case let .removed(syspath):
+            state.withLock {
+                $0.present[syspath] = nil
+                $0.probing[syspath] = nil
+            }
+            remove(id: syspath)
+        }
+    }
+
+    private func probe(_ device: UdevDevice, candidates: [ProgrammerKind]) {
+        let token = state.withLock { state -> UInt64? in
+            guard !state.stopping, state.probing[device.syspath] == nil else { return nil }
+            state.nextProbe += 1
+            state.probing[device.syspath] = state.nextProbe
+            return state.nextProbe
+        }
+        guard let token else { return }
+        let queued = probes.submit { [self] in
+            let found = serialProbe(device, candidates)
+            // Added only if the device is still there and this is still its probe.
+            add(found, ifStillProbing: device.syspath, token: token)
+        }
+        if !queued {
+            state.withLock { _ = $0.probing.removeValue(forKey: device.syspath) }
+            journal.write(JournalEntry(.notice, "\(device.devnode ?? device.syspath): too many serial devices waiting to be probed; replug it to try again", priority: 4))
+        }
+    }
+
+    private func add(_ programmer: BenchProgrammer?, ifStillProbing syspath: String, token: UInt64) {
+        let current = state.withLock { state -> Bool in
+            guard state.probing[syspath] == token else { return false }
+            state.probing[syspath] = nil
+            return true
+        }
+        if current, let programmer { add(programmer) }
+    }
+
+    // MARK: Slots
+
     /// A programmer arrived: give it a slot (a second report of the same device is ignored).
     public func add(_ programmer: BenchProgrammer) {
-        let slot: BenchSlot? = lock.withLock {
-            guard !stopping, slots[programmer.id] == nil else { return nil }
-            let slot = BenchSlot(programmer: programmer, rules: rules, journal: journal, backups: backups, pollInterval: pollInterval,
-                                 jobNumber: { UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() })
-            slot.usbPresence = usbPresence
-            slot.expectUSBTimeout = expectUSBTimeout
-            slots[programmer.id] = slot
+        let context = SlotContext(rules: rules, journal: journal, backups: backups, pollInterval: pollInterval,
+                                  expectUSBTimeout: expectUSBTimeout, usbPresence: usbPresence)
+        let slot: BenchSlot? = state.withLock { state in
+            guard !state.stopping, state.slots[programmer.id] == nil else { return nil }
+            let slot = BenchSlot(programmer: programmer, context: context)
+            state.slots[programmer.id] = slot
             return slot
         }
         guard let slot else { return }
-        var fields = ["BOOTMEDIC_PROGRAMMER": programmer.kind.rawValue]
-        if let serial = programmer.serial { fields["BOOTMEDIC_PROGRAMMER_SERIAL"] = serial }
-        if let port = programmer.port { fields["BOOTMEDIC_PORT"] = port }
-        journal.write(JournalEntry(.programmerAdded, "\(programmer.kind.description) plugged in at \(programmer.port ?? programmer.id)", fields: fields))
+        journal.write(JournalEntry(.programmerAdded, "\(programmer.kind.description) plugged in at \(programmer.port ?? programmer.id)", fields: programmer.fields))
         slot.start()
         notifyStatus()
     }
 
-    /// A programmer left: its slot stops at a safe point.
+    /// A programmer left: its slot stops at its next safe point and journals the removal itself. Returns at once.
     public func remove(id: String) {
-        guard let slot = lock.withLock({ slots.removeValue(forKey: id) }) else { return }
-        slot.stop()
-        var fields = ["BOOTMEDIC_PROGRAMMER": slot.programmer.kind.rawValue]
-        if let port = slot.programmer.port { fields["BOOTMEDIC_PORT"] = port }
-        journal.write(JournalEntry(.programmerRemoved, "\(slot.programmer.kind.description) unplugged from \(slot.programmer.port ?? id)", fields: fields))
+        let slot = state.withLock { state -> BenchSlot? in
+            state.retiring.removeAll { $0.hasEnded }
+            guard let slot = state.slots.removeValue(forKey: id) else { return nil }
+            state.retiring.append(slot)
+            return slot
+        }
+        guard let slot else { return }
+        slot.unplug()
         notifyStatus()
     }
 
-    /// No new jobs; every slot stops at its next safe point.
+    /// No new jobs; every slot stops at its next safe point, and this waits until all have.
     public func stop() {
         ServiceNotifier.notify("STOPPING=1")
-        journal.write(JournalEntry(.agentStopping, "bootmedic agent stopping"))
-        let all = lock.withLock { () -> [BenchSlot] in
-            stopping = true
-            defer { slots.removeAll() }
-            return Array(slots.values)
+        let (active, retiring) = state.withLock { state in
+            state.stopping = true
+            state.probing.removeAll()
+            defer { state.slots.removeAll(); state.retiring.removeAll() }
+            return (Array(state.slots.values), state.retiring)
         }
-        all.forEach { $0.stop() }
+        probes.stop()
+        // The removed slots first, so that their last words come before the agent's.
+        retiring.forEach { $0.join() }
+        journal.write(JournalEntry(.agentStopping, "bootmedic agent stopping"))
+        active.forEach { $0.requestStop() }
+        active.forEach { $0.join() }
     }
 
     /// The slots by programmer id.
-    public var currentSlots: [String: BenchSlot] { lock.withLock { slots } }
+    public var currentSlots: [String: BenchSlot] { state.withLock { $0.slots } }
 
     /// One line for STATUS=: what every slot is doing.
     public var status: String {
@@ -82,4 +184,72 @@ public final class Agent: @unchecked Sendable {
     }
 
     public func notifyStatus() { ServiceNotifier.notify("STATUS=\(status)") }
+}
+
+/// A few worker threads taking jobs from a bounded queue: serial probes take seconds each, and neither
+/// the udev thread nor an unbounded number of threads may wait for them.
+final class ProbeQueue: Sendable {
+    private final class Jobs: Sendable {
+        let queued = Mutex<[@Sendable () -> Void]>([])
+        let available = DispatchSemaphore(value: 0)
+    }
+    private let jobs = Jobs()
+    private let capacity: Int
+    private let workers: [WorkerThread]
+
+    init(workers count: Int, capacity: Int) {
+        self.capacity = capacity
+        let jobs = self.jobs
+        workers = (0..<count).map { n in
+            WorkerThread(name: "serial probe \(n)") { thread in
+                while !thread.isStopRequested {
+                    guard jobs.available.wait(timeout: .now() + 0.2) == .success else { continue }
+                    let job = jobs.queued.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                    job?()
+                }
+            }
+        }
+    }
+
+    /// Queues `job`; false when the queue is full.
+    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+        let queued = jobs.queued.withLock { queued -> Bool in
+            guard queued.count < capacity else { return false }
+            queued.append(job)
+            return true
+        }
+        if queued { jobs.available.signal() }
+        return queued
+    }
+
+    /// Drops what is queued and waits for the probes under way.
+    func stop() {
+        jobs.queued.withLock { $0.removeAll() }
+        workers.forEach { $0.requestStop() }
+        workers.forEach { $0.join() }
+    }
+}
+
+extension BenchProgrammer {
+    /// A USB programmer udev reported, opened through libusb by its bus and address when the slot needs it.
+    static func usb(_ device: UdevDevice, kind: ProgrammerKind) -> BenchProgrammer {
+        BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
+            let context = try USBContext()
+            let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == device.vendorID && $1 == device.productID }) { candidates in
+                guard let match = candidates.first(where: { $0.busNumber == device.busNumber && $0.deviceAddress == device.deviceAddress }) else { return nil }
+                return try context.open(match)
+            }
+            guard let usb = opened else { throw USBError.noDevice }
+            return try ProgrammerRegistry.driver(for: kind).open(usb: usb, time: SystemTimeSource())
+        }
+    }
+
+    /// The real harmless probes on a USB-serial device's tty: the programmer that answers, or nil.
+    @Sendable static func probing(_ device: UdevDevice, candidates: [ProgrammerKind]) -> BenchProgrammer? {
+        guard let path = device.devnode,
+              let kind = ProgrammerRegistry.identifySerialProgrammer(at: path, candidates: candidates, time: SystemTimeSource()) else { return nil }
+        return BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
+            try ProgrammerRegistry.driver(for: kind).open(serialPath: path, time: SystemTimeSource())
+        }
+    }
 }

@@ -1,9 +1,8 @@
-import AVRISP
-import BenchModel
 import Foundation
+import Programmers
 import Recovery
 import Rules
-import STLink
+import Synchronization
 import Transport
 
 /// A programmer on the bench, and how to open it.
@@ -14,28 +13,26 @@ public struct BenchProgrammer: Sendable {
     public let serial: String?
     /// udev's ID_PATH: the bench's USB socket.
     public let port: String?
-    public let open: @Sendable () throws -> BenchConnection
+    public let open: @Sendable () throws -> ProgrammerConnection
 
-    public init(id: String, kind: ProgrammerKind, serial: String?, port: String?, open: @escaping @Sendable () throws -> BenchConnection) {
+    public init(id: String, kind: ProgrammerKind, serial: String?, port: String?, open: @escaping @Sendable () throws -> ProgrammerConnection) {
         self.id = id
         self.kind = kind
         self.serial = serial
         self.port = port
         self.open = open
     }
-}
 
-/// An opened programmer.
-public enum BenchConnection {
-    case isp(ISPProgrammer)
-    case stlink(STLink)
-
-    func close() {
-        switch self {
-        case let .isp(programmer): programmer.close()
-        case let .stlink(link): link.disconnect(); link.device.close()
-        }
+    /// The journal fields that name this programmer.
+    var fields: [String: String] {
+        var f = ["BOOTMEDIC_PROGRAMMER": kind.rawValue]
+        if let serial { f["BOOTMEDIC_PROGRAMMER_SERIAL"] = serial }
+        if let port { f["BOOTMEDIC_PORT"] = port }
+        return f
     }
+
+    /// "USBasp at pci-0000:00:14.0-usb-0:2"
+    var place: String { "\(kind.description) at \(port ?? id)" }
 }
 
 /// What a slot is doing, for STATUS= and `bootmedic status`.
@@ -55,135 +52,143 @@ public enum SlotState: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// What a slot needs from the agent, fixed for its life.
+struct SlotContext: Sendable {
+    let rules: RuleSet
+    let journal: JournalWriter
+    let backups: BackupStore?
+    let pollInterval: Double
+    let expectUSBTimeout: Double
+    let usbPresence: @Sendable (USBID) -> Bool
+}
+
 /// One programmer's loop, on its own thread: look for a target at a bounded rate, restore it, wait until
 /// it is removed, and again. Slots share nothing but the rules and the journal writer.
-public final class BenchSlot: @unchecked Sendable {
+public final class BenchSlot: Sendable {
     public let programmer: BenchProgrammer
-    private let rules: RuleSet
-    private let journal: JournalWriter
-    private let backups: BackupStore?
-    private let pollInterval: Double
-    private let jobNumber: @Sendable () -> String
-    private let lock = NSLock()
-    private var _state = SlotState.idle
-    private var cancelled = false
-    private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
-    /// Results of the jobs run, in order (for tests and status).
-    private var _outcomes: [RecoveryOutcome] = []
-    /// Whether a USB device with these ids is on the bus (for `expect_usb`).
-    var usbPresence: @Sendable (USBID) -> Bool = { _ in false }
-    var expectUSBTimeout: Double = 10
+    private let context: SlotContext
+    private struct State {
+        var slot = SlotState.idle
+        var outcomes: [RecoveryOutcome] = []
+        /// The programmer left the bench (rather than the agent stopping): say so when the loop ends.
+        var unplugged = false
+    }
+    private let shared = Mutex(State())
+    private let worker: Mutex<WorkerThread?> = Mutex(nil)
 
-    public init(programmer: BenchProgrammer, rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double,
-                jobNumber: @escaping @Sendable () -> String) {
+    init(programmer: BenchProgrammer, context: SlotContext) {
         self.programmer = programmer
-        self.rules = rules
-        self.journal = journal
-        self.backups = backups
-        self.pollInterval = pollInterval
-        self.jobNumber = jobNumber
+        self.context = context
     }
 
-    public var state: SlotState { lock.withLock { _state } }
-    public var outcomes: [RecoveryOutcome] { lock.withLock { _outcomes } }
-    private var isCancelled: Bool { lock.withLock { cancelled } }
+    public var state: SlotState { shared.withLock { $0.slot } }
+    /// Results of the jobs run, in order (for tests and status).
+    public var outcomes: [RecoveryOutcome] { shared.withLock { $0.outcomes } }
 
-    public func start() {
-        let thread = Thread { [self] in
-            loop()
-            lock.withLock { _state = .stopped }
-            finished.signal()
-        }
-        thread.name = "bootmedic slot \(programmer.id)"
-        self.thread = thread
-        thread.start()
-    }
-
-    /// Asks the slot to stop at its next safe point (between steps) and waits until it has.
-    public func stop() {
-        lock.withLock { cancelled = true }
-        if thread != nil { finished.wait(); thread = nil }
-    }
-
-    private func set(_ state: SlotState) { lock.withLock { _state = state } }
-
-    private var fields: [String: String] {
-        var f = ["BOOTMEDIC_PROGRAMMER": programmer.kind.rawValue]
-        if let serial = programmer.serial { f["BOOTMEDIC_PROGRAMMER_SERIAL"] = serial }
-        if let port = programmer.port { f["BOOTMEDIC_PORT"] = port }
-        return f
-    }
-
-    private func loop() {
-        // The connection stays open between looks: reopening would reset an Arduino through DTR each time.
-        var connection: BenchConnection?
-        defer { connection?.close() }
-        while !isCancelled {
-            if connection == nil {
-                connection = try? programmer.open()
-                // The programmer went away or is busy: the agent removes the slot when udev says so.
-                if connection == nil { sleep(pollInterval); continue }
+    func start() {
+        worker.withLock { worker in
+            worker = WorkerThread(name: "slot \(programmer.port ?? programmer.id)") { [self] thread in
+                loop(thread)
+                let unplugged = shared.withLock { state in
+                    state.slot = .stopped
+                    return state.unplugged
+                }
+                // Written by the slot itself, so it is the last word on this programmer in the journal.
+                if unplugged {
+                    context.journal.write(JournalEntry(.programmerRemoved, "\(programmer.kind.description) unplugged from \(programmer.port ?? programmer.id)",
+                                                       fields: programmer.fields))
+                }
             }
-            switch look(connection!) {
+        }
+    }
+
+    /// The programmer left: the slot stops at its next safe point and journals the removal; does not wait.
+    func unplug() {
+        shared.withLock { $0.unplugged = true }
+        worker.withLock { $0?.requestStop() }
+    }
+
+    /// Asks the slot to stop at its next safe point (between steps).
+    func requestStop() { worker.withLock { $0?.requestStop() } }
+
+    /// Waits until the slot's loop has ended.
+    func join() { worker.withLock { $0 }?.join() }
+
+    /// Whether the loop has ended, without waiting.
+    var hasEnded: Bool { worker.withLock { $0 }?.join(timeout: 0) ?? true }
+
+    private func set(_ slot: SlotState) { shared.withLock { $0.slot = slot } }
+
+    private func loop(_ thread: WorkerThread) {
+        // The connection stays open between looks: reopening would reset an Arduino through DTR each time.
+        var connection: ProgrammerConnection?
+        defer { connection?.close() }
+        while !thread.isStopRequested {
+            guard let open = connection ?? (try? programmer.open()) else {
+                // The programmer went away or is busy: the agent removes the slot when udev says so.
+                thread.sleep(context.pollInterval)
+                continue
+            }
+            connection = open
+            switch look(open) {
             case .broken:
-                connection?.close()
+                open.close()
                 connection = nil
-                sleep(pollInterval)
+                thread.sleep(context.pollInterval)
                 continue
             case .absent:
-                sleep(pollInterval)
+                thread.sleep(context.pollInterval)
                 continue
             case .present:
                 break
             }
             // The look may have found this board at a slower SCK than it takes: it settled on the last
             // board's speed, or the board was attached while it was stepping down. The job finds its own.
-            if case let .isp(isp)? = connection { isp.forgetTargetSpeed() }
-            journal.write(JournalEntry(.targetFound, "\(programmer.kind.description) at \(programmer.port ?? programmer.id): a board is on the cable", fields: fields))
-            let job = jobNumber()
+            if case let .isp(isp) = open { isp.forgetTargetSpeed() }
+            context.journal.write(JournalEntry(.targetFound, "\(programmer.place): a board is on the cable", fields: programmer.fields))
+            let job = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             set(.restoring(job: job))
-            let result = restore(connection!, job: job)
-            lock.withLock { _outcomes.append(result.outcome) }
-            if result.outcome == .restored, let expected = result.rule.flatMap(rules.rule(named:))?.expectUSB {
-                confirmEnumeration(expected, job: job)
+            let result = restore(open, job: job, thread: thread)
+            shared.withLock { $0.outcomes.append(result.outcome) }
+            if result.outcome == .restored, let expected = result.rule.flatMap(context.rules.rule(named:))?.expectUSB {
+                confirmEnumeration(expected, job: job, thread: thread)
             }
             set(.waitingForRemoval(result: result.outcome.rawValue))
             // One board is never flashed twice: wait until it leaves the cable.
-            while !isCancelled {
-                let seen = look(connection!)
-                if seen == .present { sleep(pollInterval); continue }
-                if seen == .broken { connection?.close(); connection = nil }
+            while !thread.isStopRequested {
+                let seen = look(open)
+                if seen == .present { thread.sleep(context.pollInterval); continue }
+                if seen == .broken { open.close(); connection = nil }
                 break
             }
-            if !isCancelled {
-                journal.write(JournalEntry(.targetRemoved, "\(programmer.kind.description) at \(programmer.port ?? programmer.id): the board was removed", fields: fields))
+            if !thread.isStopRequested {
+                context.journal.write(JournalEntry(.targetRemoved, "\(programmer.place): the board was removed", fields: programmer.fields))
             }
             set(.idle)
         }
     }
 
     /// After a restore: waits (bounded) for the bootloader the rule expects to show up on USB.
-    private func confirmEnumeration(_ id: USBID, job: String) {
-        var f = fields
-        f["BOOTMEDIC_JOB"] = job
-        f["BOOTMEDIC_USB_ID"] = id.description
-        let deadline = Date().addingTimeInterval(expectUSBTimeout)
-        while !isCancelled, Date() < deadline {
-            if usbPresence(id) {
-                journal.write(JournalEntry(.bootloaderEnumerated, "job \(job): the bootloader enumerated as \(id)", fields: f))
+    private func confirmEnumeration(_ id: USBID, job: String, thread: WorkerThread) {
+        var fields = programmer.fields
+        fields["BOOTMEDIC_JOB"] = job
+        fields["BOOTMEDIC_USB_ID"] = id.description
+        let deadline = Date().addingTimeInterval(context.expectUSBTimeout)
+        while !thread.isStopRequested, Date() < deadline {
+            if context.usbPresence(id) {
+                context.journal.write(JournalEntry(.bootloaderEnumerated, "job \(job): the bootloader enumerated as \(id)", fields: fields))
                 return
             }
-            Thread.sleep(forTimeInterval: min(0.1, pollInterval))
+            thread.sleep(min(0.1, context.pollInterval))
         }
-        guard !isCancelled else { return }   // the programmer left; the bench moved on, nothing to say
-        journal.write(JournalEntry(.bootloaderMissing, "job \(job): no USB device \(id) appeared within \(Int(expectUSBTimeout)) s; is the board's USB connected?", fields: f))
+        guard !thread.isStopRequested else { return }   // the programmer left; the bench moved on, nothing to say
+        context.journal.write(JournalEntry(.bootloaderMissing, "job \(job): no USB device \(id) appeared within \(Int(context.expectUSBTimeout)) s; is the board's USB connected?", fields: fields))
     }
 
     enum Look { case present, absent, broken }
 
     /// Whether a target answers (programming enable / an SWD IDCODE), or the programmer itself failed.
-    private func look(_ connection: BenchConnection) -> Look {
+    private func look(_ connection: ProgrammerConnection) -> Look {
         switch connection {
         case let .isp(isp):
             do {
@@ -195,7 +200,7 @@ public final class BenchSlot: @unchecked Sendable {
             defer { isp.leaveProgrammingMode() }
             guard let signature = try? isp.readSignature() else { return .broken }
             return signature.meansNoTarget ? .absent : .present
-        case let .stlink(link):
+        case let .swd(link):
             defer { link.disconnect() }
             do {
                 _ = try link.connect()
@@ -209,28 +214,18 @@ public final class BenchSlot: @unchecked Sendable {
         }
     }
 
-    private func restore(_ connection: BenchConnection, job: String) -> RecoveryResult {
+    private func restore(_ connection: ProgrammerConnection, job: String, thread: WorkerThread) -> RecoveryResult {
+        var identity = connection.identity
+        identity.port = programmer.port ?? identity.port
+        identity.serialNumber = programmer.serial ?? identity.serialNumber
+        let sink = JobJournal(job: job, programmer: identity, writer: context.journal)
         switch connection {
         case let .isp(isp):
-            var identity = isp.identity
-            identity.port = programmer.port ?? identity.port
-            let sink = JobJournal(job: job, programmer: identity, writer: journal)
-            let recovery = RecoveryJob(programmer: isp, rules: rules, backups: backups, sink: sink)
-            recovery.shouldStop = { [weak self] in self?.isCancelled ?? true }
+            let recovery = RecoveryJob(programmer: isp, rules: context.rules, backups: context.backups, sink: sink)
+            recovery.shouldStop = { thread.isStopRequested }
             return recovery.run()
-        case let .stlink(link):
-            let identity = ProgrammerIdentity(kind: .stlink, name: link.name, serialNumber: programmer.serial, port: programmer.port)
-            let sink = JobJournal(job: job, programmer: identity, writer: journal)
-            return STM32RecoveryJob(link: link, rules: rules, backups: backups, sink: sink).run()
-        }
-    }
-
-    private func sleep(_ seconds: Double) {
-        var remaining = seconds
-        while remaining > 0, !isCancelled {
-            let slice = min(remaining, 0.05)
-            Thread.sleep(forTimeInterval: slice)
-            remaining -= slice
+        case let .swd(link):
+            return STM32RecoveryJob(link: link, rules: context.rules, backups: context.backups, sink: sink).run()
         }
     }
 }

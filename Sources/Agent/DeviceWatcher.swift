@@ -1,5 +1,6 @@
 import CLibUDev
 import Foundation
+import Synchronization
 import Transport
 
 /// A USB device (or a USB serial port) as udev reports it.
@@ -43,12 +44,13 @@ public enum DeviceEvent: Sendable, Equatable {
 
 /// libudev: enumerates the USB devices present at start (a programmer plugged in before the service
 /// counts), then follows the netlink monitor for add and remove events. udev_* handles stay inside.
-public final class DeviceWatcher: @unchecked Sendable {
-    private let udev: OpaquePointer
-    private let monitor: OpaquePointer
+public final class DeviceWatcher: Sendable {
+    // libudev handles are not thread-safe: the monitor is read only by the monitor thread, and
+    // `enumerate()` only uses `udev` to make enumerations of its own.
+    nonisolated(unsafe) private let udev: OpaquePointer
+    nonisolated(unsafe) private let monitor: OpaquePointer
     private let stopPipe: [CInt]
-    private var thread: Thread?
-    private let finished = DispatchSemaphore(value: 0)
+    private let worker = Mutex<WorkerThread?>(nil)
 
     /// - Parameter source: "udev" (events after udevd processed them) or "kernel".
     public init(source: String = "udev") throws {
@@ -124,8 +126,8 @@ public final class DeviceWatcher: @unchecked Sendable {
         var stale = [pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
         var byte: UInt8 = 0
         while poll(&stale, 1, 0) > 0 && read(stopPipe[0], &byte, 1) == 1 {}
-        let thread = Thread { [self] in
-            while true {
+        let thread = WorkerThread(name: "udev monitor") { [self] thread in
+            while !thread.isStopRequested {
                 var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)]
                 let ready = poll(&fds, 2, 1000)
                 if ready < 0 && errno != EINTR { break }
@@ -137,19 +139,15 @@ public final class DeviceWatcher: @unchecked Sendable {
                 udev_device_unref(device)
             }
             onEnd()
-            finished.signal()
         }
-        thread.name = "bootmedic udev monitor"
-        self.thread = thread
-        thread.start()
+        worker.withLock { $0 = thread }
     }
 
     /// Stops the monitor thread and waits for it; ends the `events()` sequence.
     public func stop() {
-        guard thread != nil else { return }
+        guard let thread = worker.withLock({ worker in defer { worker = nil }; return worker }) else { return }
         requestStop()
-        finished.wait()
-        thread = nil
+        thread.stop()
     }
 
     private func requestStop() {

@@ -1,9 +1,10 @@
 import CSystemd
 import Foundation
+import Synchronization
 
 /// The systemd journal through libsystemd's `sd_journal_sendv`: one structured entry per call. Without a
 /// running journald the entries are dropped, as libsystemd does.
-public final class SystemJournal: JournalWriter, @unchecked Sendable {
+public final class SystemJournal: JournalWriter {
     public init() {}
 
     /// `sd_journal_sendv` with the entry's fields.
@@ -19,21 +20,22 @@ public final class SystemJournal: JournalWriter, @unchecked Sendable {
 }
 
 /// Entries as lines on standard error, for a foreground run or when no journald is there.
-public final class ConsoleJournal: JournalWriter, @unchecked Sendable {
-    private let lock = NSLock()
+public final class ConsoleJournal: JournalWriter {
+    /// One entry's line at a time.
+    private let lock = Mutex(())
     public init() {}
 
     public func write(_ entry: JournalEntry) {
         let fields = entry.fields.filter { ["BOOTMEDIC_JOB", "BOOTMEDIC_RESULT", "BOOTMEDIC_STEP"].contains($0.key) }
             .sorted { $0.key < $1.key }.map { "\($0.key.dropFirst(10).lowercased())=\($0.value)" }.joined(separator: " ")
-        lock.lock()
-        defer { lock.unlock() }
-        FileHandle.standardError.write(Data("<\(entry.priority)> \(entry.message)\(fields.isEmpty ? "" : "  [\(fields)]")\n".utf8))
+        lock.withLock { _ in
+            FileHandle.standardError.write(Data("<\(entry.priority)> \(entry.message)\(fields.isEmpty ? "" : "  [\(fields)]")\n".utf8))
+        }
     }
 }
 
 /// Writes every entry to several writers.
-public final class JournalFanOut: JournalWriter, @unchecked Sendable {
+public final class JournalFanOut: JournalWriter {
     private let writers: [JournalWriter]
     public init(_ writers: [JournalWriter]) { self.writers = writers }
     public func write(_ entry: JournalEntry) { writers.forEach { $0.write(entry) } }

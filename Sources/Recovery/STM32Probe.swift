@@ -11,17 +11,17 @@ public struct STM32ProbeReport: Sendable {
 
 public enum STM32Probe {
     public static func run(_ link: STLink) -> STM32ProbeReport {
-        var report = STM32ProbeReport(programmer: STM32RecoveryJob.identity(link))
+        var report = STM32ProbeReport(programmer: link.identity)
         defer { link.disconnect() }
         do {
             let idcode = try link.connect()
-            report.programmer = STM32RecoveryJob.identity(link)
+            report.programmer = link.identity
             report.programmer.targetVoltage = try? link.targetVoltage()
             let flash = STM32F1Flash(link: link)
             report.target = try flash.identify(debugPortIDCode: idcode)
             report.readProtected = try flash.isReadProtected()
         } catch let error as STLinkError {
-            report.programmer = STM32RecoveryJob.identity(link)
+            report.programmer = link.identity
             report.problem = .stm32(.link(error))
         } catch let error as STM32Error {
             report.problem = .stm32(error)

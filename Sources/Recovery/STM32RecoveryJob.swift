@@ -26,13 +26,7 @@ public final class STM32RecoveryJob {
         self.backups = backups
         self.sink = sink
         flash = STM32F1Flash(link: link)
-        result = RecoveryResult(outcome: .failed, programmer: Self.identity(link))
-    }
-
-    static func identity(_ link: STLink) -> ProgrammerIdentity {
-        let d = link.device.description
-        return ProgrammerIdentity(kind: .stlink, name: link.name, firmware: link.version?.description, serialNumber: d.serialNumber,
-                                  port: d.portPath.isEmpty ? nil : d.portPath, sck: link.swdKilohertz.map { "SWD \($0) kHz" })
+        result = RecoveryResult(outcome: .failed, programmer: link.identity)
     }
 
     @discardableResult
@@ -56,7 +50,7 @@ public final class STM32RecoveryJob {
         var idcode: UInt32 = 0
         try step(.connect) { () throws(RecoveryError) in
             idcode = try stlink { () throws(STLinkError) in try link.connect() }
-            result.programmer = Self.identity(link)
+            result.programmer = link.identity
             result.programmer.targetVoltage = try? link.targetVoltage()
             return (0, "\(link.name) \(link.version?.description ?? ""), SWD at \(link.swdKilohertz ?? 0) kHz" + String(format: ", target at %.2f V", result.programmer.targetVoltage ?? 0))
         }

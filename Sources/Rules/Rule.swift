@@ -1,4 +1,4 @@
-@_exported import BenchModel
+@_exported import DeviceCatalog
 import FirmwareImage
 import Parts
 
@@ -123,15 +123,6 @@ public struct Rule: Sendable {
     }
 }
 
-/// A USB device a workshop declares in its config: a programmer of some kind, or one to leave alone.
-public struct ProgrammerDeclaration: Sendable, Equatable {
-    public let id: USBID
-    /// If set, the USB product string must equal this.
-    public let product: String?
-    /// nil: never drive this device.
-    public let kind: ProgrammerKind?
-}
-
 /// A parsed rules file.
 public struct RuleSet: Sendable {
     /// The file it came from.
@@ -141,8 +132,11 @@ public struct RuleSet: Sendable {
     /// Where relative firmware paths are resolved; empty for the working directory.
     public let firmwareDirectory: String
     public let rules: [Rule]
-    /// `[[programmer]]` entries: USB devices the workshop adds to the programmer catalog, checked first.
-    public var programmers: [ProgrammerDeclaration] = []
+    /// `[[programmer]]` entries: USB devices the workshop adds to the device catalog, checked first.
+    public var programmers: [DeviceEntry] = []
+
+    /// The device catalog this rules file makes: the built-in table with its `[[programmer]]` entries in front.
+    public var deviceCatalog: DeviceCatalog { .standard(with: programmers) }
 
     /// The first rule that matches `context`, as udev picks the first matching rule.
     public func firstMatch(for context: TargetContext) -> Rule? { rules.first { $0.match.matches(context) } }

@@ -88,33 +88,42 @@ private struct Decoder {
         return set
     }
 
-    /// `[[programmer]]`: usb = "16C0:05DC", product = "…" (optional), kind = "usbasp" | … | "ignore".
-    mutating func programmerDeclarations(_ root: TOMLTable) -> [ProgrammerDeclaration] {
+    /// `[[programmer]]`: usb = "16C0:05DC", product = "…" (optional), kind = "usbasp" | … | "ignore",
+    /// name = "…" (optional): device-catalog entries that go in front of the built-in table.
+    mutating func programmerDeclarations(_ root: TOMLTable) -> [DeviceEntry] {
         guard let node = root["programmer"] else { return [] }
         guard case let .array(items) = node.value else {
             report(.error, "'programmer' must be an array of tables: write each under [[programmer]]", at: node.position)
             return []
         }
-        var out: [ProgrammerDeclaration] = []
+        var out: [DeviceEntry] = []
         for item in items {
             guard case let .table(table) = item.value else { continue }
-            rejectUnknownKeys(in: table, allowed: ["usb", "product", "kind"], context: "in a programmer entry")
+            rejectUnknownKeys(in: table, allowed: ["usb", "product", "kind", "name"], context: "in a programmer entry")
             guard let text = string(table, "usb", required: true) else { continue }
             guard let id = USBID(text) else {
                 report(.error, "usb '\(text)' is not VID:PID in hex (e.g. \"16C0:05DC\")", at: table["usb"]!.position)
                 continue
             }
-            guard let kindText = string(table, "kind", required: true) else { continue }
-            var kind: ProgrammerKind?
-            if kindText != "ignore" {
-                kind = ProgrammerKind(rawValue: kindText)
-                if kind == nil {
-                    let names = ProgrammerKind.allCases.map(\.rawValue) + ["ignore"]
-                    report(.error, "unknown programmer kind '\(kindText)'\(suggestion(for: kindText, among: names)); use one of \(names.joined(separator: ", "))", at: table["kind"]!.position)
-                    continue
-                }
+            let product = string(table, "product")
+            // The product string is matched by udev too, where quotes, backslashes and glob characters mean something.
+            if let product, product.isEmpty || product.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value > 0x7E || "\"\\*?[]|".unicodeScalars.contains($0) }) {
+                report(.error, "product '\(product)' must be the USB product string as printable ASCII without quotes, backslashes or * ? [ ] |", at: table["product"]!.position)
+                continue
             }
-            out.append(ProgrammerDeclaration(id: id, product: string(table, "product"), kind: kind))
+            guard let kindText = string(table, "kind", required: true) else { continue }
+            let role: DeviceRole
+            if kindText == "ignore" {
+                role = .ignore
+            } else if let kind = ProgrammerKind(rawValue: kindText) {
+                role = kind.isSerial ? .serialCandidate([kind]) : .programmer(kind)
+            } else {
+                let names = ProgrammerKind.allCases.map(\.rawValue) + ["ignore"]
+                report(.error, "unknown programmer kind '\(kindText)'\(suggestion(for: kindText, among: names)); use one of \(names.joined(separator: ", "))", at: table["kind"]!.position)
+                continue
+            }
+            let name = string(table, "name") ?? product.map { "\(text) \"\($0)\"" } ?? text
+            out.append(DeviceEntry(id, product: product, role, name, declared: true))
         }
         return out
     }

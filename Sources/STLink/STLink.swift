@@ -1,4 +1,4 @@
-import BenchModel
+import DeviceCatalog
 import Foundation
 import Transport
 
@@ -66,13 +66,6 @@ public struct STLinkVersion: Sendable, Hashable, CustomStringConvertible {
 /// voltage, SWD entry and clock, memory and debug-register access with the last transfer's status
 /// checked, reset, run). Works on a real device through libusb or on a simulated one.
 public final class STLink {
-    /// USB ids: V2, V2-1 (and its variants), V3 family.
-    public static let productIDs: [UInt16: String] = [
-        0x3748: "ST-Link/V2", 0x374B: "ST-Link/V2-1", 0x3752: "ST-Link/V2-1", 0x374A: "ST-Link/V2-1",
-        0x374D: "STLINK-V3 loader", 0x374E: "STLINK-V3", 0x374F: "STLINK-V3", 0x3753: "STLINK-V3", 0x3754: "STLINK-V3",
-    ]
-    public static let vendorID: UInt16 = 0x0483
-
     /// The USB device it talks through.
     public let device: USBDevice
     public let time: TimeSource
@@ -85,17 +78,24 @@ public final class STLink {
     /// Largest memory transfer in one command.
     static let chunk = 1024
 
-    public var name: String { Self.productIDs[device.description.productID] ?? "ST-Link" }
+    /// "ST-Link/V2", "STLINK-V3": the device catalog's name for its ids.
+    public var name: String {
+        let d = device.description
+        return DeviceCatalog.builtIn.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.name ?? "ST-Link"
+    }
+
+    /// What the ST-Link says about itself, for `probe` and the journal.
+    public var identity: ProgrammerIdentity {
+        let d = device.description
+        return ProgrammerIdentity(kind: .stlink, name: name, firmware: version?.description, serialNumber: d.serialNumber,
+                                  port: d.portPath.isEmpty ? nil : d.portPath, sck: swdKilohertz.map { "SWD \($0) kHz" })
+    }
 
     public init(device: USBDevice, time: TimeSource) {
         self.device = device
         self.time = time
         // The V2 takes commands on endpoint 2; V2-1 and V3 on endpoint 1.
         outEndpoint = device.description.productID == 0x3748 ? 0x02 : 0x01
-    }
-
-    public static func isSTLink(_ description: USBDeviceDescription) -> Bool {
-        description.vendorID == vendorID && productIDs[description.productID] != nil
     }
 
     // MARK: Connection

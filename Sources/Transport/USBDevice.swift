@@ -99,6 +99,14 @@ public protocol USBDevice: AnyObject {
     /// A bulk IN transfer on `endpoint` of at most `length` bytes.
     func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8]
 
+    /// Claims an interface before bulk transfers on it (`libusb_claim_interface` on a real device).
+    func claimInterface(_ number: Int32) throws(USBError)
+
     /// Releases the device; later calls fail with ``USBError/noDevice``.
     func close()
+}
+
+extension USBDevice {
+    /// A simulated device has nothing to claim.
+    public func claimInterface(_ number: Int32) throws(USBError) {}
 }

@@ -1,11 +1,10 @@
 import Agent
-import AVRISP
-import BenchModel
 import ArgumentParser
 import Dispatch
 import Foundation
 import Recovery
 import Rules
+import VirtualBench
 
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -76,37 +75,9 @@ struct AgentCommand: ParsableCommand {
         let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory), pollInterval: pollInterval)
         let watcher: DeviceWatcher
         do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
-        let catalog = ProgrammerCatalog.standard(with: rules.programmers)
-        // Every USB device on the bus, for expect_usb.
-        final class Bus: @unchecked Sendable {
-            let lock = NSLock()
-            var present: [String: USBID] = [:]
-        }
-        let bus = Bus()
-        agent.usbPresence = { id in bus.lock.withLock { bus.present.values.contains(id) } }
-        /// USB programmers are known by their ids; serial candidates are probed off the event thread.
-        let arrive: @Sendable (UdevDevice) -> Void = { device in
-            if device.subsystem == "usb" {
-                bus.lock.withLock { bus.present[device.syspath] = USBID(vendor: device.vendorID, product: device.productID) }
-            }
-            if catalog.ignores(device) { return }
-            if let programmer = catalog.programmer(for: device) { return agent.add(programmer) }
-            guard device.subsystem == "tty" else { return }
-            let declared = catalog.declaredSerialKind(of: device)
-            Thread.detachNewThread {
-                if let programmer = SerialProgrammerCatalog.standard.programmer(for: device, declared: declared) { agent.add(programmer) }
-            }
-        }
         agent.start()
-        for device in watcher.enumerate() { arrive(device) }
-        watcher.start { event in
-            switch event {
-            case let .added(device): arrive(device)
-            case let .removed(syspath):
-                bus.lock.withLock { _ = bus.present.removeValue(forKey: syspath) }
-                agent.remove(id: syspath)
-            }
-        }
+        for device in watcher.enumerate() { agent.handle(.added(device)) }
+        watcher.start(agent.handle)
         let signals = TerminationSignals()
         // The main loop: watchdog pings and status while the slots work.
         let interval = ServiceNotifier.watchdogInterval.map { $0 / 2 } ?? 5

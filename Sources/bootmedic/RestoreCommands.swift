@@ -3,6 +3,7 @@ import AVRISP
 import FirmwareImage
 import Foundation
 import Parts
+import Programmers
 import Recovery
 import Rules
 import Simulation
@@ -49,13 +50,13 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
     var baud: Int?
 
-    /// Opens the ST-Link, or exits with the reason.
-    func openSTLink() throws -> STLink {
-        do { return try STLinkLocator.open(port: port, time: SystemTimeSource()) } catch { throw fail(error.description, code: 4) }
+    /// Opens the programmer these options name — found on USB through `catalog` (a rules file's
+    /// `[[programmer]]` entries included), or on a serial port — or exits with the reason.
+    func open(catalog: DeviceCatalog = .builtIn) throws -> ProgrammerConnection {
+        do {
+            return try ProgrammerLocator(catalog: catalog).open(kind: programmer, port: port, baudRate: baud, time: SystemTimeSource())
+        } catch { throw fail(error.description, code: 4) }
     }
-
-    /// Opens an ISP programmer, or exits with the reason.
-    func openISP() throws -> ISPProgrammer { try openProgrammer(kind: programmer, port: port, baud: baud) }
 }
 
 /// Prints a result and turns it into the process's exit code.
@@ -135,41 +136,16 @@ struct RestoreCommand: ParsableCommand {
 
     func run() throws {
         let set = try options.loadRules()
-        if connection.programmer == .stlink {
-            let link = try connection.openSTLink()
-            let job = STM32RecoveryJob(link: link, rules: set, ruleName: options.rule,
-                                       backups: BackupStore(directory: options.backupDir ?? set.backupDirectory), sink: ConsoleSink(quiet: options.json))
-            let result = job.run()
-            link.device.close()
-            return try finish(result, json: options.json)
+        let backups = BackupStore(directory: options.backupDir ?? set.backupDirectory)
+        let sink = ConsoleSink(quiet: options.json)
+        let connection = try connection.open(catalog: set.deviceCatalog)
+        defer { connection.close() }
+        let result: RecoveryResult
+        switch connection {
+        case let .isp(isp): result = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: backups, sink: sink).run()
+        case let .swd(link): result = STM32RecoveryJob(link: link, rules: set, ruleName: options.rule, backups: backups, sink: sink).run()
         }
-        let isp = try connection.openISP()
-        let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule,
-                              backups: BackupStore(directory: options.backupDir ?? set.backupDirectory),
-                              sink: ConsoleSink(quiet: options.json))
-        let result = job.run()
-        isp.close()
         try finish(result, json: options.json)
-    }
-}
-
-/// Opens a real programmer — a serial one at `port`, or a USB one found on the bus — or exits with the reason.
-func openProgrammer(kind: ProgrammerKind?, port: String?, baud: Int?) throws -> ISPProgrammer {
-    if let kind, [.stk500v1, .avrisp, .buspirate].contains(kind) {
-        guard let port else { throw fail("\(kind) is a serial programmer: give its device with --port /dev/ttyACM0", code: 4) }
-        do { return try ProgrammerDrivers.open(kind, serialPath: port, baudRate: baud, time: SystemTimeSource()) } catch {
-            throw fail(error.description, code: 4)
-        }
-    }
-    if kind == nil, let port, port.hasPrefix("/dev/") {
-        throw fail("\(port) is a serial port: say which programmer is on it with --programmer stk500v1, avrisp or buspirate", code: 4)
-    }
-    let context: USBContext
-    do { context = try USBContext() } catch { throw fail("cannot start libusb: \(error)", code: 4) }
-    do {
-        return try USBProgrammerLocator(context: context).open(kind: kind, port: port, time: SystemTimeSource())
-    } catch {
-        throw fail(error.description, code: 4)
     }
 }
 
@@ -233,11 +209,15 @@ struct RehearseCommand: ParsableCommand {
 
         let isp: ISPProgrammer
         do {
+            let driver = ProgrammerRegistry.driver(for: programmer)
+            let connection: ProgrammerConnection
             switch bench.link {
-            case let .usb(device): isp = try ProgrammerDrivers.open(programmer, device: device, time: bench.clock)
-            case let .serial(server): isp = try ProgrammerDrivers.open(programmer, serialPath: server.path, time: SystemTimeSource())
+            case let .usb(device): connection = try driver.open(usb: device, time: bench.clock)
+            case let .serial(server): connection = try driver.open(serialPath: server.path, time: SystemTimeSource())
             }
-        } catch { throw fail(error.description) }
+            guard case let .isp(opened) = connection else { throw fail("\(programmer) does not program AVRs") }
+            isp = opened
+        } catch let error as ProgrammerOpenError { throw fail(error.description) }
         let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: BackupStore(directory: backupDir),
                               sink: ConsoleSink(quiet: options.json))
@@ -307,15 +287,12 @@ struct ProbeCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        if connection.programmer == .stlink {
-            let link = try connection.openSTLink()
-            defer { link.device.close() }
-            return try printSTM32Probe(STM32Probe.run(link), json: output.json)
+        let connection = try connection.open()
+        defer { connection.close() }
+        switch connection {
+        case let .isp(isp): try printProbe(TargetProbe.run(isp), json: output.json)
+        case let .swd(link): try printSTM32Probe(STM32Probe.run(link), json: output.json)
         }
-        let isp = try connection.openISP()
-        let report = TargetProbe.run(isp)
-        isp.close()
-        try printProbe(report, json: output.json)
     }
 }
 

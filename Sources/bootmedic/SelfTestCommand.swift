@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Recovery
 import Rules
+import Synchronization
 
 /// Checks that need a private network namespace; run as `unshare -n bootmedic self-test netlink`.
 struct SelfTestCommand: ParsableCommand {
@@ -20,34 +21,31 @@ struct SelfTestCommand: ParsableCommand {
         // A real libudev monitor, fed real netlink messages; the agent gives the programmer a slot and
         // takes it away again.
         let watcher = try DeviceWatcher()
-        final class Events: @unchecked Sendable { let lock = NSLock(); var list: [String] = [] }
+        final class Events: Sendable { let list = Mutex<[String]>([]) }
         let events = Events()
         guard let rules = RulesFile.parse("", path: "-").ruleSet else { throw fail("empty rules") }
-        final class Lines: JournalWriter, @unchecked Sendable {
-            let lock = NSLock()
-            var list: [String] = []
-            var firstSlot: Date?
+        final class Lines: JournalWriter {
+            let state = Mutex<(list: [String], firstSlot: Date?)>(([], nil))
             func write(_ entry: JournalEntry) {
-                lock.withLock {
-                    list.append(entry.kind.rawValue)
-                    if entry.kind == .programmerAdded, firstSlot == nil { firstSlot = Date() }
+                state.withLock { state in
+                    state.list.append(entry.kind.rawValue)
+                    if entry.kind == .programmerAdded, state.firstSlot == nil { state.firstSlot = Date() }
                 }
             }
         }
         let journal = Lines()
         let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
-        let catalog = ProgrammerCatalog.standard
         // The async sequence the watcher offers, consumed the way an async caller would.
         let stream = watcher.events()
         let consumer = Task {
             for await event in stream {
                 switch event {
                 case let .added(device):
-                    events.lock.withLock { events.list.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
-                    if let programmer = catalog.programmer(for: device) { agent.add(programmer) }
+                    events.list.withLock { $0.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
+                    agent.handle(event)
                 case let .removed(syspath):
-                    events.lock.withLock { events.list.append("remove \(syspath)") }
-                    agent.remove(id: syspath)
+                    events.list.withLock { $0.append("remove \(syspath)") }
+                    agent.handle(event)
                 }
             }
         }
@@ -68,11 +66,11 @@ struct SelfTestCommand: ParsableCommand {
         Task { await consumer.value; ended.signal() }
         guard ended.wait(timeout: .now() + 5) == .success else { throw fail("the event sequence did not end after stop()") }
         agent.stop()
-        for line in events.lock.withLock({ events.list }) { print(line) }
+        for line in events.list.withLock({ $0 }) { print(line) }
         print("slots after add: \(slotsAfterAdd)")
         print("slots after remove: \(agent.currentSlots.count)")
-        print("journal: " + journal.lock.withLock { journal.list }.joined(separator: " "))
-        if let slot = journal.lock.withLock({ journal.firstSlot }) {
+        print("journal: " + journal.state.withLock { $0.list }.joined(separator: " "))
+        if let slot = journal.state.withLock({ $0.firstSlot }) {
             printError(String(format: "netlink add event to bench slot: %.2f ms", slot.timeIntervalSince(sent) * 1000))
         }
     }
@@ -81,7 +79,8 @@ struct SelfTestCommand: ParsableCommand {
     private func enumerate() throws {
         let watcher = try DeviceWatcher()
         for device in watcher.enumerate() {
-            let kind = ProgrammerCatalog.standard.kind(of: device).map(\.rawValue) ?? "-"
+            let role = DeviceCatalog.builtIn.entry(for: USBID(vendor: device.vendorID, product: device.productID), product: device.product)?.role
+            let kind = role.map { role -> String in if case let .programmer(kind) = role { return kind.rawValue }; return "-" } ?? "-"
             print("\(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.devnode ?? "-") \(kind)")
         }
     }

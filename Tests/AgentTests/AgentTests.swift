@@ -1,9 +1,13 @@
 import Agent
+import Dispatch
 import Foundation
+import Programmers
 import Recovery
 import Rules
 import TestSupport
 import Testing
+import Transport
+import VirtualBench
 
 /// Keeps entries in memory.
 final class RecordingJournal: JournalWriter, @unchecked Sendable {
@@ -306,21 +310,58 @@ struct PlayedScenario {
         kind = "buspirate"
         """, path: "c.toml")
         #expect(loaded.problems.filter { $0.severity == .error }.map(\.description) == ["c.toml:10:8: error: unknown programmer kind 'usbspa' (did you mean 'usbasp'?); use one of usbasp, usbtiny, stk500v1, avrisp, buspirate, stlink, ignore"])
-        let catalog = ProgrammerCatalog.standard(with: try #require(loaded.ruleSet).programmers)
-        func device(_ vid: UInt16, _ pid: UInt16, _ product: String?, subsystem: String = "usb") -> UdevDevice {
-            UdevDevice(syspath: "/sys/x", subsystem: subsystem, vendorID: vid, productID: pid, serial: nil, product: product, idPath: nil, devnode: nil, busNumber: 1, deviceAddress: 2)
+        let catalog = try #require(loaded.ruleSet).deviceCatalog
+        func role(_ vid: UInt16, _ pid: UInt16, _ product: String?) -> DeviceRole? {
+            catalog.entry(for: USBID(vendor: vid, product: pid), product: product)?.role
         }
         // Serial adapters: one silenced (never probed), one probed only for the kind declared.
-        #expect(catalog.ignores(device(0x1A86, 0x7523, "USB Serial", subsystem: "tty")))
-        #expect(catalog.declaredSerialKind(of: device(0x0403, 0x6015, "FT231X", subsystem: "tty")) == .buspirate)
-        #expect(catalog.kind(of: device(0x0403, 0x6015, "FT231X")) == nil, "a serial kind is never opened through libusb")
-        #expect(!catalog.ignores(device(0x0403, 0x6001, "FT232R", subsystem: "tty")))
-        #expect(catalog.kind(of: device(0x1209, 0x5BF0, "Clone")) == .usbasp)
-        #expect(catalog.kind(of: device(0x1781, 0x0C9F, "Not a programmer")) == nil)
-        #expect(catalog.kind(of: device(0x1781, 0x0C9F, "USBtiny")) == .usbtiny)
-        #expect(catalog.kind(of: device(0x16C0, 0x05DC, "USBaspLoader")) == nil)
-        #expect(catalog.kind(of: device(0x16C0, 0x05DC, "USBasp")) == .usbasp)
-        #expect(catalog.kind(of: device(0x0483, 0x3748, nil)) == .stlink)
+        #expect(role(0x1A86, 0x7523, "USB Serial") == .ignore)
+        #expect(role(0x0403, 0x6015, "FT231X") == .serialCandidate([.buspirate]), "a serial kind is never opened through libusb")
+        #expect(role(0x0403, 0x6001, "FT232R") == .serialCandidate([.stk500v1, .buspirate]))
+        #expect(role(0x1209, 0x5BF0, "Clone") == .programmer(.usbasp))
+        #expect(role(0x1781, 0x0C9F, "Not a programmer") == .ignore)
+        #expect(role(0x1781, 0x0C9F, "USBtiny") == .programmer(.usbtiny))
+        #expect(role(0x16C0, 0x05DC, "USBaspLoader") == .bootloader("USBaspLoader"))
+        #expect(role(0x16C0, 0x05DC, "USBasp") == .programmer(.usbasp))
+        #expect(role(0x0483, 0x3748, nil) == .programmer(.stlink))
+
+        // What udev reports reaches the slots through the same catalog.
+        let journal = RecordingJournal()
+        let agent = Agent(rules: try #require(loaded.ruleSet), journal: journal, backups: nil, pollInterval: 0.05,
+                          serialProbe: { device, kinds in
+                              BenchProgrammer(id: device.syspath, kind: kinds[0], serial: nil, port: nil) { throw USBError.noDevice }
+                          })
+        agent.handle(.added(udev("/sys/a", vid: 0x1209, pid: 0x5BF0, product: "Clone")))
+        agent.handle(.added(udev("/sys/b", vid: 0x16C0, pid: 0x05DC, product: "USBaspLoader")))
+        agent.handle(.added(udev("/sys/c", vid: 0x1A86, pid: 0x7523, product: "USB Serial", subsystem: "tty")))
+        agent.handle(.added(udev("/sys/d", vid: 0x0403, pid: 0x6015, product: "FT231X", subsystem: "tty")))
+        agent.handle(.added(udev("/sys/e", vid: 0x0403, pid: 0x6015, product: "FT231X")))
+        for _ in 0..<100 where agent.currentSlots.count < 2 { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(agent.currentSlots.mapValues(\.programmer.kind) == ["/sys/a": .usbasp, "/sys/d": .buspirate])
+        agent.stop()
+    }
+
+    @Test func aSerialDeviceThatLeavesDuringItsProbeGetsNoSlot() throws {
+        let rules = try #require(RulesFile.parse("", path: "-").ruleSet)
+        for leaves in [true, false] {
+            let started = DispatchSemaphore(value: 0), proceed = DispatchSemaphore(value: 0)
+            let journal = RecordingJournal()
+            let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05, serialProbe: { device, kinds in
+                started.signal()
+                _ = proceed.wait(timeout: .now() + 5)
+                return BenchProgrammer(id: device.syspath, kind: kinds[0], serial: nil, port: nil) { throw USBError.noDevice }
+            })
+            let uno = udev("/sys/devices/usb1/1-2/tty/ttyACM0", vid: 0x2341, pid: 0x0043, product: "Arduino Uno", subsystem: "tty")
+            agent.handle(.added(uno))
+            #expect(started.wait(timeout: .now() + 5) == .success, "the probe started")
+            if leaves { agent.handle(.removed(syspath: uno.syspath)) }
+            proceed.signal()
+            for _ in 0..<50 where agent.currentSlots.isEmpty && !leaves { Thread.sleep(forTimeInterval: 0.01) }
+            Thread.sleep(forTimeInterval: 0.1)
+            #expect(agent.currentSlots.count == (leaves ? 0 : 1), leaves ? "a slot for a device that left" : "the probe's programmer got a slot")
+            agent.stop()
+            #expect(journal.entries.contains { $0.kind == .programmerAdded } == !leaves)
+        }
     }
 
     @Test func everyMessageIDHasACatalogEntry() throws {
@@ -424,4 +465,9 @@ struct PlayedScenario {
         let security = try run("/usr/bin/systemd-analyze", ["security", "--offline=true", path])
         #expect(security.stdout.contains("Overall exposure level for bootmedic.service: 1."), "\(security.stdout.suffix(200))")
     }
+}
+
+func udev(_ syspath: String, vid: UInt16, pid: UInt16, product: String?, subsystem: String = "usb") -> UdevDevice {
+    UdevDevice(syspath: syspath, subsystem: subsystem, vendorID: vid, productID: pid, serial: nil, product: product, idPath: nil,
+               devnode: subsystem == "tty" ? "/dev/null" : nil, busNumber: 1, deviceAddress: 2)
 }

@@ -8,7 +8,7 @@ import Testing
 @Suite struct ProbeTests {
     @Test func probesAChipWithoutChangingIt() throws {
         let bench = try SimulatedBench(kind: .usbasp, part: avr("atmega32u4"), flash: garbage(32768))
-        let report = TargetProbe.run(try USBasp(device: bench.usbDevice!, time: bench.clock))
+        let report = TargetProbe.run(USBasp(device: bench.usbDevice!, time: bench.clock))
         #expect(report.problem == nil)
         #expect(report.part?.id == "atmega32u4")
         #expect(report.signature == Signature(0x1E, 0x95, 0x87))
@@ -21,7 +21,7 @@ import Testing
 
     @Test func probesNothingClearly() throws {
         let bench = try SimulatedBench(kind: .usbtiny, part: avr("atmega32u4"), faults: [.noTarget])
-        let report = TargetProbe.run(try USBtinyISP(device: bench.usbDevice!, time: bench.clock))
+        let report = TargetProbe.run(USBtinyISP(device: bench.usbDevice!, time: bench.clock))
         #expect(report.part == nil)
         #expect(report.problem?.exitCode == 3)
     }

@@ -25,7 +25,7 @@ struct Rehearsal {
     init(_ kind: ProgrammerKind, _ part: String, rule: String?, rules: RuleSet? = nil, faults: Set<SimulatedFault> = [],
          flash: [UInt8]? = nil, eeprom: [UInt8]? = nil, fuses: FuseSet? = nil, pages: Int = 32) throws {
         bench = try SimulatedBench(kind: kind, part: avr(part), flash: flash, eeprom: eeprom, fuses: fuses, faults: faults, imagePages: pages)
-        let isp: ISPProgrammer = kind == .usbasp ? try USBasp(device: bench.usbDevice!, time: bench.clock) : try USBtinyISP(device: bench.usbDevice!, time: bench.clock)
+        let isp: ISPProgrammer = kind == .usbasp ? USBasp(device: bench.usbDevice!, time: bench.clock) : USBtinyISP(device: bench.usbDevice!, time: bench.clock)
         backupDirectory = try Fixtures.temporaryDirectory()
         sink = RecordingSink()
         let job = RecoveryJob(programmer: isp, rules: try rules ?? ruleSet(), ruleName: rule,
@@ -207,7 +207,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         let bench = try SimulatedBench(kind: .usbasp, part: avr("atmega32u4"), flash: garbage(32768))
         bench.placeStuckBit(at: 0x7001)
         #expect(caterina[0x7001]! & 0x04 == 0)
-        let isp = try USBasp(device: bench.usbDevice!, time: bench.clock)
+        let isp = USBasp(device: bench.usbDevice!, time: bench.clock)
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = RecoveryJob(programmer: isp, rules: try ruleSet(), ruleName: "pro-micro-5v", backups: BackupStore(directory: dir.path), sink: RecordingSink()).run()
@@ -304,7 +304,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
 
     @Test func aBackupThatCannotBeWrittenStopsTheRestore() throws {
         let bench = try SimulatedBench(kind: .usbasp, part: avr("atmega32u4"), flash: garbage(32768))
-        let isp = try USBasp(device: bench.usbDevice!, time: bench.clock)
+        let isp = USBasp(device: bench.usbDevice!, time: bench.clock)
         let result = RecoveryJob(programmer: isp, rules: try ruleSet(), ruleName: "pro-micro-5v",
                                  backups: BackupStore(directory: "/proc/bootmedic-cannot-write-here"), sink: RecordingSink()).run()
         #expect(result.failure?.step == .backup)

@@ -1,4 +1,5 @@
 import AVRISP
+import Programmers
 import FirmwareImage
 import Foundation
 import Parts
@@ -25,7 +26,9 @@ struct SerialRehearsal {
         sink = RecordingSink()
         var result: RecoveryResult
         do {
-            let isp = try ProgrammerDrivers.open(kind, serialPath: server.path, time: SystemTimeSource())
+            guard case let .isp(isp) = try ProgrammerRegistry.driver(for: kind).open(serialPath: server.path, time: SystemTimeSource()) else {
+                throw SimulationError.unsupportedProgrammer(kind)
+            }
             configure(isp)
             result = RecoveryJob(programmer: isp, rules: rules, ruleName: rule, backups: BackupStore(directory: backups.path), sink: sink).run()
             isp.close()
@@ -127,18 +130,19 @@ struct SerialRehearsal {
 
 @Suite(.serialized) struct RecognitionTests {
     @Test func theCatalogNominatesCandidatesAndLeavesBootloadersAlone() {
-        let catalog = SerialProgrammerCatalog.standard
-        #expect(catalog.recognize(SerialDeviceInfo(vendorID: 0x2341, productID: 0x0043, path: "/dev/ttyACM0")) == .candidate([.stk500v1]))
-        #expect(catalog.recognize(SerialDeviceInfo(vendorID: 0x0403, productID: 0x6001, path: "/dev/ttyUSB0")) == .candidate([.stk500v1, .buspirate]))
-        #expect(catalog.recognize(SerialDeviceInfo(vendorID: 0x1B4F, productID: 0x9205, path: "/dev/ttyACM1")) == .leaveAlone("SparkFun Pro Micro 5V bootloader (Caterina)"))
-        #expect(catalog.recognize(SerialDeviceInfo(vendorID: 0x0BDA, productID: 0x8153, path: "/dev/ttyUSB3")) == .unknown)
+        let catalog = DeviceCatalog.builtIn
+        #expect(catalog.entry(for: USBID(vendor: 0x2341, product: 0x0043), product: nil)?.role == .serialCandidate([.stk500v1]))
+        #expect(catalog.entry(for: USBID(vendor: 0x0403, product: 0x6001), product: nil)?.role == .serialCandidate([.stk500v1, .buspirate]))
+        #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.role == .bootloader("Caterina"))
+        #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.name == "SparkFun Pro Micro 5V in Caterina")
+        #expect(catalog.entry(for: USBID(vendor: 0x0BDA, product: 0x8153), product: nil) == nil)
     }
 
     @Test(arguments: [ProgrammerKind.stk500v1, .buspirate])
     func aHarmlessProbeTellsWhichFirmwareAnswers(_ kind: ProgrammerKind) throws {
         let bench = try SimulatedBench(kind: kind, part: avr("atmega32u4"))
         guard case let .serial(server) = bench.link else { return }
-        let found = SerialProgrammerProbe.identify(path: server.path, candidates: [.stk500v1, .buspirate], time: SystemTimeSource())
+        let found = ProgrammerRegistry.identifySerialProgrammer(at: server.path, candidates: [.stk500v1, .buspirate], time: SystemTimeSource())
         bench.stop()
         #expect(found == kind)
         #expect(bench.chip.instructionCount == 0, "the probe sent nothing to the target")
@@ -148,7 +152,7 @@ struct SerialRehearsal {
     @Test func aSilentDeviceIsNotAProgrammer() throws {
         let bench = try SimulatedBench(kind: .avrisp, part: avr("atmega32u4"), faults: [.neverSyncs])
         guard case let .serial(server) = bench.link else { return }
-        #expect(SerialProgrammerProbe.identify(path: server.path, candidates: [.avrisp], time: SystemTimeSource()) == nil)
+        #expect(ProgrammerRegistry.identifySerialProgrammer(at: server.path, candidates: [.avrisp], time: SystemTimeSource()) == nil)
         bench.stop()
     }
 }

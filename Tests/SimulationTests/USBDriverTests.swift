@@ -6,18 +6,9 @@ import Testing
 import Transport
 
 @Suite struct USBaspDriverTests {
-    @Test func refusesUSBaspLoader() {
-        let chip = SimulatedAVR(part: avr("atmega328p"), clock: VirtualClock())
-        let loader = SimulatedUSBasp(chip: chip, product: "USBaspLoader")
-        #expect(throws: ISPError.firmwareLimitation("16C0:05DC \"USBaspLoader\" at 1-1 is a USBaspLoader bootloader (a board waiting to be flashed over USB), not a USBasp programmer; bootmedic leaves it alone")) {
-            try USBasp(device: loader, time: chip.clock)
-        }
-        #expect(loader.transferCount == 0, "nothing was sent to it")
-    }
-
     @Test func fallsBackToASlowerSCKForASlowTarget() throws {
         let chip = SimulatedAVR(part: avr("atmega328p"), clock: VirtualClock(), fuses: FuseSet(low: 0xE3, high: 0xD9, extended: 0xFF))
-        let usbasp = try USBasp(device: SimulatedUSBasp(chip: chip), time: chip.clock)
+        let usbasp = USBasp(device: SimulatedUSBasp(chip: chip), time: chip.clock)
         try usbasp.enterProgrammingMode()
         // 128 kHz: SCK must stay below 32 kHz.
         #expect(usbasp.identity.sck == "16 kHz")
@@ -26,7 +17,7 @@ import Transport
 
     @Test func usesTheFastestSCKAFastTargetFollows() throws {
         let chip = SimulatedAVR(part: avr("atmega32u4"), clock: VirtualClock(), fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xFB))
-        let usbasp = try USBasp(device: SimulatedUSBasp(chip: chip), time: chip.clock)
+        let usbasp = USBasp(device: SimulatedUSBasp(chip: chip), time: chip.clock)
         try usbasp.enterProgrammingMode()
         #expect(usbasp.identity.sck == "1.5 MHz")
     }
@@ -35,7 +26,7 @@ import Transport
         let chip = SimulatedAVR(part: avr("atmega328p"), clock: VirtualClock(), fuses: FuseSet(low: 0xE3, high: 0xD9, extended: 0xFF))
         let device = SimulatedUSBasp(chip: chip)
         device.hasSCKSetting = false
-        let usbasp = try USBasp(device: device, time: chip.clock)
+        let usbasp = USBasp(device: device, time: chip.clock)
         #expect(throws: ISPError.noTarget(slowestSCK: "the firmware's fixed SCK", detail: "tried the firmware's fixed SCK")) {
             try usbasp.enterProgrammingMode()
         }
@@ -46,7 +37,7 @@ import Transport
         let part = avr("at90usb1286")
         let chip = SimulatedAVR(part: part, clock: VirtualClock(), fuses: FuseSet(low: 0xFF, high: 0x99, extended: 0xF3))
         let device = SimulatedUSBasp(chip: chip)
-        let usbasp = try USBasp(device: device, time: chip.clock)
+        let usbasp = USBasp(device: device, time: chip.clock)
         try usbasp.enterProgrammingMode()
         let page = FlashPage(address: 0x1E000, bytes: (0..<256).map { UInt8($0 & 0xFF) })
         try usbasp.writeFlash([page, FlashPage(address: 0x1E100, bytes: [UInt8](repeating: 0xA5, count: 256))], part: part) { _ in }
@@ -62,7 +53,7 @@ import Transport
         let chip = SimulatedAVR(part: part, clock: VirtualClock(), flash: (0..<32768).map { UInt8(truncatingIfNeeded: $0 * 7) },
                                 fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xFB))
         let device = SimulatedUSBasp(chip: chip)
-        let usbasp = try USBasp(device: device, time: chip.clock)
+        let usbasp = USBasp(device: device, time: chip.clock)
         try usbasp.enterProgrammingMode()
         #expect(try device.controlIn(request: 4, value: 0, index: 0, length: 254, timeoutMilliseconds: 100).count == 254)
         #expect(throws: USBError.timeout(milliseconds: 100)) {
@@ -80,7 +71,7 @@ import Transport
     @Test func refusesFlashBeyond64KiB() throws {
         let part = avr("at90usb1286")
         let chip = SimulatedAVR(part: part, clock: VirtualClock(), fuses: FuseSet(low: 0xFF, high: 0x99, extended: 0xF3))
-        let tiny = try USBtinyISP(device: SimulatedUSBtiny(chip: chip), time: chip.clock)
+        let tiny = USBtinyISP(device: SimulatedUSBtiny(chip: chip), time: chip.clock)
         try tiny.enterProgrammingMode()
         #expect(throws: ISPError.flashBeyondReach(programmer: "USBtinyISP", part: "AT90USB1286", limit: 0x10000, flash: 0x20000)) {
             try tiny.writeFlash([FlashPage(address: 0x1E000, bytes: [UInt8](repeating: 0, count: 256))], part: part) { _ in }
@@ -105,7 +96,7 @@ import Transport
 
     @Test func fallsBackToASlowerSCK() throws {
         let chip = SimulatedAVR(part: avr("atmega32u4"), clock: VirtualClock())
-        let tiny = try USBtinyISP(device: SimulatedUSBtiny(chip: chip), time: chip.clock)
+        let tiny = USBtinyISP(device: SimulatedUSBtiny(chip: chip), time: chip.clock)
         try tiny.enterProgrammingMode()
         #expect(tiny.identity.sck == "333 kHz", "a 2 MHz chip takes SCK below 500 kHz")
     }

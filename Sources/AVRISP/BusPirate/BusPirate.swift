@@ -255,3 +255,25 @@ public final class BusPirate: ISPProgrammer {
         }
     }
 }
+
+extension BusPirate {
+    /// The harmless probe: binary-mode entry (twenty zero bytes, answered "BBIO1"), then at once the
+    /// reset back to the console, where a person expects to find the Bus Pirate.
+    public static func answersProbe(at path: String, time: TimeSource) -> Bool {
+        guard let port = try? SerialPort(path: path, baudRate: defaultBaudRate) else { return false }
+        defer { port.close() }
+        _ = try? port.write(Array("\n\n".utf8))
+        _ = try? port.drain(quietMilliseconds: 20, limitMilliseconds: 300)
+        _ = try? port.write([UInt8](repeating: 0, count: 20))
+        var heard: [UInt8] = []
+        let start = time.now
+        while time.elapsed(since: start) < 500_000_000, !heard.suffix(5).elementsEqual("BBIO1".utf8) {
+            guard let byte = try? port.read(count: 1, timeoutMilliseconds: 100) else { continue }
+            heard += byte
+        }
+        guard heard.suffix(5).elementsEqual("BBIO1".utf8) else { return false }
+        _ = try? port.write([0x0F])   // straight back to the console
+        _ = try? port.drain(quietMilliseconds: 50, limitMilliseconds: 500)
+        return true
+    }
+}

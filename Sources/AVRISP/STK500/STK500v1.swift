@@ -234,3 +234,25 @@ public final class STK500v1: ISPProgrammer {
         }
     }
 }
+
+extension STK500v1 {
+    /// The harmless probe: an STK500 sync (`0x30 0x20`), which an ArduinoISP or avrisp firmware answers
+    /// with `0x14 0x10`. Nothing reaches a target; an Arduino gets the time its bootloader needs after
+    /// the reset that opening the port causes.
+    public static func answersProbe(at path: String, flavor: Flavor) -> Bool {
+        guard let port = try? SerialPort(path: path, baudRate: defaultBaudRate) else { return false }
+        defer { port.close() }
+        if flavor == .arduinoISP {
+            port.setModemLines(dtr: true, rts: true)
+        }
+        for _ in 0..<(flavor == .arduinoISP ? 8 : 3) {
+            _ = try? port.drain(quietMilliseconds: 10, limitMilliseconds: 200)
+            guard (try? port.write([Command.getSync.rawValue, eop])) != nil else { return false }
+            if (try? port.read(count: 2, timeoutMilliseconds: 250)) == [insync, ok] {
+                _ = try? port.drain(quietMilliseconds: 10, limitMilliseconds: 100)
+                return true
+            }
+        }
+        return false
+    }
+}

@@ -2,7 +2,7 @@ import BenchModel
 import Parts
 import Transport
 
-/// Thomas Fischl's USBasp (16C0:05DC, product "USBasp") over vendor control requests.
+/// Thomas Fischl's USBasp (16C0:05DC, product "USBasp", and its clones) over vendor control requests.
 /// Request numbers, block sizes and SCK ids are the USBasp firmware's (see avrdude's usbasp.h).
 public final class USBasp: ISPProgrammer {
     /// Vendor request numbers of the USBasp firmware.
@@ -28,9 +28,6 @@ public final class USBasp: ISPProgrammer {
         (7, 32_000), (6, 16_000), (5, 8_000), (4, 4_000),
     ]
 
-    /// USB ids the firmware uses (shared V-USB ids; the product string tells a USBasp apart).
-    public static let vendorID: UInt16 = 0x16C0, productID: UInt16 = 0x05DC
-
     private let device: USBDevice
     public let time: TimeSource
     public private(set) var identity: ProgrammerIdentity
@@ -42,31 +39,14 @@ public final class USBasp: ISPProgrammer {
     /// The SCK option the target last answered at; tried first next time (e.g. after a chip erase).
     private var workingSCK: Int?
 
-    /// Whether a USB device is a USBasp programmer. A device with the same ids whose product string names
-    /// USBaspLoader is a board's bootloader, not a programmer, and is never driven.
-    public static func isProgrammer(_ description: USBDeviceDescription) -> Bool {
-        description.vendorID == vendorID && description.productID == productID && description.product == "USBasp"
-    }
-
-    /// True for the USBaspLoader bootloader, which shares the USBasp's ids.
-    public static func isUSBaspLoader(_ description: USBDeviceDescription) -> Bool {
-        description.vendorID == vendorID && description.productID == productID
-            && (description.product ?? "").lowercased().contains("loader")
-    }
-
-    /// Wraps an open device; refuses anything that is not a USBasp.
-    public init(device: USBDevice, time: TimeSource) throws(ISPError) {
+    /// Wraps an open device that the device catalog says is a USBasp (the genuine firmware or a clone
+    /// declared with its own product string).
+    public init(device: USBDevice, time: TimeSource) {
         let d = device.description
-        if Self.isUSBaspLoader(d) {
-            throw .firmwareLimitation("\(d) is a USBaspLoader bootloader (a board waiting to be flashed over USB), not a USBasp programmer; bootmedic leaves it alone")
-        }
-        guard Self.isProgrammer(d) else {
-            throw .firmwareLimitation("\(d) is not a USBasp (expected 16C0:05DC with product \"USBasp\")")
-        }
         self.device = device
         self.time = time
         let release = "\(d.deviceRelease >> 8).\(String(format: "%02x", d.deviceRelease & 0xFF))"
-        identity = ProgrammerIdentity(kind: .usbasp, name: "USBasp", firmware: "USBasp firmware \(release)",
+        identity = ProgrammerIdentity(kind: .usbasp, name: d.product.map { $0 == "USBasp" ? $0 : "USBasp (\($0))" } ?? "USBasp", firmware: "USBasp firmware \(release)",
                                       serialNumber: d.serialNumber, port: d.portPath.isEmpty ? nil : d.portPath)
     }
 

@@ -10,7 +10,6 @@ public final class USBtinyISP: ISPProgrammer {
         case powerUp = 5, powerDown = 6, spi = 7, pollBytes = 8, flashRead = 9, flashWrite = 10, eepromRead = 11, eepromWrite = 12
     }
 
-    public static let vendorID: UInt16 = 0x1781, productID: UInt16 = 0x0C9F
     /// RESET level on power-up.
     static let resetLow: UInt16 = 0, resetHigh: UInt16 = 1
     /// The firmware's largest transfer (CHUNK_SIZE).
@@ -30,14 +29,8 @@ public final class USBtinyISP: ISPProgrammer {
     private var workingPeriod: Int?
     private var pollBytesSet = false
 
-    public static func isProgrammer(_ description: USBDeviceDescription) -> Bool {
-        description.vendorID == vendorID && description.productID == productID
-    }
-
-    public init(device: USBDevice, time: TimeSource) throws(ISPError) {
-        guard Self.isProgrammer(device.description) else {
-            throw .firmwareLimitation("\(device.description) is not a USBtinyISP (expected 1781:0C9F)")
-        }
+    /// Wraps an open device that the device catalog says is a USBtinyISP.
+    public init(device: USBDevice, time: TimeSource) {
         self.device = device
         self.time = time
         let d = device.description

@@ -1,4 +1,5 @@
 import Parts
+import Synchronization
 import Transport
 
 /// An AVR target on the ISP cable, behaving like silicon: flash erases to 0xFF and programming only
@@ -53,7 +54,9 @@ public final class SimulatedAVR {
 
     /// Page writes committed, and instructions a programmer sent while the chip was busy (ignored, as on
     /// silicon, where they corrupt the write in progress).
-    public private(set) var pageWrites = 0
+    public var pageWrites: Int { pageWriteCount.value }
+    /// The page writes, readable from any thread (a virtual bench asks whether a board was restored).
+    public let pageWriteCount = SharedCounter()
     public private(set) var instructionsWhileBusy: [String] = []
     public private(set) var instructionCount = 0
 
@@ -260,7 +263,7 @@ public final class SimulatedAVR {
             flash[start + i] &= value
         }
         writtenPages.insert(start / part.flash.pageSize)
-        pageWrites += 1
+        pageWriteCount.increment()
         if let limit = vanishAfterPageWrites, pageWrites >= limit { isAttached = false }
     }
 
@@ -281,4 +284,12 @@ public final class SimulatedAVR {
         if setting.dividedBy8 == true { hertz /= 8 }
         return hertz
     }
+}
+
+/// A count that one thread raises and any thread may read.
+public final class SharedCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    public init() {}
+    public var value: Int { count.load(ordering: .relaxed) }
+    public func increment() { count.add(1, ordering: .relaxed) }
 }

@@ -1,10 +1,11 @@
-import AVRISP
+import Agent
 import FirmwareImage
 import Foundation
 import Parts
+import Programmers
 import Rules
 import Simulation
-import STLink
+import Synchronization
 import Transport
 
 /// A scripted bench: simulated programmers plugged and unplugged, boards attached and removed, over time.
@@ -117,40 +118,45 @@ public enum VirtualBenchError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// A simulated USB programmer whose board can be swapped while a slot uses it: every access goes through a
+/// A simulated USB programmer whose board can be swapped while a slot uses it: every access holds the
 /// lock, and a swap replaces the simulated chip (and programmer) between two accesses.
-final class SwappableDevice: USBDevice, @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: USBDevice
-    private var gone = false
+final class SwappableDevice: USBDevice, Sendable {
+    private struct State: Sendable {
+        var gone = false
+        /// Who hears how long the agent took to send its first command.
+        var onFirstCommand: (@Sendable (Double) -> Void)?
+    }
+    private let state: Mutex<State>
+    /// The simulator behind the programmer now: a simulated device is not thread-safe, so it is touched
+    /// only while `state` is locked.
+    nonisolated(unsafe) private var current: USBDevice
     let description: USBDeviceDescription
-    /// When the programmer appeared, and who hears how long the agent took to send its first command.
+    /// When the programmer appeared.
     private let plugged = Date()
-    private var onFirstCommand: (@Sendable (TimeInterval) -> Void)?
     /// Holds each access back until the wall clock has caught up with the simulated hardware (real time).
     private let pacer: RealTimePacer?
 
-    init(_ device: USBDevice, pacer: RealTimePacer? = nil, onFirstCommand: (@Sendable (TimeInterval) -> Void)? = nil) {
-        current = device
+    init(_ device: USBDevice, pacer: RealTimePacer? = nil, onFirstCommand: (@Sendable (Double) -> Void)? = nil) {
         description = device.description
+        current = device
+        state = Mutex(State(onFirstCommand: onFirstCommand))
         self.pacer = pacer
-        self.onFirstCommand = onFirstCommand
     }
 
-    func swap(to device: USBDevice) { lock.withLock { current = device } }
-    func unplug() { lock.withLock { gone = true } }
+    func swap(to device: USBDevice) { state.withLock { _ in current = device } }
+    func unplug() { state.withLock { $0.gone = true } }
 
-    private func with<T>(_ body: (USBDevice) throws(USBError) -> T) throws(USBError) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        if gone { throw .noDevice }
-        if let report = onFirstCommand {
-            onFirstCommand = nil
-            report(Date().timeIntervalSince(plugged))
+    private func with<T: Sendable>(_ body: (USBDevice) throws(USBError) -> T) throws(USBError) -> T {
+        try state.withLock { (state: inout State) throws(USBError) -> T in
+            if state.gone { throw .noDevice }
+            if let report = state.onFirstCommand {
+                state.onFirstCommand = nil
+                report(Date().timeIntervalSince(plugged))
+            }
+            pacer?.catchUp()
+            defer { pacer?.holdBack() }
+            return try body(current)
         }
-        pacer?.catchUp()
-        defer { pacer?.holdBack() }
-        return try body(current)
     }
 
     func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
@@ -172,59 +178,76 @@ final class SwappableDevice: USBDevice, @unchecked Sendable {
     func close() {}
 }
 
-/// A value behind a lock.
-final class LockedBox<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
+/// A value behind a lock that closures can share.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
 
 /// Plays a scenario against an agent: the agent sees the simulated programmers exactly as it sees real ones.
-public final class VirtualBench: @unchecked Sendable {
+public final class VirtualBench {
     private let rules: RuleSet
     private var devices: [String: (kind: ProgrammerKind, device: SwappableDevice, clock: VirtualClock)] = [:]
     /// Serial programmers: a pseudo-terminal per board (the simulator wraps one chip), looked up at each open.
     private var serial: [String: SerialBox] = [:]
 
-    final class SerialBox: @unchecked Sendable {
-        let lock = NSCondition()
-        var bench: SimulatedBench?
-        /// Opens in progress. A pseudo-terminal closed under an opener frees its number for the next one
-        /// allocated anywhere in the process, and the opener would take a stranger's port: so the old
-        /// simulator is stopped only once no open is under way (an opened port keeps its number).
-        private var opening = 0
+    /// The serial simulator currently behind one virtual programmer.
+    final class SerialBox: Sendable {
+        private struct State: Sendable {
+            /// Opens in progress. A pseudo-terminal closed under an opener frees its number for the next one
+            /// allocated anywhere in the process, and the opener would take a stranger's port: so the old
+            /// simulator is stopped only once no open is under way (an opened port keeps its number).
+            var opening = 0
+        }
+        private let state = Mutex(State())
+        /// The simulator behind the programmer now; touched only while `state` is locked.
+        nonisolated(unsafe) private var bench: SimulatedBench?
+
+        /// The programmer kind and chip of the simulator behind it now.
+        var current: (kind: ProgrammerKind, chip: SimulatedAVR)? {
+            state.withLock { _ in bench.map { ($0.kind, $0.chip) } }
+        }
 
         /// Runs `open` on the current pseudo-terminal's path; nil path when no simulator is plugged.
         func open<T>(_ open: (String?) throws -> T) rethrows -> T {
-            let path = lock.withLock { () -> String? in
-                opening += 1
+            let path = state.withLock { state -> String? in
+                state.opening += 1
                 return bench.flatMap { if case let .serial(server) = $0.link { return server.path }; return nil }
             }
-            defer { lock.withLock { opening -= 1; lock.broadcast() } }
+            defer { state.withLock { $0.opening -= 1 } }
             return try open(path)
         }
 
+        /// Puts `new` behind the programmer once no open is under way (bounded: an open takes microseconds),
+        /// and stops the one it replaces.
         func replace(with new: SimulatedBench?) {
-            let old = lock.withLock { () -> SimulatedBench? in
-                while opening > 0 { lock.wait() }
-                defer { bench = new }
-                return bench
+            var old: SimulatedBench?
+            for _ in 0..<5_000 {
+                let swapped = state.withLock { state -> Bool in
+                    guard state.opening == 0 else { return false }
+                    old = bench
+                    bench = new
+                    return true
+                }
+                if swapped { break }
+                usleep(1_000)
             }
             old?.stop()
         }
     }
     /// The simulated chips last attached, for tests and dumps.
-    private let chipBox = LockedBox<[String: SimulatedAVR]>([:])
-    public var chips: [String: SimulatedAVR] { chipBox.withLock { $0 } }
+    public private(set) var chips: [String: SimulatedAVR] = [:]
     public private(set) var stm32: [String: SimulatedSTM32F103] = [:]
 
     /// Seconds from each USB programmer's plug event to the agent's first command to it.
-    private let latencyBox = LockedBox<[TimeInterval]>([])
-    public var eventToFirstCommand: [TimeInterval] { latencyBox.withLock { $0 } }
+    private let latencyBox = Locked<[Double]>([])
+    public var eventToFirstCommand: [Double] { latencyBox.withLock { $0 } }
 
     /// Boards whose USB is connected too: once restored, their bootloader enumerates.
-    private let usbConnected = LockedBox<[String: Bool]>([:])
+    private let usbConnected = Locked<[String: Bool]>([:])
+    /// Each attached board's part and page-write count, for what its USB would show.
+    private let boards = Locked<[String: (part: String, writes: SharedCounter)]>([:])
 
     /// Whether programmers plugged from now on are held to the wall clock (the scenario's `real_time`).
     private var realTime = false
@@ -233,14 +256,13 @@ public final class VirtualBench: @unchecked Sendable {
 
     /// What the bus would show: the `expect_usb` id of a restored, USB-connected board's rule.
     public var usbPresence: @Sendable (USBID) -> Bool {
-        let boxes = usbConnected
-        let chips = chipBox
+        let connected = usbConnected
+        let boards = self.boards
         let rules = self.rules
         return { id in
-            let connected = boxes.withLock { $0 }
-            return connected.contains { name, on in
-                guard on, let chip = chips.withLock({ $0[name] }) else { return false }
-                return chip.pageWrites > 0 && rules.rules.contains { $0.expectUSB == id && $0.part?.id == chip.part.id }
+            connected.withLock { $0 }.contains { name, on in
+                guard on, let board = boards.withLock({ $0[name] }) else { return false }
+                return board.writes.value > 0 && rules.rules.contains { $0.expectUSB == id && $0.part?.id == board.part }
             }
         }
     }
@@ -258,25 +280,25 @@ public final class VirtualBench: @unchecked Sendable {
 
     func apply(_ action: VirtualBenchScenario.Action, agent: Agent) throws(VirtualBenchError) {
         switch action {
-        case let .plug(name, kind) where [.stk500v1, .avrisp, .buspirate].contains(kind):
+        case let .plug(name, kind) where kind.isSerial:
             let box = SerialBox()
             box.replace(with: try serialBoard(kind: kind, part: nil))
             serial[name] = box
             agent.add(BenchProgrammer(id: name, kind: kind, serial: nil, port: "virtual-\(name)") {
                 try box.open { path in
                     guard let path else { throw VirtualBenchError.file("no pseudo-terminal") }
-                    return .isp(try ProgrammerDrivers.open(kind, serialPath: path, time: SystemTimeSource()))
+                    return try ProgrammerRegistry.driver(for: kind).open(serialPath: path, time: SystemTimeSource())
                 }
             })
         case let .attach(name, part, healthy, faults, _, _) where serial[name] != nil:
             let box = serial[name]!
-            let kind = box.lock.withLock { box.bench!.kind }
+            guard let kind = box.current?.kind else { throw .unknownProgrammer(name) }
             box.replace(with: try serialBoard(kind: kind, part: part, healthyRule: healthy, faults: faults))
-            let chip = box.lock.withLock { box.bench?.chip }
-            chipBox.withLock { $0[name] = chip }
+            chips[name] = box.current?.chip
         case let .detach(name) where serial[name] != nil:
             let box = serial[name]!
-            box.replace(with: try serialBoard(kind: box.lock.withLock { box.bench!.kind }, part: nil))
+            guard let kind = box.current?.kind else { throw .unknownProgrammer(name) }
+            box.replace(with: try serialBoard(kind: kind, part: nil))
         case let .unplug(name) where serial[name] != nil:
             let box = serial.removeValue(forKey: name)!
             agent.remove(id: name)
@@ -291,8 +313,7 @@ public final class VirtualBench: @unchecked Sendable {
             devices[name] = (kind, device, clock)
             let serial = "VB-\(name)"
             agent.add(BenchProgrammer(id: name, kind: kind, serial: serial, port: "virtual-\(name)") {
-                if kind == .stlink { return .stlink(STLink(device: device, time: clock)) }
-                return .isp(try ProgrammerDrivers.open(kind, device: device, time: clock))
+                try ProgrammerRegistry.driver(for: kind).open(usb: device, time: clock)
             })
         case let .attach(name, part, healthy, faults, protected, enumerates):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
@@ -346,7 +367,10 @@ public final class VirtualBench: @unchecked Sendable {
         let avr = try avrPart(named: part)
         do {
             let bench = try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
-            if part != nil { chipBox.withLock { $0[name] = bench.chip } }
+            if part != nil {
+                chips[name] = bench.chip
+                boards.withLock { $0[name] = (bench.chip.part.id, bench.chip.pageWriteCount) }
+            }
             guard let device = bench.usbDevice else { throw VirtualBenchError.file("\(kind.rawValue) is not simulated on the virtual bench yet") }
             return device
         } catch let error as VirtualBenchError {

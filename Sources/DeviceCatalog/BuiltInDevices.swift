@@ -1,0 +1,65 @@
+extension DeviceCatalog {
+    /// The devices bootmedic knows out of the box. Programmer ids from avrdude's `usbdevs.h` and ST's
+    /// ST-Link list; bootloader ids from the guide's tables and the bootloaders' own descriptors.
+    public static let builtIn = DeviceCatalog(entries: programmers + serialAdapters + bootloaders)
+
+    static func id(_ vendor: UInt16, _ product: UInt16) -> USBID { USBID(vendor: vendor, product: product) }
+
+    static let programmers: [DeviceEntry] = [
+        // V-USB's shared ids: the product string tells a USBasp from the USBaspLoader bootloader (below).
+        DeviceEntry(id(0x16C0, 0x05DC), product: "USBasp", .programmer(.usbasp), "USBasp"),
+        DeviceEntry(id(0x1781, 0x0C9F), .programmer(.usbtiny), "USBtinyISP / SparkFun PocketAVR"),
+        DeviceEntry(id(0x0483, 0x3748), .programmer(.stlink), "ST-Link/V2"),
+        DeviceEntry(id(0x0483, 0x374A), .programmer(.stlink), "ST-Link/V2-1"),
+        DeviceEntry(id(0x0483, 0x374B), .programmer(.stlink), "ST-Link/V2-1"),
+        DeviceEntry(id(0x0483, 0x3752), .programmer(.stlink), "ST-Link/V2-1"),
+        DeviceEntry(id(0x0483, 0x374D), .programmer(.stlink), "STLINK-V3 loader"),
+        DeviceEntry(id(0x0483, 0x374E), .programmer(.stlink), "STLINK-V3"),
+        DeviceEntry(id(0x0483, 0x374F), .programmer(.stlink), "STLINK-V3"),
+        DeviceEntry(id(0x0483, 0x3753), .programmer(.stlink), "STLINK-V3"),
+        DeviceEntry(id(0x0483, 0x3754), .programmer(.stlink), "STLINK-V3"),
+    ]
+
+    /// VID:PID alone is ambiguous here (an FTDI or CH340 id belongs to thousands of things, an Arduino id
+    /// to any sketch): these are only nominated for the harmless probe.
+    static let serialAdapters: [DeviceEntry] = [
+        DeviceEntry(id(0x2341, 0x0043), .serialCandidate([.stk500v1]), "Arduino Uno (ATmega16U2)"),
+        DeviceEntry(id(0x2341, 0x0001), .serialCandidate([.stk500v1]), "Arduino Uno (ATmega8U2)"),
+        DeviceEntry(id(0x2341, 0x0243), .serialCandidate([.stk500v1]), "Arduino Uno R3 (ATmega16U2)"),
+        DeviceEntry(id(0x2A03, 0x0043), .serialCandidate([.stk500v1]), "Arduino Uno (arduino.org)"),
+        DeviceEntry(id(0x2341, 0x8036), .serialCandidate([.stk500v1]), "Arduino Leonardo running a sketch"),
+        DeviceEntry(id(0x2341, 0x8037), .serialCandidate([.stk500v1]), "Arduino Micro running a sketch"),
+        DeviceEntry(id(0x1B4F, 0x9204), .serialCandidate([.avrisp, .stk500v1]), "SparkFun Pro Micro 3V3 running a sketch"),
+        DeviceEntry(id(0x1B4F, 0x9206), .serialCandidate([.avrisp, .stk500v1]), "SparkFun Pro Micro 5V running a sketch"),
+        DeviceEntry(id(0x16C0, 0x0483), .serialCandidate([.avrisp]), "Teensy USB serial / QMK ISP firmware"),
+        DeviceEntry(id(0x1A86, 0x7523), .serialCandidate([.stk500v1]), "CH340 USB serial (clone Uno, Nano)"),
+        DeviceEntry(id(0x0403, 0x6001), .serialCandidate([.stk500v1, .buspirate]), "FTDI FT232R (Bus Pirate v3, FTDI Arduinos)"),
+        DeviceEntry(id(0x04D8, 0xFB00), .serialCandidate([.buspirate]), "Bus Pirate v4"),
+    ]
+
+    /// Boards in their bootloaders: waiting to be flashed over USB, never driven as programmers.
+    static let bootloaders: [DeviceEntry] = [
+        DeviceEntry(id(0x16C0, 0x05DC), .bootloader("USBaspLoader"), "USBaspLoader, or another V-USB device sharing the USBasp ids"),
+        DeviceEntry(id(0x16C0, 0x05DF), .bootloader("BootloadHID"), "BootloadHID (PS2AVRGB and other V-USB boards)"),
+        DeviceEntry(id(0x16C0, 0x0478), .bootloader("HalfKay"), "Teensy in HalfKay"),
+        DeviceEntry(id(0x03EB, 0x2FEF), .bootloader("Atmel DFU"), "ATmega16U2 in Atmel DFU"),
+        DeviceEntry(id(0x03EB, 0x2FF0), .bootloader("Atmel DFU"), "ATmega32U2 in Atmel DFU"),
+        DeviceEntry(id(0x03EB, 0x2FF3), .bootloader("Atmel DFU"), "ATmega16U4 in Atmel DFU"),
+        DeviceEntry(id(0x03EB, 0x2FF4), .bootloader("Atmel DFU"), "ATmega32U4 in Atmel DFU"),
+        DeviceEntry(id(0x03EB, 0x2FF9), .bootloader("Atmel DFU"), "AT90USB64 in Atmel DFU"),
+        DeviceEntry(id(0x03EB, 0x2FFA), .bootloader("Atmel DFU"), "AT90USB162 in Atmel DFU"),
+        DeviceEntry(id(0x03EB, 0x2FFB), .bootloader("Atmel DFU"), "AT90USB128 in Atmel DFU"),
+        DeviceEntry(id(0x2341, 0x0036), .bootloader("Caterina"), "Arduino Leonardo in Caterina"),
+        DeviceEntry(id(0x2341, 0x0037), .bootloader("Caterina"), "Arduino Micro in Caterina"),
+        DeviceEntry(id(0x1B4F, 0x9203), .bootloader("Caterina"), "SparkFun Pro Micro 3V3 in Caterina"),
+        DeviceEntry(id(0x1B4F, 0x9205), .bootloader("Caterina"), "SparkFun Pro Micro 5V in Caterina"),
+        DeviceEntry(id(0x1B4F, 0x9207), .bootloader("Caterina"), "SparkFun LilyPadUSB in Caterina"),
+        DeviceEntry(id(0x239A, 0x000C), .bootloader("Caterina"), "Adafruit Feather 32U4 in Caterina"),
+        DeviceEntry(id(0x239A, 0x000D), .bootloader("Caterina"), "Adafruit ItsyBitsy 32U4 3V3 in Caterina"),
+        DeviceEntry(id(0x239A, 0x000E), .bootloader("Caterina"), "Adafruit ItsyBitsy 32U4 5V in Caterina"),
+        DeviceEntry(id(0x1FFB, 0x0101), .bootloader("Caterina"), "Pololu A-Star 32U4 in Caterina"),
+        DeviceEntry(id(0x1EAF, 0x0003), .bootloader("Maple DFU"), "STM32duino bootloader (Maple DFU)"),
+        DeviceEntry(id(0x0483, 0xDF11), .bootloader("STM32 DFU"), "STM32 system bootloader (DfuSe)"),
+        DeviceEntry(id(0x314B, 0x0106), .bootloader("APM32 DFU"), "APM32 system bootloader (DFU)"),
+    ]
+}
