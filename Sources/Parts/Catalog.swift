@@ -162,6 +162,11 @@ public struct STM32Chip: Hashable, Sendable, CustomStringConvertible {
     public let pageSize: Int
     public let sram: Int
 
+    /// The SW-DP IDCODE of ST's own silicon in this line: the F1's Cortex-M3 debug port (0x1BA01477).
+    /// A chip that reports an F1 chip id through another debug port is a clone: a Cortex-M4-class port
+    /// (0x2BA01477, what a genuine STM32F4 answers) is what CKS32F103 and APM32F103 carry.
+    public var genuineDebugPortIDCode: UInt32 { 0x1BA0_1477 }
+
     /// Where flash starts, and where a bootloader binary is written.
     public static let flashBase: UInt32 = 0x0800_0000
     /// SRAM base, where a flash loader runs.

@@ -33,13 +33,39 @@ public struct ChipState: Sendable, Equatable {
         try writeDurably(Data(fusesJSON.utf8), to: directory + "/fuses.json")
     }
 
-    /// Reads the three files back.
+    /// Reads the three files back; a `fuses.json` that is not an object of byte values is an error,
+    /// never "no fuses".
     public static func read(from directory: String) throws -> ChipState {
         let flash = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/flash.bin")))
         let eeprom = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/eeprom.bin")))
-        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/fuses.json"))) as? [String: Int] ?? [:]
-        let fuses = FuseSet(low: object["low"].map(UInt8.init), high: object["high"].map(UInt8.init), extended: object["extended"].map(UInt8.init))
-        return ChipState(flash: flash, eeprom: eeprom, fuses: fuses, lock: object["lock"].map(UInt8.init))
+        let path = directory + "/fuses.json"
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw ChipStateError.malformedFuses(path: path, reason: "not JSON")
+        }
+        guard let object = parsed as? [String: Any] else { throw ChipStateError.malformedFuses(path: path, reason: "not a JSON object") }
+        let known = FuseByte.allCases.map(\.rawValue) + ["lock"]
+        var bytes: [String: UInt8] = [:]
+        for (key, value) in object {
+            guard known.contains(key) else { throw ChipStateError.malformedFuses(path: path, reason: "unknown key '\(key)'") }
+            guard let number = value as? Int, let byte = UInt8(exactly: number), !(value is Bool) else {
+                throw ChipStateError.malformedFuses(path: path, reason: "\(key) is not a byte value (0–255)")
+            }
+            bytes[key] = byte
+        }
+        let fuses = FuseSet(low: bytes["low"], high: bytes["high"], extended: bytes["extended"])
+        return ChipState(flash: flash, eeprom: eeprom, fuses: fuses, lock: bytes["lock"])
+    }
+}
+
+/// Why a saved chip state cannot be read back.
+public enum ChipStateError: Error, Sendable, Equatable, CustomStringConvertible {
+    case malformedFuses(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .malformedFuses(path, reason): return "\(path) is malformed: \(reason)"
+        }
     }
 }
 

@@ -73,23 +73,64 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The process exit code the command line uses for this reason (see the README).
-    public var exitCode: Int32 {
+    /// The process exit status the command line uses for this reason.
+    public var exitCode: Int32 { failureClass.rawValue }
+
+    /// What kind of failure this is, for a caller that acts on it (the command line's exit status).
+    public var failureClass: FailureClass {
         switch self {
-        case .programmer(.noTarget), .noTargetSignature, .targetVanished: return 3
-        case .programmer(.usb), .programmer(.link), .programmer(.protocolViolation), .programmer(.stillBusy): return 4
-        case .programmer(.flashBeyondReach), .programmer(.firmwareLimitation): return 5
-        case .unknownSignature, .wrongPart: return 6
-        case .noRule, .noSuchRule, .firmware, .refused: return 7
-        case .verifyFailed, .fusesDidNotTake, .lockDidNotTake: return 8
-        case .backupFailed: return 9
-        case .cancelled: return 10
-        case .stm32(.link(.noTarget)), .stm32(.link(.noPower)): return 3
-        case .stm32(.link(.usb)), .stm32(.link(.protocolViolation)), .stm32(.link(.timeout)), .stm32(.link(.accessFault)), .stm32(.link(.notFound)): return 4
-        case .stm32(.link(.firmwareTooOld)): return 5
-        case .stm32(.unknownChip): return 6
-        case .protectionNotAllowed: return 7
-        case .stm32(.controller): return 8
+        case .programmer(.noTarget), .noTargetSignature, .targetVanished: return .noTarget
+        case .programmer(.usb), .programmer(.link), .programmer(.protocolViolation), .programmer(.stillBusy): return .programmerFailed
+        case .programmer(.flashBeyondReach), .programmer(.firmwareLimitation): return .programmerCannot
+        case .unknownSignature, .wrongPart: return .wrongChip
+        case .noRule, .noSuchRule, .firmware, .refused: return .refused
+        case .verifyFailed, .fusesDidNotTake, .lockDidNotTake: return .verificationFailed
+        case .backupFailed: return .backupFailed
+        case .cancelled: return .cancelled
+        case .stm32(.link(.noTarget)), .stm32(.link(.noPower)): return .noTarget
+        case .stm32(.link(.usb)), .stm32(.link(.protocolViolation)), .stm32(.link(.timeout)), .stm32(.link(.accessFault)): return .programmerFailed
+        case .stm32(.link(.firmwareTooOld)): return .programmerCannot
+        case .stm32(.unknownChip): return .wrongChip
+        case .protectionNotAllowed: return .refused
+        case .stm32(.controller): return .verificationFailed
         }
+    }
+}
+
+/// The classes of failure, each with the exit status the command line gives it: the one table `--help`
+/// and the README's table are made from.
+public enum FailureClass: Int32, CaseIterable, Sendable {
+    case noTarget = 3
+    case programmerFailed = 4
+    case programmerCannot = 5
+    case wrongChip = 6
+    case refused = 7
+    case verificationFailed = 8
+    case backupFailed = 9
+    case cancelled = 10
+
+    /// What the status means, for people.
+    public var meaning: String {
+        switch self {
+        case .noTarget: return "no target on the cable, or it vanished mid-restore (check the ISP or SWD cable and the target's power)"
+        case .programmerFailed: return "the programmer failed: unplugged, timed out, or not found"
+        case .programmerCannot: return "the programmer cannot do it (firmware too old, a flash it cannot address)"
+        case .wrongChip: return "the chip is not the part the rule is for, or unknown"
+        case .refused: return "the rules file or the plan was refused (unsafe fuses, misplaced bootloader, changed file, a programmer that cannot address the part, read protection without allow_unlock); nothing was erased"
+        case .verificationFailed: return "verification of flash, EEPROM, fuses or lock failed"
+        case .backupFailed: return "the backup could not be saved; nothing was erased"
+        case .cancelled: return "stopped between two steps (the service was stopping, or SIGTERM/SIGINT)"
+        }
+    }
+
+    /// The exit statuses as a Markdown table, with 0 first (the README's).
+    public static var markdownTable: String {
+        "| exit | meaning |\n|---|---|\n| 0 | restored, or already healthy (nothing written) |\n"
+            + allCases.map { "| \($0.rawValue) | \($0.meaning) |\n" }.joined()
+    }
+
+    /// The exit statuses in one paragraph, for `--help`.
+    public static var summary: String {
+        "Exit status: 0 healthy or restored; " + allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ") + "."
     }
 }

@@ -15,12 +15,9 @@ public enum STLinkError: Error, Equatable, Sendable, CustomStringConvertible {
     case accessFault(address: UInt32, status: String)
     case protocolViolation(String)
     case timeout(String)
-    /// No ST-Link on the bus (at the port asked for).
-    case notFound(port: String?)
 
     public var description: String {
         switch self {
-        case let .notFound(port): return "no ST-Link is plugged in" + (port.map { " at USB port \($0)" } ?? "")
         case let .usb(.noDevice, operation): return "the ST-Link disappeared from USB while \(operation) (unplugged?)"
         case let .usb(error, operation): return "\(error) while \(operation)"
         case let .firmwareTooOld(version, needs):

@@ -17,13 +17,14 @@ public struct STM32Target: Sendable, Hashable {
         "\(chip.name), \(flashSize / 1024) KiB flash in \(chip.pageSize)-byte pages (chip id " + String(format: "0x%03X, rev 0x%04X", chipID, revision) + ")" + (cloneName.map { "; \($0)" } ?? "")
     }
 
-    /// Cortex-M3 parts from ST answer 0x1BA01477 on SW-DP; the common clones answer otherwise.
+    /// Set when the debug port is not the one ST's silicon of this line has: the chip is a clone.
     public var cloneName: String? {
-        switch debugPortIDCode {
-        case 0x1BA0_1477: return nil
-        case 0x2BA0_1477: return "a clone (CKS32F103 or similar: SW-DP IDCODE 0x2BA01477, not ST's 0x1BA01477)"
-        default: return String(format: "an unknown core (SW-DP IDCODE 0x%08X)", debugPortIDCode)
+        guard debugPortIDCode != chip.genuineDebugPortIDCode else { return nil }
+        let found = String(format: "0x%08X", debugPortIDCode), genuine = String(format: "0x%08X", chip.genuineDebugPortIDCode)
+        if debugPortIDCode == 0x2BA0_1477 {
+            return "a clone (CKS32F103, APM32F103 or similar: a Cortex-M4-class SW-DP IDCODE \(found) under an F1 chip id, where ST's answers \(genuine))"
         }
+        return "a clone or an unknown core (SW-DP IDCODE \(found), where ST's answers \(genuine))"
     }
 }
 

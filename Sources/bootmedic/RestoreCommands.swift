@@ -125,9 +125,7 @@ struct RestoreCommand: ParsableCommand {
         discussion: """
         Connects, reads the signature, picks the rule, checks the plan, and if the board is not already \
         healthy backs up the chip, erases it, writes and verifies the bootloader, then fuses and lock bits. \
-        Exit status: 0 healthy or restored, 3 no target / target lost, 4 programmer or USB failure, \
-        5 programmer cannot do it, 6 wrong or unknown chip, 7 rules or plan refused, 8 verification failed, \
-        9 backup failed.
+        \(FailureClass.summary)
         """)
 
     @OptionGroup var options: RestoreOptions

@@ -313,3 +313,26 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(bench.chip.flash == garbage(32768))
     }
 }
+
+@Suite struct ExitStatusTests {
+    /// The README's table and `--help` come from one table: a new failure class shows up in both.
+    @Test func theReadmeListsEveryExitStatus() throws {
+        let readme = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains(FailureClass.markdownTable), "paste FailureClass.markdownTable into the README")
+        #expect(RecoveryError.cancelled("x").exitCode == 10)
+        #expect(Set(FailureClass.allCases.map(\.rawValue)).count == FailureClass.allCases.count)
+    }
+}
+
+@Suite struct ChipStateTests {
+    @Test(arguments: [("[1, 2]", "not a JSON object"), ("{\"low\": 300}", "low is not a byte value (0–255)"),
+                      ("{\"low\": \"0xFF\"}", "low is not a byte value (0–255)"), ("{\"lwo\": 255}", "unknown key 'lwo'"), ("{", "not JSON")])
+    func aMalformedFusesFileIsAnErrorNotNoFuses(_ text: String, _ reason: String) throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try ChipState(flash: [0xFF], eeprom: [0xFF], fuses: FuseSet(low: 0x5E), lock: 0x3F).write(to: dir.path)
+        #expect(try ChipState.read(from: dir.path).fuses == FuseSet(low: 0x5E))
+        try text.write(toFile: dir.path + "/fuses.json", atomically: true, encoding: .utf8)
+        #expect(throws: ChipStateError.malformedFuses(path: dir.path + "/fuses.json", reason: reason)) { try ChipState.read(from: dir.path) }
+    }
+}

@@ -109,7 +109,7 @@ struct BluepillRestore {
     @Test func aCloneIsNamed() throws {
         let run = try BluepillRestore(faults: [.clone])
         #expect(run.result.outcome == .restored)
-        #expect(run.sink.notices.contains("this chip is a clone (CKS32F103 or similar: SW-DP IDCODE 0x2BA01477, not ST's 0x1BA01477); it usually programs like an STM32F103"))
+        #expect(run.sink.notices.contains("this chip is a clone (CKS32F103, APM32F103 or similar: a Cortex-M4-class SW-DP IDCODE 0x2BA01477 under an F1 chip id, where ST's answers 0x1BA01477); it usually programs like an STM32F103"))
     }
 
     @Test func decodesTheFirmwareVersion() throws {

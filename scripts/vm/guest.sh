@@ -82,6 +82,7 @@ wait_count() {
 # function stands in for DFU's).
 gadget usbasp 0x16c0 0x05dc "www.fischl.de" "USBasp"
 gadget usbtiny 0x1781 0x0c9f "Dick Streefland" "USBtiny"
+gadget usbaspclone 0x16c0 0x05dc "a clone maker" "USBasp-clone"
 gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
 gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
 echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed
@@ -238,6 +239,17 @@ fi
 # read-protected Bluepill); after the first it sees the restored bootloader enumerate on the board's own
 # socket; then a programmer is pulled mid-write. The journal is read back.
 if part 6; then
+# A workshop's USBasp clone with its own product string: declared in the rules file, and the udev rules
+# made again from the catalog with that entry in front, as the README tells an administrator.
+cat >> /etc/bootmedic/rules.toml <<'TOML'
+
+[[programmer]]
+usb = "16C0:05DC"
+product = "USBasp-clone"
+kind = "usbasp"
+TOML
+"$bin" devices udev-rules --rules /etc/bootmedic/rules.toml -o /etc/udev/rules.d/60-bootmedic.rules
+udevadm control --reload
 timeout 60 systemctl start bootmedic.service
 systemctl is-active bootmedic.service > $out/agent-active.txt
 step "bootmedic.service started"
@@ -267,6 +279,13 @@ agent_restores() {  # NAME KIND STATE [WHERE...]
   step "the agent restored the board behind $name"
 }
 agent_restores usbtiny usbtiny agent-tiny-chip
+serve usbaspclone usbasp agent-clone-chip
+plug usbaspclone "$udc0"
+udevadm info --query=property --path="$(hostdev usbaspclone)" > $out/clone-udev-properties.txt
+restored=$((restored + 1))
+wait_count $id_restored $restored 45 && echo restored > $out/agent-clone-chip-outcome.txt
+unplug usbaspclone; unserve
+step "the agent restored the board behind the declared USBasp clone"
 agent_restores uno stk500v1 agent-uno-chip --tty "$uno_tty"
 simpart=stm32f103 agent_restores stlink stlink agent-stlink-chip --functionfs /dev/ffs-stlink --read-protected
 simpart=
