@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "Simulation", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "Agent", dependencies: ["CLibUDev", "CSystemd", "DeviceCatalog", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
         .target(name: "VirtualBench", dependencies: ["Agent", "FirmwareImage", "Parts", "Programmers", "Rules", "Simulation", "Transport"]),
-        .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "FirmwareImage", "Parts", "Rules", "STLink", "Transport"]),
+        .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "FirmwareImage", "Parts", "Programmers", "Rules", "STLink", "Transport"]),
         .executableTarget(
             name: "bootmedic",
             dependencies: [

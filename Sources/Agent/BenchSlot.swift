@@ -219,13 +219,8 @@ public final class BenchSlot: Sendable {
         identity.port = programmer.port ?? identity.port
         identity.serialNumber = programmer.serial ?? identity.serialNumber
         let sink = JobJournal(job: job, programmer: identity, writer: context.journal)
-        switch connection {
-        case let .isp(isp):
-            let recovery = RecoveryJob(programmer: isp, rules: context.rules, backups: context.backups, sink: sink)
-            recovery.shouldStop = { thread.isStopRequested }
-            return recovery.run()
-        case let .swd(link):
-            return STM32RecoveryJob(link: link, rules: context.rules, backups: context.backups, sink: sink).run()
-        }
+        let recovery = RecoveryJob(target: connection.restoreTarget, rules: context.rules, backups: context.backups, sink: sink)
+        recovery.shouldStop = { thread.isStopRequested }
+        return recovery.run()
     }
 }

@@ -138,11 +138,7 @@ struct RestoreCommand: ParsableCommand {
         let sink = ConsoleSink(quiet: options.json)
         let connection = try connection.open(catalog: set.deviceCatalog)
         defer { connection.close() }
-        let result: RecoveryResult
-        switch connection {
-        case let .isp(isp): result = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: backups, sink: sink).run()
-        case let .swd(link): result = STM32RecoveryJob(link: link, rules: set, ruleName: options.rule, backups: backups, sink: sink).run()
-        }
+        let result = RecoveryJob(target: connection.restoreTarget, rules: set, ruleName: options.rule, backups: backups, sink: sink).run()
         try finish(result, json: options.json)
     }
 }
@@ -247,7 +243,7 @@ extension RehearseCommand {
             bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(fault))
         } catch { throw fail(error.description) }
         let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
-        let job = STM32RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, ruleName: options.rule,
+        let job = RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, ruleName: options.rule,
                                    backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
         let result = job.run()
         if let dump {

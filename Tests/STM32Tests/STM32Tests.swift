@@ -28,7 +28,7 @@ struct BluepillRestore {
         bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: faults)
         let set = try #require(RulesFile.parse(rules, path: "t.toml", firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
         backups = try Fixtures.temporaryDirectory()
-        result = STM32RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, backups: BackupStore(directory: backups.path), sink: sink).run()
+        result = RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, backups: BackupStore(directory: backups.path), sink: sink).run()
     }
 
     var backupFolders: [String] { (try? FileManager.default.contentsOfDirectory(atPath: backups.path)) ?? [] }

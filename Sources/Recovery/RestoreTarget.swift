@@ -1,0 +1,147 @@
+import BenchModel
+import Foundation
+import FirmwareImage
+import Parts
+import STLink
+import Rules
+import Transport
+
+/// What a rule asks of the target in front of the programmer: built once the target is identified and
+/// the rule chosen, before anything is checked.
+public struct RestorePlan: Sendable {
+    public let rule: Rule
+    public let firmware: PreparedFirmware
+
+    /// The bytes to write: the bootloader, with the application if the rule has one.
+    public var image: MemoryImage { firmware.image }
+}
+
+/// What a step did: the bytes it moved and a short result for people.
+public struct StepOutcome: Sendable {
+    public let bytes: Int
+    public let detail: String
+
+    public init(bytes: Int, _ detail: String) {
+        self.bytes = bytes
+        self.detail = detail
+    }
+}
+
+/// What the health check found.
+public enum HealthVerdict: Sendable {
+    case healthy(bytesRead: Int, detail: String)
+    case needsRestore(bytesRead: Int, reason: String)
+}
+
+/// How a step reports progress and notices while it runs.
+public struct StepContext {
+    public let step: RecoveryStep
+    let sink: RecoveryEventSink
+
+    public func progress(done: Int, total: Int) { sink.record(.progress(step, done: done, total: total)) }
+    public func notice(_ severity: Severity, _ text: String) { sink.record(.notice(step, severity, text)) }
+}
+
+/// A chip behind a programmer, as the one restore skeleton (``RecoveryJob``) drives it: an AVR over ISP,
+/// an STM32 over SWD, and later a board through its own bootloader. The skeleton owns the order and the
+/// safety guarantees — nothing destructive before the plan is checked and the old contents are saved —
+/// and a target only knows how to do each step on its kind of chip.
+public protocol RestoreTarget: AnyObject {
+    /// What the programmer says about itself (fuller once connected).
+    var identity: ProgrammerIdentity { get }
+    /// The clock waits and step durations go by.
+    var clock: TimeSource { get }
+
+    /// Opens the link to the chip (programming mode, SWD).
+    func connect(_ context: StepContext) throws(RecoveryError) -> StepOutcome
+    /// Reads what the chip is.
+    func identify(_ context: StepContext) throws(RecoveryError) -> (target: IdentifiedTarget, outcome: StepOutcome)
+    /// Reads what the plan needs to know of the chip (current fuses, flash size) and returns the plan's
+    /// findings for this chip; an error finding refuses the plan. Nothing is written.
+    func check(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> (findings: [Finding], outcome: StepOutcome)
+    /// Whether the chip hides its memory in a way only an unlock (which destroys it) removes.
+    func isReadProtected() throws(RecoveryError) -> Bool
+    /// Whether the chip already holds what the plan would write; reads as little as it can.
+    func healthCheck(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> HealthVerdict
+    /// Saves what the chip holds (as much as it shows) and returns the backup's folder.
+    func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int)
+    /// Removes read protection; allowed only by the rule, and it erases the chip.
+    func unlock(_ context: StepContext) throws(RecoveryError) -> StepOutcome
+    func erase(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome
+    func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome
+    func verify(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome
+    /// The steps after the flash is verified (EEPROM, fuses, lock), in order; `backup` is the saved
+    /// contents, if any.
+    func finishingSteps(_ plan: RestorePlan, backup: String?) -> [FinishingStep]
+    /// Lets the chip run.
+    func release(_ context: StepContext) throws(RecoveryError) -> StepOutcome
+    /// Clean-up after a failure: leaves the chip and the programmer as a person expects to find them.
+    func abandon()
+    /// A step's error as the technician should hear it (a busy chip may be a vanished one).
+    func explain(_ error: RecoveryError, during step: RecoveryStep) -> RecoveryError
+    /// Fills in what this kind of target knows for the result (part, signature, fuses written, …).
+    func describe(into result: inout RecoveryResult)
+}
+
+/// One step after the flash write, with its body.
+public struct FinishingStep {
+    public let step: RecoveryStep
+    public let run: (StepContext) throws(RecoveryError) -> StepOutcome
+
+    public init(_ step: RecoveryStep, _ run: @escaping (StepContext) throws(RecoveryError) -> StepOutcome) {
+        self.step = step
+        self.run = run
+    }
+}
+
+extension RestoreTarget {
+    public func explain(_ error: RecoveryError, during step: RecoveryStep) -> RecoveryError { error }
+}
+
+/// What a target turned out to be.
+public enum IdentifiedTarget: Sendable {
+    case avr(AVRPart, Signature)
+    case stm32(STM32Target)
+
+    /// The part's name for people and the journal ("ATmega32U4", "STM32F10x medium-density").
+    public var name: String {
+        switch self {
+        case let .avr(part, _): return part.name
+        case let .stm32(target): return target.chip.name
+        }
+    }
+
+    /// What the journal's BOOTMEDIC_SIGNATURE holds: an AVR's signature, an STM32's chip id.
+    public var id: String {
+        switch self {
+        case let .avr(_, signature): return signature.description
+        case let .stm32(target): return String(format: "0x%03X", target.chipID)
+        }
+    }
+
+    /// What rules match on, with the programmer the target sits behind.
+    public func context(programmer: ProgrammerIdentity) -> TargetContext {
+        switch self {
+        case let .avr(part, signature):
+            return TargetContext(avrPart: part, signature: signature, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
+        case let .stm32(target):
+            return TargetContext(chipID: target.chipID, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
+        }
+    }
+
+    /// Why a rule named on the command line is not for this target, or nil when it is.
+    public func mismatch(with rule: Rule) -> RecoveryError? {
+        switch (self, rule.part) {
+        case let (.avr(part, signature), .avr(expected)?) where expected.signature != part.signature:
+            return .wrongPart(signature: signature, found: part.name, rule: rule.name, expected: expected.name)
+        case let (.avr(part, signature), .stm32?):
+            return .wrongPart(signature: signature, found: part.name, rule: rule.name, expected: "an STM32")
+        case let (.stm32(target), .avr(expected)?):
+            return .wrongPart(signature: Signature(0, 0, 0), found: target.chip.name, rule: rule.name, expected: expected.name)
+        case let (.stm32(target), nil):
+            return .wrongPart(signature: Signature(0, 0, 0), found: target.chip.name, rule: rule.name, expected: "another part")
+        default:
+            return nil
+        }
+    }
+}
