@@ -61,16 +61,8 @@ public enum PartCatalog {
         ),
     ]
 
-    /// STM32F1 chip ids, as DBGMCU_IDCODE reports them.
-    public static let stm32Chips: [STM32Chip] = [
-        STM32Chip(chipID: 0x412, name: "STM32F10x low-density", maximumFlash: 32 * 1024, pageSize: 1024, sram: 10 * 1024),
-        STM32Chip(chipID: 0x410, name: "STM32F10x medium-density", maximumFlash: 128 * 1024, pageSize: 1024, sram: 20 * 1024),
-        STM32Chip(chipID: 0x414, name: "STM32F10x high-density", maximumFlash: 512 * 1024, pageSize: 2048, sram: 64 * 1024),
-        STM32Chip(chipID: 0x430, name: "STM32F10x XL-density", maximumFlash: 1024 * 1024, pageSize: 2048, sram: 96 * 1024),
-        STM32Chip(chipID: 0x418, name: "STM32F105/107 connectivity line", maximumFlash: 256 * 1024, pageSize: 2048, sram: 64 * 1024),
-        STM32Chip(chipID: 0x420, name: "STM32F100 value line medium-density", maximumFlash: 128 * 1024, pageSize: 1024, sram: 8 * 1024),
-        STM32Chip(chipID: 0x428, name: "STM32F100 value line high-density", maximumFlash: 512 * 1024, pageSize: 2048, sram: 32 * 1024),
-    ]
+    /// Every STM32 chip line bootmedic knows, across its families.
+    public static var stm32Chips: [STM32Chip] { STM32Family.all.flatMap(\.chips) }
 
     /// The part a rule or the command line names, by id ("atmega32u4"), avrdude id ("m32u4") or datasheet name.
     public static func part(named name: String) -> Part? {
@@ -78,7 +70,7 @@ public enum PartCatalog {
         if let avr = avrParts.first(where: { $0.id == key || $0.avrdudeID == key || $0.name.lowercased() == key }) {
             return .avr(avr)
         }
-        if STM32Chip.familyNames.contains(key) { return .stm32(family: key) }
+        if let family = STM32Family.all.first(where: { $0.partNames.contains(key) }) { return .stm32(STM32Line(name: key, family: family.id)) }
         return nil
     }
 
@@ -87,11 +79,11 @@ public enum PartCatalog {
         avrParts.filter { $0.signature == signature }
     }
 
-    /// The STM32F1 chip for a DBGMCU_IDCODE DEV_ID.
+    /// The STM32 chip line for a DBGMCU_IDCODE DEV_ID.
     public static func stm32Chip(id: UInt16) -> STM32Chip? { stm32Chips.first { $0.chipID == id } }
 
     /// Every name `part(named:)` accepts, for suggestions in error messages.
-    public static var allNames: [String] { avrParts.map(\.id) + STM32Chip.familyNames }
+    public static var allNames: [String] { avrParts.map(\.id) + STM32Family.all.flatMap(\.partNames) }
 
     // The USB AVRs share one fuse layout; only sizes, signature and factory high byte differ.
     private static func usbMega(_ name: String, _ id: String, _ avrdudeID: String, _ signature: Signature,
@@ -131,53 +123,24 @@ public enum PartCatalog {
     }
 }
 
-/// A part as a rule names it: an AVR with a signature, or an STM32 family identified by chip id.
+/// A part as a rule names it: an AVR with a signature, or an STM32 line whose chips the chip id read
+/// over SWD tells apart.
 public enum Part: Hashable, Sendable, CustomStringConvertible {
     case avr(AVRPart)
-    /// An STM32 family name such as "stm32f103"; the chip id read over SWD gives the density.
-    case stm32(family: String)
+    case stm32(STM32Line)
 
     public var id: String {
         switch self {
         case let .avr(part): return part.id
-        case let .stm32(family): return family
+        case let .stm32(line): return line.name
         }
     }
 
     public var description: String {
         switch self {
         case let .avr(part): return part.name
-        case let .stm32(family): return family.uppercased()
+        case let .stm32(line): return line.name.uppercased()
         }
     }
 }
 
-/// An STM32F1 density line, identified by the DEV_ID field of DBGMCU_IDCODE.
-public struct STM32Chip: Hashable, Sendable, CustomStringConvertible {
-    /// DEV_ID, e.g. 0x410 for medium density.
-    public let chipID: UInt16
-    public let name: String
-    /// The largest flash the line has; the chip's own size comes from the flash size register.
-    public let maximumFlash: Int
-    public let pageSize: Int
-    public let sram: Int
-
-    /// The SW-DP IDCODE of ST's own silicon in this line: the F1's Cortex-M3 debug port (0x1BA01477).
-    /// A chip that reports an F1 chip id through another debug port is a clone: a Cortex-M4-class port
-    /// (0x2BA01477, what a genuine STM32F4 answers) is what CKS32F103 and APM32F103 carry.
-    public var genuineDebugPortIDCode: UInt32 { 0x1BA0_1477 }
-
-    /// Where flash starts, and where a bootloader binary is written.
-    public static let flashBase: UInt32 = 0x0800_0000
-    /// SRAM base, where a flash loader runs.
-    public static let sramBase: UInt32 = 0x2000_0000
-    /// DBGMCU_IDCODE: DEV_ID in bits 11:0, REV_ID in bits 31:16.
-    public static let idcodeRegister: UInt32 = 0xE004_2000
-    /// Flash size register (F_SIZE), in KiB.
-    public static let flashSizeRegister: UInt32 = 0x1FFF_F7E0
-
-    /// The family names a rule may use for these chips.
-    public static let familyNames = ["stm32f103", "stm32f101", "stm32f102", "stm32f105", "stm32f107", "stm32f100", "stm32f1"]
-
-    public var description: String { "\(name) (chip id \(formatHex(UInt32(chipID), width: 3)))" }
-}

@@ -17,9 +17,9 @@ public enum STM32Probe {
             let idcode = try link.connect()
             report.programmer = link.identity
             report.programmer.targetVoltage = try? link.targetVoltage()
-            let flash = STM32F1Flash(link: link)
-            report.target = try flash.identify(debugPortIDCode: idcode)
-            report.readProtected = try flash.isReadProtected()
+            let target = try STM32Target.identify(through: link, debugPortIDCode: idcode)
+            report.target = target
+            report.readProtected = try STM32FlashControllers.controller(for: target.chip.family, link: link).isReadProtected()
         } catch let error as STLinkError {
             report.programmer = link.identity
             report.problem = .stm32(.link(error))

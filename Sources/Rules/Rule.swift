@@ -60,8 +60,8 @@ extension RuleMatch {
         switch part {
         case let .avr(want)?:
             guard let have = context.avrPart, have.id == want.id else { return false }
-        case .stm32?:
-            guard context.chipID.flatMap(PartCatalog.stm32Chip(id:)) != nil else { return false }
+        case let .stm32(line)?:
+            guard context.chipID.flatMap(PartCatalog.stm32Chip(id:))?.family == line.family else { return false }
         case nil:
             break
         }
@@ -118,7 +118,7 @@ public struct Rule: Sendable {
     public var part: Part? {
         if let part = match.part { return part }
         if let signature = match.signature, let avr = PartCatalog.avrParts(withSignature: signature).first { return .avr(avr) }
-        if let id = match.chipID, PartCatalog.stm32Chip(id: id) != nil { return .stm32(family: "stm32f1") }
+        if let id = match.chipID, let chip = PartCatalog.stm32Chip(id: id) { return .stm32(STM32Line(name: chip.family.rawValue, family: chip.family)) }
         return nil
     }
 }

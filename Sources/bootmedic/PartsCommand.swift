@@ -24,8 +24,7 @@ struct PartsCommand: ParsableCommand {
     }
 
     struct STM32Report: Encodable {
-        let family = "stm32f1"
-        let chipID: UInt16; let name: String; let maximumFlash: Int; let pageSize: Int; let sram: Int
+        let chipID: UInt16; let name: String; let family: String; let maximumFlash: Int; let pageSize: Int?; let sram: Int
     }
 
     func run() throws {
@@ -41,7 +40,7 @@ struct PartsCommand: ParsableCommand {
         if output.json {
             struct Both: Encodable { let avr: [AVRReport]; let stm32: [STM32Report] }
             try printJSON(Both(avr: avr.map(report), stm32: stm32.map {
-                STM32Report(chipID: $0.chipID, name: $0.name, maximumFlash: $0.maximumFlash, pageSize: $0.pageSize, sram: $0.sram)
+                STM32Report(chipID: $0.chipID, name: $0.name, family: $0.family.rawValue, maximumFlash: $0.maximumFlash, pageSize: $0.pageSize, sram: $0.sram)
             }))
             return
         }
@@ -50,13 +49,13 @@ struct PartsCommand: ParsableCommand {
                 print("\(part.id.padding(12)) \(part.name.padding(12)) \(part.signature)  flash \(part.flash.size / 1024) KiB/\(part.flash.pageSize) B pages  EEPROM \(part.eeprom.size) B  fuses \(part.fuseBytes.map { $0.byte.rawValue }.joined(separator: "/"))")
             }
             for chip in stm32 {
-                print("\(hex(UInt64(chip.chipID), width: 3).padding(12)) \(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize) B pages, SRAM \(chip.sram / 1024) KiB")
+                print("\(hex(UInt64(chip.chipID), width: 3).padding(12)) \(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize.map { "\($0) B pages" } ?? chip.geometry.description), SRAM \(chip.sram / 1024) KiB")
             }
             return
         }
         for part in avr { describe(part) }
         for chip in stm32 {
-            print("\(hex(UInt64(chip.chipID), width: 3)) \(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize) B pages, SRAM \(chip.sram / 1024) KiB")
+            print("\(hex(UInt64(chip.chipID), width: 3)) \(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize.map { "\($0) B pages" } ?? chip.geometry.description), SRAM \(chip.sram / 1024) KiB")
         }
     }
 

@@ -250,7 +250,7 @@ extension RehearseCommand {
             do {
                 try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
                 try Data(bench.target.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
-                try optionBytesJSON(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
+                try STM32Family.f1.optionBytes.json(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
             } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
         }
         try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.stlink.transfers))

@@ -7,7 +7,7 @@ import Testing
     @Test func looksPartsUpByEveryName() {
         #expect(PartCatalog.part(named: "atmega32u4") == .avr(avr("m32u4")))
         #expect(PartCatalog.part(named: "ATmega32U4")?.id == "atmega32u4")
-        #expect(PartCatalog.part(named: "stm32f103") == .stm32(family: "stm32f103"))
+        #expect(PartCatalog.part(named: "stm32f103") == .stm32(STM32Line(name: "stm32f103", family: .f1)))
         #expect(PartCatalog.part(named: "atmega32u5") == nil)
         #expect(PartCatalog.avrParts(withSignature: Signature(0x1E, 0x96, 0x82)).map(\.id) == ["at90usb646", "at90usb647"])
         #expect(PartCatalog.stm32Chip(id: 0x410)?.pageSize == 1024)
@@ -200,5 +200,34 @@ import Testing
     @Test func productionImageFromZeroIsAccepted() throws {
         let micro = try FirmwareFile(path: Fixtures.firmware("Caterina-Micro.hex")).image
         #expect(m32u4.checkPlacement(of: micro, fuses: caterina).isEmpty)
+    }
+}
+
+@Suite struct STM32FamilyTests {
+    @Test func everyChipBelongsToTheFamilyThatListsIt() {
+        for family in STM32Family.all {
+            #expect(family.chips.allSatisfy { $0.family == family.id }, "\(family.name)")
+            #expect(family.partNames.allSatisfy { PartCatalog.part(named: $0) == .stm32(STM32Line(name: $0, family: family.id)) })
+        }
+        #expect(PartCatalog.stm32Chip(id: 0x410)?.family == .f1)
+        #expect(Set(PartCatalog.stm32Chips.map(\.chipID)).count == PartCatalog.stm32Chips.count, "chip ids are unique across families")
+    }
+
+    @Test func onlyTheErasUnitsHoldingDataAreErased() {
+        let pages = FlashGeometry.pages(size: 1024)
+        let image: [Range<UInt64>] = [0x0800_0000..<0x0800_1C04, 0x0800_4000..<0x0800_4001]
+        #expect(pages.units(holding: image, base: 0x0800_0000, flashSize: 64 * 1024).map(\.index) == [0, 1, 2, 3, 4, 5, 6, 7, 16])
+        // Sectors as RM0368 lays out an STM32F401's 256 KiB: four of 16 KiB, one of 64 KiB, one of 128 KiB.
+        let sectors = FlashGeometry.sectors([16, 16, 16, 16, 64, 128].map { $0 * 1024 })
+        let units = sectors.units(holding: [0x0800_0000..<0x0800_1C04, 0x0801_0000..<0x0801_0010], base: 0x0800_0000, flashSize: 256 * 1024)
+        #expect(units.map(\.index) == [0, 4])
+        #expect(units.map(\.address) == [0x0800_0000, 0x0801_0000])
+        #expect(units.map(\.size) == [16 * 1024, 64 * 1024])
+        #expect(sectors.units(holding: [0x0802_0000..<0x0804_0001], base: 0x0800_0000, flashSize: 256 * 1024).map(\.index) == [5], "nothing past the flash")
+    }
+
+    @Test func optionBytesAreWrittenAsTheFamilyLaysThemOut() {
+        let bytes: [UInt8] = [0xA5, 0x5A, 0xFF, 0x00, 0x12, 0xED, 0x34, 0xCB, 0xFF, 0x00, 0xFE, 0x01, 0xFD, 0x02, 0xFC, 0x03]
+        #expect(STM32Family.f1.optionBytes.json(bytes) == "{\"data0\": 18, \"data1\": 52, \"rdp\": 165, \"user\": 255, \"wrp\": [255, 254, 253, 252]}\n")
     }
 }

@@ -10,15 +10,13 @@ import Transport
 /// chip) → health check → backup → erase the pages the image covers → program → verify → reset and run.
 public final class STM32SWDTarget: RestoreTarget {
     public let link: STLink
-    private let flash: STM32F1Flash
     private var debugPortIDCode: UInt32 = 0
     private var targetVoltage: Double?
     private var target: STM32Target?
+    /// The identified family's flash controller.
+    private var controller: STM32FlashController?
 
-    public init(link: STLink) {
-        self.link = link
-        flash = STM32F1Flash(link: link)
-    }
+    public init(link: STLink) { self.link = link }
 
     public var identity: ProgrammerIdentity {
         var identity = link.identity
@@ -35,8 +33,9 @@ public final class STM32SWDTarget: RestoreTarget {
     }
 
     public func identify(_ context: StepContext) throws(RecoveryError) -> (target: IdentifiedTarget, outcome: StepOutcome) {
-        let found = try stm32 { () throws(STM32Error) in try flash.identify(debugPortIDCode: debugPortIDCode) }
+        let found = try stm32 { () throws(STM32Error) in try STM32Target.identify(through: link, debugPortIDCode: debugPortIDCode) }
         target = found
+        controller = STM32FlashControllers.controller(for: found.chip.family, link: link)
         if let clone = found.cloneName { context.notice(.warning, "this chip is \(clone); it usually programs like an STM32F103") }
         return (.stm32(found), StepOutcome(bytes: 8, found.summary))
     }
@@ -44,33 +43,34 @@ public final class STM32SWDTarget: RestoreTarget {
     public func check(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> (findings: [Finding], outcome: StepOutcome) {
         let target = try identified()
         let findings = plan.rule.checkSTM32(plan.firmware, programmer: .stlink, flashSize: target.flashSize)
-        // Before anything is erased: this firmware must be able to program F1 flash at all.
-        if !findings.contains(where: { $0.severity == .error }), !link.canWriteHalfWords {
-            throw .stm32(.link(.firmwareTooOld(version: link.version?.description ?? "?", needs: "16-bit memory writes (firmware J26 or later), which STM32F1 flash programming needs")))
+        // Before anything is erased: this firmware must be able to program the family's flash at all.
+        if !findings.contains(where: { $0.severity == .error }) {
+            try stm32 { () throws(STM32Error) in try flash().checkLink() }
         }
         let image = plan.image
         return (findings, StepOutcome(bytes: image.byteCount, "\(image.byteCount) bytes at 0x\(String(image.lowestAddress ?? 0, radix: 16, uppercase: true))"))
     }
 
     public func isReadProtected() throws(RecoveryError) -> Bool {
-        try stm32 { () throws(STM32Error) in try flash.isReadProtected() }
+        try stm32 { () throws(STM32Error) in try flash().isReadProtected() }
     }
 
     public func healthCheck(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> HealthVerdict {
         guard let span = plan.image.span else { return .needsRestore(bytesRead: 0, reason: "the image is empty") }
-        let current = try stm32 { () throws(STM32Error) in try flash.read(UInt32(span.lowerBound), count: span.count) }
+        let current = try stm32 { () throws(STM32Error) in try flash().read(UInt32(span.lowerBound), count: span.count) }
         if current == plan.image.bytes(in: UInt32(span.lowerBound)..<UInt32(span.upperBound)) {
             return .healthy(bytesRead: span.count, detail: "the bootloader is already there")
         }
         return .needsRestore(bytesRead: span.count, reason: "the flash differs from the image")
     }
 
-    /// The whole flash and the option bytes; under read protection only the option bytes can be read.
+    /// The whole flash and the option bytes (as the family lays them out); under read protection only
+    /// the option bytes can be read.
     public func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int) {
         let target = try identified()
         let protected = try isReadProtected()
-        let contents = protected ? nil : try stm32 { () throws(STM32Error) in try flash.read(STM32Chip.flashBase, count: target.flashSize) }
-        let options = try stm32 { () throws(STM32Error) in try flash.readOptionBytes() }
+        let contents = protected ? nil : try stm32 { () throws(STM32Error) in try flash().read(STM32Chip.flashBase, count: target.flashSize) }
+        let options = try stm32 { () throws(STM32Error) in try flash().readOptionBytes() }
         let path: String
         do {
             path = try store.saveSTM32(flash: contents, optionBytes: options, target: target, programmer: link.name, rule: plan.rule.name)
@@ -83,7 +83,7 @@ public final class STM32SWDTarget: RestoreTarget {
 
     public func unlock(_ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let target = try identified()
-        try stm32 { () throws(STM32Error) in try flash.removeReadProtection() }
+        try stm32 { () throws(STM32Error) in try flash().removeReadProtection() }
         debugPortIDCode = try stlink { () throws(STLinkError) in try link.connect() }
         if try isReadProtected() {
             throw .stm32(.controller("read protection is still active after the option bytes were reprogrammed"))
@@ -92,19 +92,20 @@ public final class STM32SWDTarget: RestoreTarget {
     }
 
     public func erase(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
-        let pageSize = try identified().chip.pageSize
-        let pages = plan.image.pagesHoldingData(pageSize: pageSize)
+        let target = try identified()
+        let units = target.eraseUnits(holding: plan.image.segments.map(\.range))
         try stm32 { () throws(STM32Error) in
-            try flash.erasePages(pages) { done in context.progress(done: done, total: pages.count) }
+            try flash().erase(units) { done in context.progress(done: done, total: units.count) }
         }
-        return StepOutcome(bytes: pages.count * pageSize, "\(pages.count) pages of \(pageSize) bytes")
+        let what = target.chip.pageSize.map { "pages of \($0) bytes" } ?? "sectors"
+        return StepOutcome(bytes: units.reduce(0) { $0 + $1.size }, "\(units.count) \(what)")
     }
 
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         var written = 0
         for segment in plan.image.segments {
             try stm32 { () throws(STM32Error) in
-                try flash.program(segment.address, segment.bytes) { done in context.progress(done: written + done, total: plan.image.byteCount) }
+                try flash().program(segment.address, segment.bytes) { done in context.progress(done: written + done, total: plan.image.byteCount) }
             }
             written += segment.bytes.count
         }
@@ -115,9 +116,9 @@ public final class STM32SWDTarget: RestoreTarget {
     /// time is reported.
     public func verify(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         for segment in plan.image.segments {
-            let readBack = try stm32 { () throws(STM32Error) in try flash.read(segment.address, count: segment.bytes.count) }
+            let readBack = try stm32 { () throws(STM32Error) in try flash().read(segment.address, count: segment.bytes.count) }
             if let i = segment.bytes.indices.first(where: { segment.bytes[$0] != readBack[$0] }) {
-                let again = try stm32 { () throws(STM32Error) in try flash.read(segment.address, count: segment.bytes.count) }
+                let again = try stm32 { () throws(STM32Error) in try flash().read(segment.address, count: segment.bytes.count) }
                 if again != segment.bytes {
                     throw .verifyFailed(address: segment.address + UInt32(i), expected: segment.bytes[i], actual: again[i])
                 }
@@ -153,6 +154,11 @@ public final class STM32SWDTarget: RestoreTarget {
         return target
     }
 
+    private func flash() throws(STM32Error) -> STM32FlashController {
+        guard let controller else { throw .link(.noTarget(detail: "the chip was not identified")) }
+        return controller
+    }
+
     private func stlink<T>(_ body: () throws(STLinkError) -> T) throws(RecoveryError) -> T {
         do { return try body() } catch { throw .stm32(.link(error)) }
     }
@@ -169,14 +175,6 @@ extension RecoveryJob {
     }
 }
 
-/// The STM32 option bytes as JSON: RDP, USER, Data0/1 and the write-protection bytes.
-public func optionBytesJSON(_ bytes: [UInt8]) -> String {
-    let fields = ["rdp": bytes[0], "user": bytes[2], "data0": bytes[4], "data1": bytes[6]]
-    let wrp = [bytes[8], bytes[10], bytes[12], bytes[14]]
-    return "{" + fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ")
-        + ", \"wrp\": [" + wrp.map(String.init).joined(separator: ", ") + "]}\n"
-}
-
 extension BackupStore {
     /// Saves an STM32's flash (when readable) and option bytes, atomically, as `flash.bin` and
     /// `option-bytes.json`.
@@ -185,7 +183,7 @@ extension BackupStore {
             "part": target.chip.name, "chipID": String(format: "0x%03X", target.chipID), "programmer": programmer, "rule": rule ?? "",
         ]) { folder in
             if let flash { try writeDurably(Data(flash), to: folder + "/flash.bin") }
-            try writeDurably(Data(optionBytesJSON(optionBytes).utf8), to: folder + "/option-bytes.json")
+            try writeDurably(Data(target.family.optionBytes.json(optionBytes).utf8), to: folder + "/option-bytes.json")
         }
     }
 }

@@ -1,0 +1,146 @@
+/// How a family's flash is divided for erasing.
+public enum FlashGeometry: Hashable, Sendable {
+    /// Equal pages (STM32F1: 1 or 2 KiB).
+    case pages(size: Int)
+    /// Sectors of the given sizes, in order from the flash base (STM32F4: 16, 16, 16, 16, 64, 128, … KiB).
+    case sectors([Int])
+
+    /// One unit an erase command takes.
+    public struct Unit: Hashable, Sendable {
+        /// The unit's number: a page's or sector's index from the flash base.
+        public let index: Int
+        public let address: UInt32
+        public let size: Int
+    }
+
+    /// The units of a flash of `flashSize` bytes at `base` that hold at least one byte of `ranges`, in order:
+    /// only these need erasing.
+    public func units(holding ranges: [Range<UInt64>], base: UInt32, flashSize: Int) -> [Unit] {
+        var out: [Unit] = []
+        var address = UInt64(base), index = 0
+        let end = UInt64(base) + UInt64(flashSize)
+        while address < end {
+            let size: Int
+            switch self {
+            case let .pages(pageSize): size = pageSize
+            case let .sectors(sizes): guard index < sizes.count else { return out }; size = sizes[index]
+            }
+            let unit = address..<address + UInt64(size)
+            if ranges.contains(where: { $0.overlaps(unit) }) { out.append(Unit(index: index, address: UInt32(address), size: size)) }
+            address += UInt64(size)
+            index += 1
+        }
+        return out
+    }
+
+    /// "1024-byte pages", "sectors of 16–128 KiB", for people.
+    public var description: String {
+        switch self {
+        case let .pages(size): return "\(size)-byte pages"
+        case let .sectors(sizes): return "sectors of \((sizes.min() ?? 0) / 1024)–\((sizes.max() ?? 0) / 1024) KiB"
+        }
+    }
+}
+
+/// Where a family keeps its option bytes and what each byte means, for backups and dumps.
+public struct OptionByteLayout: Hashable, Sendable {
+    /// Where the option bytes are read.
+    public let address: UInt32
+    public let length: Int
+    /// Single option bytes by name and offset ("rdp": 0).
+    public let fields: [String: Int]
+    /// Options that span several bytes, by name and offsets ("wrp": [8, 10, 12, 14]).
+    public let groups: [String: [Int]]
+
+    /// The option bytes as a JSON object: each field a number, each group an array, keys sorted.
+    public func json(_ bytes: [UInt8]) -> String {
+        func value(_ offset: Int) -> String { offset < bytes.count ? String(bytes[offset]) : "null" }
+        let singles = fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \(value($0.value))" }
+        let arrays = groups.sorted { $0.key < $1.key }.map { "\"\($0.key)\": [" + $0.value.map(value).joined(separator: ", ") + "]" }
+        return "{" + (singles + arrays).joined(separator: ", ") + "}\n"
+    }
+}
+
+/// An STM32 family as data: where its chip id and flash size are read, the debug port ST's own silicon
+/// answers, the flash geometry of each line, and its option bytes. The flash controller that programs it
+/// sits behind a protocol in `STLink`; everything a family only *is* lives here.
+public struct STM32Family: Hashable, Sendable, Identifiable {
+    /// The families bootmedic programs.
+    public enum ID: String, Hashable, Sendable, CaseIterable {
+        case f1 = "stm32f1"
+    }
+
+    public let id: ID
+    /// "STM32F1"
+    public let name: String
+    /// DBGMCU_IDCODE: DEV_ID in bits 11:0, REV_ID in bits 31:16.
+    public let idcodeRegister: UInt32
+    /// The flash size register (F_SIZE), in KiB.
+    public let flashSizeRegister: UInt32
+    /// The SW-DP IDCODEs ST's own silicon of this family answers; another one under this family's chip
+    /// ids means a clone.
+    public let genuineDebugPortIDCodes: Set<UInt32>
+    public let optionBytes: OptionByteLayout
+    /// The names a rule may use for this family's chips.
+    public let partNames: [String]
+    public let chips: [STM32Chip]
+
+    /// Every family, in the order identification tries them.
+    public static let all: [STM32Family] = [.f1]
+
+    public static func family(_ id: ID) -> STM32Family { all.first { $0.id == id }! }
+
+    /// STM32F1 (Cortex-M3): RM0008 for the registers, page sizes and option bytes; PM0075 for the
+    /// flash controller.
+    public static let f1 = STM32Family(
+        id: .f1, name: "STM32F1", idcodeRegister: 0xE004_2000, flashSizeRegister: 0x1FFF_F7E0,
+        genuineDebugPortIDCodes: [0x1BA0_1477],
+        optionBytes: OptionByteLayout(address: 0x1FFF_F800, length: 16, fields: ["rdp": 0, "user": 2, "data0": 4, "data1": 6],
+                                      groups: ["wrp": [8, 10, 12, 14]]),
+        partNames: ["stm32f103", "stm32f101", "stm32f102", "stm32f105", "stm32f107", "stm32f100", "stm32f1"],
+        chips: [
+            STM32Chip(chipID: 0x412, name: "STM32F10x low-density", family: .f1, maximumFlash: 32 * 1024, geometry: .pages(size: 1024), sram: 10 * 1024),
+            STM32Chip(chipID: 0x410, name: "STM32F10x medium-density", family: .f1, maximumFlash: 128 * 1024, geometry: .pages(size: 1024), sram: 20 * 1024),
+            STM32Chip(chipID: 0x414, name: "STM32F10x high-density", family: .f1, maximumFlash: 512 * 1024, geometry: .pages(size: 2048), sram: 64 * 1024),
+            STM32Chip(chipID: 0x430, name: "STM32F10x XL-density", family: .f1, maximumFlash: 1024 * 1024, geometry: .pages(size: 2048), sram: 96 * 1024),
+            STM32Chip(chipID: 0x418, name: "STM32F105/107 connectivity line", family: .f1, maximumFlash: 256 * 1024, geometry: .pages(size: 2048), sram: 64 * 1024),
+            STM32Chip(chipID: 0x420, name: "STM32F100 value line medium-density", family: .f1, maximumFlash: 128 * 1024, geometry: .pages(size: 1024), sram: 8 * 1024),
+            STM32Chip(chipID: 0x428, name: "STM32F100 value line high-density", family: .f1, maximumFlash: 512 * 1024, geometry: .pages(size: 2048), sram: 32 * 1024),
+        ])
+}
+
+/// A part name a rule uses for STM32 chips ("stm32f103"), with the family it belongs to.
+public struct STM32Line: Hashable, Sendable {
+    public let name: String
+    public let family: STM32Family.ID
+
+    public init(name: String, family: STM32Family.ID) {
+        self.name = name
+        self.family = family
+    }
+}
+
+/// An STM32 chip line (a density line of a family), identified by the DEV_ID field of DBGMCU_IDCODE.
+public struct STM32Chip: Hashable, Sendable, CustomStringConvertible {
+    /// DEV_ID, e.g. 0x410 for the F1 medium density line.
+    public let chipID: UInt16
+    public let name: String
+    public let family: STM32Family.ID
+    /// The largest flash the line has; the chip's own size comes from the flash size register.
+    public let maximumFlash: Int
+    public let geometry: FlashGeometry
+    public let sram: Int
+
+    /// Where flash starts on every STM32, and where a bootloader binary is written.
+    public static let flashBase: UInt32 = 0x0800_0000
+    /// SRAM base, where a flash loader runs.
+    public static let sramBase: UInt32 = 0x2000_0000
+
+    /// The page size of a paged flash (nil for sectors).
+    public var pageSize: Int? {
+        if case let .pages(size) = geometry { return size }
+        return nil
+    }
+
+    public var description: String { "\(name) (chip id \(formatHex(UInt32(chipID), width: 3)))" }
+}
