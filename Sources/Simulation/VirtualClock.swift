@@ -1,23 +1,23 @@
 import Foundation
+import Synchronization
 import Transport
 
 /// Simulated time: every simulated wire, chip and wait advances it, nothing waits for real. A rehearsal
 /// of a 30-second restore finishes in milliseconds yet reports the 30 seconds the hardware would take.
 ///
 /// Thread-safe: a pseudo-terminal server's thread and the tests' thread may both look at it.
-public final class VirtualClock: TimeSource, @unchecked Sendable {
-    private let lock = NSLock()
-    private var nanoseconds: UInt64 = 0
+public final class VirtualClock: TimeSource, Sendable {
+    private let nanoseconds = Atomic<UInt64>(0)
 
     public init() {}
 
-    public var now: UInt64 { lock.withLock { nanoseconds } }
+    public var now: UInt64 { nanoseconds.load(ordering: .acquiring) }
 
     /// Moves time forward by `nanoseconds`.
-    public func advance(nanoseconds delta: UInt64) { lock.withLock { nanoseconds += delta } }
+    public func advance(nanoseconds delta: UInt64) { nanoseconds.add(delta, ordering: .acquiringAndReleasing) }
 
     /// Moves time forward to `instant` if it lies ahead.
-    public func advance(to instant: UInt64) { lock.withLock { nanoseconds = max(nanoseconds, instant) } }
+    public func advance(to instant: UInt64) { nanoseconds.max(instant, ordering: .acquiringAndReleasing) }
 
     /// A driver's wait is simulated time passing.
     public func sleep(nanoseconds: UInt64) { advance(nanoseconds: nanoseconds) }

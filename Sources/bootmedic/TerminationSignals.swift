@@ -1,12 +1,14 @@
 import Dispatch
 import Foundation
 import Glibc
+import Transport
 
 /// SIGTERM and SIGINT turned into something to wait for: the process runs its loop until one arrives.
 /// Keep the value in use until the wait ends; dropping it restores nothing and stops catching the signals.
-final class TerminationSignals: @unchecked Sendable {
+final class TerminationSignals: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
-    private let sources: [DispatchSourceSignal]
+    /// Created once and only cancelled again, from `deinit`.
+    nonisolated(unsafe) private let sources: [DispatchSourceSignal]
 
     init() {
         let semaphore = self.semaphore
@@ -32,10 +34,10 @@ final class TerminationSignals: @unchecked Sendable {
 
     /// Ends a wait when standard input closes too (a parent process's way to say "stop").
     func endWhenStandardInputCloses() {
-        Thread {
+        _ = WorkerThread(name: "stdin watch") { [self] _ in
             var buffer = [UInt8](repeating: 0, count: 256)
             while buffer.withUnsafeMutableBytes({ read(STDIN_FILENO, $0.baseAddress, $0.count) }) > 0 {}
-            self.end()
-        }.start()
+            end()
+        }
     }
 }
