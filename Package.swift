@@ -27,15 +27,16 @@ let package = Package(
         .target(name: "Rules", dependencies: ["DeviceCatalog", "FirmwareImage", "Parts"]),
         .target(name: "AVRISP", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "STLink", dependencies: ["DeviceCatalog", "Parts", "Transport"]),
-        .target(name: "Programmers", dependencies: ["AVRISP", "DeviceCatalog", "STLink", "Transport"]),
+        .target(name: "DeviceTrace", dependencies: ["Transport"]),
+        .target(name: "Programmers", dependencies: ["AVRISP", "DeviceCatalog", "DeviceTrace", "STLink", "Transport"]),
         .target(name: "Simulation", dependencies: ["BenchModel", "Parts", "Transport"]),
-        .target(name: "Agent", dependencies: ["CLibUDev", "CSystemd", "DeviceCatalog", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
+        .target(name: "Agent", dependencies: ["CLibUDev", "CSystemd", "DeviceCatalog", "DeviceTrace", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
         .target(name: "VirtualBench", dependencies: ["Agent", "FirmwareImage", "Parts", "Programmers", "Rules", "Simulation", "Transport"]),
         .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "FirmwareImage", "Parts", "Programmers", "Rules", "STLink", "Transport"]),
         .executableTarget(
             name: "bootmedic",
             dependencies: [
-                "Agent", "AVRISP", "DeviceCatalog", "FirmwareImage", "Parts", "Programmers", "Recovery", "Rules", "Simulation", "STLink",
+                "Agent", "AVRISP", "DeviceCatalog", "DeviceTrace", "FirmwareImage", "Parts", "Programmers", "Recovery", "Rules", "Simulation", "STLink",
                 "Transport", "VirtualBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -53,7 +54,8 @@ let package = Package(
         .testTarget(name: "SerialTests", dependencies: ["TestSupport", "AVRISP", "Programmers", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage", "Transport"]),
         .testTarget(name: "STM32Tests", dependencies: ["TestSupport", "STLink", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage"]),
         .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "Programmers", "Transport", "Recovery", "Rules", "Simulation", "Parts", "VirtualBench"]),
-        .testTarget(name: "DeviceCatalogTests", dependencies: ["TestSupport", "DeviceCatalog", "Programmers", "Rules", "Simulation"]),
+        .testTarget(name: "DeviceCatalogTests", dependencies: ["TestSupport", "DeviceCatalog", "Programmers", "Rules", "Simulation", "Transport"]),
+        .testTarget(name: "DeviceTraceTests", dependencies: ["TestSupport", "AVRISP", "DeviceTrace", "Parts", "Recovery", "Rules", "Simulation", "Transport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "bootmedic"]),
     ],
     swiftLanguageModes: [.v6]

@@ -15,7 +15,11 @@ public enum ISPError: Error, Equatable, Sendable, CustomStringConvertible {
     case stillBusy(operation: String, waitedMicroseconds: Int)
     /// The programmer answered something the protocol does not allow.
     case protocolViolation(String)
-    /// The programmer's serial link failed.
+    /// The programmer's serial port failed while doing `operation` (the port's own error, kept whole).
+    /// Boxed: stored inline, the larger payload made Swift 6.3's copies of a typed-thrown ISPError read a
+    /// null pointer (a crash in DeviceTraceTests when a replay failed mid-write).
+    indirect case serial(SerialError, operation: String?)
+    /// The programmer on the serial line does not speak its protocol (no sync, no binary mode).
     case link(String)
 
     public var description: String {
@@ -36,8 +40,20 @@ public enum ISPError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the target stayed busy \(waited / 1000) ms after \(operation), beyond the datasheet's worst case"
         case let .protocolViolation(text):
             return "the programmer answered out of protocol: \(text)"
+        case let .serial(error, operation):
+            return operation.map { "\(error) while \($0)" } ?? error.description
         case let .link(text):
             return text
+        }
+    }
+
+    /// A failure caught around serial I/O and protocol checks: the protocol's own errors as they are, the
+    /// port's kept whole with the operation it interrupted.
+    static func serialFailure(_ error: any Error, while operation: String) -> ISPError {
+        switch error {
+        case let error as ISPError: return error
+        case let error as SerialError: return .serial(error, operation: operation)
+        default: return .link("\(error) while \(operation)")
         }
     }
 }

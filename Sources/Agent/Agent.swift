@@ -1,3 +1,4 @@
+import DeviceTrace
 import Dispatch
 import Foundation
 import Programmers
@@ -36,9 +37,13 @@ public final class Agent: Sendable {
     /// Finds the programmer firmware, if any, on a USB-serial device's tty (the harmless probes).
     private let serialProbe: @Sendable (UdevDevice, [ProgrammerKind]) -> BenchProgrammer?
 
+    /// Where every USB programmer's transfers are recorded, when the agent runs with `--trace`.
+    public let trace: TraceRecorder?
+
     /// - Parameter serialProbe: how a tty is probed; the real probes unless a test plays one.
-    public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double,
+    public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double, trace: TraceRecorder? = nil,
                 serialProbe: (@Sendable (UdevDevice, [ProgrammerKind]) -> BenchProgrammer?)? = nil) {
+        self.trace = trace
         self.rules = rules
         self.journal = journal
         self.backups = backups
@@ -82,7 +87,7 @@ public final class Agent: Sendable {
             if device.subsystem == "usb" { state.withLock { $0.present[device.syspath] = id } }
             switch catalog.entry(for: id, product: device.product)?.role {
             case let .programmer(kind)? where device.subsystem == "usb":
-                add(BenchProgrammer.usb(device, kind: kind))
+                add(BenchProgrammer.usb(device, kind: kind, trace: trace))
             case let .serialCandidate(kinds)? where device.subsystem == "tty":
                 probe(device, candidates: kinds)
             default:
@@ -232,7 +237,7 @@ final class ProbeQueue: Sendable {
 
 extension BenchProgrammer {
     /// A USB programmer udev reported, opened through libusb by its bus and address when the slot needs it.
-    static func usb(_ device: UdevDevice, kind: ProgrammerKind) -> BenchProgrammer {
+    static func usb(_ device: UdevDevice, kind: ProgrammerKind, trace: TraceRecorder?) -> BenchProgrammer {
         BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
             let context = try USBContext()
             let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == device.vendorID && $1 == device.productID }) { candidates in
@@ -240,7 +245,7 @@ extension BenchProgrammer {
                 return try context.open(match)
             }
             guard let usb = opened else { throw USBError.noDevice }
-            return try ProgrammerRegistry.driver(for: kind).open(usb: usb, time: SystemTimeSource())
+            return try ProgrammerRegistry.driver(for: kind).open(usb: trace?.recording(usb) ?? usb, time: SystemTimeSource())
         }
     }
 

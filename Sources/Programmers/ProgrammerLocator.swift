@@ -1,4 +1,5 @@
 import DeviceCatalog
+import DeviceTrace
 import Transport
 
 /// Why no programmer could be opened.
@@ -42,7 +43,9 @@ public struct ProgrammerLocator {
 
     /// Opens the programmer of `kind` (any USB AVR programmer if nil) at `port`: a serial device path, or
     /// a USB port path such as "1-2.3".
-    public func open(kind: ProgrammerKind?, port: String?, baudRate: Int? = nil, time: TimeSource) throws(LocatorError) -> ProgrammerConnection {
+    /// With `trace`, every USB transfer to the programmer is recorded there.
+    public func open(kind: ProgrammerKind?, port: String?, baudRate: Int? = nil, time: TimeSource,
+                     trace: TraceRecorder? = nil) throws(LocatorError) -> ProgrammerConnection {
         if let kind, ProgrammerRegistry.driver(for: kind).isSerial {
             guard let port else { throw .serialNeedsPort(kind) }
             do { return try ProgrammerRegistry.driver(for: kind).open(serialPath: port, baudRate: baudRate, time: time) } catch { throw .open(error) }
@@ -85,6 +88,7 @@ public struct ProgrammerLocator {
             opened.forEach { $0.device.close() }
             throw .several(names)
         }
-        do { return try ProgrammerRegistry.driver(for: found).open(usb: device, time: time) } catch { throw .open(error) }
+        let traced = trace.map { $0.recording(device) } ?? device
+        do { return try ProgrammerRegistry.driver(for: found).open(usb: traced, time: time) } catch { throw .open(error) }
     }
 }

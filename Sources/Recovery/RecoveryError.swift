@@ -80,7 +80,7 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
     public var failureClass: FailureClass {
         switch self {
         case .programmer(.noTarget), .noTargetSignature, .targetVanished: return .noTarget
-        case .programmer(.usb), .programmer(.link), .programmer(.protocolViolation), .programmer(.stillBusy): return .programmerFailed
+        case .programmer(.usb), .programmer(.serial), .programmer(.link), .programmer(.protocolViolation), .programmer(.stillBusy): return .programmerFailed
         case .programmer(.flashBeyondReach), .programmer(.firmwareLimitation): return .programmerCannot
         case .unknownSignature, .wrongPart: return .wrongChip
         case .noRule, .noSuchRule, .firmware, .refused: return .refused

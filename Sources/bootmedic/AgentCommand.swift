@@ -31,11 +31,19 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "Seconds between looks for a board on each programmer.")
     var pollInterval: Double = 1.0
 
+    @OptionGroup var trace: TraceOption
+
     @Option(help: "Play this virtual-bench scenario instead of watching udev.")
     var virtualBench: String?
 
     @Option(help: ArgumentHelp("With --virtual-bench: write the milliseconds from each USB programmer's plug event to the agent's first command to it, as a JSON array, to this file.", visibility: .hidden))
     var latencyReport: String?
+
+    func validate() throws {
+        if virtualBench != nil, trace.path != nil {
+            throw ValidationError("--trace records real USB programmers; a virtual bench's are simulated (rehearse --trace records one)")
+        }
+    }
 
     func run() throws {
         let loaded = RulesFile.load(path: config, firmwareDirectory: firmwareDir)
@@ -72,7 +80,8 @@ struct AgentCommand: ParsableCommand {
             return
         }
 
-        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory), pollInterval: pollInterval)
+        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory), pollInterval: pollInterval,
+                          trace: try trace.recorder())
         let watcher: DeviceWatcher
         do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
         agent.start()

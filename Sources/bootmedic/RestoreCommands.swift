@@ -2,6 +2,7 @@ import ArgumentParser
 import AVRISP
 import FirmwareImage
 import Foundation
+import DeviceTrace
 import Parts
 import Programmers
 import Recovery
@@ -50,12 +51,30 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Serial baud rate (default: 19200 for stk500v1/avrisp, 115200 for buspirate).")
     var baud: Int?
 
+    @OptionGroup var trace: TraceOption
+
     /// Opens the programmer these options name — found on USB through `catalog` (a rules file's
     /// `[[programmer]]` entries included), or on a serial port — or exits with the reason.
     func open(catalog: DeviceCatalog = .builtIn) throws -> ProgrammerConnection {
+        if trace.path != nil, let programmer, ProgrammerRegistry.driver(for: programmer).isSerial {
+            throw fail("--trace records the transfers of USB programmers (usbasp, usbtiny, stlink); a serial programmer's line is not traced yet")
+        }
+        let recorder = try trace.recorder()
         do {
-            return try ProgrammerLocator(catalog: catalog).open(kind: programmer, port: port, baudRate: baud, time: SystemTimeSource())
+            return try ProgrammerLocator(catalog: catalog).open(kind: programmer, port: port, baudRate: baud, time: SystemTimeSource(), trace: recorder)
         } catch { throw fail(error.description, code: 4) }
+    }
+}
+
+/// `--trace FILE`: every USB transfer to the programmer, timestamped, for `bootmedic replay`.
+struct TraceOption: ParsableArguments {
+    @Option(name: .customLong("trace"), help: ArgumentHelp("Record every USB transfer to the programmer in this file, for `bootmedic replay`.", valueName: "file"))
+    var path: String?
+
+    /// The recorder, or nil without --trace; exits when the file cannot be written.
+    func recorder() throws -> TraceRecorder? {
+        guard let path else { return nil }
+        do { return try TraceRecorder(path: path) } catch { throw fail(error.description) }
     }
 }
 
@@ -180,6 +199,8 @@ struct RehearseCommand: ParsableCommand {
     @Flag(help: "STM32: start the chip read-protected.")
     var protected = false
 
+    @OptionGroup var trace: TraceOption
+
     func run() throws {
         if programmer == .stlink { return try rehearseSTM32() }
         let avr = try chip.avrPart()
@@ -202,12 +223,15 @@ struct RehearseCommand: ParsableCommand {
         }
 
         let isp: ISPProgrammer
+        let recorder = try trace.recorder()
         do {
             let driver = ProgrammerRegistry.driver(for: programmer)
             let connection: ProgrammerConnection
             switch bench.link {
-            case let .usb(device): connection = try driver.open(usb: device, time: bench.clock)
-            case let .serial(server): connection = try driver.open(serialPath: server.path, time: SystemTimeSource())
+            case let .usb(device): connection = try driver.open(usb: recorder?.recording(device, time: bench.clock) ?? device, time: bench.clock)
+            case let .serial(server):
+                if recorder != nil { throw fail("--trace records USB programmers (usbasp, usbtiny, stlink); a serial line is not traced yet") }
+                connection = try driver.open(serialPath: server.path, time: SystemTimeSource())
             }
             guard case let .isp(opened) = connection else { throw fail("\(programmer) does not program AVRs") }
             isp = opened
@@ -243,7 +267,8 @@ extension RehearseCommand {
             bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(fault))
         } catch { throw fail(error.description) }
         let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
-        let job = RecoveryJob(link: STLink(device: bench.device, time: bench.clock), rules: set, ruleName: options.rule,
+        let device = try trace.recorder()?.recording(bench.device, time: bench.clock) ?? bench.device
+        let job = RecoveryJob(link: STLink(device: device, time: bench.clock), rules: set, ruleName: options.rule,
                                    backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
         let result = job.run()
         if let dump {

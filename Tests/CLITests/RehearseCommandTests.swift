@@ -165,3 +165,36 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect(wrong.stderr == "bootmedic: error: the swapped-wires fault does not apply to usbasp rehearsals\n")
     }
 }
+
+@Suite struct TraceCommandTests {
+    /// `rehearse --trace` records the USB transfers; `replay` runs the real driver and restore against
+    /// them; a trace with one changed byte stops at the step that met it, with its exit status.
+    @Test(arguments: [("usbasp", "atmega32u4", "pro-micro-5v", " control-in request=4 "),
+                      ("stlink", "stm32f103", "bluepill", " bulk-read endpoint=0x81 length=1024 ")])
+    func aRehearsalsTraceReplaysAndAChangedByteIsCaught(_ c: (programmer: String, part: String, rule: String, lastRead: String)) throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let trace = dir.appendingPathComponent("job.trace").path
+        let recorded = try rehearse(["--programmer", c.programmer, "--part", c.part, "--rule", c.rule, "--trace", trace],
+                                    backups: dir.appendingPathComponent("b1"))
+        #expect(recorded.status == 0, "\(recorded.stderr)")
+        let replay = ["replay", trace, "--rules", config, "--firmware-dir", Fixtures.firmwareDirectory.path, "--rule", c.rule,
+                      "--backup-dir", dir.appendingPathComponent("b2").path, "--json"]
+        let replayed = try run(Fixtures.bootmedicBinary, replay)
+        #expect(replayed.status == 0, "\(replayed.stderr)")
+        let report = try json(replayed.stdout)
+        #expect(report["outcome"] as? String == "restored")
+
+        var lines = try String(contentsOfFile: trace, encoding: .utf8).components(separatedBy: "\n")
+        let last = try #require(lines.lastIndex { $0.contains(c.lastRead) })
+        let parts = lines[last].components(separatedBy: " -> ")
+        var bytes = parts[1].split(separator: " ").map { UInt8($0, radix: 16)! }
+        bytes[bytes.count / 2] ^= 0x10
+        lines[last] = parts[0] + " -> " + bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
+        try lines.joined(separator: "\n").write(toFile: trace, atomically: true, encoding: .utf8)
+        let changed = try run(Fixtures.bootmedicBinary, replay)
+        let failed = try json(changed.stdout)
+        #expect(failed["failedStep"] as? String == "verify-flash", "\(changed.stdout)")
+        #expect(changed.status != 0)
+    }
+}

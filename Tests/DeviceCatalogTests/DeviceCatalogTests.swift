@@ -1,3 +1,4 @@
+import Transport
 import DeviceCatalog
 import Foundation
 import Parts

@@ -1,3 +1,4 @@
+import Transport
 import AVRISP
 import Dispatch
 import Foundation

@@ -28,7 +28,7 @@ public final class BusPirate: ISPProgrammer {
     private var peripherals: UInt8 = 0x40
 
     public init(path: String, baudRate: Int = BusPirate.defaultBaudRate, time: TimeSource) throws(ISPError) {
-        do { port = try SerialPort(path: path, baudRate: baudRate) } catch { throw .link(error.description) }
+        do { port = try SerialPort(path: path, baudRate: baudRate) } catch { throw .serial(error, operation: nil) }
         self.time = time
         identity = ProgrammerIdentity(kind: .buspirate, name: "Bus Pirate", port: path)
     }
@@ -92,7 +92,7 @@ public final class BusPirate: ISPProgrammer {
         } catch let error as ISPError {
             throw error
         } catch {
-            throw .link("\(error) while sending \(instructions[0])")
+            throw .serialFailure(error, while: "sending \(instructions[0])")
         }
     }
 
@@ -117,7 +117,7 @@ public final class BusPirate: ISPProgrammer {
             } catch let error as ISPError {
                 throw error
             } catch {
-                throw .link("\(error) while reading flash at 0x\(String(at, radix: 16))")
+                throw .serialFailure(error, while: "reading flash at 0x\(String(at, radix: 16))")
             }
             at += n
         }
@@ -155,7 +155,7 @@ public final class BusPirate: ISPProgrammer {
             } catch let error as ISPError {
                 throw error
             } catch {
-                throw .link("\(error) while loading the page at 0x\(String(page.address, radix: 16))")
+                throw .serialFailure(error, while: "loading the page at 0x\(String(page.address, radix: 16))")
             }
             _ = try transfer(.writeFlashPage(byteAddress: page.address))
             try waitUntilReady(worstCaseMicroseconds: part.times.flashPageWrite, operation: "writing the flash page at 0x\(String(page.address, radix: 16))")
@@ -192,7 +192,7 @@ public final class BusPirate: ISPProgrammer {
         } catch let error as ISPError {
             throw error
         } catch {
-            throw .link("\(error) while entering the Bus Pirate's binary mode")
+            throw .serialFailure(error, while: "entering the Bus Pirate's binary mode")
         }
         inSPIMode = true
         identity.firmware = "binary SPI mode 1"
@@ -251,7 +251,7 @@ public final class BusPirate: ISPProgrammer {
         } catch let error as ISPError {
             throw error
         } catch {
-            throw .link("\(error) while \(operation)")
+            throw .serialFailure(error, while: operation)
         }
     }
 }

@@ -45,7 +45,7 @@ public final class STK500v1: ISPProgrammer {
         guard baudRate != 1200 else {
             throw .firmwareLimitation("1200 baud makes a Caterina board (Pro Micro, Leonardo) jump to its bootloader; use 19200")
         }
-        do { port = try SerialPort(path: path, baudRate: baudRate) } catch { throw .link(error.description) }
+        do { port = try SerialPort(path: path, baudRate: baudRate) } catch { throw .serial(error, operation: nil) }
         self.flavor = flavor
         self.time = time
         syncWindowMilliseconds = flavor == .arduinoISP ? 3000 : 1000
@@ -156,7 +156,7 @@ public final class STK500v1: ISPProgrammer {
             } catch .timeout(_, _, let received, _) {
                 heard += received
             } catch {
-                throw .link(error.description)
+                throw .serial(error, operation: "synchronising with the programmer")
             }
         } while time.elapsed(since: start) < UInt64(syncWindowMilliseconds) * 1_000_000
         let what = heard.isEmpty ? "nothing" : "only noise (" + heard.prefix(8).map { hex($0) }.joined(separator: " ") + ")"
@@ -227,10 +227,8 @@ public final class STK500v1: ISPProgrammer {
             return Array(rest.prefix(count))
         } catch let error as ISPError {
             throw error
-        } catch let error as SerialError {
-            throw ISPError.link("\(error) while \(operation)")
         } catch {
-            throw ISPError.link("\(error)")
+            throw ISPError.serialFailure(error, while: operation)
         }
     }
 }

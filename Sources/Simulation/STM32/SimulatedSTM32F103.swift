@@ -1,3 +1,4 @@
+import Transport
 import Parts
 
 /// An STM32F103 medium-density (Bluepill) as a debugger sees it through the AHB access port: 64 KiB of

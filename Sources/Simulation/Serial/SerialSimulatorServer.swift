@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Transport
 import Glibc
 #endif
 import Foundation

@@ -1,0 +1,237 @@
+import Foundation
+import Synchronization
+import Transport
+
+/// A trace file being written: every USB transfer of every device opened through it, one line each,
+/// timestamped. Lines of several devices (an agent's slots) carry their session number, so one file holds
+/// a whole bench and a replay picks one session.
+///
+/// ```text
+/// 1 # usb 16C0:05DC "USBasp" serial="SIM-USBASP" release=0x0107 port=1-1
+/// 1 0.000412 control-in request=127 value=0x0000 index=0x0000 length=4 -> 00 00 00 01
+/// 1 0.001420 control-out request=6 value=0x7000 index=0x3380 data=0c94…  -> sent 254
+/// 1 0.002511 bulk-read endpoint=0x81 length=64 -> error timeout 3000
+/// ```
+public final class TraceRecorder: Sendable {
+    private struct State {
+        var file: FileHandle
+        var sessions = 0
+    }
+    private let state: Mutex<State>
+
+    /// Creates (or truncates) the trace file at `path`.
+    public init(path: String) throws(TraceError) {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+            throw .cannotWrite(path)
+        }
+        state = Mutex(State(file: file))
+    }
+
+    /// Wraps `device` so that its transfers are recorded under a new session; the header names the device.
+    /// Times are read from `time` (a simulated device's own clock, or the system's), from now.
+    public func recording(_ device: USBDevice, time: TimeSource = SystemTimeSource()) -> USBDevice {
+        let session = state.withLock { state -> Int in
+            state.sessions += 1
+            return state.sessions
+        }
+        write(session, "# usb " + TraceHeader(device.description).text)
+        return TracingUSBDevice(device, session: session, recorder: self, time: time)
+    }
+
+    fileprivate func write(_ session: Int, _ line: String) {
+        state.withLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
+    }
+}
+
+/// Why a trace cannot be written or replayed.
+public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
+    case cannotWrite(String)
+    case cannotRead(String)
+    case malformed(line: Int, String)
+    case noSession(Int)
+
+    public var description: String {
+        switch self {
+        case let .cannotWrite(path): return "cannot write the trace to \(path)"
+        case let .cannotRead(path): return "cannot read the trace \(path)"
+        case let .malformed(line, text): return "trace line \(line): \(text)"
+        case let .noSession(n): return "the trace has no session \(n)"
+        }
+    }
+}
+
+/// A device's identity as a trace header writes it, and reads it back.
+struct TraceHeader {
+    let description: USBDeviceDescription
+
+    init(_ description: USBDeviceDescription) { self.description = description }
+
+    var text: String {
+        let d = description
+        var out = d.ids
+        if let product = d.product { out += " \"\(product)\"" }
+        if let serial = d.serialNumber { out += " serial=\"\(serial)\"" }
+        out += String(format: " release=0x%04X", d.deviceRelease)
+        if !d.portPath.isEmpty { out += " port=\(d.portPath)" }
+        return out
+    }
+
+    /// Parses what `text` wrote.
+    init?(parsing text: Substring) {
+        let words = text.split(separator: " ", maxSplits: 1)
+        guard let ids = words.first, ids.count == 9, let vendor = UInt16(ids.prefix(4), radix: 16), let product = UInt16(ids.suffix(4), radix: 16) else { return nil }
+        var d = USBDeviceDescription(vendorID: vendor, productID: product)
+        let rest = words.count > 1 ? String(words[1]) : ""
+        func quoted(after prefix: String) -> String? {
+            guard let range = rest.range(of: prefix) else { return nil }
+            let tail = rest[range.upperBound...]
+            guard let end = tail.firstIndex(of: "\"") else { return nil }
+            return String(tail[..<end])
+        }
+        if rest.hasPrefix("\"") { d.product = quoted(after: "\"") }
+        d.serialNumber = quoted(after: "serial=\"")
+        if let range = rest.range(of: "release=0x") { d.deviceRelease = UInt16(rest[range.upperBound...].prefix(4), radix: 16) ?? 0 }
+        if let range = rest.range(of: "port=") { d.portPath = String(rest[range.upperBound...].prefix { $0 != " " }) }
+        description = d
+    }
+}
+
+/// One recorded transfer.
+struct TraceRecord: Equatable {
+    enum Operation: String { case controlIn = "control-in", controlOut = "control-out", bulkWrite = "bulk-write", bulkRead = "bulk-read" }
+    enum Answer: Equatable {
+        case bytes([UInt8])
+        case sent(Int)
+        case error(USBError)
+    }
+
+    let line: Int
+    let seconds: Double
+    let operation: Operation
+    /// The request as the host made it: "request=6 value=0x7000 index=0x3380 data=…".
+    let request: String
+    let answer: Answer
+}
+
+func hexText(_ bytes: [UInt8]) -> String {
+    bytes.isEmpty ? "(none)" : bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
+}
+
+extension USBError {
+    /// How a trace writes the error, so a replay can raise the same one.
+    var traceText: String {
+        switch self {
+        case .noDevice: return "no-device"
+        case let .timeout(ms): return "timeout \(ms)"
+        case let .stall(request): return "stall \(request)"
+        case let .accessDenied(path): return "access-denied \(path)"
+        case .busy: return "busy"
+        case let .shortTransfer(expected, actual): return "short \(expected) \(actual)"
+        case let .other(text): return "other \(text)"
+        }
+    }
+
+    init?(traceText: Substring) {
+        let words = traceText.split(separator: " ", maxSplits: 1).map(String.init)
+        let argument = words.count > 1 ? words[1] : ""
+        switch words.first {
+        case "no-device": self = .noDevice
+        case "timeout": self = .timeout(milliseconds: Int(argument) ?? 0)
+        case "stall": self = .stall(request: UInt8(argument) ?? 0)
+        case "access-denied": self = .accessDenied(path: argument)
+        case "busy": self = .busy
+        case "short":
+            let n = argument.split(separator: " ").compactMap { Int($0) }
+            guard n.count == 2 else { return nil }
+            self = .shortTransfer(expected: n[0], actual: n[1])
+        case "other": self = .other(argument)
+        default: return nil
+        }
+    }
+}
+
+/// A USB device whose every transfer is written to a trace as it happens.
+final class TracingUSBDevice: USBDevice {
+    private let device: USBDevice
+    private let session: Int
+    private let recorder: TraceRecorder
+    private let time: TimeSource
+    private let start: UInt64
+
+    init(_ device: USBDevice, session: Int, recorder: TraceRecorder, time: TimeSource) {
+        self.device = device
+        self.session = session
+        self.recorder = recorder
+        self.time = time
+        start = time.now
+    }
+
+    /// When the answer came, in seconds since the session began: a replay moves its clock there.
+    private var seconds: String { String(format: "%.6f", Double(time.now - start) / 1e9) }
+
+    var description: USBDeviceDescription { device.description }
+
+    private func record<T>(_ operation: TraceRecord.Operation, _ request: String, _ answer: (T) -> TraceRecord.Answer,
+                           _ body: () throws(USBError) -> T) throws(USBError) -> T {
+        do {
+            let value = try body()
+            recorder.write(session, "\(seconds) \(operation.rawValue) \(request) -> \(TraceRecord.answerText(answer(value)))")
+            return value
+        } catch {
+            recorder.write(session, "\(seconds) \(operation.rawValue) \(request) -> error \(error.traceText)")
+            throw error
+        }
+    }
+
+    func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        try record(.controlIn, TraceRecord.controlRequest(request, value, index, length: length), { .bytes($0) }) { () throws(USBError) in
+            try device.controlIn(request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds)
+        }
+    }
+
+    func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        try record(.controlOut, TraceRecord.controlRequest(request, value, index, data: data), { .sent($0) }) { () throws(USBError) in
+            try device.controlOut(request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds)
+        }
+    }
+
+    func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        try record(.bulkWrite, TraceRecord.bulkRequest(endpoint, data: data), { .sent($0) }) { () throws(USBError) in
+            try device.bulkWrite(endpoint: endpoint, data: data, timeoutMilliseconds: timeoutMilliseconds)
+        }
+    }
+
+    func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        try record(.bulkRead, TraceRecord.bulkRequest(endpoint, length: length), { .bytes($0) }) { () throws(USBError) in
+            try device.bulkRead(endpoint: endpoint, length: length, timeoutMilliseconds: timeoutMilliseconds)
+        }
+    }
+
+    func claimInterface(_ number: Int32) throws(USBError) { try device.claimInterface(number) }
+
+    func close() { device.close() }
+}
+
+extension TraceRecord {
+    static func controlRequest(_ request: UInt8, _ value: UInt16, _ index: UInt16, length: Int? = nil, data: [UInt8]? = nil) -> String {
+        var text = String(format: "request=%d value=0x%04X index=0x%04X", request, value, index)
+        if let length { text += " length=\(length)" }
+        if let data { text += " data=" + data.map { String(format: "%02x", $0) }.joined() }
+        return text
+    }
+
+    static func bulkRequest(_ endpoint: UInt8, length: Int? = nil, data: [UInt8]? = nil) -> String {
+        var text = String(format: "endpoint=0x%02X", endpoint)
+        if let length { text += " length=\(length)" }
+        if let data { text += " data=" + data.map { String(format: "%02x", $0) }.joined() }
+        return text
+    }
+
+    static func answerText(_ answer: Answer) -> String {
+        switch answer {
+        case let .bytes(bytes): return hexText(bytes)
+        case let .sent(n): return "sent \(n)"
+        case let .error(error): return "error " + error.traceText
+        }
+    }
+}
