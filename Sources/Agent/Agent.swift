@@ -37,7 +37,7 @@ public final class Agent: Sendable {
     /// Finds the programmer firmware, if any, on a USB-serial device's tty (the harmless probes).
     private let serialProbe: @Sendable (UdevDevice, [ProgrammerKind]) -> BenchProgrammer?
 
-    /// Where every USB programmer's transfers are recorded, when the agent runs with `--trace`.
+    /// Where every programmer's transfers (USB or serial) are recorded, when the agent runs with `--trace`.
     public let trace: TraceRecorder?
 
     /// - Parameter serialProbe: how a tty is probed; the real probes unless a test plays one.
@@ -49,7 +49,7 @@ public final class Agent: Sendable {
         self.backups = backups
         self.pollInterval = pollInterval
         catalog = rules.deviceCatalog
-        self.serialProbe = serialProbe ?? BenchProgrammer.probing
+        self.serialProbe = serialProbe ?? { BenchProgrammer.probing($0, candidates: $1, trace: trace) }
         probes = ProbeQueue(workers: 2, capacity: 16)
     }
 
@@ -250,11 +250,11 @@ extension BenchProgrammer {
     }
 
     /// The real harmless probes on a USB-serial device's tty: the programmer that answers, or nil.
-    @Sendable static func probing(_ device: UdevDevice, candidates: [ProgrammerKind]) -> BenchProgrammer? {
+    static func probing(_ device: UdevDevice, candidates: [ProgrammerKind], trace: TraceRecorder?) -> BenchProgrammer? {
         guard let path = device.devnode,
               let kind = ProgrammerRegistry.identifySerialProgrammer(at: path, candidates: candidates, time: SystemTimeSource()) else { return nil }
         return BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
-            try ProgrammerRegistry.driver(for: kind).open(serialPath: path, time: SystemTimeSource())
+            try ProgrammerRegistry.driver(for: kind).open(serialPath: path, time: SystemTimeSource(), trace: trace)
         }
     }
 }

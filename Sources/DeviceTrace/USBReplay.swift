@@ -20,50 +20,27 @@ public final class ReplayUSBDevice: USBDevice {
 
     /// Plays session `session` of a trace's text.
     public init(trace text: String, session: Int = 1) throws(TraceError) {
-        var header: USBDeviceDescription?
+        let parsed = try TraceSession(text: text, session: session)
+        guard parsed.header.hasPrefix("usb "), let header = TraceHeader(parsing: parsed.header.dropFirst(4)) else {
+            throw .malformed(line: parsed.headerLine, "session \(session) is not a USB device's (# usb VVVV:PPPP \"product\" …)")
+        }
+        description = header.description
         var records: [TraceRecord] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !rawLine.isEmpty {
-            let line = index + 1
-            let fields = rawLine.split(separator: " ", maxSplits: 2)
-            guard fields.count == 3, let number = Int(fields[0]) else { throw .malformed(line: line, "expected a session number, a time and a transfer") }
-            guard number == session else { continue }
-            if fields[1] == "#" {
-                guard fields[2].hasPrefix("usb "), let parsed = TraceHeader(parsing: fields[2].dropFirst(4)) else {
-                    throw .malformed(line: line, "a header names the device: # usb VVVV:PPPP \"product\" …")
-                }
-                header = parsed.description
-                continue
+        for raw in parsed.records {
+            guard let operation = TraceRecord.Operation(rawValue: raw.operation) else { throw .malformed(line: raw.line, "unknown transfer '\(raw.operation)'") }
+            let answer: TraceRecord.Answer
+            if raw.answer.hasPrefix("error ") {
+                guard let error = USBError(traceText: raw.answer.dropFirst(6)) else { throw .malformed(line: raw.line, "unknown error '\(raw.answer)'") }
+                answer = .error(error)
+            } else if raw.answer.hasPrefix("sent ") {
+                guard let n = Int(raw.answer.dropFirst(5)) else { throw .malformed(line: raw.line, "'\(raw.answer)' is not a count") }
+                answer = .sent(n)
+            } else {
+                answer = .bytes(try raw.bytes())
             }
-            records.append(try Self.record(fields[2], seconds: fields[1], line: line))
+            records.append(TraceRecord(line: raw.line, seconds: raw.seconds, operation: operation, request: raw.request, answer: answer))
         }
-        guard let header else { throw .noSession(session) }
-        description = header
         self.records = records
-    }
-
-    private static func record(_ text: Substring, seconds: Substring, line: Int) throws(TraceError) -> TraceRecord {
-        guard let time = Double(seconds) else { throw .malformed(line: line, "'\(seconds)' is not a time in seconds") }
-        guard let arrow = text.range(of: " -> ") else { throw .malformed(line: line, "no ' -> ' before the answer") }
-        let words = text[..<arrow.lowerBound].split(separator: " ", maxSplits: 1)
-        guard words.count == 2, let operation = TraceRecord.Operation(rawValue: String(words[0])) else {
-            throw .malformed(line: line, "unknown transfer '\(words.first ?? "")'")
-        }
-        let answerText = text[arrow.upperBound...]
-        let answer: TraceRecord.Answer
-        if answerText.hasPrefix("error ") {
-            guard let error = USBError(traceText: answerText.dropFirst(6)) else { throw .malformed(line: line, "unknown error '\(answerText)'") }
-            answer = .error(error)
-        } else if answerText.hasPrefix("sent ") {
-            guard let n = Int(answerText.dropFirst(5)) else { throw .malformed(line: line, "'\(answerText)' is not a count") }
-            answer = .sent(n)
-        } else if answerText == "(none)" {
-            answer = .bytes([])
-        } else {
-            let bytes = answerText.split(separator: " ").map { UInt8($0, radix: 16) }
-            guard !bytes.contains(nil) else { throw .malformed(line: line, "'\(answerText)' is not bytes in hex") }
-            answer = .bytes(bytes.map { $0! })
-        }
-        return TraceRecord(line: line, seconds: time, operation: operation, request: String(words[1]), answer: answer)
     }
 
     /// Transfers the trace holds that the driver has not made yet.

@@ -2,64 +2,6 @@ import Foundation
 import Synchronization
 import Transport
 
-/// A trace file being written: every USB transfer of every device opened through it, one line each,
-/// timestamped. Lines of several devices (an agent's slots) carry their session number, so one file holds
-/// a whole bench and a replay picks one session.
-///
-/// ```text
-/// 1 # usb 16C0:05DC "USBasp" serial="SIM-USBASP" release=0x0107 port=1-1
-/// 1 0.000412 control-in request=127 value=0x0000 index=0x0000 length=4 -> 00 00 00 01
-/// 1 0.001420 control-out request=6 value=0x7000 index=0x3380 data=0c94…  -> sent 254
-/// 1 0.002511 bulk-read endpoint=0x81 length=64 -> error timeout 3000
-/// ```
-public final class TraceRecorder: Sendable {
-    private struct State {
-        var file: FileHandle
-        var sessions = 0
-    }
-    private let state: Mutex<State>
-
-    /// Creates (or truncates) the trace file at `path`.
-    public init(path: String) throws(TraceError) {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
-            throw .cannotWrite(path)
-        }
-        state = Mutex(State(file: file))
-    }
-
-    /// Wraps `device` so that its transfers are recorded under a new session; the header names the device.
-    /// Times are read from `time` (a simulated device's own clock, or the system's), from now.
-    public func recording(_ device: USBDevice, time: TimeSource = SystemTimeSource()) -> USBDevice {
-        let session = state.withLock { state -> Int in
-            state.sessions += 1
-            return state.sessions
-        }
-        write(session, "# usb " + TraceHeader(device.description).text)
-        return TracingUSBDevice(device, session: session, recorder: self, time: time)
-    }
-
-    fileprivate func write(_ session: Int, _ line: String) {
-        state.withLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
-    }
-}
-
-/// Why a trace cannot be written or replayed.
-public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
-    case cannotWrite(String)
-    case cannotRead(String)
-    case malformed(line: Int, String)
-    case noSession(Int)
-
-    public var description: String {
-        switch self {
-        case let .cannotWrite(path): return "cannot write the trace to \(path)"
-        case let .cannotRead(path): return "cannot read the trace \(path)"
-        case let .malformed(line, text): return "trace line \(line): \(text)"
-        case let .noSession(n): return "the trace has no session \(n)"
-        }
-    }
-}
-
 /// A device's identity as a trace header writes it, and reads it back.
 struct TraceHeader {
     let description: USBDeviceDescription
@@ -111,10 +53,6 @@ struct TraceRecord: Equatable {
     /// The request as the host made it: "request=6 value=0x7000 index=0x3380 data=…".
     let request: String
     let answer: Answer
-}
-
-func hexText(_ bytes: [UInt8]) -> String {
-    bytes.isEmpty ? "(none)" : bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
 }
 
 extension USBError {
@@ -216,14 +154,14 @@ extension TraceRecord {
     static func controlRequest(_ request: UInt8, _ value: UInt16, _ index: UInt16, length: Int? = nil, data: [UInt8]? = nil) -> String {
         var text = String(format: "request=%d value=0x%04X index=0x%04X", request, value, index)
         if let length { text += " length=\(length)" }
-        if let data { text += " data=" + data.map { String(format: "%02x", $0) }.joined() }
+        if let data { text += " data=" + hexRun(data) }
         return text
     }
 
     static func bulkRequest(_ endpoint: UInt8, length: Int? = nil, data: [UInt8]? = nil) -> String {
         var text = String(format: "endpoint=0x%02X", endpoint)
         if let length { text += " length=\(length)" }
-        if let data { text += " data=" + data.map { String(format: "%02x", $0) }.joined() }
+        if let data { text += " data=" + hexRun(data) }
         return text
     }
 

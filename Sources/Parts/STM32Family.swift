@@ -1,9 +1,18 @@
-/// How a family's flash is divided for erasing.
-public enum FlashGeometry: Hashable, Sendable {
-    /// Equal pages (STM32F1: 1 or 2 KiB).
-    case pages(size: Int)
-    /// Sectors of the given sizes, in order from the flash base (STM32F4: 16, 16, 16, 16, 64, 128, … KiB).
-    case sectors([Int])
+/// How a family's flash is divided for erasing: equal pages (STM32F1: 1 or 2 KiB) or sectors of given
+/// sizes from the flash base (STM32F4: 16, 16, 16, 16, 64, 128, … KiB).
+// A struct rather than an enum with an array payload: Swift 6.3's release optimizer failed its ownership
+// verification (a compiler crash) on switches over such an enum read through a borrowed STM32Chip.
+public struct FlashGeometry: Hashable, Sendable {
+    /// The page size of a paged flash; nil for sectors.
+    public let pageSize: Int?
+    /// The sector sizes in order from the flash base; empty for pages.
+    public let sectorSizes: [Int]
+
+    /// Equal pages of `size` bytes.
+    public static func pages(size: Int) -> FlashGeometry { FlashGeometry(pageSize: size, sectorSizes: []) }
+
+    /// Sectors of these sizes, in order from the flash base.
+    public static func sectors(_ sizes: [Int]) -> FlashGeometry { FlashGeometry(pageSize: nil, sectorSizes: sizes) }
 
     /// One unit an erase command takes.
     public struct Unit: Hashable, Sendable {
@@ -21,9 +30,11 @@ public enum FlashGeometry: Hashable, Sendable {
         let end = UInt64(base) + UInt64(flashSize)
         while address < end {
             let size: Int
-            switch self {
-            case let .pages(pageSize): size = pageSize
-            case let .sectors(sizes): guard index < sizes.count else { return out }; size = sizes[index]
+            if let pageSize {
+                size = pageSize
+            } else {
+                guard index < sectorSizes.count else { return out }
+                size = sectorSizes[index]
             }
             let unit = address..<address + UInt64(size)
             if ranges.contains(where: { $0.overlaps(unit) }) { out.append(Unit(index: index, address: UInt32(address), size: size)) }
@@ -33,12 +44,12 @@ public enum FlashGeometry: Hashable, Sendable {
         return out
     }
 
+    /// "pages of 1024 bytes", "sectors": what an erase step counts.
+    public var unitName: String { pageSize.map { "pages of \($0) bytes" } ?? "sectors" }
+
     /// "1024-byte pages", "sectors of 16–128 KiB", for people.
     public var description: String {
-        switch self {
-        case let .pages(size): return "\(size)-byte pages"
-        case let .sectors(sizes): return "sectors of \((sizes.min() ?? 0) / 1024)–\((sizes.max() ?? 0) / 1024) KiB"
-        }
+        pageSize.map { "\($0)-byte pages" } ?? "sectors of \((sectorSizes.min() ?? 0) / 1024)–\((sectorSizes.max() ?? 0) / 1024) KiB"
     }
 }
 
@@ -137,10 +148,7 @@ public struct STM32Chip: Hashable, Sendable, CustomStringConvertible {
     public static let sramBase: UInt32 = 0x2000_0000
 
     /// The page size of a paged flash (nil for sectors).
-    public var pageSize: Int? {
-        if case let .pages(size) = geometry { return size }
-        return nil
-    }
+    public var pageSize: Int? { geometry.pageSize }
 
     public var description: String { "\(name) (chip id \(formatHex(UInt32(chipID), width: 3)))" }
 }

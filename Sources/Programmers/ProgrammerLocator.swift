@@ -43,12 +43,12 @@ public struct ProgrammerLocator {
 
     /// Opens the programmer of `kind` (any USB AVR programmer if nil) at `port`: a serial device path, or
     /// a USB port path such as "1-2.3".
-    /// With `trace`, every USB transfer to the programmer is recorded there.
+    /// With `trace`, everything the programmer is sent and answers is recorded there.
     public func open(kind: ProgrammerKind?, port: String?, baudRate: Int? = nil, time: TimeSource,
                      trace: TraceRecorder? = nil) throws(LocatorError) -> ProgrammerConnection {
         if let kind, ProgrammerRegistry.driver(for: kind).isSerial {
             guard let port else { throw .serialNeedsPort(kind) }
-            do { return try ProgrammerRegistry.driver(for: kind).open(serialPath: port, baudRate: baudRate, time: time) } catch { throw .open(error) }
+            do { return try ProgrammerRegistry.driver(for: kind).open(serialPath: port, baudRate: baudRate, time: time, trace: trace) } catch { throw .open(error) }
         }
         if kind == nil, let port, port.hasPrefix("/dev/") { throw .serialNeedsKind(port) }
         let wanted = kind.map { [$0] } ?? ProgrammerRegistry.drivers.filter { !$0.isSerial && $0.kind.programsAVR }.map(\.kind)

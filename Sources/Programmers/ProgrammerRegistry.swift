@@ -1,5 +1,6 @@
 import AVRISP
 import DeviceCatalog
+import DeviceTrace
 import STLink
 import Transport
 
@@ -25,9 +26,10 @@ public struct ProgrammerDriver: Sendable {
     public enum Link: Sendable {
         /// A USB device driven through libusb; `claimInterface` is claimed first (bulk endpoints).
         case usb(claimInterface: Int32?, open: @Sendable (USBDevice, TimeSource) -> ProgrammerConnection)
-        /// A serial port; `probe` is the harmless check that the firmware answers there.
-        case serial(defaultBaudRate: Int, open: @Sendable (String, Int, TimeSource) throws(ISPError) -> ProgrammerConnection,
-                    probe: @Sendable (String, TimeSource) -> Bool)
+        /// A serial port: `openPort` opens it as the firmware needs, `make` drives a line, `probe` is the
+        /// harmless check that the firmware answers there.
+        case serial(defaultBaudRate: Int, openPort: @Sendable (String, Int) throws(ISPError) -> SerialLink,
+                    make: @Sendable (SerialLink, TimeSource) -> ProgrammerConnection, probe: @Sendable (String, TimeSource) -> Bool)
     }
 
     public let kind: ProgrammerKind
@@ -49,12 +51,21 @@ public struct ProgrammerDriver: Sendable {
         return open(device, time)
     }
 
-    /// Opens the driver on the serial port at `path`.
-    public func open(serialPath path: String, baudRate: Int? = nil, time: TimeSource) throws(ProgrammerOpenError) -> ProgrammerConnection {
-        guard case let .serial(defaultBaudRate, open, _) = link else {
+    /// Opens the driver on the serial port at `path`; with `trace`, everything that crosses the line is
+    /// recorded there.
+    public func open(serialPath path: String, baudRate: Int? = nil, time: TimeSource, trace: TraceRecorder? = nil) throws(ProgrammerOpenError) -> ProgrammerConnection {
+        guard case let .serial(defaultBaudRate, openPort, make, _) = link else {
             throw .wrongLink(kind, "\(kind) is a USB programmer; it is found on USB, without --port /dev/…")
         }
-        do { return try open(path, baudRate ?? defaultBaudRate, time) } catch { throw .isp(error) }
+        let port: SerialLink
+        do { port = try openPort(path, baudRate ?? defaultBaudRate) } catch { throw .isp(error) }
+        return make(trace?.recording(port, label: kind.rawValue) ?? port, time)
+    }
+
+    /// Drives a line that is already open (a replayed one).
+    public func open(serialLink: SerialLink, time: TimeSource) throws(ProgrammerOpenError) -> ProgrammerConnection {
+        guard case let .serial(_, _, make, _) = link else { throw .wrongLink(kind, "\(kind) is a USB programmer, not a serial one") }
+        return make(serialLink, time)
     }
 }
 
@@ -66,15 +77,18 @@ public enum ProgrammerRegistry {
         ProgrammerDriver(kind: .stlink, link: .usb(claimInterface: 0) { .swd(STLink(device: $0, time: $1)) }),
         ProgrammerDriver(kind: .stk500v1, link: .serial(
             defaultBaudRate: STK500v1.defaultBaudRate,
-            open: { (path, baud, time) throws(ISPError) in .isp(try STK500v1(path: path, flavor: .arduinoISP, baudRate: baud, time: time)) },
+            openPort: { (path, baud) throws(ISPError) in try STK500v1.openPort(path: path, baudRate: baud) },
+            make: { .isp(STK500v1(link: $0, flavor: .arduinoISP, time: $1)) },
             probe: { path, _ in STK500v1.answersProbe(at: path, flavor: .arduinoISP) })),
         ProgrammerDriver(kind: .avrisp, link: .serial(
             defaultBaudRate: STK500v1.defaultBaudRate,
-            open: { (path, baud, time) throws(ISPError) in .isp(try STK500v1(path: path, flavor: .avrisp, baudRate: baud, time: time)) },
+            openPort: { (path, baud) throws(ISPError) in try STK500v1.openPort(path: path, baudRate: baud) },
+            make: { .isp(STK500v1(link: $0, flavor: .avrisp, time: $1)) },
             probe: { path, _ in STK500v1.answersProbe(at: path, flavor: .avrisp) })),
         ProgrammerDriver(kind: .buspirate, link: .serial(
             defaultBaudRate: BusPirate.defaultBaudRate,
-            open: { (path, baud, time) throws(ISPError) in .isp(try BusPirate(path: path, baudRate: baud, time: time)) },
+            openPort: { (path, baud) throws(ISPError) in try BusPirate.openPort(path: path, baudRate: baud) },
+            make: { .isp(BusPirate(link: $0, time: $1)) },
             probe: { path, time in BusPirate.answersProbe(at: path, time: time) })),
     ]
 
@@ -88,7 +102,7 @@ public enum ProgrammerRegistry {
     /// order; nil when none does. Nothing but the probes is ever sent.
     public static func identifySerialProgrammer(at path: String, candidates: [ProgrammerKind], time: TimeSource) -> ProgrammerKind? {
         candidates.first { kind in
-            guard case let .serial(_, _, probe) = driver(for: kind).link else { return false }
+            guard case let .serial(_, _, _, probe) = driver(for: kind).link else { return false }
             return probe(path, time)
         }
     }

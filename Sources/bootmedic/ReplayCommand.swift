@@ -11,10 +11,11 @@ struct ReplayCommand: ParsableCommand {
         abstract: "Run a restore against a recorded trace instead of a programmer.",
         discussion: """
         The trace is what `probe`, `restore`, `rehearse` or `agent` wrote with --trace: every USB transfer \
-        with its answer. The real driver and the whole restore run again; each transfer must be the next \
+        or everything that crossed a serial line, with its answer. The real driver and the whole restore run again; each transfer must be the next \
         one recorded, and gets the recorded answer, so a failure seen on a bench happens here the same way \
         and a changed driver shows where it leaves the recording (the step and the trace line). \
-        The device's kind comes from the device catalog (with the rules file's [[programmer]] entries). \
+        A USB device's kind comes from the device catalog (with the rules file's [[programmer]] entries), a \
+        serial line's from the trace. \
         Same output and exit status as `restore`.
         """)
 
@@ -28,20 +29,30 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         let set = try options.loadRules()
-        let device: ReplayUSBDevice
-        do { device = try ReplayUSBDevice(path: trace, session: session) } catch { throw fail(error.description) }
-        let d = device.description
-        guard case let .programmer(kind)? = set.deviceCatalog.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.role else {
-            throw fail("the trace's device \(d) is no programmer the device catalog knows; declare it with [[programmer]] in the rules file", code: 4)
-        }
+        let replay: TraceReplay
+        do { replay = try TraceReplay.load(path: trace, session: session) } catch { throw fail(error.description) }
         let connection: ProgrammerConnection
-        do { connection = try ProgrammerRegistry.driver(for: kind).open(usb: device, time: device.clock) } catch { throw fail(error.description, code: 4) }
+        do {
+            switch replay {
+            case let .usb(device):
+                let d = device.description
+                guard case let .programmer(kind)? = set.deviceCatalog.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.role else {
+                    throw fail("the trace's device \(d) is no programmer the device catalog knows; declare it with [[programmer]] in the rules file", code: 4)
+                }
+                connection = try ProgrammerRegistry.driver(for: kind).open(usb: device, time: device.clock)
+            case let .serial(link):
+                guard let kind = ProgrammerKind(rawValue: link.label), kind.isSerial else {
+                    throw fail("the trace's serial line carries '\(link.label)', which is no serial programmer kind", code: 4)
+                }
+                connection = try ProgrammerRegistry.driver(for: kind).open(serialLink: link, time: link.clock)
+            }
+        } catch let error as ProgrammerOpenError { throw fail(error.description, code: 4) }
         let backups = BackupStore(directory: options.backupDir ?? NSTemporaryDirectory() + "bootmedic-replay-backups")
         let result = RecoveryJob(target: connection.restoreTarget, rules: set, ruleName: options.rule, backups: backups,
                                  sink: ConsoleSink(quiet: options.json)).run()
-        if device.remainingTransfers > 0 && result.failure == nil {
-            printError("bootmedic: note: the trace holds \(device.remainingTransfers) more transfers than the restore made")
+        if replay.remainingTransfers > 0 && result.failure == nil {
+            printError("bootmedic: note: the trace holds \(replay.remainingTransfers) more transfers than the restore made")
         }
-        try finish(result, json: options.json, simulation: .init(seconds: device.clock.seconds, usbTransfers: nil))
+        try finish(result, json: options.json, simulation: .init(seconds: replay.clock.seconds, usbTransfers: nil))
     }
 }

@@ -56,9 +56,6 @@ struct ConnectionOptions: ParsableArguments {
     /// Opens the programmer these options name — found on USB through `catalog` (a rules file's
     /// `[[programmer]]` entries included), or on a serial port — or exits with the reason.
     func open(catalog: DeviceCatalog = .builtIn) throws -> ProgrammerConnection {
-        if trace.path != nil, let programmer, ProgrammerRegistry.driver(for: programmer).isSerial {
-            throw fail("--trace records the transfers of USB programmers (usbasp, usbtiny, stlink); a serial programmer's line is not traced yet")
-        }
         let recorder = try trace.recorder()
         do {
             return try ProgrammerLocator(catalog: catalog).open(kind: programmer, port: port, baudRate: baud, time: SystemTimeSource(), trace: recorder)
@@ -66,9 +63,9 @@ struct ConnectionOptions: ParsableArguments {
     }
 }
 
-/// `--trace FILE`: every USB transfer to the programmer, timestamped, for `bootmedic replay`.
+/// `--trace FILE`: every USB transfer to the programmer or serial exchange with it, timestamped, for `bootmedic replay`.
 struct TraceOption: ParsableArguments {
-    @Option(name: .customLong("trace"), help: ArgumentHelp("Record every USB transfer to the programmer in this file, for `bootmedic replay`.", valueName: "file"))
+    @Option(name: .customLong("trace"), help: ArgumentHelp("Record every USB transfer to the programmer, or everything that crosses its serial line, in this file, for `bootmedic replay`.", valueName: "file"))
     var path: String?
 
     /// The recorder, or nil without --trace; exits when the file cannot be written.
@@ -229,9 +226,7 @@ struct RehearseCommand: ParsableCommand {
             let connection: ProgrammerConnection
             switch bench.link {
             case let .usb(device): connection = try driver.open(usb: recorder?.recording(device, time: bench.clock) ?? device, time: bench.clock)
-            case let .serial(server):
-                if recorder != nil { throw fail("--trace records USB programmers (usbasp, usbtiny, stlink); a serial line is not traced yet") }
-                connection = try driver.open(serialPath: server.path, time: SystemTimeSource())
+            case let .serial(server): connection = try driver.open(serialPath: server.path, time: SystemTimeSource(), trace: recorder)
             }
             guard case let .isp(opened) = connection else { throw fail("\(programmer) does not program AVRs") }
             isp = opened

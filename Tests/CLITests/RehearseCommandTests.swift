@@ -167,10 +167,11 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
 }
 
 @Suite struct TraceCommandTests {
-    /// `rehearse --trace` records the USB transfers; `replay` runs the real driver and restore against
-    /// them; a trace with one changed byte stops at the step that met it, with its exit status.
+    /// `rehearse --trace` records the USB transfers or the serial line; `replay` runs the real driver and
+    /// restore against them; a trace with one changed byte stops at the step that met it, with its exit status.
     @Test(arguments: [("usbasp", "atmega32u4", "pro-micro-5v", " control-in request=4 "),
-                      ("stlink", "stm32f103", "bluepill", " bulk-read endpoint=0x81 length=1024 ")])
+                      ("stlink", "stm32f103", "bluepill", " bulk-read endpoint=0x81 length=1024 "),
+                      ("stk500v1", "atmega32u4", "pro-micro-5v", " read count=257 ")])
     func aRehearsalsTraceReplaysAndAChangedByteIsCaught(_ c: (programmer: String, part: String, rule: String, lastRead: String)) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

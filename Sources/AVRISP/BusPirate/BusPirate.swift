@@ -12,7 +12,7 @@ public final class BusPirate: ISPProgrammer {
     static let speeds: [(setting: UInt8, hertz: Double)] = [(5, 2_600_000), (4, 2_000_000), (3, 1_000_000), (2, 250_000), (1, 125_000), (0, 30_000)]
     public static let defaultBaudRate = 115_200
 
-    private let port: SerialPort
+    private let port: SerialLink
     public let time: TimeSource
     public private(set) var identity: ProgrammerIdentity
     public let flashAddressLimit: Int? = nil
@@ -27,10 +27,20 @@ public final class BusPirate: ISPProgrammer {
     /// Peripheral bits: 0x08 power on, 0x01 CS (RESET) high.
     private var peripherals: UInt8 = 0x40
 
-    public init(path: String, baudRate: Int = BusPirate.defaultBaudRate, time: TimeSource) throws(ISPError) {
-        do { port = try SerialPort(path: path, baudRate: baudRate) } catch { throw .serial(error, operation: nil) }
+    /// Opens the port at `path`.
+    public static func openPort(path: String, baudRate: Int = BusPirate.defaultBaudRate) throws(ISPError) -> SerialPort {
+        do { return try SerialPort(path: path, baudRate: baudRate) } catch { throw .serial(error, operation: nil) }
+    }
+
+    public convenience init(path: String, baudRate: Int = BusPirate.defaultBaudRate, time: TimeSource) throws(ISPError) {
+        self.init(link: try Self.openPort(path: path, baudRate: baudRate), time: time)
+    }
+
+    /// Drives the Bus Pirate on an open line; nothing is sent until ``enterProgrammingMode()``.
+    public init(link: SerialLink, time: TimeSource) {
+        port = link
         self.time = time
-        identity = ProgrammerIdentity(kind: .buspirate, name: "Bus Pirate", port: path)
+        identity = ProgrammerIdentity(kind: .buspirate, name: "Bus Pirate", port: link.path)
     }
 
     deinit { close() }

@@ -27,7 +27,7 @@ public final class STK500v1: ISPProgrammer {
     /// tells a Caterina board to jump to its bootloader and must never be used.
     public static let defaultBaudRate = 19200
 
-    private let port: SerialPort
+    private let port: SerialLink
     public let flavor: Flavor
     public let time: TimeSource
     public private(set) var identity: ProgrammerIdentity
@@ -40,18 +40,28 @@ public final class STK500v1: ISPProgrammer {
     private var synced = false
     private var devicePart: AVRPart?
 
-    /// Opens `path` and prepares the link; nothing is sent until ``enterProgrammingMode()``.
-    public init(path: String, flavor: Flavor, baudRate: Int = STK500v1.defaultBaudRate, time: TimeSource) throws(ISPError) {
+    /// Opens the port at `path` for an STK500v1 firmware; never at 1200 baud.
+    public static func openPort(path: String, baudRate: Int = STK500v1.defaultBaudRate) throws(ISPError) -> SerialPort {
         guard baudRate != 1200 else {
             throw .firmwareLimitation("1200 baud makes a Caterina board (Pro Micro, Leonardo) jump to its bootloader; use 19200")
         }
-        do { port = try SerialPort(path: path, baudRate: baudRate) } catch { throw .serial(error, operation: nil) }
+        do { return try SerialPort(path: path, baudRate: baudRate) } catch { throw .serial(error, operation: nil) }
+    }
+
+    /// Opens `path` and prepares the link; nothing is sent until ``enterProgrammingMode()``.
+    public convenience init(path: String, flavor: Flavor, baudRate: Int = STK500v1.defaultBaudRate, time: TimeSource) throws(ISPError) {
+        self.init(link: try Self.openPort(path: path, baudRate: baudRate), flavor: flavor, time: time)
+    }
+
+    /// Drives the firmware on an open line; nothing is sent until ``enterProgrammingMode()``.
+    public init(link: SerialLink, flavor: Flavor, time: TimeSource) {
+        port = link
         self.flavor = flavor
         self.time = time
         syncWindowMilliseconds = flavor == .arduinoISP ? 3000 : 1000
         identity = ProgrammerIdentity(kind: flavor == .arduinoISP ? .stk500v1 : .avrisp,
                                       name: flavor == .arduinoISP ? "Arduino as ISP" : "AVRISP (Pro Micro/Teensy ISP firmware)",
-                                      port: path)
+                                      port: link.path)
     }
 
     deinit { port.close() }

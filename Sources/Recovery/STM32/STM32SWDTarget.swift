@@ -97,8 +97,7 @@ public final class STM32SWDTarget: RestoreTarget {
         try stm32 { () throws(STM32Error) in
             try flash().erase(units) { done in context.progress(done: done, total: units.count) }
         }
-        let what = target.chip.pageSize.map { "pages of \($0) bytes" } ?? "sectors"
-        return StepOutcome(bytes: units.reduce(0) { $0 + $1.size }, "\(units.count) \(what)")
+        return StepOutcome(bytes: units.reduce(0) { $0 + $1.size }, "\(units.count) \(target.chip.geometry.unitName)")
     }
 
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {

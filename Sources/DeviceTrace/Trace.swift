@@ -1,0 +1,155 @@
+import Foundation
+import Synchronization
+import Transport
+
+/// A trace file being written: every USB transfer of every device opened through it, one line each,
+/// timestamped. Lines of several devices (an agent's slots) carry their session number, so one file holds
+/// a whole bench and a replay picks one session.
+///
+/// ```text
+/// 1 # usb 16C0:05DC "USBasp" serial="SIM-USBASP" release=0x0107 port=1-1
+/// 1 0.000412 control-in request=127 value=0x0000 index=0x0000 length=4 -> 00 00 00 01
+/// 1 0.001420 control-out request=6 value=0x7000 index=0x3380 data=0c94…  -> sent 254
+/// 1 0.002511 bulk-read endpoint=0x81 length=64 -> error timeout 3000
+/// ```
+public final class TraceRecorder: Sendable {
+    private struct State {
+        var file: FileHandle
+        var sessions = 0
+    }
+    private let state: Mutex<State>
+
+    /// Creates (or truncates) the trace file at `path`.
+    public init(path: String) throws(TraceError) {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+            throw .cannotWrite(path)
+        }
+        state = Mutex(State(file: file))
+    }
+
+    /// Wraps `device` so that its transfers are recorded under a new session; the header names the device.
+    /// Times are read from `time` (a simulated device's own clock, or the system's), from now.
+    public func recording(_ device: USBDevice, time: TimeSource = SystemTimeSource()) -> USBDevice {
+        let session = newSession("usb " + TraceHeader(device.description).text)
+        return TracingUSBDevice(device, session: session, recorder: self, time: time)
+    }
+
+    /// Wraps a serial line so that everything crossing it is recorded under a new session; `label` says
+    /// which firmware is on the other end ("stk500v1").
+    public func recording(_ link: SerialLink, label: String, time: TimeSource = SystemTimeSource()) -> SerialLink {
+        let session = newSession("serial \(label) \(link.path)")
+        return TracingSerialLink(link, session: session, recorder: self, time: time)
+    }
+
+    private func newSession(_ header: String) -> Int {
+        let session = state.withLock { state -> Int in
+            state.sessions += 1
+            return state.sessions
+        }
+        write(session, "# " + header)
+        return session
+    }
+
+    func write(_ session: Int, _ line: String) {
+        state.withLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
+    }
+}
+
+/// Why a trace cannot be written or replayed.
+public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
+    case cannotWrite(String)
+    case cannotRead(String)
+    case malformed(line: Int, String)
+    case noSession(Int)
+
+    public var description: String {
+        switch self {
+        case let .cannotWrite(path): return "cannot write the trace to \(path)"
+        case let .cannotRead(path): return "cannot read the trace \(path)"
+        case let .malformed(line, text): return "trace line \(line): \(text)"
+        case let .noSession(n): return "the trace has no session \(n)"
+        }
+    }
+}
+
+/// One session of a trace, read back: its header and its lines, not yet interpreted.
+struct TraceSession {
+    struct Line {
+        let line: Int
+        let seconds: Double
+        let operation: String
+        let request: String
+        let answer: Substring
+
+        /// The answer as bytes in hex ("(none)" for none).
+        func bytes() throws(TraceError) -> [UInt8] {
+            if answer == "(none)" { return [] }
+            let bytes = answer.split(separator: " ").map { UInt8($0, radix: 16) }
+            guard !bytes.contains(nil) else { throw .malformed(line: line, "'\(answer)' is not bytes in hex") }
+            return bytes.map { $0! }
+        }
+    }
+
+    let header: Substring
+    let headerLine: Int
+    let records: [Line]
+
+    init(text: String, session: Int) throws(TraceError) {
+        var header: (Substring, Int)?
+        var records: [Line] = []
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !rawLine.isEmpty {
+            let line = index + 1
+            let fields = rawLine.split(separator: " ", maxSplits: 2)
+            guard fields.count == 3, let number = Int(fields[0]) else { throw .malformed(line: line, "expected a session number, a time and a transfer") }
+            guard number == session else { continue }
+            if fields[1] == "#" {
+                header = (fields[2], line)
+                continue
+            }
+            guard let seconds = Double(fields[1]) else { throw .malformed(line: line, "'\(fields[1])' is not a time in seconds") }
+            guard let arrow = fields[2].range(of: " -> ") else { throw .malformed(line: line, "no ' -> ' before the answer") }
+            let words = fields[2][..<arrow.lowerBound].split(separator: " ", maxSplits: 1)
+            records.append(Line(line: line, seconds: seconds, operation: String(words.first ?? ""),
+                                request: words.count > 1 ? String(words[1]) : "", answer: fields[2][arrow.upperBound...]))
+        }
+        guard let header else { throw .noSession(session) }
+        (self.header, headerLine) = header
+        self.records = records
+    }
+}
+
+func hexText(_ bytes: [UInt8]) -> String {
+    bytes.isEmpty ? "(none)" : bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
+}
+
+func hexRun(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+/// A recorded programmer to play back: a USB device or a serial line, as the session's header says.
+public enum TraceReplay {
+    case usb(ReplayUSBDevice)
+    case serial(ReplaySerialLink)
+
+    /// Loads session `session` of the trace at `path`.
+    public static func load(path: String, session: Int = 1) throws(TraceError) -> TraceReplay {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead(path) }
+        let parsed = try TraceSession(text: text, session: session)
+        if parsed.header.hasPrefix("serial ") { return .serial(try ReplaySerialLink(trace: text, session: session)) }
+        return .usb(try ReplayUSBDevice(trace: text, session: session))
+    }
+
+    /// The clock the replay moves.
+    public var clock: VirtualClock {
+        switch self {
+        case let .usb(device): return device.clock
+        case let .serial(link): return link.clock
+        }
+    }
+
+    /// What the trace holds that the driver has not done yet.
+    public var remainingTransfers: Int {
+        switch self {
+        case let .usb(device): return device.remainingTransfers
+        case let .serial(link): return link.remainingTransfers
+        }
+    }
+}
