@@ -4,33 +4,18 @@ import Transport
 /// A serial line whose every write, read, drain and modem-line change is written to a trace.
 final class TracingSerialLink: SerialLink {
     private let link: SerialLink
-    private let session: Int
-    private let recorder: TraceRecorder
-    private let time: TimeSource
-    private let start: UInt64
+    private let writer: SessionWriter
 
-    init(_ link: SerialLink, session: Int, recorder: TraceRecorder, time: TimeSource) {
+    init(_ link: SerialLink, _ writer: SessionWriter) {
         self.link = link
-        self.session = session
-        self.recorder = recorder
-        self.time = time
-        start = time.now
+        self.writer = writer
     }
 
     var path: String { link.path }
 
     private func record<T>(_ operation: String, _ request: String, _ answer: (T) -> String, _ body: () throws(SerialError) -> T) throws(SerialError) -> T {
-        do {
-            let value = try body()
-            recorder.write(session, "\(seconds) \(operation) \(request) -> \(answer(value))")
-            return value
-        } catch {
-            recorder.write(session, "\(seconds) \(operation) \(request) -> error \(error.traceText)")
-            throw error
-        }
+        try writer.record(operation, request, answer: answer, error: { (error: SerialError) in error.traceText }, body)
     }
-
-    private var seconds: String { String(format: "%.6f", Double(time.now - start) / 1e9) }
 
     func write(_ bytes: [UInt8], timeoutMilliseconds: Int) throws(SerialError) {
         try record("write", "data=\(hexRun(bytes))", { "ok" }) { () throws(SerialError) in try link.write(bytes, timeoutMilliseconds: timeoutMilliseconds) }
@@ -50,7 +35,7 @@ final class TracingSerialLink: SerialLink {
 
     func setModemLines(dtr: Bool, rts: Bool) -> Bool {
         let done = link.setModemLines(dtr: dtr, rts: rts)
-        recorder.write(session, "\(seconds) modem dtr=\(dtr ? 1 : 0) rts=\(rts ? 1 : 0) -> \(done)")
+        writer.line("modem", "dtr=\(dtr ? 1 : 0) rts=\(rts ? 1 : 0)", "\(done)")
         return done
     }
 
@@ -71,8 +56,7 @@ public final class ReplaySerialLink: SerialLink {
 
     /// Loads session `session` of the trace at `path`.
     public convenience init(path: String, session: Int = 1) throws(TraceError) {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead(path) }
-        try self.init(trace: text, session: session)
+        try self.init(trace: try readTrace(path), session: session)
     }
 
     /// Plays session `session` of a trace's text.

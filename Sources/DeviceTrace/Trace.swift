@@ -30,15 +30,13 @@ public final class TraceRecorder: Sendable {
     /// Wraps `device` so that its transfers are recorded under a new session; the header names the device.
     /// Times are read from `time` (a simulated device's own clock, or the system's), from now.
     public func recording(_ device: USBDevice, time: TimeSource = SystemTimeSource()) -> USBDevice {
-        let session = newSession("usb " + TraceHeader(device.description).text)
-        return TracingUSBDevice(device, session: session, recorder: self, time: time)
+        TracingUSBDevice(device, SessionWriter(session: newSession("usb " + TraceHeader(device.description).text), recorder: self, time: time))
     }
 
     /// Wraps a serial line so that everything crossing it is recorded under a new session; `label` says
     /// which firmware is on the other end ("stk500v1").
     public func recording(_ link: SerialLink, label: String, time: TimeSource = SystemTimeSource()) -> SerialLink {
-        let session = newSession("serial \(label) \(link.path)")
-        return TracingSerialLink(link, session: session, recorder: self, time: time)
+        TracingSerialLink(link, SessionWriter(session: newSession("serial \(label) \(link.path)"), recorder: self, time: time))
     }
 
     private func newSession(_ header: String) -> Int {
@@ -50,7 +48,7 @@ public final class TraceRecorder: Sendable {
         return session
     }
 
-    func write(_ session: Int, _ line: String) {
+    fileprivate func write(_ session: Int, _ line: String) {
         state.withLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
     }
 }
@@ -70,6 +68,46 @@ public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .noSession(n): return "the trace has no session \(n)"
         }
     }
+}
+
+/// Writes one session's lines: each operation with its answer, or its error, at the time it ended.
+struct SessionWriter {
+    let session: Int
+    let recorder: TraceRecorder
+    let time: TimeSource
+    private let start: UInt64
+
+    init(session: Int, recorder: TraceRecorder, time: TimeSource) {
+        self.session = session
+        self.recorder = recorder
+        self.time = time
+        start = time.now
+    }
+
+    /// Seconds since the session began, when the answer came: a replay moves its clock there.
+    private var seconds: String { String(format: "%.6f", Double(time.now - start) / 1e9) }
+
+    func record<T, E: Error>(_ operation: String, _ request: String, answer: (T) -> String, error: (E) -> String,
+                             _ body: () throws(E) -> T) throws(E) -> T {
+        do {
+            let value = try body()
+            line(operation, request, answer(value))
+            return value
+        } catch let failure {
+            line(operation, request, "error " + error(failure))
+            throw failure
+        }
+    }
+
+    func line(_ operation: String, _ request: String, _ answer: String) {
+        recorder.write(session, "\(seconds) \(operation) \(request) -> \(answer)")
+    }
+}
+
+/// The text of the trace at `path`.
+func readTrace(_ path: String) throws(TraceError) -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead(path) }
+    return text
 }
 
 /// One session of a trace, read back: its header and its lines, not yet interpreted.
@@ -131,7 +169,7 @@ public enum TraceReplay {
 
     /// Loads session `session` of the trace at `path`.
     public static func load(path: String, session: Int = 1) throws(TraceError) -> TraceReplay {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead(path) }
+        let text = try readTrace(path)
         let parsed = try TraceSession(text: text, session: session)
         if parsed.header.hasPrefix("serial ") { return .serial(try ReplaySerialLink(trace: text, session: session)) }
         return .usb(try ReplayUSBDevice(trace: text, session: session))

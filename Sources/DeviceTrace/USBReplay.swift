@@ -14,8 +14,7 @@ public final class ReplayUSBDevice: USBDevice {
 
     /// Loads session `session` of the trace at `path`.
     public convenience init(path: String, session: Int = 1) throws(TraceError) {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead(path) }
-        try self.init(trace: text, session: session)
+        try self.init(trace: try readTrace(path), session: session)
     }
 
     /// Plays session `session` of a trace's text.

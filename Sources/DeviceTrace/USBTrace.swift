@@ -91,34 +91,18 @@ extension USBError {
 /// A USB device whose every transfer is written to a trace as it happens.
 final class TracingUSBDevice: USBDevice {
     private let device: USBDevice
-    private let session: Int
-    private let recorder: TraceRecorder
-    private let time: TimeSource
-    private let start: UInt64
+    private let writer: SessionWriter
 
-    init(_ device: USBDevice, session: Int, recorder: TraceRecorder, time: TimeSource) {
+    init(_ device: USBDevice, _ writer: SessionWriter) {
         self.device = device
-        self.session = session
-        self.recorder = recorder
-        self.time = time
-        start = time.now
+        self.writer = writer
     }
-
-    /// When the answer came, in seconds since the session began: a replay moves its clock there.
-    private var seconds: String { String(format: "%.6f", Double(time.now - start) / 1e9) }
 
     var description: USBDeviceDescription { device.description }
 
-    private func record<T>(_ operation: TraceRecord.Operation, _ request: String, _ answer: (T) -> TraceRecord.Answer,
+    private func record<T>(_ operation: TraceRecord.Operation, _ request: String, _ answer: @escaping (T) -> TraceRecord.Answer,
                            _ body: () throws(USBError) -> T) throws(USBError) -> T {
-        do {
-            let value = try body()
-            recorder.write(session, "\(seconds) \(operation.rawValue) \(request) -> \(TraceRecord.answerText(answer(value)))")
-            return value
-        } catch {
-            recorder.write(session, "\(seconds) \(operation.rawValue) \(request) -> error \(error.traceText)")
-            throw error
-        }
+        try writer.record(operation.rawValue, request, answer: { TraceRecord.answerText(answer($0)) }, error: { (error: USBError) in error.traceText }, body)
     }
 
     func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
