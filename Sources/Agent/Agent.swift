@@ -58,7 +58,7 @@ public final class Agent: Sendable {
     public var usbPresence: @Sendable (USBID) -> Bool {
         get {
             state.withLock { state in
-                state.presenceOverride ?? { [self] id in self.state.withLock { $0.present.values.contains(id) } }
+                state.presenceOverride ?? { [weak self] id in self?.state.withLock { $0.present.values.contains(id) } ?? false }
             }
         }
         set { state.withLock { $0.presenceOverride = newValue } }
@@ -178,6 +178,10 @@ public final class Agent: Sendable {
         active.forEach { $0.join() }
     }
 
+    /// Serial probes queued or running (including the slot each may add): zero once every tty reported
+    /// so far has been probed and decided.
+    public var serialProbesUnderWay: Int { probes.underWay }
+
     /// The slots by programmer id.
     public var currentSlots: [String: BenchSlot] { state.withLock { $0.slots } }
 
@@ -197,6 +201,8 @@ final class ProbeQueue: Sendable {
     private final class Jobs: Sendable {
         let queued = Mutex<[@Sendable () -> Void]>([])
         let available = DispatchSemaphore(value: 0)
+        /// Jobs submitted and not yet finished.
+        let underWay = Atomic<Int>(0)
     }
     private let jobs = Jobs()
     private let capacity: Int
@@ -209,8 +215,9 @@ final class ProbeQueue: Sendable {
             WorkerThread(name: "serial probe \(n)") { thread in
                 while !thread.isStopRequested {
                     guard jobs.available.wait(timeout: .now() + 0.2) == .success else { continue }
-                    let job = jobs.queued.withLock { $0.isEmpty ? nil : $0.removeFirst() }
-                    job?()
+                    guard let job = jobs.queued.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+                    job()
+                    jobs.underWay.subtract(1, ordering: .releasing)
                 }
             }
         }
@@ -221,15 +228,22 @@ final class ProbeQueue: Sendable {
         let queued = jobs.queued.withLock { queued -> Bool in
             guard queued.count < capacity else { return false }
             queued.append(job)
+            jobs.underWay.add(1, ordering: .relaxed)
             return true
         }
         if queued { jobs.available.signal() }
         return queued
     }
 
+    /// Jobs submitted and not yet finished.
+    var underWay: Int { jobs.underWay.load(ordering: .acquiring) }
+
     /// Drops what is queued and waits for the probes under way.
     func stop() {
-        jobs.queued.withLock { $0.removeAll() }
+        jobs.queued.withLock { queued in
+            jobs.underWay.subtract(queued.count, ordering: .relaxed)
+            queued.removeAll()
+        }
         workers.forEach { $0.requestStop() }
         workers.forEach { $0.join() }
     }

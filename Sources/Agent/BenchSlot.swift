@@ -72,6 +72,8 @@ public final class BenchSlot: Sendable {
         var outcomes: [RecoveryOutcome] = []
         /// The programmer left the bench (rather than the agent stopping): say so when the loop ends.
         var unplugged = false
+        /// A stop was asked for, perhaps before the thread existed.
+        var stopRequested = false
     }
     private let shared = Mutex(State())
     private let worker: Mutex<WorkerThread?> = Mutex(nil)
@@ -99,17 +101,22 @@ public final class BenchSlot: Sendable {
                                                        fields: programmer.fields))
                 }
             }
+            // The programmer may have left between the slot's creation and now.
+            if shared.withLock({ $0.stopRequested }) { worker?.requestStop() }
         }
     }
 
     /// The programmer left: the slot stops at its next safe point and journals the removal; does not wait.
     func unplug() {
         shared.withLock { $0.unplugged = true }
-        worker.withLock { $0?.requestStop() }
+        requestStop()
     }
 
-    /// Asks the slot to stop at its next safe point (between steps).
-    func requestStop() { worker.withLock { $0?.requestStop() } }
+    /// Asks the slot to stop at its next safe point (between steps), whether or not it has started.
+    func requestStop() {
+        shared.withLock { $0.stopRequested = true }
+        worker.withLock { $0?.requestStop() }
+    }
 
     /// Waits until the slot's loop has ended.
     func join() { worker.withLock { $0 }?.join() }

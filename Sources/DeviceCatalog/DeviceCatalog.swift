@@ -12,6 +12,12 @@ public enum DeviceRole: Sendable, Hashable {
     /// Never opened, never probed.
     case ignore
 
+    /// The programmer kind, for a programmer driven over USB.
+    public var programmerKind: ProgrammerKind? {
+        if case let .programmer(kind) = self { return kind }
+        return nil
+    }
+
     /// The words a rules file and `bootmedic devices` use for the role.
     public var label: String {
         switch self {
@@ -68,15 +74,9 @@ public struct DeviceCatalog: Sendable {
         entries.first { $0.matches(usb, product: product) }
     }
 
-    /// Whether some entry for these ids depends on the product string, so that a device must be opened
-    /// (or its udev attributes read) before it can be told apart.
-    public func needsProductString(for usb: USBID) -> Bool {
-        entries.contains { $0.usb == usb && $0.product != nil }
-    }
-
     /// Whether any entry for these ids names a programmer that is driven over USB: the devices worth
     /// opening when looking for a programmer on the bus.
     public func mayBeUSBProgrammer(_ usb: USBID) -> Bool {
-        entries.contains { if case .programmer = $0.role, $0.usb == usb { return true } else { return false } }
+        entries.contains { $0.usb == usb && $0.role.programmerKind != nil }
     }
 }

@@ -74,7 +74,7 @@ public final class ReplaySerialLink: SerialLink {
     /// What the trace holds that the driver has not done yet.
     public var remainingTransfers: Int { records.count - next }
 
-    private func play(_ operation: String, _ request: String) throws(SerialError) -> Substring {
+    private func play(_ operation: String, _ request: String) throws(SerialError) -> TraceSession.Line {
         guard next < records.count else {
             throw .io(path: path, reason: "replay: the trace ends, but the driver did \(operation) \(request)")
         }
@@ -87,15 +87,12 @@ public final class ReplaySerialLink: SerialLink {
         if record.answer.hasPrefix("error ") {
             throw SerialError(traceText: record.answer.dropFirst(6), path: path) ?? .io(path: path, reason: "replay: trace line \(record.line) holds an unknown error")
         }
-        return record.answer
+        return record
     }
 
     private func bytes(_ operation: String, _ request: String) throws(SerialError) -> [UInt8] {
-        let line = records[min(next, records.count - 1)].line
-        let answer = try play(operation, request)
-        do { return try TraceSession.Line(line: line, seconds: 0, operation: "", request: "", answer: answer).bytes() } catch {
-            throw .io(path: path, reason: "replay: \(error)")
-        }
+        let record = try play(operation, request)
+        do { return try record.bytes() } catch { throw .io(path: path, reason: "replay: \(error)") }
     }
 
     public func write(_ bytes: [UInt8], timeoutMilliseconds: Int) throws(SerialError) {
@@ -111,7 +108,7 @@ public final class ReplaySerialLink: SerialLink {
     }
 
     public func setModemLines(dtr: Bool, rts: Bool) -> Bool {
-        (try? play("modem", "dtr=\(dtr ? 1 : 0) rts=\(rts ? 1 : 0)")) == "true"
+        (try? play("modem", "dtr=\(dtr ? 1 : 0) rts=\(rts ? 1 : 0)"))?.answer == "true"
     }
 
     public func close() {}

@@ -219,13 +219,13 @@ public final class VirtualBench {
             return try open(path)
         }
 
-        /// Puts `new` behind the programmer once no open is under way (bounded: an open takes microseconds),
-        /// and stops the one it replaces.
+        /// Puts `new` behind the programmer once no open is under way (an open takes microseconds; after
+        /// five seconds it swaps regardless), and stops the one it replaces.
         func replace(with new: SimulatedBench?) {
             var old: SimulatedBench?
-            for _ in 0..<5_000 {
+            for attempt in 0...5_000 {
                 let swapped = state.withLock { state -> Bool in
-                    guard state.opening == 0 else { return false }
+                    guard state.opening == 0 || attempt == 5_000 else { return false }
                     old = bench
                     bench = new
                     return true

@@ -36,7 +36,7 @@ struct ReplayCommand: ParsableCommand {
             switch replay {
             case let .usb(device):
                 let d = device.description
-                guard case let .programmer(kind)? = set.deviceCatalog.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.role else {
+                guard let kind = set.deviceCatalog.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.role.programmerKind else {
                     throw fail("the trace's device \(d) is no programmer the device catalog knows; declare it with [[programmer]] in the rules file", code: 4)
                 }
                 connection = try ProgrammerRegistry.driver(for: kind).open(usb: device, time: device.clock)

@@ -79,8 +79,8 @@ struct SelfTestCommand: ParsableCommand {
     private func enumerate() throws {
         let watcher = try DeviceWatcher()
         for device in watcher.enumerate() {
-            let role = DeviceCatalog.builtIn.entry(for: USBID(vendor: device.vendorID, product: device.productID), product: device.product)?.role
-            let kind = role.map { role -> String in if case let .programmer(kind) = role { return kind.rawValue }; return "-" } ?? "-"
+            let entry = DeviceCatalog.builtIn.entry(for: USBID(vendor: device.vendorID, product: device.productID), product: device.product)
+            let kind = entry?.role.programmerKind?.rawValue ?? "-"
             print("\(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.devnode ?? "-") \(kind)")
         }
     }

@@ -336,7 +336,7 @@ struct PlayedScenario {
         agent.handle(.added(udev("/sys/c", vid: 0x1A86, pid: 0x7523, product: "USB Serial", subsystem: "tty")))
         agent.handle(.added(udev("/sys/d", vid: 0x0403, pid: 0x6015, product: "FT231X", subsystem: "tty")))
         agent.handle(.added(udev("/sys/e", vid: 0x0403, pid: 0x6015, product: "FT231X")))
-        for _ in 0..<100 where agent.currentSlots.count < 2 { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(probesSettle(agent), "the serial probe ended")
         #expect(agent.currentSlots.mapValues(\.programmer.kind) == ["/sys/a": .usbasp, "/sys/d": .buspirate])
         agent.stop()
     }
@@ -356,8 +356,8 @@ struct PlayedScenario {
             #expect(started.wait(timeout: .now() + 5) == .success, "the probe started")
             if leaves { agent.handle(.removed(syspath: uno.syspath)) }
             proceed.signal()
-            for _ in 0..<50 where agent.currentSlots.isEmpty && !leaves { Thread.sleep(forTimeInterval: 0.01) }
-            Thread.sleep(forTimeInterval: 0.1)
+            // Decided once the probe's job has ended, slot or no slot: before the agent stops, which adds none.
+            #expect(probesSettle(agent), "the probe's job ended")
             #expect(agent.currentSlots.count == (leaves ? 0 : 1), leaves ? "a slot for a device that left" : "the probe's programmer got a slot")
             agent.stop()
             #expect(journal.entries.contains { $0.kind == .programmerAdded } == !leaves)
@@ -470,4 +470,13 @@ struct PlayedScenario {
 func udev(_ syspath: String, vid: UInt16, pid: UInt16, product: String?, subsystem: String = "usb") -> UdevDevice {
     UdevDevice(syspath: syspath, subsystem: subsystem, vendorID: vid, productID: pid, serial: nil, product: product, idPath: nil,
                devnode: subsystem == "tty" ? "/dev/null" : nil, busNumber: 1, deviceAddress: 2)
+}
+
+/// Waits (at most 10 s) until every serial probe the agent queued has ended; false if one has not.
+func probesSettle(_ agent: Agent) -> Bool {
+    for _ in 0..<1000 {
+        if agent.serialProbesUnderWay == 0 { return true }
+        Thread.sleep(forTimeInterval: 0.01)
+    }
+    return false
 }

@@ -9,6 +9,15 @@ import TestSupport
 import Testing
 
 @Suite struct DeviceCatalogTests {
+    /// The README's example: a USBasp clone with its own product string.
+    static let declaredClone = """
+    [[programmer]]
+    usb = "16C0:05DC"
+    product = "USBasp-clone"
+    kind = "usbasp"
+
+    """
+
     @Test func theShippedUdevRulesAreTheCatalogsOwn() throws {
         let shipped = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("udev-rules/60-bootmedic.rules"), encoding: .utf8)
         #expect(shipped == UdevRules.render(.builtIn), "regenerate it: bootmedic devices udev-rules -o udev-rules/60-bootmedic.rules")
@@ -20,8 +29,8 @@ import Testing
         #expect(catalog.entry(for: vusb, product: "USBasp")?.role == .programmer(.usbasp))
         #expect(catalog.entry(for: vusb, product: "USBaspLoader")?.role == .bootloader("USBaspLoader"))
         #expect(catalog.entry(for: vusb, product: nil)?.role == .bootloader("USBaspLoader"))
-        #expect(catalog.needsProductString(for: vusb))
-        #expect(!catalog.needsProductString(for: USBID(vendor: 0x1781, product: 0x0C9F)))
+        #expect(catalog.mayBeUSBProgrammer(vusb), "opened to read its product string")
+        #expect(!catalog.mayBeUSBProgrammer(USBID(vendor: 0x03EB, product: 0x2FF4)), "a bootloader alone is never opened")
         #expect(catalog.entry(for: USBID(vendor: 0x0483, product: 0x3748), product: "STM32 STLink")?.role == .programmer(.stlink))
         #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.role == .bootloader("Caterina"))
         #expect(catalog.entry(for: USBID(vendor: 0x0BDA, product: 0x8153), product: nil) == nil)
@@ -43,12 +52,7 @@ import Testing
     /// The README's example: a USBasp clone with its own product string, declared in the rules file, is
     /// opened by the USBasp driver the catalog names, and programs the chip on its cable.
     @Test func aDeclaredUSBaspCloneIsOpenedThroughTheCatalog() throws {
-        let loaded = RulesFile.parse("""
-        [[programmer]]
-        usb = "16C0:05DC"
-        product = "USBasp-clone"
-        kind = "usbasp"
-        """, path: "c.toml")
+        let loaded = RulesFile.parse(Self.declaredClone, path: "c.toml")
         let catalog = try #require(loaded.ruleSet).deviceCatalog
         let part = try #require(PartCatalog.part(named: "atmega32u4"))
         guard case let .avr(avr) = part else { Issue.record("not an AVR"); return }
@@ -68,11 +72,7 @@ import Testing
     }
 
     @Test func declaredEntriesComeFirstInTheUdevRules() throws {
-        let loaded = RulesFile.parse("""
-        [[programmer]]
-        usb = "16C0:05DC"
-        product = "USBasp-clone"
-        kind = "usbasp"
+        let loaded = RulesFile.parse(Self.declaredClone + """
         [[programmer]]
         usb = "1A86:7523"
         kind = "ignore"

@@ -13,6 +13,8 @@ public final class STM32SWDTarget: RestoreTarget {
     private var debugPortIDCode: UInt32 = 0
     private var targetVoltage: Double?
     private var target: STM32Target?
+    /// Read protection as the check found it (the backup before an unlock needs to know).
+    private var readProtected = false
     /// The identified family's flash controller.
     private var controller: STM32FlashController?
 
@@ -52,7 +54,8 @@ public final class STM32SWDTarget: RestoreTarget {
     }
 
     public func isReadProtected() throws(RecoveryError) -> Bool {
-        try stm32 { () throws(STM32Error) in try flash().isReadProtected() }
+        readProtected = try stm32 { () throws(STM32Error) in try flash().isReadProtected() }
+        return readProtected
     }
 
     public func healthCheck(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> HealthVerdict {
@@ -68,7 +71,7 @@ public final class STM32SWDTarget: RestoreTarget {
     /// the option bytes can be read.
     public func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int) {
         let target = try identified()
-        let protected = try isReadProtected()
+        let protected = readProtected
         let contents = protected ? nil : try stm32 { () throws(STM32Error) in try flash().read(STM32Chip.flashBase, count: target.flashSize) }
         let options = try stm32 { () throws(STM32Error) in try flash().readOptionBytes() }
         let path: String
@@ -141,10 +144,7 @@ public final class STM32SWDTarget: RestoreTarget {
 
     public func abandon() { link.disconnect() }
 
-    public func describe(into result: inout RecoveryResult) {
-        result.stm32 = target
-        result.programmer.targetVoltage = targetVoltage
-    }
+    public func describe(into result: inout RecoveryResult) { result.stm32 = target }
 
     // MARK: Helpers
 
