@@ -43,7 +43,7 @@ let package = Package(
         ),
 
         // Shared by the test targets: where the real firmware files are, running commands.
-        .target(name: "TestSupport", dependencies: ["Parts"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["FirmwareImage", "Parts"], path: "Tests/TestSupport"),
 
         .testTarget(name: "SystemLibraryTests", dependencies: ["TestSupport", "CLibUSB", "CLibUDev", "CSystemd"]),
         .testTarget(name: "FirmwareImageTests", dependencies: ["TestSupport", "FirmwareImage"]),

@@ -2,6 +2,7 @@ import Foundation
 
 /// Why a firmware file could not be loaded.
 public enum FirmwareFileError: Error, Equatable, Sendable, CustomStringConvertible {
+    case missing(path: String)
     case unreadable(path: String, reason: String)
     case malformedHex(path: String, IntelHexError)
     case badImage(path: String, MemoryImageError)
@@ -9,12 +10,13 @@ public enum FirmwareFileError: Error, Equatable, Sendable, CustomStringConvertib
     /// The file concerned.
     public var path: String {
         switch self {
-        case let .unreadable(path, _), let .malformedHex(path, _), let .badImage(path, _): return path
+        case let .missing(path), let .unreadable(path, _), let .malformedHex(path, _), let .badImage(path, _): return path
         }
     }
 
     public var description: String {
         switch self {
+        case let .missing(path): return "\(path): no such file"
         case let .unreadable(path, reason): return "\(path): cannot read: \(reason)"
         case let .malformedHex(path, error): return "\(path):\(error.line):\(error.column): \(error.problem.message)"
         case let .badImage(path, error): return "\(path): \(error)"
@@ -35,9 +37,8 @@ public struct FirmwareFile: Sendable {
     /// Loads `path`; raw binaries are placed at `binaryBase`.
     public init(path: String, binaryBase: UInt32 = 0) throws(FirmwareFileError) {
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw .unreadable(path: path, reason: "it is a directory")
-        }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw .missing(path: path) }
+        if isDirectory.boolValue { throw .unreadable(path: path, reason: "it is a directory") }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw .unreadable(path: path, reason: Self.reason(error, path: path))

@@ -17,6 +17,8 @@ public enum FindingCode: String, Sendable, Codable {
     case reservedClock = "reserved-clock"
     case changesClockSource = "changes-clock-source"
     case changesClockDivider = "changes-clock-divider"
+    case changesClockOutput = "changes-clock-output"
+    case changesStartUpTime = "changes-start-up-time"
     case clockNotDeclared = "clock-not-declared"
     case watchdogAlwaysOn = "watchdog-always-on"
     case imageBeyondFlash = "image-beyond-flash"
@@ -58,9 +60,11 @@ public struct BoardClock: Hashable, Sendable {
 }
 
 extension AVRPart {
-    /// The safety lint: refuses fuses that would shut ISP out (SPIEN unprogrammed, RSTDISBL or DWEN
-    /// programmed) or change the clock from what the board declares. With `allowUnsafe` the same
-    /// findings come back as warnings, so a technician still sees them.
+    /// The safety lint: refuses fuses that could shut ISP out — SPIEN unprogrammed, RSTDISBL or DWEN
+    /// programmed, a reserved CKSEL, an oscillator other than the one the board declares, or (with no
+    /// declared clock) another oscillator class than the chip runs on now. CKDIV8, CKOUT and start-up
+    /// time changes are notes. With `allowUnsafe` the refusals come back as warnings, so a technician
+    /// still sees them.
     ///
     /// - Parameters:
     ///   - board: the clock the rule declares for the board.
@@ -104,33 +108,56 @@ extension AVRPart {
         return findings
     }
 
+    /// Only a change of oscillator class can cost ISP access (the chip is left without the clock it was
+    /// given); the divider, CKOUT and the start-up time never do, since the programmer adapts its SCK.
     private func lintClock(low: UInt8, board: BoardClock?, current: FuseSet?, severity: Severity, consent: String) -> [Finding] {
         let planned = clock(low: low)
         if planned.source == .reserved {
             return [Finding(severity, .reservedClock, "low fuse 0x\(formatHex(low)) selects CKSEL=\(bits(planned.cksel, 4)), which \(name) reserves: the chip may not run at all\(consent)")]
         }
-        // How the reference is named in messages: what the board declares, or what the chip has now.
-        let reference: (source: ClockSource, divided: Bool?, sourcePhrase: String, dividerPhrase: (Bool) -> String)
-        if let board {
-            reference = (board.source, board.dividedBy8, "the board declares \(board.source)",
-                         { "the board declares a clock \($0 ? "divided" : "not divided") by 8" })
-        } else if let currentLow = current?.low {
-            let now = clock(low: currentLow)
-            let origin = "the chip's current low fuse 0x\(formatHex(currentLow))"
-            reference = (now.source, now.dividedBy8, "\(origin) selects \(now.source)",
-                         { "\(origin) \($0 ? "divides the clock" : "does not divide the clock") by 8" })
-        } else {
-            return [Finding(.warning, .clockNotDeclared,
-                "the rule sets the low fuse but declares no board clock (clock = \"crystal\" …); the clock fuses will be compared with the chip's own at restore time")]
-        }
         var findings: [Finding] = []
-        if planned.source != reference.source {
-            findings.append(Finding(severity, .changesClockSource,
-                "low fuse 0x\(formatHex(low)) selects \(planned.detail), but \(reference.sourcePhrase); a wrong clock source can leave the chip without a clock\(consent)"))
+        if let board {
+            // The rule contradicts itself: its fuses select another oscillator than the board it declares.
+            if planned.source != board.source {
+                findings.append(Finding(severity, .changesClockSource,
+                    "low fuse 0x\(formatHex(low)) selects \(planned.detail), but the board declares \(board.source); a wrong clock source can leave the chip without a clock\(consent)"))
+            }
+            if let want = board.dividedBy8, let have = planned.dividedBy8, want != have {
+                findings.append(Finding(.warning, .changesClockDivider,
+                    "low fuse 0x\(formatHex(low)) \(have ? "programs" : "clears") CKDIV8, but the rule's clock_div8 = \(want) says otherwise; harmless to ISP, but one of the two is not what the board needs"))
+            }
         }
-        if let want = reference.divided, let have = planned.dividedBy8, want != have {
-            findings.append(Finding(severity, .changesClockDivider,
-                "low fuse 0x\(formatHex(low)) \(have ? "programs" : "clears") CKDIV8, but \(reference.dividerPhrase(want))\(consent)"))
+        guard let currentLow = current?.low else {
+            if board == nil {
+                findings.append(Finding(.warning, .clockNotDeclared,
+                    "the rule sets the low fuse but declares no board clock; at restore time a change of oscillator class from the chip's own is refused (add clock = \"\(planned.source.rawValue)\" if the board has a \(planned.source))"))
+            }
+            return findings
+        }
+        let now = clock(low: currentLow)
+        let origin = "the chip's current low fuse 0x\(formatHex(currentLow))"
+        if planned.source != now.source {
+            if board == nil {
+                let allowed = severity == .warning ? " (allowed by allow_unsafe_fuses)" : ""
+                findings.append(Finding(severity, .changesClockSource,
+                    "low fuse 0x\(formatHex(low)) selects \(planned.detail), but \(origin) selects \(now.source); if the board has a \(planned.source), declare it in the rule with clock = \"\(planned.source.rawValue)\" (without one the chip is left with no clock and no ISP access)\(allowed)"))
+            } else {
+                findings.append(Finding(.note, .changesClockSource,
+                    "low fuse 0x\(formatHex(low)) moves the chip from the \(now.source) to the \(planned.source) the board declares"))
+            }
+        }
+        // Harmless changes, told so that a technician knows what changes.
+        if let have = planned.dividedBy8, let had = now.dividedBy8, have != had {
+            findings.append(Finding(.note, .changesClockDivider,
+                "low fuse 0x\(formatHex(low)) \(have ? "programs" : "clears") CKDIV8 (\(origin) \(had ? "divides" : "does not divide") the clock by 8): the chip runs \(have ? "8 times slower" : "8 times faster") from the next reset"))
+        }
+        if planned.dividedBy8 != nil, (low ^ currentLow) & 0x40 != 0 {
+            findings.append(Finding(.note, .changesClockOutput,
+                "low fuse 0x\(formatHex(low)) \(low & 0x40 == 0 ? "programs" : "clears") CKOUT: the system clock is \(low & 0x40 == 0 ? "" : "no longer ")driven on the CLKO pin"))
+        }
+        if planned.sut != now.sut, planned.source == now.source {
+            findings.append(Finding(.note, .changesStartUpTime,
+                "low fuse 0x\(formatHex(low)) changes the start-up time (SUT \(bits(now.sut, 2)) → \(bits(planned.sut, 2)))"))
         }
         return findings
     }

@@ -4,6 +4,8 @@ import Parts
 /// Why a rule's firmware cannot be used.
 public enum RuleFirmwareError: Error, Equatable, Sendable, CustomStringConvertible {
     case file(FirmwareFileError)
+    /// The file is not there; `known` says what the pinned digest or the name is and where it comes from.
+    case missing(path: String, pinned: SHA256Digest?, known: KnownBootloader?)
     case digestMismatch(path: String, pinned: SHA256Digest, actual: SHA256Digest)
     case binaryForAVR(path: String)
     case overlap(application: String, bootloader: String, MemoryImageError)
@@ -11,6 +13,14 @@ public enum RuleFirmwareError: Error, Equatable, Sendable, CustomStringConvertib
     public var description: String {
         switch self {
         case let .file(error): return error.description
+        case let .missing(path, pinned, known):
+            var text = "\(path): no such file"
+            if let pinned { text += "; the rule pins sha256 \(pinned)" }
+            if let known {
+                text += known.sha256 != nil && known.sha256 == pinned ? ", which is " : "; a file of this name is "
+                text += "\(known.summary), from \(known.origin)"
+            }
+            return text
         case let .digestMismatch(path, pinned, actual):
             return "\(path): sha256 is \(actual), but the rule pins \(pinned); refusing a changed file"
         case let .binaryForAVR(path):
@@ -38,7 +48,12 @@ extension Rule {
         func load(_ reference: FirmwareReference) throws(RuleFirmwareError) -> FirmwareFile {
             if !isSTM32, FirmwareFile.format(ofPath: reference.path) == .binary { throw .binaryForAVR(path: reference.path) }
             let file: FirmwareFile
-            do { file = try FirmwareFile(path: reference.path, binaryBase: isSTM32 ? STM32Chip.flashBase : 0) } catch { throw .file(error) }
+            do { file = try FirmwareFile(path: reference.path, binaryBase: isSTM32 ? STM32Chip.flashBase : 0) } catch {
+                if case .missing = error {
+                    throw .missing(path: reference.path, pinned: reference.sha256, known: KnownBootloaders.entry(forPath: reference.path, pinned: reference.sha256))
+                }
+                throw .file(error)
+            }
             if let pinned = reference.sha256, pinned != file.sha256 {
                 throw .digestMismatch(path: reference.path, pinned: pinned, actual: file.sha256)
             }
@@ -80,7 +95,7 @@ extension Rule {
         for byte in effective.givenBytes { placementFuses[byte] = effective[byte] }
         findings += part.checkPlacement(of: firmware.image, fuses: placementFuses)
         if let lock, lock & ~part.lock.implementedMask != ~part.lock.implementedMask {
-            findings.append(Finding(.note, .unimplementedLockBits, "lock 0x\(String(lock, radix: 16, uppercase: true)): bits above LB/BLB do not exist on \(part.name) and read back as anything"))
+            findings.append(Finding(.note, .unimplementedLockBits, "lock \(String(format: "0x%02X", lock)): bits above LB/BLB do not exist on \(part.name) and read back as anything"))
         }
         if policies.allowUnlock {
             findings.append(Finding(.warning, .notForThisFamily, "allow_unlock applies to STM32 read protection; it has no effect on \(part.name)"))
@@ -118,7 +133,11 @@ public enum RuleChecker {
     /// Loads `path` and checks every rule: syntax, keys, parts, firmware files and pins, HEX, fit,
     /// fuse lint and placement. Problems come back in file order.
     public static func check(path: String, firmwareDirectory: String? = nil) -> (RuleSet?, [RuleProblem]) {
-        let loaded = RulesFile.load(path: path, firmwareDirectory: firmwareDirectory)
+        check(RulesFile.load(path: path, firmwareDirectory: firmwareDirectory), path: path)
+    }
+
+    /// The same checks on rules already read (from text, say), problems reported against `path`.
+    public static func check(_ loaded: RulesLoadResult, path: String) -> (RuleSet?, [RuleProblem]) {
         guard let set = loaded.ruleSet else { return (nil, loaded.problems) }
         var problems = loaded.problems
         for rule in set.rules {
@@ -137,6 +156,7 @@ public enum RuleChecker {
                 let position: SourcePosition
                 switch error {
                 case let .file(inner) where inner.path == rule.application?.path: position = rule.application!.position
+                case let .missing(path, _, _) where path == rule.application?.path: position = rule.application!.position
                 case let .digestMismatch(path, _, _) where path == rule.application?.path: position = rule.application!.position
                 case .overlap: position = rule.application!.position
                 default: position = rule.bootloader.position
@@ -151,7 +171,7 @@ public enum RuleChecker {
             }
             for finding in findings {
                 let fuseCodes: Set<FindingCode> = [.disablesReset, .disablesSerialProgramming, .enablesDebugWIRE, .reservedClock,
-                                                   .changesClockSource, .changesClockDivider, .noSuchFuseByte, .unimplementedBits,
+                                                   .changesClockSource, .changesClockDivider, .changesClockOutput, .changesStartUpTime, .noSuchFuseByte, .unimplementedBits,
                                                    .watchdogAlwaysOn, .resetMissesBootloader, .clockNotDeclared]
                 report(finding.severity, finding.message, at: fuseCodes.contains(finding.code) ? (rule.fusesPosition ?? rule.position) : rule.bootloader.position)
             }

@@ -40,7 +40,7 @@ struct FusesCommand: ParsableCommand {
             let fuses = FuseSet(low: low?.value, high: high?.value, extended: extended?.value)
             let description = avr.describe(fuses)
             let findings = avr.lint(fuses, board: nil, current: avr.factoryFuses)
-                .filter { $0.code != .changesClockSource && $0.code != .changesClockDivider }
+                .filter { ![.changesClockSource, .changesClockDivider, .changesClockOutput, .changesStartUpTime].contains($0.code) }
             if output.json {
                 try printJSON(Report(
                     part: avr.id, fuses: fuses,

@@ -1,9 +1,10 @@
 import ArgumentParser
+import Foundation
 import Parts
 import Rules
 
 struct RulesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rules", abstract: "Work with rules files.", subcommands: [Check.self])
+    static let configuration = CommandConfiguration(commandName: "rules", abstract: "Work with rules files.", subcommands: [Check.self, Import.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -31,6 +32,51 @@ struct RulesCommand: ParsableCommand {
                 print("\(file): \(count) rule\(count == 1 ? "" : "s"), \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")")
             }
             if errors > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "import",
+            abstract: "Write rules for the boards of an Arduino boards.txt.",
+            discussion: """
+            One rule per board, and per entry of its processor menu, whose bootloader file exists beside the \
+            boards.txt (bootloaders/…): the part from build.mcu, the file by absolute path with its sha256 \
+            pinned, the fuses and lock bits, and the clock the low fuse selects. Each rule passes \
+            `bootmedic rules check` or is left out; boards left out are listed with the reason, on standard \
+            error and at the end of the file. Debian's arduino-core-avr installs one at \
+            /usr/share/arduino/hardware/arduino/avr/boards.txt; every Arduino IDE core has its own.
+            """)
+
+        @Argument(help: "The boards.txt to read.")
+        var boardsTxt: String
+
+        @Option(name: .customLong("board"), help: "Import only this board id (e.g. uno, nano); repeat for more.")
+        var boards: [String] = []
+
+        @Option(name: .shortAndLong, help: "Write the rules here instead of standard output.")
+        var output: String?
+
+        func run() throws {
+            let imported: BoardImport
+            do { imported = try BoardImport(file: try BoardsFile.load(path: boardsTxt), boards: boards) } catch let error as BoardsFileError {
+                throw fail(error.description)
+            } catch {
+                throw fail("\(error)")
+            }
+            let text = imported.renderedFile(by: "bootmedic \(Bootmedic.configuration.version) rules import")
+            if let output {
+                do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+                    throw fail("cannot write \(output): \(error.localizedDescription)")
+                }
+            } else {
+                print(text, terminator: "")
+            }
+            let count = imported.rules.count
+            printError("\(count) rule\(count == 1 ? "" : "s") from \(boardsTxt)\(output.map { " written to \($0)" } ?? "")"
+                + (imported.skipped.isEmpty ? "" : "; \(imported.skipped.count) left out:"))
+            imported.skipped.forEach { printError("  \($0)") }
+            if count == 0 { throw fail("no board of \(boardsTxt) could be made a rule") }
         }
     }
 }

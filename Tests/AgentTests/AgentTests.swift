@@ -19,8 +19,8 @@ final class RecordingJournal: JournalWriter, @unchecked Sendable {
     func write(_ entry: JournalEntry) { lock.withLock { stored.append((entry, Date())) } }
 }
 
-func shippedRules() throws -> RuleSet {
-    let path = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
+func guideRules() throws -> RuleSet {
+    let path = Fixtures.guideRules
     return try #require(RulesFile.load(path: path, firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
 }
 
@@ -38,7 +38,7 @@ struct PlayedScenario {
     let bench: VirtualBench
 
     init(_ scenario: VirtualBenchScenario, pollInterval: Double, expectUSBTimeout: Double? = nil, backups: BackupStore? = nil) throws {
-        let rules = try shippedRules()
+        let rules = try guideRules()
         agent = Agent(rules: rules, journal: journal, backups: backups, pollInterval: pollInterval)
         bench = VirtualBench(rules: rules)
         agent.usbPresence = bench.usbPresence
@@ -394,7 +394,7 @@ struct PlayedScenario {
         at = 1.0
         unplug = "\(name)"
         """.write(toFile: scenarioPath, atomically: true, encoding: .utf8)
-        let config = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
+        let config = Fixtures.guideRules
         let agent = try run(Fixtures.bootmedicBinary, ["agent", "--config", config, "--firmware-dir", Fixtures.firmwareDirectory.path,
                                                        "--backup-dir", dir.appendingPathComponent("b").path, "--virtual-bench", scenarioPath])
         #expect(agent.status == 0, "\(agent.stderr)")

@@ -168,11 +168,18 @@ func intelhexView(of path: String) throws -> [String: Any] {
 }
 
 @Suite struct RulesCommandTests {
+    /// As installed, with Debian's arduino-core-avr (a Recommends of the package; `make deps` installs it).
     @Test func checksTheShippedFile() throws {
-        let config = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
-        let result = try bootmedic("rules", "check", config, "--firmware-dir", Fixtures.firmwareDirectory.path)
+        let result = try bootmedic("rules", "check", Fixtures.shippedRules)
+        #expect(result.status == 0, "\(result.stdout)")
+        #expect(result.stdout.hasSuffix("\(Fixtures.shippedRules): 2 rules, 0 errors, 1 warning\n"))
+    }
+
+    @Test(.enabled(if: Fixtures.hasFirmware, "needs the real bootloader files"))
+    func checksTheGuideRules() throws {
+        let result = try bootmedic("rules", "check", Fixtures.guideRules, "--firmware-dir", Fixtures.firmwareDirectory.path)
         #expect(result.status == 0)
-        #expect(result.stdout.hasSuffix("\(config): 5 rules, 0 errors, 2 warnings\n"))
+        #expect(result.stdout.hasSuffix("\(Fixtures.guideRules): 5 rules, 0 errors, 2 warnings\n"))
     }
 
     @Test func reportsEveryProblemWithFileAndLine() throws {

@@ -3,7 +3,7 @@ import Foundation
 import TestSupport
 import Testing
 
-let config = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
+let config = Fixtures.guideRules
 
 func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> CommandResult {
     var args = ["rehearse", "--rules", config, "--firmware-dir", Fixtures.firmwareDirectory.path, "--backup-dir", backups.path] + arguments

@@ -150,15 +150,57 @@ import Testing
         let internalRC = m32u4.lint(FuseSet(low: 0xE2), board: board)
         #expect(internalRC.map(\.code) == [.changesClockSource])
         #expect(internalRC.first?.message == "low fuse 0xE2 selects calibrated internal RC oscillator, 8 MHz, but the board declares crystal or resonator; a wrong clock source can leave the chip without a clock; set allow_unsafe_fuses = true in the rule if that is really meant")
-        #expect(m32u4.lint(FuseSet(low: 0x7F), board: board).map(\.code) == [.changesClockDivider])
         #expect(m32u4.lint(FuseSet(low: 0xF7), board: board).map(\.code) == [.reservedClock])
         #expect(m32u4.lint(FuseSet(low: 0xE2), board: board, allowUnsafe: true).map(\.severity) == [.warning])
-        // Without a declared clock, the chip's current fuses are the reference.
-        let divider = m32u4.lint(FuseSet(low: 0xFF), board: nil, current: FuseSet(low: 0x5E))
-        #expect(divider.map(\.message) == ["low fuse 0xFF clears CKDIV8, but the chip's current low fuse 0x5E divides the clock by 8; set allow_unsafe_fuses = true in the rule if that is really meant"])
-        #expect(m32u4.lint(FuseSet(low: 0x4E), board: nil, current: FuseSet(low: 0x5E)).isEmpty)
-        #expect(m32u4.lint(FuseSet(low: 0x7F), board: board).map(\.message) == ["low fuse 0x7F programs CKDIV8, but the board declares a clock not divided by 8; set allow_unsafe_fuses = true in the rule if that is really meant"])
         #expect(m32u4.lint(FuseSet(low: 0xFF), board: nil).map(\.code) == [.clockNotDeclared])
+    }
+
+    @Test func theDividerCKOUTAndStartUpTimeAreNotes() {
+        let m32u4 = avr("atmega32u4")
+        // A factory ATmega32U4 (0x5E: crystal, CKDIV8) given the Caterina rows' 0xFF with no clock declared.
+        let caterina = m32u4.lint(FuseSet(low: 0xFF), board: nil, current: FuseSet(low: 0x5E))
+        #expect(caterina.map(\.severity) == [.note, .note])
+        #expect(caterina.map(\.code) == [.changesClockDivider, .changesStartUpTime])
+        #expect(caterina.first?.message == "low fuse 0xFF clears CKDIV8 (the chip's current low fuse 0x5E divides the clock by 8): the chip runs 8 times faster from the next reset")
+        #expect(m32u4.lint(FuseSet(low: 0x5E), board: nil, current: FuseSet(low: 0x5E)).isEmpty)
+        let clockOut = m32u4.lint(FuseSet(low: 0x1E), board: nil, current: FuseSet(low: 0x5E))
+        #expect(clockOut.map(\.description) == ["note: low fuse 0x1E programs CKOUT: the system clock is driven on the CLKO pin"])
+        // The rule's own clock_div8 against its low fuse: a warning, never a refusal.
+        let contradiction = m32u4.lint(FuseSet(low: 0x7F), board: BoardClock(source: .crystal, dividedBy8: false))
+        #expect(contradiction.map(\.severity) == [.warning])
+        #expect(contradiction.first?.message == "low fuse 0x7F programs CKDIV8, but the rule's clock_div8 = false says otherwise; harmless to ISP, but one of the two is not what the board needs")
+    }
+
+    @Test func anOscillatorClassChangeNeedsTheClockLineItSuggests() {
+        // BootloadHID on a factory ATmega32A: internal RC 1 MHz (0xE1) to a crystal (0x0F).
+        let m32a = avr("atmega32a")
+        let refused = m32a.lint(FuseSet(low: 0x0F, high: 0xD0), board: nil, current: m32a.factoryFuses)
+        #expect(refused.filter { $0.severity == .error }.map(\.code) == [.changesClockSource])
+        #expect(refused.first { $0.severity == .error }?.message == "low fuse 0x0F selects external crystal or resonator, 3–8 MHz (up to 16 MHz with CKOPT programmed), but the chip's current low fuse 0xE1 selects calibrated internal RC oscillator; if the board has a crystal or resonator, declare it in the rule with clock = \"crystal\" (without one the chip is left with no clock and no ISP access)")
+        let declared = m32a.lint(FuseSet(low: 0x0F, high: 0xD0), board: BoardClock(source: .crystal), current: m32a.factoryFuses)
+        #expect(declared.filter { $0.severity != .note }.isEmpty, "\(declared)")
+        #expect(declared.map(\.message).contains("low fuse 0x0F moves the chip from the calibrated internal RC oscillator to the crystal or resonator the board declares"))
+        // allow_unsafe_fuses still turns the refusal into a warning, and says so.
+        let allowed = m32a.lint(FuseSet(low: 0x0F), board: nil, current: m32a.factoryFuses, allowUnsafe: true)
+        #expect(allowed.filter { $0.code == .changesClockSource }.map(\.severity) == [.warning])
+    }
+
+    /// The guide's rows as its tables print them, with no `clock` line, on a factory chip of their part:
+    /// only the rows that really change the oscillator class are refused, and the `clock` line the
+    /// refusal suggests is all they need.
+    @Test(arguments: seedRows)
+    func seedRowsRestoreAFactoryChip(_ row: (board: String, part: String, fuses: FuseSet, clock: BoardClock)) throws {
+        let part = avr(row.part)
+        let factory = part.factoryFuses
+        let changesClass = part.clock(low: row.fuses.low!).source != part.clock(low: factory.low!).source
+        let bare = part.lint(row.fuses, board: nil, current: factory)
+        #expect(bare.filter { $0.severity == .error }.map(\.code) == (changesClass ? [.changesClockSource] : []), "\(row.board): \(bare)")
+        #expect(bare.filter { $0.severity == .warning }.isEmpty, "\(row.board): \(bare)")
+        guard changesClass else { return }
+        let suggested = try #require(bare.first { $0.severity == .error }?.message.firstMatch(of: /clock = "([a-z0-9-]+)"/)?.1)
+        let source = try #require(ClockSource(rawValue: String(suggested)))
+        let fixed = part.lint(row.fuses, board: BoardClock(source: source), current: factory)
+        #expect(fixed.filter { $0.severity != .note }.isEmpty, "\(row.board): \(fixed)")
     }
 
     @Test func refusesFuseBytesThePartLacks() {

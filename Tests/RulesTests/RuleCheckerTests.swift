@@ -20,9 +20,8 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
 }
 
 @Suite struct RuleCheckerTests {
-    @Test func theShippedRulesFileChecksClean() throws {
-        let path = Fixtures.repositoryRoot.appendingPathComponent("config/rules.toml").path
-        let (set, problems) = RuleChecker.check(path: path, firmwareDirectory: Fixtures.firmwareDirectory.path)
+    @Test func theGuideRulesCheckClean() throws {
+        let (set, problems) = RuleChecker.check(path: Fixtures.guideRules, firmwareDirectory: Fixtures.firmwareDirectory.path)
         #expect(set?.rules.map(\.name) == ["atmel-dfu-atmega32u4", "pro-micro-5v", "arduino-micro", "ps2avrgb-bootloadhid", "bluepill"])
         #expect(problems.filter { $0.severity == .error }.isEmpty, "\(problems)")
         #expect(problems.filter { $0.severity == .warning }.map(\.rule) == ["pro-micro-5v", "arduino-micro"])
@@ -61,7 +60,11 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
 
     @Test func reportsMissingAndMalformedFirmware() throws {
         let missing = ruleText().replacingOccurrences(of: "\"Caterina-promicro16.hex\"", with: "\"/nonexistent/boot.hex\"")
-        #expect(try check(missing) == ["rules.toml:4:14: error: [r] /nonexistent/boot.hex: cannot read: No such file or directory"])
+        #expect(try check(missing) == ["rules.toml:4:14: error: [r] /nonexistent/boot.hex: no such file; the rule pins sha256 \(caterinaSHA), which is Caterina for the SparkFun Pro Micro 5V/16MHz, from sparkfun/Arduino_Boards on GitHub, sparkfun/avr/bootloaders/caterina/ (or SparkFun's board package in an Arduino IDE)"])
+        let unpinned = "[[rule]]\nname = \"r\"\nmatch = { part = \"atmega32u4\" }\nbootloader = \"/nonexistent/Caterina-promicro8.hex\"\n"
+        #expect(try check(unpinned).contains("rules.toml:4:14: error: [r] /nonexistent/Caterina-promicro8.hex: no such file; a file of this name is Caterina for the SparkFun Pro Micro 3V3/8MHz, from sparkfun/Arduino_Boards on GitHub, sparkfun/avr/bootloaders/caterina/ (or SparkFun's board package in an Arduino IDE)"))
+        let unknown = "[[rule]]\nname = \"r\"\nmatch = { part = \"atmega32u4\" }\nbootloader = \"/nonexistent/boot.hex\"\n"
+        #expect(try check(unknown).contains("rules.toml:4:14: error: [r] /nonexistent/boot.hex: no such file"))
 
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

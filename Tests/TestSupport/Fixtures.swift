@@ -51,11 +51,21 @@ public enum Fixtures {
         fatalError("no Package.swift above \(#filePath)")
     }()
 
+    /// The rules file the package installs as /etc/bootmedic/rules.toml.
+    public static var shippedRules: String { repositoryRoot.appendingPathComponent("config/rules.toml").path }
+
+    /// The guide's rules for the real bootloader files of the firmware folder (relative paths).
+    public static var guideRules: String { repositoryRoot.appendingPathComponent("config/examples/guide-rules.toml").path }
+
     /// `../shared/firmware` beside the repository, or `BOOTMEDIC_FIRMWARE_DIR`.
     public static let firmwareDirectory: URL = {
         if let dir = ProcessInfo.processInfo.environment["BOOTMEDIC_FIRMWARE_DIR"] { return URL(fileURLWithPath: dir) }
         return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/firmware")
     }()
+
+    /// Whether the real bootloader files are at hand. A fresh clone with no `../shared/firmware` beside it
+    /// skips the tests that read them (and names them); CI always has them.
+    public static let hasFirmware = FileManager.default.fileExists(atPath: firmwareDirectory.appendingPathComponent("MANIFEST.md").path)
 
     /// A real firmware file by name.
     public static func firmware(_ name: String) -> String { firmwareDirectory.appendingPathComponent(name).path }
