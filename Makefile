@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_FLAGS ?=
 # The real bootloader files the tests and benchmarks read, found once for every target below.
-export BOOTMEDIC_FIRMWARE_DIR := $(shell scripts/firmware-dir.sh)
+export BOOTMEDIC_FIRMWARE_DIR := $(shell scripts/firmware-dir.sh 2>/dev/null)
 
 .PHONY: all deps build release test demo bench load vmtest install uninstall clean
 

@@ -332,18 +332,26 @@ public final class VirtualBench {
 
     /// A serial programmer on its own pseudo-terminal with `part` on its cable (nothing for nil).
     private func serialBoard(kind: ProgrammerKind, part: String?, healthyRule: String? = nil, faults: [SimulatedFault] = []) throws(VirtualBenchError) -> SimulatedBench {
-        let (flash, fuses) = contents(of: healthyRule, on: kind)
+        let (flash, fuses, lock) = contents(of: healthyRule, on: kind)
         let avr = try avrPart(named: part)
         do {
-            return try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults))
+            return try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, lock: lock, faults: Set(part == nil ? [.noTarget] : faults),
+                                      imagePages: pagesToWrite(on: avr))
         } catch { throw .file(error.description) }
     }
 
-    /// What a healthy board of `rule` holds: its bootloader (AVR flash from 0; STM32 from the image's start) and fuses.
-    private func contents(of rule: String?, on kind: ProgrammerKind) -> (flash: [UInt8]?, fuses: FuseSet?) {
-        guard let rule, let found = rules.rule(named: rule), let image = try? found.loadFirmware().image else { return (nil, nil) }
+    /// What a healthy board of `rule` holds: its bootloader (AVR flash from 0; STM32 from the image's start),
+    /// fuses and lock bits.
+    private func contents(of rule: String?, on kind: ProgrammerKind) -> (flash: [UInt8]?, fuses: FuseSet?, lock: UInt8?) {
+        guard let rule, let found = rules.rule(named: rule), let image = try? found.loadFirmware().image else { return (nil, nil, nil) }
         let start = kind == .stlink ? image.lowestAddress ?? 0 : 0
-        return (image.bytes(in: start..<UInt32(image.endAddress ?? 0)), found.fuses)
+        return (image.bytes(in: start..<UInt32(image.endAddress ?? 0)), found.fuses, found.lock)
+    }
+
+    /// How many flash pages the first rule for `part` writes, so that a mid-write fault strikes halfway.
+    private func pagesToWrite(on part: AVRPart) -> Int {
+        guard let rule = rules.rules.first(where: { $0.match.part == .avr(part) }), let image = try? rule.loadFirmware().image else { return 32 }
+        return max(2, (image.byteCount + part.flash.pageSize - 1) / part.flash.pageSize)
     }
 
     /// The AVR part named in the scenario; nil (an empty cable) stands for any part.
@@ -356,7 +364,7 @@ public final class VirtualBench {
     /// A programmer with `part` on its cable, or with nothing on it (part nil).
     private func board(kind: ProgrammerKind, part: String?, name: String, clock: VirtualClock, healthyRule: String? = nil,
                        faults: [SimulatedFault] = [], protected: Bool = false) throws(VirtualBenchError) -> USBDevice {
-        let (flash, fuses) = contents(of: healthyRule, on: kind)
+        let (flash, fuses, lock) = contents(of: healthyRule, on: kind)
         if kind == .stlink {
             do {
                 let bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
@@ -366,7 +374,8 @@ public final class VirtualBench {
         }
         let avr = try avrPart(named: part)
         do {
-            let bench = try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
+            let bench = try SimulatedBench(kind: kind, part: avr, flash: flash, fuses: fuses, lock: lock, faults: Set(part == nil ? [.noTarget] : faults),
+                                           imagePages: pagesToWrite(on: avr), clock: clock)
             if part != nil {
                 chips[name] = bench.chip
                 boards.withLock { $0[name] = (bench.chip.part.id, bench.chip.pageWriteCount) }

@@ -50,7 +50,7 @@ struct PlayedScenario {
 }
 
 @Suite(.serialized) struct AgentTests {
-    @Test func slotsRestoreHealthyAndFailedBoardsInParallel() throws {
+    @Test(.needsFirmware) func slotsRestoreHealthyAndFailedBoardsInParallel() throws {
         let backups = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: backups) }
         let run = try PlayedScenario(try scenario("""
@@ -146,7 +146,7 @@ struct PlayedScenario {
         #expect(run.journal.entries.filter { $0.kind == .jobStarted }.count == 1)
     }
 
-    @Test func unpluggingWhileWaitingForTheBootloaderEndsTheWaitQuietly() throws {
+    @Test(.needsFirmware) func unpluggingWhileWaitingForTheBootloaderEndsTheWaitQuietly() throws {
         // expect_usb waits 30 s, far longer than the scenario: only the unplug can end the wait.
         let started = Date()
         let run = try PlayedScenario(try scenario("""
@@ -171,7 +171,7 @@ struct PlayedScenario {
     }
 
     /// The programmer stays open from board to board; the SCK a slow board needed must not slow the next.
-    @Test func eachNewBoardIsProgrammedAtTheFastestSCKItAnswersAt() throws {
+    @Test(.needsFirmware) func eachNewBoardIsProgrammedAtTheFastestSCKItAnswersAt() throws {
         let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
@@ -203,7 +203,7 @@ struct PlayedScenario {
     }
 
     /// `real_time`: the simulated programmer and chip take the hardware's time on the wall clock as well.
-    @Test func aRealTimeScenarioTakesTheHardwaresTime() throws {
+    @Test(.needsFirmware) func aRealTimeScenarioTakesTheHardwaresTime() throws {
         let played = try scenario("""
         real_time = true
         [[step]]
@@ -229,7 +229,7 @@ struct PlayedScenario {
         #expect(finished.at.timeIntervalSince(started) >= simulated - 0.01)
     }
 
-    @Test func serialProgrammersRestoreOnTheVirtualBench() throws {
+    @Test(.needsFirmware) func serialProgrammersRestoreOnTheVirtualBench() throws {
         let run = try PlayedScenario(try scenario("""
         [[step]]
         at = 0.0
@@ -276,7 +276,7 @@ struct PlayedScenario {
         #expect(Date().timeIntervalSince(start) < 60)
     }
 
-    @Test func eightProgrammersRestoreAtOnce() throws {
+    @Test(.needsFirmware) func eightProgrammersRestoreAtOnce() throws {
         var steps: [VirtualBenchScenario.Step] = []
         for i in 0..<8 {
             steps.append(.init(at: 0, action: .plug(name: "b\(i)", kind: i % 2 == 0 ? .usbasp : .usbtiny)))
@@ -374,7 +374,7 @@ struct PlayedScenario {
 }
 
 @Suite(.serialized) struct SystemIntegrationTests {
-    @Test func theAgentWritesStructuredEntriesToARealJournald() throws {
+    @Test(.needsFirmware) func theAgentWritesStructuredEntriesToARealJournald() throws {
         try Fixtures.ensureJournald()
         let name = "journal-\(UUID().uuidString.prefix(8).lowercased())"
         let dir = try Fixtures.temporaryDirectory()

@@ -46,7 +46,7 @@ func avrdude(_ arguments: [String]) throws -> CommandResult {
         // The extended fuse's upper four bits do not exist on the ATmega32U4: this silicon reads them as 1100.
     ]
 
-    @Test(arguments: cases)
+    @Test(.needsFirmware, arguments: cases)
     func avrdudeWritesVerifiesAndReadsBackThroughOurSimulator(_ c: (programmer: [String], kind: String, part: String, avrPart: String, file: String, fuses: [(String, Int, Int)])) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

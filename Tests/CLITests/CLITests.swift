@@ -25,7 +25,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
 }
 
 @Suite struct HexCommandTests {
-    @Test(arguments: Fixtures.hexFiles)
+    @Test(.needsFirmware, arguments: Fixtures.hexFiles)
     func hexInfoAgreesWithPythonIntelhex(_ name: String) throws {
         let path = Fixtures.firmware(name)
         let ours = try json(try bootmedic("hex", "info", path, "--json").stdout)
@@ -50,7 +50,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
         #expect((ours["sha256"] as? String)?.count == 64)
     }
 
-    @Test func hexInfoForPeople() throws {
+    @Test(.needsFirmware) func hexInfoForPeople() throws {
         let result = try bootmedic("hex", "info", Fixtures.firmware("Caterina-promicro16.hex"))
         #expect(result.status == 0)
         #expect(result.stdout.hasSuffix("""
@@ -62,7 +62,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
         """))
     }
 
-    @Test func hexInfoOnABinaryAtABase() throws {
+    @Test(.needsFirmware) func hexInfoOnABinaryAtABase() throws {
         let result = try bootmedic("hex", "info", Fixtures.firmware("generic_boot20_pc13.bin"), "--base", "0x08000000", "--json")
         let report = try json(result.stdout)
         #expect(report["format"] as? String == "binary")
@@ -80,7 +80,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
         #expect(result.stderr == "bootmedic: error: \(bad):2:16: checksum is 0x05 but the record's bytes need 0xF7\n")
     }
 
-    @Test(arguments: Fixtures.bootloaders.filter { $0.file != "Caterina-Micro.hex" })
+    @Test(.needsFirmware, arguments: Fixtures.bootloaders.filter { $0.file != "Caterina-Micro.hex" })
     func hexMergeIsExact(_ bootloader: (file: String, part: String)) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -106,7 +106,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
         #expect(merged?.count == (appData?.count ?? 0) + (bootData?.count ?? 0))
     }
 
-    @Test func hexMergeRefusesOverlap() throws {
+    @Test(.needsFirmware) func hexMergeRefusesOverlap() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out.hex").path

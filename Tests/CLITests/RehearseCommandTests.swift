@@ -19,7 +19,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         ("ps2avrgb-bootloadhid", "atmega32a", "bootloader_ps2avrgb_bootloadhid_1.0.1.hex", ["low": 0x0F, "high": 0xD0, "lock": 0xFF]),
     ]
 
-    @Test(arguments: restores, ["usbasp", "usbtiny"])
+    @Test(.needsFirmware, arguments: restores, ["usbasp", "usbtiny"])
     func dumpsTheRestoredChip(_ r: (rule: String, part: String, file: String, fuses: [String: Int]), _ programmer: String) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -36,7 +36,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect(try Data(contentsOf: dump.appendingPathComponent("eeprom.bin")).count == 1024)
     }
 
-    @Test func reportsAsJSON() throws {
+    @Test(.needsFirmware) func reportsAsJSON() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = try rehearse(["--programmer", "usbasp", "--part", "atmega32u4", "--rule", "pro-micro-5v", "--json"], backups: dir)
@@ -51,7 +51,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect((report["backup"] as? String)?.hasPrefix(dir.path) == true)
     }
 
-    @Test func serialStepsAreTimedOnTheSimulatedChip() throws {
+    @Test(.needsFirmware) func serialStepsAreTimedOnTheSimulatedChip() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = try rehearse(["--programmer", "stk500v1", "--part", "atmega32u4", "--rule", "pro-micro-5v", "--json"], backups: dir)
@@ -73,7 +73,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         ("stuck-bit", 8, "bootmedic: error: verification failed at 0x7001: wrote 0xC0, read 0xC4 twice"),
     ]
 
-    @Test(arguments: faults)
+    @Test(.needsFirmware, arguments: faults)
     func eachFaultHasItsMessageAndExitStatus(_ f: (fault: String, status: Int32, message: String)) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -134,7 +134,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
 }
 
 @Suite struct STM32RehearseCommandTests {
-    @Test(arguments: [false, true])
+    @Test(.needsFirmware, arguments: [false, true])
     func restoresTheBluepillAndDumpsIt(_ protected: Bool) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -152,7 +152,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect(options?["rdp"] as? Int == 0xA5)
     }
 
-    @Test func eachSTLinkFaultHasItsExitStatus() throws {
+    @Test(.needsFirmware) func eachSTLinkFaultHasItsExitStatus() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         for (fault, status) in [("swapped-wires", Int32(3)), ("no-power", 3), ("old-firmware", 5), ("programmer-unplugged", 4)] {
@@ -169,7 +169,7 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
 @Suite struct TraceCommandTests {
     /// `rehearse --trace` records the USB transfers or the serial line; `replay` runs the real driver and
     /// restore against them; a trace with one changed byte stops at the step that met it, with its exit status.
-    @Test(arguments: [("usbasp", "atmega32u4", "pro-micro-5v", " control-in request=4 "),
+    @Test(.needsFirmware, arguments: [("usbasp", "atmega32u4", "pro-micro-5v", " control-in request=4 "),
                       ("stlink", "stm32f103", "bluepill", " bulk-read endpoint=0x81 length=1024 "),
                       ("stk500v1", "atmega32u4", "pro-micro-5v", " read count=257 ")])
     func aRehearsalsTraceReplaysAndAChangedByteIsCaught(_ c: (programmer: String, part: String, rule: String, lastRead: String)) throws {

@@ -34,7 +34,7 @@ import Transport
         return (result, device)
     }
 
-    @Test func aRecordedRestoreReplaysGreen() throws {
+    @Test(.needsFirmware) func aRecordedRestoreReplaysGreen() throws {
         let (trace, recorded) = try recordedRestore()
         #expect(recorded.outcome == .restored)
         #expect(trace.hasPrefix("1 # usb 16C0:05DC \"USBasp\" serial=\"TRACE1\" release=0x0107 port=1-1\n"))
@@ -46,7 +46,7 @@ import Transport
         #expect(abs(replayed.totalSeconds - recorded.totalSeconds) < 0.01, "time moves as recorded: \(replayed.totalSeconds) s against \(recorded.totalSeconds) s")
     }
 
-    @Test func oneChangedByteFailsAtTheStepThatMetIt() throws {
+    @Test(.needsFirmware) func oneChangedByteFailsAtTheStepThatMetIt() throws {
         let (trace, _) = try recordedRestore()
         var lines = trace.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         // A byte of flash read back while verifying: the last flash read of the job.

@@ -110,7 +110,7 @@ let eof = ":00000001FF"
 }
 
 @Suite struct IntelHexWriterTests {
-    @Test(arguments: Fixtures.hexFiles)
+    @Test(.needsFirmware, arguments: Fixtures.hexFiles)
     func realFilesRoundTrip(_ name: String) throws {
         let original = try FirmwareFile(path: Fixtures.firmware(name)).image
         let text = IntelHex.format(original)

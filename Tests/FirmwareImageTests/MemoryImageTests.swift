@@ -44,7 +44,7 @@ import Testing
         #expect(image.restricted(to: 4..<8).segments == [Segment(address: 4, bytes: [4, 5, 6, 7])])
     }
 
-    @Test func rawBinaryLoadsAtABase() throws {
+    @Test(.needsFirmware) func rawBinaryLoadsAtABase() throws {
         let file = try FirmwareFile(path: Fixtures.firmware("generic_boot20_pc13.bin"), binaryBase: 0x0800_0000)
         #expect(file.format == .binary)
         #expect(file.image.lowestAddress == 0x0800_0000)
@@ -61,7 +61,7 @@ import Testing
         #expect(MemoryImageError.overlap(range: 0x7000..<0x7008).description == "the images overlap at 0x7000–0x7007 (8 bytes)")
     }
 
-    @Test(arguments: Fixtures.bootloaders.filter { $0.file != "Caterina-Micro.hex" })
+    @Test(.needsFirmware, arguments: Fixtures.bootloaders.filter { $0.file != "Caterina-Micro.hex" })
     func mergeOfQMKStyleApplicationWithEachBootloaderIsExact(_ bootloader: (file: String, part: String)) throws {
         // A QMK-style application: code from 0x0000, a start record, ending below the boot section.
         var generator = SystemRandomNumberGenerator()
@@ -97,7 +97,7 @@ import Testing
                 == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
-    @Test func matchesTheManifestForEveryRealFile() throws {
+    @Test(.needsFirmware) func matchesTheManifestForEveryRealFile() throws {
         let manifest = try String(contentsOfFile: Fixtures.firmware("MANIFEST.md"), encoding: .utf8)
         var checked = 0
         for line in manifest.split(separator: "\n") {

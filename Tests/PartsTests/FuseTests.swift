@@ -112,7 +112,7 @@ import Testing
         "BootloadHID": "bootloader_ps2avrgb_bootloadhid_1.0.1.hex",
     ]
 
-    @Test(arguments: seedRows)
+    @Test(.needsFirmware, arguments: seedRows)
     func seedTablesPassTheLintAndPlacement(_ row: (board: String, part: String, fuses: FuseSet, clock: BoardClock)) throws {
         let part = avr(row.part)
         let lint = part.lint(row.fuses, board: row.clock)
@@ -239,7 +239,7 @@ import Testing
         #expect(m32u4.checkPlacement(of: image, fuses: caterina).map(\.code) == [.imageBeyondFlash])
     }
 
-    @Test func productionImageFromZeroIsAccepted() throws {
+    @Test(.needsFirmware) func productionImageFromZeroIsAccepted() throws {
         let micro = try FirmwareFile(path: Fixtures.firmware("Caterina-Micro.hex")).image
         #expect(m32u4.checkPlacement(of: micro, fuses: caterina).isEmpty)
     }

@@ -46,7 +46,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         ("ps2avrgb", "bootloader_ps2avrgb_bootloadhid_1.0.1.hex", "atmega32a", FuseSet(low: 0x0F, high: 0xD0), 0x3C),
     ]
 
-    @Test(arguments: cases, [ProgrammerKind.usbasp, .usbtiny])
+    @Test(.needsFirmware, arguments: cases, [ProgrammerKind.usbasp, .usbtiny])
     func everyRealBootloaderIsRestored(_ c: (rule: String, file: String, part: String, fuses: FuseSet, lock: UInt8?), _ kind: ProgrammerKind) throws {
         let part = avr(c.part)
         let run = try Rehearsal(kind, c.part, rule: c.rule, flash: garbage(part.flash.size), eeprom: garbage(part.eeprom.size, seed: 3))
@@ -70,7 +70,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(backup.fuses.low == part.factoryFuses.low)
     }
 
-    @Test(arguments: [ProgrammerKind.usbasp, .usbtiny])
+    @Test(.needsFirmware, arguments: [ProgrammerKind.usbasp, .usbtiny])
     func aHealthyBoardIsLeftAlone(_ kind: ProgrammerKind) throws {
         let part = avr("atmega32u4")
         let caterina = try image("Caterina-promicro16.hex").bytes(in: 0..<UInt32(part.flash.size))
@@ -85,7 +85,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
 
     /// Fuses already right, flash not: the health check stops at the first page that differs instead of
     /// reading the whole bootloader region (8 KiB at 19200 baud is six seconds of a serial line).
-    @Test func theHealthCheckStopsAtTheFirstPageThatDiffers() throws {
+    @Test(.needsFirmware) func theHealthCheckStopsAtTheFirstPageThatDiffers() throws {
         let part = avr("atmega32u4")
         var flash = try image("Caterina-promicro16.hex").bytes(in: 0..<UInt32(part.flash.size))
         let blank = try Rehearsal(.usbasp, "atmega32u4", rule: "pro-micro-5v", fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xCB))
@@ -99,13 +99,13 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(late.bench.chip.flash == (try image("Caterina-promicro16.hex")).bytes(in: 0..<UInt32(part.flash.size)))
     }
 
-    @Test func theFirstMatchingRuleIsUsedWithoutRule() throws {
+    @Test(.needsFirmware) func theFirstMatchingRuleIsUsedWithoutRule() throws {
         let run = try Rehearsal(.usbasp, "atmega32u4", rule: nil)
         #expect(run.result.rule == "atmel-dfu")
         #expect(run.result.outcome == .restored)
     }
 
-    @Test func eepromIsNotWrittenBackWhenTheRuleSaysSo() throws {
+    @Test(.needsFirmware) func eepromIsNotWrittenBackWhenTheRuleSaysSo() throws {
         let rules = try ruleSet(Fixtures.seedRules.replacingOccurrences(of: "clock_div8 = true", with: "clock_div8 = true\nrestore_eeprom = false"))
         let run = try Rehearsal(.usbasp, "atmega32u4", rule: "atmel-dfu", rules: rules, eeprom: [1, 2, 3])
         #expect(run.result.outcome == .restored)
@@ -171,7 +171,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(run.bench.chip.flash == garbage(32768))
     }
 
-    @Test func aTargetThatVanishesMidWriteIsNamedAndTheBackupKept() throws {
+    @Test(.needsFirmware) func aTargetThatVanishesMidWriteIsNamedAndTheBackupKept() throws {
         let run = try Self.run(.targetVanishes)
         #expect(run.result.failure?.step == .verifyFlash)
         #expect(run.result.failure?.reason.exitCode == 3)
@@ -180,7 +180,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(try ChipState.read(from: backup).flash == garbage(32768))
     }
 
-    @Test(arguments: [ProgrammerKind.usbasp, .usbtiny])
+    @Test(.needsFirmware, arguments: [ProgrammerKind.usbasp, .usbtiny])
     func anUnpluggedProgrammerIsNamedAndTheBackupKept(_ kind: ProgrammerKind) throws {
         let run = try Self.run(.programmerUnplugged, kind: kind)
         #expect(run.result.failure?.step == .writeFlash)
@@ -189,20 +189,20 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(try ChipState.read(from: try #require(run.result.failure?.backupPath)).flash == garbage(32768))
     }
 
-    @Test func aHungProgrammerTimesOut() throws {
+    @Test(.needsFirmware) func aHungProgrammerTimesOut() throws {
         let run = try Self.run(.programmerHangs)
         #expect(run.result.failure?.step == .writeFlash)
         #expect(run.result.failure?.description.contains("the programmer stopped answering while writing flash at 0x7fe0 (no reply within 5000 ms)") == true)
         #expect(run.result.failure?.backupPath != nil)
     }
 
-    @Test func aFlippedBitOnReadBackIsRetriedAndReported() throws {
+    @Test(.needsFirmware) func aFlippedBitOnReadBackIsRetriedAndReported() throws {
         let run = try Self.run(.flippedBit)
         #expect(run.result.outcome == .restored)
         #expect(run.sink.notices.filter { !$0.hasPrefix("low fuse") } == ["read-back glitch at 0x7000 (0x55 read as 0x45); the second read matched — check the ISP cable"])
     }
 
-    @Test func aCellThatWillNotProgramFailsVerification() throws {
+    @Test(.needsFirmware) func aCellThatWillNotProgramFailsVerification() throws {
         let caterina = try image("Caterina-promicro16.hex")
         let bench = try SimulatedBench(kind: .usbasp, part: avr("atmega32u4"), flash: garbage(32768))
         bench.placeStuckBit(at: 0x7001)
@@ -216,13 +216,13 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(result.failure?.reason.description == "verification failed at 0x7001: wrote 0xC0, read 0xC4 twice; the flash cell or the cable is bad")
     }
 
-    @Test func aSlowClockedChipIsReachedAtALowerSCK() throws {
+    @Test(.needsFirmware) func aSlowClockedChipIsReachedAtALowerSCK() throws {
         let run = try Self.run(.slowClock)
         #expect(run.result.outcome == .restored)
         #expect(run.result.programmer.sck == "187.5 kHz")
     }
 
-    @Test func aLockedChipIsRestoredWithoutInventingEEPROM() throws {
+    @Test(.needsFirmware) func aLockedChipIsRestoredWithoutInventingEEPROM() throws {
         let run = try Self.run(.locked)
         #expect(run.result.outcome == .restored)
         #expect(run.sink.notices.contains("lock bits 0xFC hide the memory: the backup holds what the chip shows, not its contents"))
@@ -242,7 +242,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
          "refused before erasing anything: the bootloader starts at 0x7000, below the boot section at 0x7800"),
     ]
 
-    @Test(arguments: refusals)
+    @Test(.needsFirmware, arguments: refusals)
     func nothingIsErasedWhenAStaticCheckFails(_ refusal: (String, String, String)) throws {
         let rules = try ruleSet(refusal.1)
         let run = try Rehearsal(.usbasp, "atmega32u4", rule: "pro-micro-5v", rules: rules, flash: garbage(32768), eeprom: [9, 9, 9])
@@ -302,7 +302,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(Set(try saved.map { try ChipState.read(from: $0).flash[0] }) == Set(0..<16))
     }
 
-    @Test func aBackupThatCannotBeWrittenStopsTheRestore() throws {
+    @Test(.needsFirmware) func aBackupThatCannotBeWrittenStopsTheRestore() throws {
         let bench = try SimulatedBench(kind: .usbasp, part: avr("atmega32u4"), flash: garbage(32768))
         let isp = USBasp(device: bench.usbDevice!, time: bench.clock)
         let result = RecoveryJob(programmer: isp, rules: try ruleSet(), ruleName: "pro-micro-5v",

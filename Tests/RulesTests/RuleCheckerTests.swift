@@ -20,14 +20,14 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
 }
 
 @Suite struct RuleCheckerTests {
-    @Test func theGuideRulesCheckClean() throws {
+    @Test(.needsFirmware) func theGuideRulesCheckClean() throws {
         let (set, problems) = RuleChecker.check(path: Fixtures.guideRules, firmwareDirectory: Fixtures.firmwareDirectory.path)
         #expect(set?.rules.map(\.name) == ["atmel-dfu-atmega32u4", "pro-micro-5v", "arduino-micro", "ps2avrgb-bootloadhid", "bluepill"])
         #expect(problems.filter { $0.severity == .error }.isEmpty, "\(problems)")
         #expect(problems.filter { $0.severity == .warning }.map(\.rule) == ["pro-micro-5v", "arduino-micro"])
     }
 
-    @Test func everyRealBootloaderLoadsAndPassesWithItsSeedFuses() throws {
+    @Test(.needsFirmware) func everyRealBootloaderLoadsAndPassesWithItsSeedFuses() throws {
         let text = """
         [[rule]]
         name = "dfu"
@@ -53,7 +53,7 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
         ])
     }
 
-    @Test func refusesAChangedFile() throws {
+    @Test(.needsFirmware) func refusesAChangedFile() throws {
         let text = ruleText().replacingOccurrences(of: caterinaSHA, with: String(repeating: "0", count: 64))
         #expect(try check(text) == ["rules.toml:4:14: error: [r] Caterina-promicro16.hex: sha256 is \(caterinaSHA), but the rule pins \(String(repeating: "0", count: 64)); refusing a changed file"])
     }
@@ -97,19 +97,19 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
         #expect(found.contains("rules.toml:4:14: error: [teensypp] USBtinyISP addresses only the first 64 KiB of flash, and AT90USB1286 has 128 KiB: it would write the bootloader to the wrong place and fail verification; use a USBasp, an Arduino as ISP or a Bus Pirate"), "\(found)")
     }
 
-    @Test func refusesUnsafeFusesUnlessAllowed() throws {
+    @Test(.needsFirmware) func refusesUnsafeFusesUnlessAllowed() throws {
         let unsafe = ruleText().replacingOccurrences(of: "high = 0xD8", with: "high = 0xF8")
         #expect(try check(unsafe) == ["rules.toml:6:9: error: [r] high fuse 0xF8 leaves SPIEN unprogrammed: ISP programming would be disabled and only a high-voltage programmer could reach the chip again; set allow_unsafe_fuses = true in the rule if that is really meant"])
         let allowed = try check(unsafe + "\nallow_unsafe_fuses = true")
         #expect(allowed == ["rules.toml:6:9: warning: [r] high fuse 0xF8 leaves SPIEN unprogrammed: ISP programming would be disabled and only a high-voltage programmer could reach the chip again (allowed by allow_unsafe_fuses)"])
     }
 
-    @Test func refusesABootloaderTheFusesDoNotReach() throws {
+    @Test(.needsFirmware) func refusesABootloaderTheFusesDoNotReach() throws {
         let text = ruleText().replacingOccurrences(of: "high = 0xD8", with: "high = 0xDA")
         #expect(try check(text) == ["rules.toml:4:14: error: [r] the bootloader starts at 0x7000, below the boot section at 0x7800 that BOOTSZ=01 selects: reset would land in its middle; BOOTSZ=00 (4096 bytes at 0x7000) would match"])
     }
 
-    @Test func mergesAnApplicationAndRefusesOverlap() throws {
+    @Test(.needsFirmware) func mergesAnApplicationAndRefusesOverlap() throws {
         let app = IntelHex.format(try MemoryImage(bytes: Array(repeating: 0x11, count: 0x7010), at: 0))
         let text = ruleText("application = \"@/app.hex\"")
         #expect(try check(text, files: ["app.hex": app]) == ["rules.toml:9:15: error: [r] cannot merge app.hex with Caterina-promicro16.hex: the images overlap at 0x7000–0x700F (16 bytes)"])
@@ -117,7 +117,7 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
         #expect(try check(text, files: ["app.hex": fitting]).isEmpty)
     }
 
-    @Test func checksSTM32Rules() throws {
+    @Test(.needsFirmware) func checksSTM32Rules() throws {
         let text = """
         [[rule]]
         name = "bluepill"

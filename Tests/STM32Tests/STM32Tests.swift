@@ -35,7 +35,7 @@ struct BluepillRestore {
 }
 
 @Suite struct BluepillTests {
-    @Test func restoresTheSTM32duinoBootloaderOnAnUnprotectedChip() throws {
+    @Test(.needsFirmware) func restoresTheSTM32duinoBootloaderOnAnUnprotectedChip() throws {
         let run = try BluepillRestore(flash: garbage(65536))
         defer { try? FileManager.default.removeItem(at: run.backups) }
         #expect(run.result.outcome == .restored, "\(run.result.summary)")
@@ -53,7 +53,7 @@ struct BluepillRestore {
         #expect(run.result.stm32?.summary == "STM32F10x medium-density, 64 KiB flash in 1024-byte pages (chip id 0x410, rev 0x2003)")
     }
 
-    @Test func unlocksAProtectedChipWhenTheRuleAllowsIt() throws {
+    @Test(.needsFirmware) func unlocksAProtectedChipWhenTheRuleAllowsIt() throws {
         let run = try BluepillRestore(flash: garbage(65536), protected: true)
         #expect(run.result.outcome == .restored, "\(run.result.summary)")
         let boot = try bootloader()
@@ -66,7 +66,7 @@ struct BluepillRestore {
         #expect(run.sink.notices.contains("the chip is read-protected: its flash cannot be read, so only the option bytes are saved"))
     }
 
-    @Test func refusesToUnlockWithoutConsent() throws {
+    @Test(.needsFirmware) func refusesToUnlockWithoutConsent() throws {
         let run = try BluepillRestore(rules: bluepillRules.replacingOccurrences(of: "allow_unlock = true", with: ""), flash: garbage(65536), protected: true)
         #expect(run.result.failure?.step == .unlock)
         #expect(run.result.failure?.reason.exitCode == 7)
@@ -75,7 +75,7 @@ struct BluepillRestore {
         #expect(run.bench.target.flash == garbage(65536), "nothing erased")
     }
 
-    @Test func aHealthyBluepillIsLeftAlone() throws {
+    @Test(.needsFirmware) func aHealthyBluepillIsLeftAlone() throws {
         let run = try BluepillRestore(flash: try bootloader())
         #expect(run.result.outcome == .healthy)
         #expect(run.bench.target.pagesErased == 0)
@@ -89,7 +89,7 @@ struct BluepillRestore {
         (.oldFirmware, 5, "the ST-Link's firmware V2J22S7 is too old: it lacks 16-bit memory writes (firmware J26 or later), which STM32F1 flash programming needs; update it with ST's STSW-LINK007 firmware updater"),
     ]
 
-    @Test(arguments: faults)
+    @Test(.needsFirmware, arguments: faults)
     func eachFaultHasItsOwnMessageAndExitCode(_ fault: (SimulatedFault, Int32, String)) throws {
         let run = try BluepillRestore(flash: garbage(65536), faults: [fault.0])
         #expect(run.result.failure?.reason.exitCode == fault.1)
@@ -97,7 +97,7 @@ struct BluepillRestore {
         #expect(run.bench.target.flash == garbage(65536), "nothing erased")
     }
 
-    @Test func anUnpluggedSTLinkKeepsTheBackup() throws {
+    @Test(.needsFirmware) func anUnpluggedSTLinkKeepsTheBackup() throws {
         let run = try BluepillRestore(flash: garbage(65536), faults: [.programmerUnplugged])
         #expect(run.result.failure?.step == .writeFlash)
         #expect(run.result.failure?.reason.exitCode == 4)
@@ -106,7 +106,7 @@ struct BluepillRestore {
         #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: backup + "/flash.bin"))) == garbage(65536))
     }
 
-    @Test func aCloneIsNamed() throws {
+    @Test(.needsFirmware) func aCloneIsNamed() throws {
         let run = try BluepillRestore(faults: [.clone])
         #expect(run.result.outcome == .restored)
         #expect(run.sink.notices.contains("this chip is a clone (CKS32F103, APM32F103 or similar: a Cortex-M4-class SW-DP IDCODE 0x2BA01477 under an F1 chip id, where ST's answers 0x1BA01477); it usually programs like an STM32F103"))

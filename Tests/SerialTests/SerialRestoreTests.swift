@@ -46,7 +46,7 @@ struct SerialRehearsal {
         ("ps2avrgb", "bootloader_ps2avrgb_bootloadhid_1.0.1.hex", "atmega32a", FuseSet(low: 0x0F, high: 0xD0)),
     ]
 
-    @Test(arguments: cases, [ProgrammerKind.stk500v1, .avrisp, .buspirate])
+    @Test(.needsFirmware, arguments: cases, [ProgrammerKind.stk500v1, .avrisp, .buspirate])
     func everyRealBootloaderIsRestored(_ c: (rule: String, file: String, part: String, fuses: FuseSet), _ kind: ProgrammerKind) throws {
         let part = avr(c.part)
         let run = try SerialRehearsal(kind, c.part, rule: c.rule, flash: garbage(part.flash.size), eeprom: garbage(part.eeprom.size, seed: 5))
@@ -60,7 +60,7 @@ struct SerialRehearsal {
         #expect(try ChipState.read(from: try #require(run.result.backupPath)).flash == garbage(part.flash.size))
     }
 
-    @Test func theBusPirateIsLeftAtItsConsole() throws {
+    @Test(.needsFirmware) func theBusPirateIsLeftAtItsConsole() throws {
         let run = try SerialRehearsal(.buspirate, "atmega32u4", rule: "pro-micro-5v")
         #expect(run.result.outcome == .restored)
         guard case let .serial(server) = run.bench.link, let pirate = server.simulator as? SimulatedBusPirate else {
@@ -70,7 +70,7 @@ struct SerialRehearsal {
         #expect(!pirate.poweredOn, "the target's supply is switched off again")
     }
 
-    @Test func aSlowTargetIsReachedByTheBusPirateAtALowerSpeed() throws {
+    @Test(.needsFirmware) func aSlowTargetIsReachedByTheBusPirateAtALowerSpeed() throws {
         let run = try SerialRehearsal(.buspirate, "atmega32u4", rule: "pro-micro-5v", faults: [.slowClock])
         #expect(run.result.outcome == .restored)
         #expect(run.result.programmer.sck == "125 kHz")
@@ -85,7 +85,7 @@ struct SerialRehearsal {
 }
 
 @Suite(.serialized) struct SerialFaultTests {
-    @Test(arguments: [ProgrammerKind.stk500v1, .buspirate])
+    @Test(.needsFirmware, arguments: [ProgrammerKind.stk500v1, .buspirate])
     func aPulledCableMidPageIsNamedAndTheBackupKept(_ kind: ProgrammerKind) throws {
         let start = Date()
         let run = try SerialRehearsal(kind, "atmega32u4", rule: "pro-micro-5v", faults: [.programmerUnplugged], flash: garbage(32768))
@@ -116,7 +116,7 @@ struct SerialRehearsal {
         #expect(message.unicodeScalars.allSatisfy { $0.isASCII }, "noise is shown as \\xNN: \(message)")
     }
 
-    @Test func aTooSlowAnswerTimesOutWithinItsBound() throws {
+    @Test(.needsFirmware) func aTooSlowAnswerTimesOutWithinItsBound() throws {
         let start = Date()
         let run = try SerialRehearsal(.avrisp, "atmega32u4", rule: "pro-micro-5v", faults: [.programmerHangs], flash: garbage(32768)) { isp in
             (isp as? STK500v1)?.replyTimeoutMilliseconds = 300

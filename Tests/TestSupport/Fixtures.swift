@@ -1,5 +1,6 @@
 import Foundation
 import Parts
+import Testing
 
 /// Where the tests find things: the repository, the real bootloader files, the built binary.
 public enum Fixtures {
@@ -59,7 +60,7 @@ public enum Fixtures {
 
     /// `../shared/firmware` beside the repository, or `BOOTMEDIC_FIRMWARE_DIR`.
     public static let firmwareDirectory: URL = {
-        if let dir = ProcessInfo.processInfo.environment["BOOTMEDIC_FIRMWARE_DIR"] { return URL(fileURLWithPath: dir) }
+        if let dir = ProcessInfo.processInfo.environment["BOOTMEDIC_FIRMWARE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
         return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/firmware")
     }()
 
@@ -153,4 +154,12 @@ public func avr(_ name: String) -> AVRPart {
 /// Deterministic bytes standing in for whatever a bricked board holds.
 public func garbage(_ count: Int, seed: UInt8 = 7) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed) &* 17) }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// For a test or suite that reads the real bootloader files: skipped, and named in the output, when a
+    /// fresh clone has no `../shared/firmware` beside it.
+    public static var needsFirmware: Self {
+        .enabled(if: Fixtures.hasFirmware, "needs the real bootloader files (../shared/firmware or BOOTMEDIC_FIRMWARE_DIR)")
+    }
 }
