@@ -9,7 +9,7 @@ BUILD_FLAGS ?=
 # The real bootloader files the tests and benchmarks read, found once for every target below.
 export BOOTMEDIC_FIRMWARE_DIR := $(shell scripts/firmware-dir.sh 2>/dev/null)
 
-.PHONY: all deps build release test demo bench load vmtest install uninstall clean
+.PHONY: all deps build release test demo bench load vmtest deb install uninstall clean
 
 all: build
 
@@ -23,7 +23,7 @@ build: deps
 # no Swift toolchain, and starts in half the time (no dynamic symbol binding; README, Speed). The
 # toolchain's lld links it: gold repeats glibc's warnings about functions the static Foundation uses.
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -use-ld=lld $(BUILD_FLAGS)
+	$(SWIFT) build -c release --product bootmedic --static-swift-stdlib -Xswiftc -use-ld=lld $(BUILD_FLAGS)
 
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
@@ -38,8 +38,18 @@ bench: release
 load: release
 	@scripts/load.sh
 
-# A real kernel's USB stack and udevd under QEMU (see scripts/vmtest.sh); not yet part of `make test`.
-vmtest: release
+# The Debian package, dist/bootmedic_<version>_<arch>.deb, from debian/ with debhelper; lintian must
+# report no error (the warnings kept are listed in the README).
+deb: release
+	@scripts/install-deps.sh --deb
+	dpkg-checkbuilddeps
+	rm -rf dist && mkdir -p dist
+	debian/rules clean
+	debian/rules binary
+	lintian --fail-on error dist/bootmedic_*.deb
+
+# A real kernel's USB stack, udevd and systemd under QEMU (see scripts/vmtest.sh), with the package installed.
+vmtest: deb
 	@scripts/install-deps.sh --vm
 	@scripts/vmtest.sh
 
@@ -57,7 +67,7 @@ BOOTMEDIC_BIN ?= $$($(SWIFT) build -c release --show-bin-path)/bootmedic
 install: release
 	install -D -m 0755 "$(BOOTMEDIC_BIN)" "$(DESTDIR)$(BINDIR)/bootmedic"
 	install -D -m 0644 udev-rules/60-bootmedic.rules "$(DESTDIR)$(UDEVDIR)/60-bootmedic.rules"
-	sed 's|/usr/local/bin/bootmedic|$(BINDIR)/bootmedic|' systemd/bootmedic.service > bootmedic.service.tmp
+	sed 's|/usr/bin/bootmedic|$(BINDIR)/bootmedic|' systemd/bootmedic.service > bootmedic.service.tmp
 	install -D -m 0644 bootmedic.service.tmp "$(DESTDIR)$(UNITDIR)/bootmedic.service" && rm -f bootmedic.service.tmp
 	install -D -m 0644 systemd/bootmedic.catalog "$(DESTDIR)$(CATALOGDIR)/bootmedic.catalog"
 	install -D -m 0644 systemd/bootmedic.sysusers "$(DESTDIR)$(SYSUSERSDIR)/bootmedic.conf"
@@ -73,4 +83,4 @@ uninstall:
 	@echo "left $(DESTDIR)$(CONFDIR)/rules.toml and /var/lib/bootmedic (backups) in place"
 
 clean:
-	rm -rf .build
+	rm -rf .build dist debian/bootmedic debian/.debhelper debian/files debian/*.substvars debian/*.debhelper.log debian/debhelper-build-stamp

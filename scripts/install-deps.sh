@@ -12,7 +12,12 @@ packages=(
   python3-intelhex     # independent Intel HEX parser in tests
   systemd              # journald, journalctl, systemd-analyze for the agent's tests
   udev                 # udevadm, to check the rules file
+  arduino-core-avr     # the Arduino bootloaders and boards.txt the shipped rules and `rules import` use
 )
+# `--deb` adds what `make deb` builds and checks the package with.
+if [ "${1:-}" = "--deb" ]; then
+  packages+=(debhelper dpkg-dev fakeroot lintian)
+fi
 # `--vm` adds what `make vmtest` boots a real kernel with (scripts/vmtest.sh).
 if [ "${1:-}" = "--vm" ]; then
   packages+=(
