@@ -3,11 +3,11 @@
 # machine's filesystem read-only over virtio 9p under a tmpfs overlay, and runs scripts/vm/guest.sh
 # there: real udevd with bootmedic's rules and a USBasp-shaped gadget on dummy_hcd, so the USB and udev
 # paths meet a real kernel. Results come back as files in a writable share and are checked here.
-# Needs: qemu-system-x86 busybox-static kmod cpio (scripts/install-deps.sh --vm), the release build.
+# Needs: qemu-system-x86 busybox-static kmod cpio (scripts/install-deps.sh --vm), the package (make deb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-[ -x .build/release/bootmedic ] || { echo "vmtest: build first (make release)" >&2; exit 2; }
+ls dist/bootmedic_*.deb >/dev/null 2>&1 || { echo "vmtest: build the package first (make deb)" >&2; exit 2; }
 firmware=$(scripts/firmware-dir.sh)
 cache=${VMTEST_CACHE:-$repo/.build/vmtest}
 mkdir -p "$cache"
@@ -49,7 +49,7 @@ stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
 
 # Bounded: a guest that hangs is killed and reported, never left running.
 status=0
-timeout --kill-after=10 "${VMTEST_TIMEOUT:-240}" qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot \
+timeout --kill-after=10 "${VMTEST_TIMEOUT:-300}" qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot \
   -kernel "$cache/root/boot/vmlinuz-$kver" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 systemd.show_status=1" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
@@ -88,19 +88,32 @@ else:
 sys.exit(0 if data and all(flash[a] == v for a, v in data.items()) else 1)
 PY
 }
-fuses_are() {  # fuses.json, low, high, extended: the ATmega32U4's implemented bits (extended: 0x0F)
+fuses_are() {  # fuses.json, low, high, extended [, the extended bits the part has: 0x0F on the ATmega32U4]
   python3 -c '
 import json, sys
 f = json.load(open(sys.argv[1]))
 want = [int(v, 16) for v in sys.argv[2:5]]
-sys.exit(0 if (f["low"], f["high"], f["extended"] & 0x0F) == (want[0], want[1], want[2] & 0x0F) else 1)' "$@"
+mask = int(sys.argv[5], 16) if len(sys.argv) > 5 else 0x0F
+sys.exit(0 if (f["low"], f["high"], f["extended"] & mask) == (want[0], want[1], want[2] & mask) else 1)' "$@"
 }
 last_line_is() { [ "$(tail -1 "$2")" = "$1" ]; }
-chip_holds() {  # chip state folder, image, low, high, extended: flash and fuses both as given
-  flash_holds "$1/flash.bin" "$2" && fuses_are "$1/fuses.json" "$3" "$4" "$5"
+chip_holds() {  # chip state folder, image, low, high, extended [, extended mask]: flash and fuses both as given
+  flash_holds "$1/flash.bin" "$2" && fuses_are "$1/fuses.json" "$3" "$4" "$5" ${6:-}
 }
-check "bootmedic installs with make install (binary, unit, rules, catalog, user, config)" grep -qx 0 "$out/install-status.txt"
+check "the package installs with apt-get (dist/$(cd dist && ls bootmedic_*.deb))" grep -qx 0 "$out/install-status.txt"
 check "two UDCs: the programmers' socket and the board's" test "$(wc -l < "$out/udc.txt")" = 2
+check "with no further step bootmedic.service runs (started by the package)" grep -qx active "$out/pkg-active.txt"
+check "it restored a factory ATmega328P behind a USBasp gadget" grep -qx restored "$out/pkg-outcome.txt"
+arduino=/usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex
+check "with the shipped rule: ATmegaBOOT from arduino-core-avr on the chip, fuses L FF, H DA, E FD" \
+  chip_holds "$out/pkg-chip" "$arduino" FF DA FD 0x07
+check "its journal entry names the shipped rule and the part" python3 - "$out/pkg-journal.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+done = [e for e in entries if e.get("MESSAGE_ID") == "f5b3ae2d1d914a1ebba540e8109c9a9b"]
+sys.exit(0 if done and done[0].get("BOOTMEDIC_RULE") == "arduino-atmega328p-16mhz" and done[0].get("BOOTMEDIC_PART") == "ATmega328P"
+         and done[0].get("BOOTMEDIC_FUSES") == "L 0xFF, H 0xDA, E 0xFD" else 1)
+PY
 section 1
 check "the gadget enumerates as 16c0:05dc USBasp" grep -Eq '^[0-9]-1 16c0:05dc USBasp$' "$out/devices.txt"
 check "udev tagged it BOOTMEDIC_PROGRAMMER=usbasp" grep -q '^BOOTMEDIC_PROGRAMMER=usbasp$' "$out/udev-properties.txt"
@@ -132,6 +145,7 @@ check "the unlock mass-erased the chip once, and RDP is off" grep -q '"readProte
 check "the chip's flash holds the STM32duino bootloader at 0x08000000" flash_holds "$out/stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
 check "st-flash reads the same bootloader back through the gadget" last_line_is 0 "$out/stlink-stflash-cmp.txt"
 section 6
+check "the shipped rules with the guide's appended check clean (its files in /usr/local/share/bootmedic/firmware)" last_line_is 0 "$out/edited-rules-check.txt"
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"
 check "the service restored the board behind the plugged USBasp" grep -qx restored "$out/agent-outcome.txt"
 check "its chip holds the Atmel DFU bootloader (the config's first rule)" flash_holds "$out/agent-chip/flash.bin" "$firmware/bootloader_atmega32u4_1_0_0.hex"
@@ -170,6 +184,12 @@ sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTM
          and all("BOOTMEDIC_DURATION_MS" in s and "BOOTMEDIC_BYTES" in s for s in steps) else 1)
 PY
 check "bootmedic status reads the same journal" grep -q "usbtiny.*1 restored" "$out/agent-status.txt"
+section 7
+check "reinstalled with apt-get" grep -qx 0 "$out/reinstall-status.txt"
+check "the administrator's edited /etc/bootmedic/rules.toml survives the reinstall (a conffile)" grep -qx kept "$out/conffile-kept.txt"
+check "apt-get purge removes binary, unit, udev rules, sysusers entry, user, group and /etc/bootmedic" \
+  bash -c "grep -qx 0 '$out/purge-status.txt' && [ ! -s '$out/purge-left.txt' ]"
+check "and leaves the backups under /var/lib/bootmedic/backups" bash -c "[ \"\$(cat '$out/purge-backups.txt')\" -ge 1 ]"
 section 5
 bench_chips_ok() {  # every job exited 0 and left Caterina and the rule's fuses on its chip
   [ "$(awk '$3 == 0' "$out/bench.txt" | wc -l)" = 4 ] || return 1

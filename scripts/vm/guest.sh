@@ -6,21 +6,22 @@
 set -u
 out=/vmtest-out
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-bin="$repo/.build/release/bootmedic"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 t_start=$(now_ms)
 step() { echo "$(( $(now_ms) - t_start )) $1" >> $out/steps.txt; }
 # VMTEST_ONLY=N runs only part N (and the install), for working on one part.
 part() { [ -z "${VMTEST_ONLY:-}" ] || [ "$VMTEST_ONLY" = "$1" ]; }
 
-# bootmedic installed the way an administrator does it (into the overlay only): binary, unit, udev
-# rules, journal catalog, the service's user and group, the config; the bench's firmware beside it.
-make -s -C "$repo" -o release install BOOTMEDIC_BIN="$bin" > $out/install.log 2>&1
+# bootmedic installed the way a workshop does it (into the overlay only): the package from `make deb`
+# with apt, which starts the service with the shipped rules.
+deb=$(ls "$repo"/dist/bootmedic_*.deb | head -1)
+# man-db's trigger would index every manual page of the host over 9p (minutes under TCG); a bench PC
+# does it on its own disk in a second.
+rm -f /var/lib/man-db/auto-update
+DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" 2>&1 | while IFS= read -r l; do echo "$(date +%s.%N) $l"; done > $out/install.log
 echo $? > $out/install-status.txt
-mkdir -p /usr/share/bootmedic/firmware
-cp "$VMTEST_FIRMWARE"/* /usr/share/bootmedic/firmware/
-udevadm trigger --action=add
-udevadm settle --timeout=20
+bin=/usr/bin/bootmedic
+guide="$repo/config/examples/guide-rules.toml"
 step "installed"
 
 udc0=$(ls /sys/class/udc | sed -n 1p)   # the programmers' socket
@@ -69,10 +70,16 @@ plug() {
 unplug() { echo "" > /sys/kernel/config/usb_gadget/$1/UDC 2>/dev/null; udevadm settle --timeout=20; }
 # The sysfs folder of the gadget NAME as the host sees it.
 hostdev() { dirname "$(ls /sys/bus/usb/devices/*/serial | xargs grep -lx "$(serial_of $1)" | head -1)"; }
-# wait_count MESSAGE_ID N SECONDS: until bootmedic.service has journalled N entries with this id.
+# The journal from here on: wait_count and the dumps read only what comes after the last mark.
+cursor=
+mark_journal() { cursor=$(journalctl -q -n 1 --show-cursor -o cat 2>/dev/null | sed -n 's/^-- cursor: //p'); }
+since_mark() { if [ -n "$cursor" ]; then journalctl -q -u bootmedic.service --after-cursor="$cursor" "$@"; else journalctl -q -u bootmedic.service "$@"; fi; }
+# wait_count MESSAGE_ID N SECONDS: until bootmedic.service has journalled N entries with this id since the mark.
 wait_count() {
-  for _ in $(seq $(( $3 * 5 ))); do
-    [ "$(journalctl -q -u bootmedic.service MESSAGE_ID=$1 -o cat 2>/dev/null | wc -l)" -ge "$2" ] && return 0
+  deadline=$(( $(now_ms) + $3 * 1000 ))
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    # (journalctl finds nothing when a FIELD=VALUE match meets --after-cursor: the ids are compared here)
+    [ "$(since_mark -o cat --output-fields=MESSAGE_ID 2>/dev/null | grep -cx "$1")" -ge "$2" ] && return 0
     sleep 0.2
   done
   return 1
@@ -94,6 +101,20 @@ id_failed=d02e1e2fa81049678dae0160f32217eb
 id_removed=2811e27351aa44f3bc147fb1c00a397b
 id_enumerated=ee05e6630eb74003a90387372c2d57d3
 
+# --- 0. The package as installed: the service runs with the shipped rules and restores a factory
+# ATmega328P behind a USBasp with the Arduino bootloader from Debian's arduino-core-avr. Then it is
+# stopped, so that the CLI has the programmers to itself until part 6.
+systemctl is-active bootmedic.service > $out/pkg-active.txt
+mark_journal
+simpart=atmega328p serve usbasp usbasp pkg-chip
+simpart=
+plug usbasp "$udc0"
+wait_count $id_restored 1 60 && echo restored > $out/pkg-outcome.txt
+since_mark -o json > $out/pkg-journal.json
+unplug usbasp; unserve
+timeout 30 systemctl stop bootmedic.service
+step "the installed service restored an ATmega328P with the shipped rules"
+
 # --- 1. A USBasp: enumeration, udev, the CLI's restore through libusb, avrdude as the reference.
 if part 1; then
 serve usbasp usbasp chip
@@ -110,7 +131,7 @@ stat -c '%a %U %G' "/dev/$(udevadm info --query=name --path="$dev")" > $out/devn
 "$bin" self-test enumerate > $out/enumerate.txt 2>&1
 step "usbasp gadget enumerated"
 t0=$(now_ms)
-"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/backups \
+"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
   --programmer usbasp --json > $out/restore.json 2> $out/restore.err
 echo $? > $out/restore-status.txt
 echo $(( $(now_ms) - t0 )) > $out/restore-ms.txt
@@ -125,7 +146,7 @@ unplug usbasp; unserve
 # host has written its first flash page. bootmedic must say the programmer went away, keep the backup.
 serve usbasp usbasp pulled-chip
 plug usbasp "$udc0"
-"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
+"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
   --programmer usbasp > $out/pulled-restore.txt 2>&1 &
 restore=$!
 read -r writing <&5
@@ -142,7 +163,7 @@ if part 2; then
 serve usbtiny usbtiny tiny-chip
 plug usbtiny "$udc0"
 udevadm info --query=property --path="$(hostdev usbtiny)" > $out/tiny-udev-properties.txt
-"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/backups \
+"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
   --programmer usbtiny > $out/tiny-restore.txt 2>&1
 echo $? > $out/tiny-restore-status.txt
 step "bootmedic restore over usbtiny"
@@ -171,7 +192,7 @@ echo "$acm" > $out/uno-port.txt
 udevadm info --query=property --name="$acm" > $out/uno-udev-properties.txt
 stat -c '%a %U %G' "$acm" > $out/uno-devnode.txt
 step "arduino uno gadget enumerated as $acm"
-"$bin" restore --rules /etc/bootmedic/rules.toml --rule pro-micro-5v --backup-dir /tmp/backups \
+"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
   --programmer stk500v1 --port "$acm" > $out/uno-restore.txt 2>&1
 echo $? > $out/uno-restore-status.txt
 step "bootmedic restore over stk500v1 (ACM gadget)"
@@ -191,7 +212,7 @@ simpart=
 plug stlink "$udc0"
 udevadm info --query=property --path="$(hostdev stlink)" > $out/stlink-udev-properties.txt
 step "st-link gadget enumerated"
-"$bin" restore --rules /etc/bootmedic/rules.toml --rule bluepill --backup-dir /tmp/backups \
+"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule bluepill --backup-dir /tmp/backups \
   --programmer stlink > $out/stlink-restore.txt 2>&1
 echo $? > $out/stlink-restore-status.txt
 step "bootmedic restore over st-link (unlock + write)"
@@ -210,7 +231,7 @@ fi
 # dummy_hcd's, the programmer's and chip's times are served in real time), and the programmer's busy
 # span from the client's first request to its last (the job without the process's start-up).
 if part 5; then
-sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' /etc/bootmedic/rules.toml > /tmp/nobackup.toml
+sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' "$guide" > /tmp/nobackup.toml
 # The gadget's busy span (first request to last answer, from its session summary) in ms.
 busy_ms() { sed -n 's/.*"busySeconds": \([0-9.]*\).*/\1/p' $out/$1.log | awk '{ printf "%d", $1 * 1000 }'; }
 : > $out/bench.txt
@@ -218,7 +239,7 @@ for kind in usbasp usbtiny; do
       serve $kind $kind bench-$kind-bootmedic
   plug $kind "$udc0"
   t0=$(now_ms)
-  "$bin" restore --rules /tmp/nobackup.toml --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
+  "$bin" restore --rules /tmp/nobackup.toml --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
   status=$? wall=$(( $(now_ms) - t0 ))
   unplug $kind; unserve
   echo "$kind bootmedic $status $wall $(busy_ms bench-$kind-bootmedic)" >> $out/bench.txt
@@ -239,8 +260,15 @@ fi
 # read-protected Bluepill); after the first it sees the restored bootloader enumerate on the board's own
 # socket; then a programmer is pulled mid-write. The journal is read back.
 if part 6; then
-# A workshop's USBasp clone with its own product string: declared in the rules file, and the udev rules
-# made again from the catalog with that entry in front, as the README tells an administrator.
+# The administrator adds the guide's bootloaders: the files into the firmware folder, the rules (from
+# the package's examples) appended to the shipped file. A workshop's USBasp clone with its own product
+# string is declared there too, and the udev rules made again from the catalog with that entry in
+# front, as the README tells an administrator.
+mkdir -p /usr/local/share/bootmedic/firmware
+cp "$VMTEST_FIRMWARE"/* /usr/local/share/bootmedic/firmware/
+cat /usr/share/doc/bootmedic/examples/guide-rules.toml >> /etc/bootmedic/rules.toml
+"$bin" rules check /etc/bootmedic/rules.toml > $out/edited-rules-check.txt 2>&1
+echo $? >> $out/edited-rules-check.txt
 cat >> /etc/bootmedic/rules.toml <<'TOML'
 
 [[programmer]]
@@ -250,6 +278,7 @@ kind = "usbasp"
 TOML
 "$bin" devices udev-rules --rules /etc/bootmedic/rules.toml -o /etc/udev/rules.d/60-bootmedic.rules
 udevadm control --reload
+mark_journal
 timeout 60 systemctl start bootmedic.service
 systemctl is-active bootmedic.service > $out/agent-active.txt
 step "bootmedic.service started"
@@ -298,10 +327,29 @@ unserve
 step "the agent reported the programmer pulled mid-write"
 "$bin" status > $out/agent-status.txt 2>&1
 timeout 30 systemctl stop bootmedic.service
-journalctl -u bootmedic.service -o json --no-pager > $out/agent-journal.json
-journalctl -u bootmedic.service -o verbose --no-pager > $out/agent-journal-verbose.txt
-journalctl -u bootmedic.service --no-pager > $out/agent-journal.txt
+since_mark -o json --no-pager > $out/agent-journal.json
+since_mark -o verbose --no-pager > $out/agent-journal-verbose.txt
+since_mark --no-pager > $out/agent-journal.txt
 ls -R /var/lib/bootmedic > $out/agent-backups.txt 2>&1
 step "journal read back"
+fi
+# --- 7. The package's life: reinstalled, the administrator's edited rules file stays (a conffile);
+# purged, the binary, unit, udev rules, user and configuration go and the backups stay.
+if part 7; then
+echo "# edited on this bench" >> /etc/bootmedic/rules.toml
+reinstall=$(md5sum < /etc/bootmedic/rules.toml)
+DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall "$deb" > $out/reinstall.log 2>&1
+echo $? > $out/reinstall-status.txt
+[ "$(md5sum < /etc/bootmedic/rules.toml)" = "$reinstall" ] && echo kept > $out/conffile-kept.txt
+DEBIAN_FRONTEND=noninteractive apt-get purge -y bootmedic > $out/purge.log 2>&1
+echo $? > $out/purge-status.txt
+for f in /usr/bin/bootmedic /lib/systemd/system/bootmedic.service /lib/udev/rules.d/60-bootmedic.rules \
+         /usr/lib/sysusers.d/bootmedic.conf /etc/bootmedic; do
+  [ -e "$f" ] && echo "$f"
+done > $out/purge-left.txt
+getent passwd bootmedic >> $out/purge-left.txt
+getent group bootmedic >> $out/purge-left.txt
+find /var/lib/bootmedic/backups -name fuses.json | wc -l > $out/purge-backups.txt
+step "reinstalled and purged"
 fi
 echo done > $out/done

@@ -12,7 +12,7 @@ for module in $(cat /modules.order); do
   insmod "/modules/$module" $args || echo "vmtest: insmod $module failed"
 done
 mkdir -p /host /rw /root
-mount -t 9p -o trans=virtio,version=9p2000.L,ro host /host || echo "vmtest: the host share did not mount"
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 host /host || echo "vmtest: the host share did not mount"
 mount -t tmpfs tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /root || echo "vmtest: overlay failed"
@@ -22,6 +22,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L out /root/vmtest-out || echo "vmtes
 # The guest's own identity and units (in the overlay only): no fstab, a fresh machine id, the test.
 : > /root/etc/fstab
 rm -f /root/etc/machine-id /root/.dockerenv /root/run/.containerenv
+# A container image's policy-rc.d forbids maintainer scripts to start services; a bench PC has none.
+rm -f /root/usr/sbin/policy-rc.d
 units=/root/etc/systemd/system
 mkdir -p $units
 cat > $units/vmtest.target <<UNIT
@@ -42,7 +44,7 @@ Environment=VMTEST_FIRMWARE=$(cat /firmware.path) VMTEST_ONLY=$(cat /only) PATH=
 ExecStart=/bin/sh $(cat /guest.path)
 StandardOutput=file:/vmtest-out/guest.log
 StandardError=inherit
-TimeoutStartSec=${VMTEST_GUEST_TIMEOUT:-200}
+TimeoutStartSec=${VMTEST_GUEST_TIMEOUT:-270}
 # Whatever the script did, power off straight away (the out share is written through, nothing to unmount).
 ExecStopPost=/bin/sh -c 'sync; systemctl poweroff --force --force'
 UNIT
