@@ -26,6 +26,7 @@ if [ "${1:-}" = "--vm" ]; then
     kmod               # depmod/modprobe on the unpacked kernel package
     cpio               # packs the initramfs
     stlink-tools       # st-flash, the reference client for the ST-Link gadget
+    modemmanager       # as a desktop bench PC runs it: it must leave the serial programmers alone
   )
 fi
 

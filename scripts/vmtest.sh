@@ -49,7 +49,7 @@ stamp "initramfs built ($(wc -l < "$initrd/modules.order") modules)"
 
 # Bounded: a guest that hangs is killed and reported, never left running.
 status=0
-timeout --kill-after=10 "${VMTEST_TIMEOUT:-300}" qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot \
+timeout --kill-after=10 "${VMTEST_TIMEOUT:-480}" qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot \
   -kernel "$cache/root/boot/vmlinuz-$kver" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 systemd.show_status=1" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
@@ -96,6 +96,9 @@ want = [int(v, 16) for v in sys.argv[2:5]]
 mask = int(sys.argv[5], 16) if len(sys.argv) > 5 else 0x0F
 sys.exit(0 if (f["low"], f["high"], f["extended"] & mask) == (want[0], want[1], want[2] & mask) else 1)' "$@"
 }
+mm_left_alone() {  # mm.log, the Uno's tty, mmcli -L: no probe task for the port, no modem
+  ! grep -qE "task [0-9]+,${2##*/}:|\[${2##*/}/" "$1" && grep -q "No modems were found" "$3"
+}
 last_line_is() { [ "$(tail -1 "$2")" = "$1" ]; }
 chip_holds() {  # chip state folder, image, low, high, extended [, extended mask]: flash and fuses both as given
   flash_holds "$1/flash.bin" "$2" && fuses_are "$1/fuses.json" "$3" "$4" "$5" ${6:-}
@@ -135,6 +138,11 @@ check "avrdude -c usbtiny verifies it" grep -qx 0 "$out/tiny-avrdude-status.txt"
 section 3
 check "an Arduino Uno gadget (2341:0043, CDC ACM) appears as /dev/ttyACM*" grep -q '^/dev/ttyACM[0-9]' "$out/uno-port.txt"
 check "udev names its ids for the agent's serial catalog" grep -q '^ID_MODEL_ID=0043$' "$out/uno-udev-properties.txt"
+check "udevadm test: the Uno's USB device gets ID_MM_DEVICE_IGNORE=1" grep -qx "ID_MM_DEVICE_IGNORE=1" "$out/uno-udevadm-test-usb.txt"
+check "udevadm test: and so does its tty, which ModemManager would open" grep -qx "ID_MM_DEVICE_IGNORE=1" "$out/uno-udevadm-test-tty.txt"
+check "ModemManager ran beside it and filtered the Uno's port out as blocklisted (ID_MM_DEVICE_IGNORE)" \
+  grep -qF "(tty/$(basename "$(cat "$out/uno-port.txt")")): port filtered: device is blocklisted" "$out/mm.log"
+check "ModemManager never probed it, and found no modem" mm_left_alone "$out/mm.log" "$(cat "$out/uno-port.txt")" "$out/mm-after.txt"
 check "bootmedic restore over the ACM gadget's STK500v1 exits 0" grep -qx 0 "$out/uno-restore-status.txt"
 check "its chip holds the Caterina bootloader and the rule's fuses" chip_holds "$out/uno-chip" "$firmware/Caterina-promicro16.hex" FF D8 FB
 check "avrdude -c stk500v1 verifies it through the same ACM gadget" grep -qx 0 "$out/uno-avrdude-status.txt"
@@ -185,7 +193,7 @@ sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTM
 PY
 check "bootmedic status reads the same journal" grep -q "usbtiny.*1 restored" "$out/agent-status.txt"
 section 7
-check "reinstalled with apt-get" grep -qx 0 "$out/reinstall-status.txt"
+check "reinstalled with dpkg -i" grep -qx 0 "$out/reinstall-status.txt"
 check "the administrator's edited /etc/bootmedic/rules.toml survives the reinstall (a conffile)" grep -qx kept "$out/conffile-kept.txt"
 check "apt-get purge removes binary, unit, udev rules, sysusers entry, user, group and /etc/bootmedic" \
   bash -c "grep -qx 0 '$out/purge-status.txt' && [ ! -s '$out/purge-left.txt' ]"

@@ -456,7 +456,7 @@ struct PlayedScenario {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let unit = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("systemd/bootmedic.service"), encoding: .utf8)
-            .replacingOccurrences(of: "/usr/local/bin/bootmedic", with: Fixtures.bootmedicBinary)
+            .replacingOccurrences(of: "/usr/bin/bootmedic", with: Fixtures.bootmedicBinary)
         let path = dir.appendingPathComponent("bootmedic.service").path
         try unit.write(toFile: path, atomically: true, encoding: .utf8)
         let verify = try run("/usr/bin/systemd-analyze", ["verify", path])

@@ -18,7 +18,7 @@ deb=$(ls "$repo"/dist/bootmedic_*.deb | head -1)
 # man-db's trigger would index every manual page of the host over 9p (minutes under TCG); a bench PC
 # does it on its own disk in a second.
 rm -f /var/lib/man-db/auto-update
-DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" 2>&1 | while IFS= read -r l; do echo "$(date +%s.%N) $l"; done > $out/install.log
+DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" > $out/install.log 2>&1
 echo $? > $out/install-status.txt
 bin=/usr/bin/bootmedic
 guide="$repo/config/examples/guide-rules.toml"
@@ -177,6 +177,16 @@ fi
 # --- 3. An Arduino Uno running ArduinoISP: a CDC ACM gadget (the host's /dev/ttyACM0) carries the
 # STK500v1 simulator on its gadget side (/dev/ttyGSn). The CLI restores through it; avrdude verifies.
 if part 3; then
+# ModemManager runs as on a desktop bench PC (its unit wants polkit, which a bench need not have: it is
+# started directly, on the system bus, logging what its port filter decides).
+mm=
+if command -v ModemManager >/dev/null; then
+  systemctl start dbus.socket dbus.service 2>/dev/null
+  ModemManager --log-level=DEBUG --log-file=$out/mm.log &
+  mm=$!
+  for _ in $(seq 100); do mmcli -L > /dev/null 2>&1 && break; sleep 0.2; done
+  mmcli -L > $out/mm-before.txt 2>&1
+fi
 serve uno stk500v1 uno-chip --tty "$uno_tty"
 plug uno "$udc0"
 acm=
@@ -190,6 +200,9 @@ done
 udevadm settle --timeout=20
 echo "$acm" > $out/uno-port.txt
 udevadm info --query=property --name="$acm" > $out/uno-udev-properties.txt
+# What udev's rules give the Uno and its tty, shown by udevadm test.
+udevadm test --action=add "$(hostdev uno)" > $out/uno-udevadm-test-usb.txt 2>&1
+udevadm test --action=add "/sys/class/tty/${acm##*/}" > $out/uno-udevadm-test-tty.txt 2>&1
 stat -c '%a %U %G' "$acm" > $out/uno-devnode.txt
 step "arduino uno gadget enumerated as $acm"
 "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
@@ -200,6 +213,11 @@ avrdude -c stk500v1 -P "$acm" -b 19200 -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Cat
   -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/uno-avrdude.log 2>&1
 echo $? > $out/uno-avrdude-status.txt
 step "avrdude -c stk500v1 verify"
+if [ -n "$mm" ]; then
+  mmcli -L > $out/mm-after.txt 2>&1
+  kill $mm; wait $mm
+  step "ModemManager left the Uno alone"
+fi
 unserve; unplug uno
 fi
 
@@ -338,9 +356,10 @@ fi
 if part 7; then
 echo "# edited on this bench" >> /etc/bootmedic/rules.toml
 reinstall=$(md5sum < /etc/bootmedic/rules.toml)
-DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall "$deb" > $out/reinstall.log 2>&1
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" > $out/reinstall.log 2>&1
 echo $? > $out/reinstall-status.txt
 [ "$(md5sum < /etc/bootmedic/rules.toml)" = "$reinstall" ] && echo kept > $out/conffile-kept.txt
+step "reinstalled"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y bootmedic > $out/purge.log 2>&1
 echo $? > $out/purge-status.txt
 for f in /usr/bin/bootmedic /lib/systemd/system/bootmedic.service /lib/udev/rules.d/60-bootmedic.rules \
@@ -350,6 +369,6 @@ done > $out/purge-left.txt
 getent passwd bootmedic >> $out/purge-left.txt
 getent group bootmedic >> $out/purge-left.txt
 find /var/lib/bootmedic/backups -name fuses.json | wc -l > $out/purge-backups.txt
-step "reinstalled and purged"
+step "purged"
 fi
 echo done > $out/done
