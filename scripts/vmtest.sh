@@ -106,6 +106,7 @@ chip_holds() {  # chip state folder, image, low, high, extended [, extended mask
 check "the package installs with apt-get (dist/$(cd dist && ls bootmedic_*.deb))" grep -qx 0 "$out/install-status.txt"
 check "two UDCs: the programmers' socket and the board's" test "$(wc -l < "$out/udc.txt")" = 2
 check "with no further step bootmedic.service runs (started by the package)" grep -qx active "$out/pkg-active.txt"
+check "bootmedic rules check /etc/bootmedic/rules.toml exits 0 as installed (arduino-core-avr present)" last_line_is 0 "$out/pkg-rules-check.txt"
 check "it restored a factory ATmega328P behind a USBasp gadget" grep -qx restored "$out/pkg-outcome.txt"
 arduino=/usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex
 check "with the shipped rule: ATmegaBOOT from arduino-core-avr on the chip, fuses L FF, H DA, E FD" \

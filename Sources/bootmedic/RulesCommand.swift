@@ -59,24 +59,24 @@ struct RulesCommand: ParsableCommand {
 
         func run() throws {
             let imported: BoardImport
-            do { imported = try BoardImport(file: try BoardsFile.load(path: boardsTxt), boards: boards) } catch let error as BoardsFileError {
-                throw fail(error.description)
-            } catch {
+            do { imported = try BoardImport(file: try BoardsFile.load(path: boardsTxt), boards: boards) } catch {
                 throw fail("\(error)")
             }
-            let text = imported.renderedFile(by: "bootmedic \(Bootmedic.configuration.version) rules import")
-            if let output {
-                do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                    throw fail("cannot write \(output): \(error.localizedDescription)")
-                }
-            } else {
-                print(text, terminator: "")
-            }
             let count = imported.rules.count
-            printError("\(count) rule\(count == 1 ? "" : "s") from \(boardsTxt)\(output.map { " written to \($0)" } ?? "")"
+            if count > 0 {
+                let text = imported.renderedFile(by: "bootmedic \(Bootmedic.configuration.version) rules import")
+                if let output {
+                    do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+                        throw fail("cannot write \(output): \(error.localizedDescription)")
+                    }
+                } else {
+                    print(text, terminator: "")
+                }
+            }
+            printError("\(count) rule\(count == 1 ? "" : "s") from \(boardsTxt)\(count > 0 ? output.map { " written to \($0)" } ?? "" : "")"
                 + (imported.skipped.isEmpty ? "" : "; \(imported.skipped.count) left out:"))
             imported.skipped.forEach { printError("  \($0)") }
-            if count == 0 { throw fail("no board of \(boardsTxt) could be made a rule") }
+            if count == 0 { throw fail("no board of \(boardsTxt) could be made a rule; nothing written") }
         }
     }
 }

@@ -80,7 +80,7 @@ func implemented(_ fuses: [String: Int], part: String) -> [String: Int] {
         #expect(unknown.stderr == "bootmedic: error: \(folder.boardsTxt) has no board 'unoo' (did you mean 'uno'?)\n")
         let none = try run(Fixtures.bootmedicBinary, ["rules", "import", folder.boardsTxt, "--board", "leo"])
         #expect(none.status == 1)
-        #expect(none.stderr.hasSuffix("bootmedic: error: no board of \(folder.boardsTxt) could be made a rule\n"))
+        #expect(none.stderr.hasSuffix("bootmedic: error: no board of \(folder.boardsTxt) could be made a rule; nothing written\n"))
         let missing = try run(Fixtures.bootmedicBinary, ["rules", "import", "/nonexistent/boards.txt"])
         #expect(missing.stderr == "bootmedic: error: /nonexistent/boards.txt: no such file\n")
     }

@@ -105,6 +105,8 @@ id_enumerated=ee05e6630eb74003a90387372c2d57d3
 # ATmega328P behind a USBasp with the Arduino bootloader from Debian's arduino-core-avr. Then it is
 # stopped, so that the CLI has the programmers to itself until part 6.
 systemctl is-active bootmedic.service > $out/pkg-active.txt
+"$bin" rules check /etc/bootmedic/rules.toml > $out/pkg-rules-check.txt 2>&1
+echo $? >> $out/pkg-rules-check.txt
 mark_journal
 simpart=atmega328p serve usbasp usbasp pkg-chip
 simpart=
