@@ -34,11 +34,22 @@ public struct FirmwareFile: Sendable {
     public let contents: [UInt8]
     public let image: MemoryImage
 
+    /// The largest file read: an Intel HEX file of 64 MiB holds about 23 MiB of data, ten times the
+    /// largest flash of any part here.
+    public static let maximumFileSize = 64 << 20
+
     /// Loads `path`; raw binaries are placed at `binaryBase`.
     public init(path: String, binaryBase: UInt32 = 0) throws(FirmwareFileError) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw .missing(path: path) }
         if isDirectory.boolValue { throw .unreadable(path: path, reason: "it is a directory") }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
+            throw .unreadable(path: path, reason: "not a regular file")
+        }
+        if let size = (attributes?[.size] as? NSNumber)?.intValue, size > Self.maximumFileSize {
+            throw .unreadable(path: path, reason: "it is \(size) bytes; a firmware file may be at most \(Self.maximumFileSize >> 20) MiB")
+        }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw .unreadable(path: path, reason: Self.reason(error, path: path))

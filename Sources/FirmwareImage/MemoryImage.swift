@@ -98,12 +98,15 @@ public struct MemoryImage: Equatable, Hashable, Sendable {
         let end = start + UInt64(bytes.count)
         guard end <= 1 << 32 else { throw .beyondAddressSpace(address: end - 1) }
 
-        // Fast path: appending right after the last segment, as HEX files do.
-        if let last = segments.last, last.endAddress == start {
+        // Fast path: appending right after the last segment, as HEX files do. Only the end address is
+        // read first: a copy of the segment kept alive here would make the append copy its bytes, and
+        // reading a file quadratic.
+        let lastEnd = segments.last?.endAddress
+        if lastEnd == start {
             segments[segments.count - 1].bytes.append(contentsOf: bytes)
             return
         }
-        if let last = segments.last, last.endAddress < start {
+        if let lastEnd, lastEnd < start {
             segments.append(Segment(address: address, bytes: bytes))
             return
         }

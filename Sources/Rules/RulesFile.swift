@@ -14,10 +14,16 @@ public struct RulesLoadResult: Sendable {
 /// Reads the TOML rules file into a ``RuleSet``, checking every key's name and type.
 public enum RulesFile {
     public static let defaultBackupDirectory = "/var/lib/bootmedic/backups"
+    /// The largest rules file read (a bench's rules take a few KiB; the shipped file is 10 KiB).
+    public static let maximumFileSize = 1 << 20
 
     /// Loads `path`. Relative firmware paths resolve against `firmwareDirectory` if given, else the file's
     /// `[defaults] firmware_dir`, else the rules file's own folder.
     public static func load(path: String, firmwareDirectory: String? = nil) -> RulesLoadResult {
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, size > maximumFileSize {
+            return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: nil, severity: .error, rule: nil,
+                message: "the file is \(size) bytes; a rules file may be at most \(maximumFileSize >> 20) MiB")])
+        }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it as UTF-8 text" : "no such file"

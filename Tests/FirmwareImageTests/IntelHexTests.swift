@@ -151,3 +151,19 @@ let eof = ":00000001FF"
         }
     }
 }
+
+@Suite struct FirmwareFileLimitTests {
+    @Test func specialFilesAreRefusedAsNotRegular() {
+        #expect(throws: FirmwareFileError.unreadable(path: "/dev/null", reason: "not a regular file")) { try FirmwareFile(path: "/dev/null") }
+        #expect(throws: FirmwareFileError.missing(path: "/nonexistent/x.hex")) { try FirmwareFile(path: "/nonexistent/x.hex") }
+    }
+
+    /// A 1 MiB contiguous image goes through HEX and back as one segment (records appended in place).
+    @Test func oneMiBRoundTrip() throws {
+        let image = try MemoryImage(bytes: garbage(1 << 20), at: 0)
+        let back = try IntelHex.parse(IntelHex.format(image))
+        #expect(back.segments.count == 1)
+        #expect(back.bytes(in: 0..<(1 << 20)) == image.bytes(in: 0..<(1 << 20)))
+    }
+}
+

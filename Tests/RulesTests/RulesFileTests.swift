@@ -1,3 +1,4 @@
+import Foundation
 import Parts
 import Rules
 import TestSupport
@@ -159,5 +160,15 @@ func problems(_ text: String) -> [String] {
         let m328p = PartCatalog.avrParts.first { $0.id == "atmega328p" }!
         #expect(pick(TargetContext(avrPart: m328p, signature: m328p.signature, programmer: .usbasp)) == nil)
         #expect(set.rule(named: "tiny")?.match.serial == "T1")
+    }
+
+    @Test func aRulesFileOverOneMiBIsRefusedWithItsSize() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("big.toml").path
+        try ("a = [" + Array(repeating: "1", count: 600_000).joined(separator: ",") + "]\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let loaded = RulesFile.load(path: path)
+        #expect(loaded.ruleSet == nil)
+        #expect(loaded.problems.map(\.message) == ["the file is 1200006 bytes; a rules file may be at most 1 MiB"])
     }
 }

@@ -119,4 +119,35 @@ import Testing
             #expect(error.description == testCase.1, "input: \(testCase.0)")
         }
     }
+
+    /// Hostile nesting ends in a message, not in a stack overflow (issue 14: 3,300 arrays crashed it).
+    @Test func nestingHasALimit() throws {
+        let deep = "x = " + String(repeating: "[", count: 3300) + String(repeating: "]", count: 3300)
+        #expect(throws: TOMLError.self) { try TOMLParser.parse(deep) }
+        do { _ = try TOMLParser.parse(deep) } catch {
+            #expect(error.description == "1:69: arrays and inline tables are nested more than 64 deep here")
+        }
+        let inline = "x = " + String(repeating: "{a = ", count: 1300) + "1" + String(repeating: "}", count: 1300)
+        do { _ = try TOMLParser.parse(inline); Issue.record("accepted") } catch {
+            #expect(error.message == "arrays and inline tables are nested more than 64 deep here")
+        }
+        let dotted = (0...64).map { "k\($0)" }.joined(separator: ".") + " = 1"
+        do { _ = try TOMLParser.parse(dotted); Issue.record("accepted") } catch {
+            #expect(error.message == "the key has more than 64 dotted parts")
+        }
+        // 64 levels are still read.
+        let allowed = "x = " + String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
+        #expect(throws: Never.self) { try TOMLParser.parse(allowed) }
+    }
+
+    @Test func manyKeysAreFoundAndDuplicatesStillRefused() throws {
+        let text = (0..<20_000).map { "k\($0) = \($0)" }.joined(separator: "\n")
+        let table = try TOMLParser.parse(text)
+        #expect(table.entries.count == 20_000)
+        guard case let .integer(v)? = table["k19999"]?.value else { Issue.record("k19999 missing"); return }
+        #expect(v == 19_999)
+        do { _ = try TOMLParser.parse(text + "\nk5 = 1"); Issue.record("accepted") } catch {
+            #expect(error.message == "duplicate key 'k5' (first on line 6)")
+        }
+    }
 }

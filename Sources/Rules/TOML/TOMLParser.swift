@@ -3,10 +3,16 @@
 /// floats, booleans and arrays. Dates and times are refused with a clear message.
 /// Every node keeps its line and column.
 public struct TOMLParser {
+    /// How deep arrays, inline tables and dotted keys may nest (a rules file needs three levels); deeper
+    /// input is refused with a message instead of exhausting the stack.
+    public static let maximumNesting = 64
+
     private let text: [Unicode.Scalar]
     private var index = 0
     private var line = 1
     private var lineStart = 0
+    /// Arrays and inline tables open around the value being read.
+    private var nesting = 0
 
     /// Parses `source` into its root table.
     public static func parse(_ source: String) throws(TOMLError) -> TOMLTable {
@@ -102,7 +108,7 @@ public struct TOMLParser {
             } else {
                 let child = Builder(position: start, origin: last ? .header : .implicit)
                 node.children[part.key] = child
-                node.table.entries.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: start)))
+                node.table.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: start)))
                 node = child
             }
         }
@@ -119,7 +125,7 @@ public struct TOMLParser {
             throw error("'\(last.key)' is already defined as something other than an array of tables", at: last.position)
         } else {
             parent.arrays[last.key] = [element]
-            parent.table.entries.append(.init(key: last.key, keyPosition: last.position, node: TOMLNode(value: .array([]), position: start)))
+            parent.table.append(.init(key: last.key, keyPosition: last.position, node: TOMLNode(value: .array([]), position: start)))
         }
         return element
     }
@@ -137,7 +143,7 @@ public struct TOMLParser {
             } else {
                 let child = Builder(position: part.position, origin: .implicit)
                 node.children[part.key] = child
-                node.table.entries.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: part.position)))
+                node.table.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: part.position)))
                 node = child
             }
         }
@@ -166,7 +172,7 @@ public struct TOMLParser {
             } else {
                 let child = Builder(position: part.position, origin: .dotted)
                 target.children[part.key] = child
-                target.table.entries.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: part.position)))
+                target.table.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: part.position)))
                 target = child
             }
         }
@@ -180,7 +186,7 @@ public struct TOMLParser {
             child.table = inline
             target.children[last.key] = child
         }
-        target.table.entries.append(.init(key: last.key, keyPosition: last.position, node: node))
+        target.table.append(.init(key: last.key, keyPosition: last.position, node: node))
     }
 
     // MARK: Keys
@@ -189,6 +195,9 @@ public struct TOMLParser {
         var parts: [(key: String, position: SourcePosition)] = []
         while true {
             let start = position
+            if parts.count == Self.maximumNesting {
+                throw error("the key has more than \(Self.maximumNesting) dotted parts", at: start)
+            }
             parts.append((try simpleKey(), start))
             skipSpaces()
             guard peek() == "." else { return parts }
@@ -219,6 +228,13 @@ public struct TOMLParser {
     private mutating func value() throws(TOMLError) -> TOMLNode {
         let start = position
         guard let c = peek() else { throw error("expected a value, found the end of the file", at: start) }
+        if c == "[" || c == "{" {
+            guard nesting < Self.maximumNesting else {
+                throw error("arrays and inline tables are nested more than \(Self.maximumNesting) deep here", at: start)
+            }
+            nesting += 1
+        }
+        defer { if c == "[" || c == "{" { nesting -= 1 } }
         switch c {
         case "\"":
             return TOMLNode(value: .string(try basicString()), position: start)

@@ -49,14 +49,22 @@ public struct TOMLTable: Sendable {
     }
 
     public internal(set) var entries: [Entry] = []
+    /// Where each key's entry is, so that a table of many keys is built and read in linear time.
+    private var indexByKey: [String: Int] = [:]
     /// Where the table was opened (its header, or the `{` of an inline table).
     public let position: SourcePosition
 
     public init(position: SourcePosition) { self.position = position }
 
-    public subscript(key: String) -> TOMLNode? { entries.first { $0.key == key }?.node }
+    public subscript(key: String) -> TOMLNode? { indexByKey[key].map { entries[$0].node } }
 
-    public func entry(_ key: String) -> Entry? { entries.first { $0.key == key } }
+    public func entry(_ key: String) -> Entry? { indexByKey[key].map { entries[$0] } }
+
+    /// Adds an entry; the parser has checked that its key is new.
+    mutating func append(_ entry: Entry) {
+        indexByKey[entry.key] = entries.count
+        entries.append(entry)
+    }
 
     public var keys: [String] { entries.map(\.key) }
 }
