@@ -12,6 +12,8 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
     case wrongPart = "wrong-part"
     /// The target loses contact after half of the pages are written.
     case targetVanishes = "target-vanishes"
+    /// The chip answers programming enable after the erase, but the last signature byte comes back wrong.
+    case garbledAfterErase = "garbled-after-erase"
     /// The programmer is pulled from USB in the middle of the flash write.
     case programmerUnplugged = "programmer-unplugged"
     /// The programmer stops answering in the middle of the flash write.
@@ -46,6 +48,7 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
         case .misoLow: return "MISO shorted low"
         case .wrongPart: return "the chip answers another part's signature"
         case .targetVanishes: return "the target loses contact halfway through the flash write"
+        case .garbledAfterErase: return "after the chip erase the chip answers, but its signature's last byte reads wrong"
         case .programmerUnplugged: return "the programmer is unplugged halfway through the flash write"
         case .programmerHangs: return "the programmer stops answering halfway through the flash write"
         case .flippedBit: return "one read-back returns a flipped bit, once"
@@ -102,6 +105,7 @@ public final class SimulatedBench {
                 ?? Signature(0x1E, 0x95, 0x0F)
         }
         if faults.contains(.targetVanishes) { chip.vanishAfterPageWrites = max(1, imagePages / 2) }
+        if faults.contains(.garbledAfterErase) { chip.signatureAfterErase = Signature(part.signature.bytes[0], part.signature.bytes[1], part.signature.bytes[2] ^ 0x10) }
         if faults.contains(.flippedBit) { chip.flipNextReadOfWrittenFlash = true }
         let midWrite = max(1, imagePages / 2)
         if let stlinkOnly = faults.first(where: { [.swappedWires, .noPower, .oldFirmware, .clone].contains($0) }) {

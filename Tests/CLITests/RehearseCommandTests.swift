@@ -68,6 +68,8 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         ("no-target", 3, "bootmedic: error: no target answers: programming enable got no echo at any SCK down to 4 kHz"),
         ("wrong-part", 6, "bootmedic: error: the chip's signature 0x1E9502 is ATmega32A, but rule 'pro-micro-5v' is for ATmega32U4; nothing was written"),
         ("target-vanishes", 3, "bootmedic: error: the target stopped answering while verifying flash (its signature now reads 0xFFFFFF)"),
+        // After the erase the whole signature is read again, not only the byte programming enable echoes.
+        ("garbled-after-erase", 3, "bootmedic: error: the target stopped answering while erasing (its signature now reads 0x1E9597)"),
         ("programmer-unplugged", 4, "bootmedic: error: the programmer disappeared from USB while writing flash at 0x7fe0 (unplugged?)"),
         ("programmer-hangs", 4, "bootmedic: error: the programmer stopped answering while writing flash at 0x7fe0 (no reply within 5000 ms)"),
         ("stuck-bit", 8, "bootmedic: error: verification failed at 0x7001: wrote 0xC0, read 0xC4 twice"),

@@ -105,6 +105,8 @@ public final class AVRISPTarget: RestoreTarget {
     public func erase(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let part = try identified()
         try isp { () throws(ISPError) in try programmer.chipErase(part: part) }
+        // Programming enable answered again; the whole signature says it is still the same chip.
+        try checkTargetStillThere(during: .erase)
         return StepOutcome(bytes: part.flash.size, "flash\(eepromSurvivesErase(part) ? "" : ", EEPROM") and lock bits erased")
     }
 
@@ -282,7 +284,7 @@ public final class AVRISPTarget: RestoreTarget {
         return StepOutcome(bytes: bytes.count, "\(bytes.count) bytes written back")
     }
 
-    /// After a failed read-back: is the chip still on the cable? Its signature tells.
+    /// After the erase or a failed read-back: is the chip still on the cable? Its whole signature tells.
     private func checkTargetStillThere(during step: RecoveryStep) throws(RecoveryError) {
         let now = try? programmer.readSignature()
         if now != signature {

@@ -37,6 +37,8 @@ public final class SimulatedAVR {
     public var flipNextReadOfWrittenFlash = false
     /// Fault: this flash address has a cell stuck at 1 in bit 0x04 that programming cannot clear.
     public var stuckBitAddress: UInt32?
+    /// Fault: the signature the chip answers from its next chip erase on.
+    public var signatureAfterErase: Signature?
 
     public private(set) var isResetHeld = false
     public private(set) var isProgramming = false
@@ -249,6 +251,7 @@ public final class SimulatedAVR {
         }
         storedLock = part.lock.implementedMask
         writtenPages = []
+        if let garbled = signatureAfterErase { answeredSignature = garbled }
         busyUntil = clock.now + UInt64(part.times.chipErase) * 1000
     }
 
