@@ -66,9 +66,7 @@ struct DevicesCommand: ParsableCommand {
         func run() throws {
             let text = UdevRules.render(try source.catalog())
             guard let output else { return print(text, terminator: "") }
-            do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                throw fail("cannot write \(output): \(error.localizedDescription)")
-            }
+            try writeOutput(text, to: output)
         }
     }
 }

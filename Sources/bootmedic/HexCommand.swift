@@ -84,9 +84,7 @@ struct HexCommand: ParsableCommand {
             do { merged = try MemoryImage.merging(application: app.image, bootloader: boot.image) } catch {
                 throw fail("cannot merge \(application) with \(bootloader): \(error)")
             }
-            do { try IntelHex.format(merged).write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                throw fail("cannot write \(output): \(error.localizedDescription)")
-            }
+            try writeOutput(IntelHex.format(merged), to: output)
             print("\(output): \(merged.byteCount) bytes (\(app.image.byteCount) application + \(boot.image.byteCount) bootloader)")
         }
     }

@@ -55,3 +55,22 @@ func hex(_ value: UInt64, width: Int = 4) -> String {
     let digits = String(value, radix: 16, uppercase: true)
     return "0x" + String(repeating: "0", count: max(0, width - digits.count)) + digits
 }
+
+/// Writes `text` to `path` for an `-o` option: a new file, or one replacing a regular file whole (written
+/// beside it and renamed into place). A device node, FIFO or folder at `path` is refused: an atomic
+/// write would replace it with a regular file.
+func writeOutput(_ text: String, to path: String) throws {
+    if let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType, type != .typeRegular {
+        throw fail("\(path) is not a regular file; -o writes only a new file or replaces a regular one")
+    }
+    do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+        // Foundation's own error text names its error domain; say what is wrong in the file system's terms.
+        let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        var isFolder: ObjCBool = false
+        let reason = !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) ? "there is no folder \(folder)"
+            : !isFolder.boolValue ? "\(folder) is not a folder"
+            : !FileManager.default.isWritableFile(atPath: folder) ? "the folder \(folder) is not writable" : "the write failed"
+        throw fail("cannot write \(path): \(reason)")
+    }
+}
+

@@ -66,9 +66,7 @@ struct RulesCommand: ParsableCommand {
             if count > 0 {
                 let text = imported.renderedFile(by: "bootmedic \(Bootmedic.configuration.version) rules import")
                 if let output {
-                    do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                        throw fail("cannot write \(output): \(error.localizedDescription)")
-                    }
+                    try writeOutput(text, to: output)
                 } else {
                     print(text, terminator: "")
                 }

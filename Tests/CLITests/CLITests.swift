@@ -1,3 +1,4 @@
+import FirmwareImage
 import Foundation
 import TestSupport
 import Testing
@@ -215,3 +216,30 @@ func intelhexView(of path: String) throws -> [String: Any] {
         #expect(result.stdout.hasPrefix("/nonexistent/rules.toml: error: no such file\n"))
     }
 }
+
+/// `-o` writes a new file or replaces a regular one; a device node, FIFO or folder is never replaced.
+@Suite struct OutputOptionTests {
+    @Test func specialFilesAreNotReplaced() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = dir.appendingPathComponent("app.hex").path, boot = dir.appendingPathComponent("boot.hex").path
+        try IntelHex.format(MemoryImage(bytes: garbage(256), at: 0)).write(toFile: app, atomically: true, encoding: .utf8)
+        try IntelHex.format(MemoryImage(bytes: garbage(256, seed: 3), at: 0x7000)).write(toFile: boot, atomically: true, encoding: .utf8)
+        let merged = try bootmedic("hex", "merge", app, boot, "-o", "/dev/null")
+        #expect(merged.status == 1)
+        #expect(merged.stderr == "bootmedic: error: /dev/null is not a regular file; -o writes only a new file or replaces a regular one\n")
+        #expect((try FileManager.default.attributesOfItem(atPath: "/dev/null")[.type] as? FileAttributeType) == .typeCharacterSpecial)
+        let fifo = dir.appendingPathComponent("fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(try bootmedic("devices", "udev-rules", "-o", fifo).status == 1)
+        #expect((try FileManager.default.attributesOfItem(atPath: fifo)[.type] as? FileAttributeType) != .typeRegular, "the FIFO is still there")
+        let missing = try bootmedic("devices", "udev-rules", "-o", dir.path + "/no/such/x.rules")
+        #expect(missing.stderr == "bootmedic: error: cannot write \(dir.path)/no/such/x.rules: there is no folder \(dir.path)/no/such\n")
+        // A regular file is replaced whole.
+        let out = dir.appendingPathComponent("merged.hex").path
+        try "old".write(toFile: out, atomically: true, encoding: .utf8)
+        #expect(try bootmedic("hex", "merge", app, boot, "-o", out).status == 0)
+        #expect(try FirmwareFile(path: out).image.byteCount == 512)
+    }
+}
+
