@@ -46,7 +46,6 @@ extension Rule {
         let isSTM32: Bool
         if case .stm32? = part { isSTM32 = true } else { isSTM32 = false }
         func load(_ reference: FirmwareReference) throws(RuleFirmwareError) -> FirmwareFile {
-            if !isSTM32, FirmwareFile.format(ofPath: reference.path) == .binary { throw .binaryForAVR(path: reference.path) }
             let file: FirmwareFile
             do { file = try FirmwareFile(path: reference.path, binaryBase: isSTM32 ? STM32Chip.flashBase : 0) } catch {
                 if case .missing = error {
@@ -54,6 +53,8 @@ extension Rule {
                 }
                 throw .file(error)
             }
+            // After the read, so that a missing file is reported as missing whatever its name.
+            if !isSTM32, file.format == .binary { throw .binaryForAVR(path: reference.path) }
             if let pinned = reference.sha256, pinned != file.sha256 {
                 throw .digestMismatch(path: reference.path, pinned: pinned, actual: file.sha256)
             }

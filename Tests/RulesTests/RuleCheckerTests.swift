@@ -65,6 +65,8 @@ func check(_ text: String, files: [String: String] = [:]) throws -> [String] {
         #expect(try check(unpinned).contains("rules.toml:4:14: error: [r] /nonexistent/Caterina-promicro8.hex: no such file; a file of this name is Caterina for the SparkFun Pro Micro 3V3/8MHz, from sparkfun/Arduino_Boards on GitHub, sparkfun/avr/bootloaders/caterina/ (or SparkFun's board package in an Arduino IDE)"))
         let unknown = "[[rule]]\nname = \"r\"\nmatch = { part = \"atmega32u4\" }\nbootloader = \"/nonexistent/boot.hex\"\n"
         #expect(try check(unknown).contains("rules.toml:4:14: error: [r] /nonexistent/boot.hex: no such file"))
+        // A missing file is missing whatever its name says about its format.
+        #expect(try check(unknown.replacingOccurrences(of: "boot.hex", with: "boot")).contains("rules.toml:4:14: error: [r] /nonexistent/boot: no such file"))
 
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
