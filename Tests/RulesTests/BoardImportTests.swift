@@ -73,3 +73,26 @@ import Testing
         #expect(rule.summary == "Say \"hi\" \\ bye")
     }
 }
+
+/// The table of known bootloaders is data that must match the files: every pinned digest is checked
+/// against the file where this machine has it (the shared firmware folder, Debian's arduino-core-avr).
+@Suite struct KnownBootloaderTests {
+    @Test func everyPinnedDigestMatchesItsFile() throws {
+        let debian = "/usr/share/arduino/hardware/arduino/avr/bootloaders"
+        var checked = 0
+        for entry in KnownBootloaders.all {
+            guard let pinned = entry.sha256 else { continue }
+            let candidates = [Fixtures.firmware(entry.fileName)]
+                + ((try? FileManager.default.subpathsOfDirectory(atPath: debian)) ?? [])
+                    .filter { $0.hasSuffix("/" + entry.fileName) }.map { debian + "/" + $0 }
+            guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else { continue }
+            #expect(try FirmwareFile(path: path).sha256 == pinned, "\(entry.fileName) at \(path)")
+            checked += 1
+        }
+        let pinnedCount = KnownBootloaders.all.filter { $0.sha256 != nil }.count
+        if Fixtures.hasFirmware, FileManager.default.fileExists(atPath: debian) {
+            #expect(checked == pinnedCount, "every pinned file is on a CI machine")
+        }
+        #expect(KnownBootloaders.entry(forPath: "/x/Caterina-promicro16.hex", pinned: nil)?.summary == "Caterina for the SparkFun Pro Micro 5V/16MHz")
+    }
+}

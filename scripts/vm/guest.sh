@@ -18,7 +18,7 @@ deb=$(ls "$repo"/dist/bootmedic_*.deb | head -1)
 # man-db's trigger would index every manual page of the host over 9p (minutes under TCG); a bench PC
 # does it on its own disk in a second.
 rm -f /var/lib/man-db/auto-update
-DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" > $out/install.log 2>&1
+DEBIAN_FRONTEND=noninteractive timeout 180 apt-get install -y "$deb" > $out/install.log 2>&1
 echo $? > $out/install-status.txt
 bin=/usr/bin/bootmedic
 guide="$repo/config/examples/guide-rules.toml"
@@ -183,11 +183,11 @@ if part 3; then
 # started directly, on the system bus, logging what its port filter decides).
 mm=
 if command -v ModemManager >/dev/null; then
-  systemctl start dbus.socket dbus.service 2>/dev/null
+  timeout 30 systemctl start dbus.socket dbus.service 2>/dev/null
   ModemManager --log-level=DEBUG --log-file=$out/mm.log &
   mm=$!
-  for _ in $(seq 100); do mmcli -L > /dev/null 2>&1 && break; sleep 0.2; done
-  mmcli -L > $out/mm-before.txt 2>&1
+  for _ in $(seq 60); do timeout 5 mmcli -L > /dev/null 2>&1 && break; sleep 0.2; done
+  timeout 10 mmcli -L > $out/mm-before.txt 2>&1
 fi
 serve uno stk500v1 uno-chip --tty "$uno_tty"
 plug uno "$udc0"
@@ -216,8 +216,10 @@ avrdude -c stk500v1 -P "$acm" -b 19200 -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Cat
 echo $? > $out/uno-avrdude-status.txt
 step "avrdude -c stk500v1 verify"
 if [ -n "$mm" ]; then
-  mmcli -L > $out/mm-after.txt 2>&1
-  kill $mm; wait $mm
+  timeout 10 mmcli -L > $out/mm-after.txt 2>&1
+  kill $mm
+  for _ in $(seq 50); do kill -0 $mm 2>/dev/null || break; sleep 0.1; done
+  kill -9 $mm 2>/dev/null; wait $mm
   step "ModemManager left the Uno alone"
 fi
 unserve; unplug uno
@@ -358,11 +360,11 @@ fi
 if part 7; then
 echo "# edited on this bench" >> /etc/bootmedic/rules.toml
 reinstall=$(md5sum < /etc/bootmedic/rules.toml)
-DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" > $out/reinstall.log 2>&1
+DEBIAN_FRONTEND=noninteractive timeout 180 dpkg -i "$deb" > $out/reinstall.log 2>&1
 echo $? > $out/reinstall-status.txt
 [ "$(md5sum < /etc/bootmedic/rules.toml)" = "$reinstall" ] && echo kept > $out/conffile-kept.txt
 step "reinstalled"
-DEBIAN_FRONTEND=noninteractive apt-get purge -y bootmedic > $out/purge.log 2>&1
+DEBIAN_FRONTEND=noninteractive timeout 180 apt-get purge -y bootmedic > $out/purge.log 2>&1
 echo $? > $out/purge-status.txt
 for f in /usr/bin/bootmedic /lib/systemd/system/bootmedic.service /lib/udev/rules.d/60-bootmedic.rules \
          /usr/lib/sysusers.d/bootmedic.conf /etc/bootmedic; do

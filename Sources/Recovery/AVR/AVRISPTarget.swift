@@ -286,9 +286,10 @@ public final class AVRISPTarget: RestoreTarget {
 
     /// After the erase or a failed read-back: is the chip still on the cable? Its whole signature tells.
     private func checkTargetStillThere(during step: RecoveryStep) throws(RecoveryError) {
-        let now = try? programmer.readSignature()
+        // A programmer that fails here is the programmer's failure, not a vanished target.
+        let now = try isp { () throws(ISPError) in try programmer.readSignature() }
         if now != signature {
-            throw .targetVanished(step: step, detail: "its signature now reads \(now?.description ?? "nothing")")
+            throw .targetVanished(step: step, detail: "its signature now reads \(now)")
         }
     }
 
