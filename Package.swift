@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "FirmwareImage"),
         .target(name: "Transport", dependencies: ["CLibUSB"]),
         .target(name: "Parts", dependencies: ["FirmwareImage"]),
-        .target(name: "Rules", dependencies: ["DeviceCatalog", "FirmwareImage", "Parts"]),
+        .target(name: "Rules", dependencies: ["BenchModel", "DeviceCatalog", "FirmwareImage", "Parts"]),
         .target(name: "AVRISP", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "STLink", dependencies: ["DeviceCatalog", "Parts", "Transport"]),
         .target(name: "DeviceTrace", dependencies: ["Transport"]),

@@ -13,6 +13,7 @@ packages=(
   systemd              # journald, journalctl, systemd-analyze for the agent's tests
   udev                 # udevadm, to check the rules file
   arduino-core-avr     # the Arduino bootloaders and boards.txt the shipped rules and `rules import` use
+  golang-github-burntsushi-toml-dev  # the toml-test corpus (valid and invalid TOML 1.0 documents) the parser is tested on
 )
 # `--deb` adds what `make deb` builds and checks the package with.
 if [ "${1:-}" = "--deb" ]; then

@@ -1,5 +1,5 @@
 // The shared vocabulary of a repair bench: what kinds of programmer exist and how USB ids are written.
-// Rules, drivers and the agent all speak it; it knows nothing else.
+// Rules, drivers and the agent all speak it, and show outside text in messages the same way; it knows nothing else.
 
 /// The kinds of programmer bootmedic drives. The raw values are the names rules and the command line use
 /// (avrdude's `-c` names, plus `stlink`).

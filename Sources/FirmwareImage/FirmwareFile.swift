@@ -40,22 +40,11 @@ public struct FirmwareFile: Sendable {
 
     /// Loads `path`; raw binaries are placed at `binaryBase`.
     public init(path: String, binaryBase: UInt32 = 0) throws(FirmwareFileError) {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw .missing(path: path) }
-        if isDirectory.boolValue { throw .unreadable(path: path, reason: "it is a directory") }
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
-            throw .unreadable(path: path, reason: "not a regular file")
-        }
-        if let size = (attributes?[.size] as? NSNumber)?.intValue, size > Self.maximumFileSize {
-            throw .unreadable(path: path, reason: "it is \(size) bytes; a firmware file may be at most \(Self.maximumFileSize >> 20) MiB")
-        }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(path: path, reason: Self.reason(error, path: path))
+        do { contents = try InputFile.contents(of: path, maximumSize: Self.maximumFileSize) } catch {
+            if error == .missing { throw .missing(path: path) }
+            throw .unreadable(path: path, reason: error.description)
         }
         self.path = path
-        self.contents = [UInt8](data)
         self.format = Self.format(ofPath: path)
         switch format {
         case .intelHex:
@@ -73,14 +62,4 @@ public struct FirmwareFile: Sendable {
 
     /// The sha256 of the file's bytes.
     public var sha256: SHA256Digest { SHA256Digest(of: contents) }
-
-    static func reason(_ error: Error, path: String) -> String {
-        if !FileManager.default.fileExists(atPath: path) { return "No such file or directory" }
-        if !FileManager.default.isReadableFile(atPath: path) { return "Permission denied" }
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return ns.localizedDescription
-    }
 }

@@ -1,3 +1,4 @@
+import BenchModel
 import Parts
 
 /// One problem in a rules file, located to its line.
@@ -12,12 +13,13 @@ public struct RuleProblem: Hashable, Sendable, Codable, CustomStringConvertible 
     public let message: String
 
     public init(file: String, position: SourcePosition?, severity: Severity, rule: String?, message: String) {
-        self.file = file
+        // A rule's name, a key or a value quoted from the file is shown escaped.
+        self.file = file.escapedForDisplay
         self.line = position?.line ?? 0
         self.column = position?.column ?? 0
         self.severity = severity
-        self.rule = rule
-        self.message = message
+        self.rule = rule?.escapedForDisplay
+        self.message = message.escapedForDisplay
     }
 
     /// "config/rules.toml:12:14: error: [pro-micro-5v] unknown part 'atmega32u5'", as compilers print it.

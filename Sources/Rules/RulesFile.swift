@@ -20,25 +20,30 @@ public enum RulesFile {
     /// Loads `path`. Relative firmware paths resolve against `firmwareDirectory` if given, else the file's
     /// `[defaults] firmware_dir`, else the rules file's own folder.
     public static func load(path: String, firmwareDirectory: String? = nil) -> RulesLoadResult {
-        if let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, size > maximumFileSize {
-            return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: nil, severity: .error, rule: nil,
-                message: "the file is \(size) bytes; a rules file may be at most \(maximumFileSize >> 20) MiB")])
+        func refused(_ message: String, at position: SourcePosition? = nil) -> RulesLoadResult {
+            RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: position, severity: .error, rule: nil, message: message)])
         }
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it as UTF-8 text" : "no such file"
-            return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: nil, severity: .error, rule: nil, message: reason)])
+        let bytes: [UInt8]
+        do { bytes = try InputFile.contents(of: path, maximumSize: maximumFileSize) } catch {
+            if case let .tooLarge(size, _) = error { return refused("the file is \(size) bytes; a rules file may be at most \(maximumFileSize >> 20) MiB") }
+            return refused(error.description)
         }
-        return parse(text, path: path, firmwareDirectory: firmwareDirectory)
+        let root: TOMLTable
+        do { root = try TOMLParser.parse(utf8: bytes) } catch { return refused(error.message, at: error.position) }
+        return decode(root, path: path, firmwareDirectory: firmwareDirectory)
     }
 
     /// Parses rules from `text`, reporting problems against `path`.
     public static func parse(_ text: String, path: String, firmwareDirectory: String? = nil) -> RulesLoadResult {
-        var decoder = Decoder(path: path)
         let root: TOMLTable
         do { root = try TOMLParser.parse(text) } catch {
             return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: error.position, severity: .error, rule: nil, message: error.message)])
         }
+        return decode(root, path: path, firmwareDirectory: firmwareDirectory)
+    }
+
+    private static func decode(_ root: TOMLTable, path: String, firmwareDirectory: String?) -> RulesLoadResult {
+        var decoder = Decoder(path: path)
         let set = decoder.ruleSet(root, firmwareDirectory: firmwareDirectory)
         return RulesLoadResult(ruleSet: set, problems: decoder.problems)
     }

@@ -63,9 +63,10 @@ public struct VirtualBenchScenario: Sendable {
 
     /// Reads a scenario file, naming the line of anything it does not understand.
     public static func load(path: String) throws(VirtualBenchError) -> VirtualBenchScenario {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .file("\(path): cannot read it") }
+        let bytes: [UInt8]
+        do { bytes = try InputFile.contents(of: path, maximumSize: RulesFile.maximumFileSize) } catch { throw .file("\(path): \(error)") }
         let root: TOMLTable
-        do { root = try TOMLParser.parse(text) } catch { throw .file("\(path):\(error.position): \(error.message)") }
+        do { root = try TOMLParser.parse(utf8: bytes) } catch { throw .file("\(path):\(error)") }
         var scenario = VirtualBenchScenario(pollInterval: 0.1, steps: [])
         if case let .float(v)? = root["poll_interval"]?.value { scenario.pollInterval = v }
         if case let .integer(v)? = root["poll_interval"]?.value { scenario.pollInterval = Double(v) }

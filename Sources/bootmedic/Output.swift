@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchModel
 import Foundation
 
 /// `--json` for scripts; people get text by default.
@@ -24,15 +25,15 @@ struct CommandFailure: Error, CustomStringConvertible {
 
 /// Prints "bootmedic: error: …" and exits non-zero; used for every expected failure.
 func fail(_ message: String, code: Int32 = 1) -> ExitCode {
-    fflush(nil)   // all streams: stdout lines come before the error, as they happened
-    FileHandle.standardError.write(Data("bootmedic: error: \(message)\n".utf8))
+    printError("bootmedic: error: \(message)")
     return ExitCode(code)
 }
 
-/// Writes a line to standard error.
-func printError(_ line: String) {
+/// Writes lines to standard error, whatever a path, argument or device quoted in them holds shown escaped.
+func printError(_ text: String) {
     fflush(nil)   // all streams: stdout lines come before the error, as they happened
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(\.escapedForDisplay)
+    FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
 }
 
 /// A byte given on the command line as 0x5E, 5E, $5E or 94.

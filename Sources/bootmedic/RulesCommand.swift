@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchModel
 import Foundation
 import Parts
 import Rules
@@ -29,7 +30,7 @@ struct RulesCommand: ParsableCommand {
             } else {
                 problems.forEach { print($0) }
                 let count = set?.rules.count ?? 0
-                print("\(file): \(count) rule\(count == 1 ? "" : "s"), \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")")
+                print("\(file.escapedForDisplay): \(count) rule\(count == 1 ? "" : "s"), \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")")
             }
             if errors > 0 { throw ExitCode(1) }
         }
@@ -71,7 +72,7 @@ struct RulesCommand: ParsableCommand {
                     print(text, terminator: "")
                 }
             }
-            printError("\(count) rule\(count == 1 ? "" : "s") from \(boardsTxt)\(count > 0 ? output.map { " written to \($0)" } ?? "" : "")"
+            printError("\(count) rule\(count == 1 ? "" : "s") from \(boardsTxt.escapedForDisplay)\(count > 0 ? output.map { " written to \($0)" } ?? "" : "")"
                 + (imported.skipped.isEmpty ? "" : "; \(imported.skipped.count) left out:"))
             imported.skipped.forEach { printError("  \($0)") }
             if count == 0 { throw fail("no board of \(boardsTxt) could be made a rule; nothing written") }

@@ -153,9 +153,23 @@ let eof = ":00000001FF"
 }
 
 @Suite struct FirmwareFileLimitTests {
-    @Test func specialFilesAreRefusedAsNotRegular() {
-        #expect(throws: FirmwareFileError.unreadable(path: "/dev/null", reason: "not a regular file")) { try FirmwareFile(path: "/dev/null") }
+    /// Device nodes, FIFOs and folders are refused by kind before anything is read: a FIFO with no writer
+    /// does not block, /dev/zero does not fill memory, and no Foundation error text reaches the user.
+    @Test func specialFilesAreRefusedAsNotRegular() throws {
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fifo = folder.appendingPathComponent("pipe.hex").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        for (path, kind) in [("/dev/null", "a character device"), ("/dev/zero", "a character device"), (fifo, "a FIFO"), (folder.path, "a folder")] {
+            #expect(throws: FirmwareFileError.unreadable(path: path, reason: "not a regular file (it is \(kind))")) { try FirmwareFile(path: path) }
+        }
         #expect(throws: FirmwareFileError.missing(path: "/nonexistent/x.hex")) { try FirmwareFile(path: "/nonexistent/x.hex") }
+        let locked = folder.appendingPathComponent("locked.hex").path
+        #expect(FileManager.default.createFile(atPath: locked, contents: Data(":00000001FF\n".utf8), attributes: [.posixPermissions: 0]))
+        if getuid() != 0 {
+            #expect(throws: FirmwareFileError.unreadable(path: locked, reason: "Permission denied")) { try FirmwareFile(path: locked) }
+        }
+        #expect(throws: InputFileError.tooLarge(size: 12, limit: 4)) { try InputFile.contents(of: locked, maximumSize: 4) }
     }
 
     /// A 1 MiB contiguous image goes through HEX and back as one segment (records appended in place).

@@ -171,4 +171,21 @@ func problems(_ text: String) -> [String] {
         #expect(loaded.ruleSet == nil)
         #expect(loaded.problems.map(\.message) == ["the file is 1200006 bytes; a rules file may be at most 1 MiB"])
     }
+
+    /// What cannot be a rules file says so by kind or by place, in one printable line.
+    @Test func unreadableRulesFilesSayWhy() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fifo = dir.appendingPathComponent("rules.toml").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let latin1 = dir.appendingPathComponent("latin1.toml").path
+        try Data("# bench\n[[rule]]\nname = \"caf".utf8 + [0xE9] + "\"\n".utf8).write(to: URL(fileURLWithPath: latin1))
+        for (path, expected) in [(fifo, "\(fifo): not a regular file (it is a FIFO)"), ("/dev/null", "/dev/null: not a regular file (it is a character device)"),
+                                 (dir.path + "/none.toml", "\(dir.path)/none.toml: no such file"),
+                                 (latin1, "\(latin1):3:12: invalid UTF-8 (\\xE9): a rules file must be UTF-8 text")] {
+            let loaded = RulesFile.load(path: path)
+            #expect(loaded.ruleSet == nil)
+            #expect(loaded.problems.map(\.description) == [expected.replacingOccurrences(of: ": ", with: ": error: ", options: [], range: expected.range(of: ": "))])
+        }
+    }
 }

@@ -99,14 +99,31 @@ import Testing
         ("a = { x = 1 y = 2 }", "1:13: expected ',' or '}' in the inline table, found 'y'"),
         ("a = { x = 1, x = 2 }", "1:14: duplicate key 'x' (first on line 1)"),
         ("[t]\n[t]", "2:1: table [t] is defined twice (first on line 1)"),
-        ("[t\nx = 1", "1:3: expected ']' to close the table header, found '\n'"),
-        ("[[t]\n", "1:5: expected ']' to close the array-of-tables header [[…]], found '\n'"),
+        ("[t\nx = 1", "1:3: expected ']' to close the table header, found the end of the line"),
+        ("[[t]\n", "1:5: expected ']' to close the array-of-tables header [[…]], found the end of the line"),
         ("t = 1\n[t]", "2:2: 't' already holds a value, not a table"),
         ("[[t]]\n[t]", "2:2: 't' is an array of tables; use [[t]] to add to it"),
         ("t = 1\n[[t]]", "2:3: 't' is already defined as something other than an array of tables"),
         ("t = { a = 1 }\nt.b = 2", "2:1: 't' is a table defined elsewhere; it cannot be extended with a dotted key here"),
         ("a = 1\na.b = 2", "2:1: 'a' already holds a value, not a table"),
-        ("a = \"x\u{01}\"", "1:7: control character U+1 in a string"),
+        ("a = \"x\u{01}\"", "1:7: control character \\x01 in a string (write it as an escape in a basic string)"),
+        // Accepted before the toml-test corpus was run (issue 14).
+        ("a = 0X1", "1:5: '0X1' is not a valid value (strings need quotes)"),
+        ("a = 0x-1", "1:5: '0x-1' is not a valid base-16 integer"),
+        ("a = 0b_1", "1:5: '0b_1' is not a valid base-2 integer"),
+        ("a = 1.e2", "1:5: '1.e2' is not a valid value (strings need quotes)"),
+        ("a = 03.14", "1:5: '03.14' is not a valid value (strings need quotes)"),
+        ("a = 1e_23", "1:5: '1e_23' is not a valid value (strings need quotes)"),
+        ("vendor = buchanan", "1:10: 'buchanan' is not a valid value (strings need quotes)"),
+        ("a = 1 # bell \u{07}", "1:14: control character \\x07 in a comment (write it as an escape in a basic string)"),
+        ("a = 'raw \u{7F}'", "1:10: control character \\x7F in a string (write it as an escape in a basic string)"),
+        ("\"\"\"long\nkey\"\"\" = 1", "1:1: a multi-line string cannot be a key"),
+        ("a = '''x''''''", "1:14: too many quotes: at most two may stand right before the closing '''"),
+        ("a = \"\"\"t\\ t\"\"\"", "1:9: '\\' followed by a space is not a valid escape (a line-ending backslash must end its line)"),
+        ("a = 17:45:00", "1:5: dates and times are not used in a rules file"),
+        // What the input holds is shown escaped: a newline or terminal escape cannot split or colour the message.
+        ("\"k\\u001B[31m\" = 1\n\"k\\u001B[31m\" = 2", "2:1: duplicate key 'k\\x1B[31m' (first on line 1)"),
+        ("a = \r", "1:5: expected a value, found '\\x0D'"),
         ("[]", "1:2: expected a key, found ']'"),
     ]
 
@@ -117,6 +134,30 @@ import Testing
             Issue.record("parsed without error: \(testCase.0)")
         } catch {
             #expect(error.description == testCase.1, "input: \(testCase.0)")
+        }
+    }
+
+    /// A file's bytes are read as UTF-8; the first byte that is not names its line and column.
+    @Test func invalidUTF8IsNamedWithItsPlace() throws {
+        let bytes: [UInt8] = Array("a = 1\nname = \"caf".utf8) + [0xC3, 0x28] + Array("\"\n".utf8)
+        #expect(throws: TOMLError(position: SourcePosition(line: 2, column: 12), message: "invalid UTF-8 (\\xC3): a rules file must be UTF-8 text")) {
+            try TOMLParser.parse(utf8: bytes)
+        }
+        let withMark = try TOMLParser.parse(utf8: [0xEF, 0xBB, 0xBF] + Array("a = 1".utf8))
+        #expect(withMark.keys == ["a"])
+    }
+
+    /// A sub-table header under each `[[rule]]` belongs to that rule (it was "defined twice" for the second).
+    @Test func subTablesRepeatUnderEachArrayElement() throws {
+        let root = try TOMLParser.parse("[[rule]]\nname = \"a\"\n[rule.match]\npart = 1\n[[rule]]\nname = \"b\"\n[rule.match]\npart = 2\n")
+        guard case let .array(rules)? = root["rule"]?.value else { Issue.record("no rules"); return }
+        let parts = rules.compactMap { node -> Int64? in
+            guard case let .table(rule) = node.value, case let .table(match)? = rule["match"]?.value, case let .integer(part)? = match["part"]?.value else { return nil }
+            return part
+        }
+        #expect(parts == [1, 2])
+        #expect(throws: TOMLError(position: SourcePosition(line: 4, column: 1), message: "table [rule.match] is defined twice (first on line 2)")) {
+            try TOMLParser.parse("[[rule]]\n[rule.match]\na = 1\n[rule.match]\n")
         }
     }
 

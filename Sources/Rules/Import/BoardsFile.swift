@@ -1,4 +1,5 @@
 import Foundation
+import FirmwareImage
 
 /// Why a `boards.txt` could not be read.
 public enum BoardsFileError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -48,13 +49,16 @@ public struct BoardsFile: Sendable {
         return (folder.isEmpty ? "." : folder) + "/bootloaders"
     }
 
+    /// The largest boards.txt read (Arduino's own is 50 KiB; a big third-party core's a few hundred).
+    public static let maximumFileSize = 16 << 20
+
     public static func load(path: String) throws(BoardsFileError) -> BoardsFile {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw .unreadable(path: path, reason: "no such file") }
-        if isDirectory.boolValue { throw .unreadable(path: path, reason: "is a folder; give its boards.txt") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path: path, reason: "cannot read it") }
+        let bytes: [UInt8]
+        do { bytes = try InputFile.contents(of: path, maximumSize: maximumFileSize) } catch {
+            throw .unreadable(path: path, reason: error == .notRegular(kind: "a folder") ? "is a folder; give its boards.txt" : error.description)
+        }
         // boards.txt files are UTF-8 in practice; an odd byte in a comment must not stop an import.
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
+        return try parse(String(decoding: bytes, as: UTF8.self), path: path)
     }
 
     public static func parse(_ text: String, path: String) throws(BoardsFileError) -> BoardsFile {

@@ -1,3 +1,5 @@
+import BenchModel
+
 /// A parser for the TOML 1.0 subset a rules file needs: comments, bare/quoted/dotted keys, tables,
 /// arrays of tables, inline tables, basic/literal (multi-line) strings, integers in all four bases,
 /// floats, booleans and arrays. Dates and times are refused with a clear message.
@@ -20,6 +22,39 @@ public struct TOMLParser {
         return try parser.document()
     }
 
+    /// Parses a file's bytes, which must be UTF-8: the first byte that is not is refused with its line and
+    /// column. A leading byte-order mark is skipped.
+    public static func parse(utf8 bytes: some Collection<UInt8>) throws(TOMLError) -> TOMLTable {
+        var parser = TOMLParser(text: try decode(bytes))
+        return try parser.document()
+    }
+
+    private static func decode(_ bytes: some Collection<UInt8>) throws(TOMLError) -> [Unicode.Scalar] {
+        var scalars: [Unicode.Scalar] = []
+        scalars.reserveCapacity(bytes.count)
+        var line = 1, lineStart = 0
+        var iterator = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case let .valid(encoded):
+                let scalar = Unicode.UTF8.decode(encoded)
+                if scalars.isEmpty && offset == 0 && scalar == "\u{FEFF}" { offset += encoded.count; continue }
+                scalars.append(scalar)
+                offset += encoded.count
+                if scalar == "\n" { line += 1; lineStart = scalars.count }
+            case .emptyInput:
+                return scalars
+            case let .error(length):
+                let start = bytes.index(bytes.startIndex, offsetBy: offset)
+                let shown = bytes[start...].prefix(max(length, 1)).escapedBytes
+                throw TOMLError(position: SourcePosition(line: line, column: scalars.count - lineStart + 1),
+                                message: "invalid UTF-8 (\(shown)): a rules file must be UTF-8 text")
+            }
+        }
+    }
+
     private init(text: [Unicode.Scalar]) { self.text = text }
 
     // MARK: Document structure
@@ -32,6 +67,8 @@ public struct TOMLParser {
         /// How this table came to exist: by a header, implicitly, by dotted keys, or inline.
         var origin: Origin
         enum Origin { case header, implicit, dotted, inline, arrayElement }
+        /// The header that defined the table, for "defined twice".
+        var header: SourcePosition?
 
         init(position: SourcePosition, origin: Origin) {
             table = TOMLTable(position: position)
@@ -56,9 +93,8 @@ public struct TOMLParser {
     private mutating func document() throws(TOMLError) -> TOMLTable {
         let root = Builder(position: SourcePosition(line: 1, column: 1), origin: .header)
         var current = root
-        var definedHeaders: [[String]: SourcePosition] = [:]
         while true {
-            skipBlankAndComments()
+            try skipBlankAndComments()
             guard let c = peek() else { break }
             let start = position
             if c == "[" {
@@ -70,15 +106,7 @@ public struct TOMLParser {
                 skipSpaces()
                 try expect("]", "to close the table header")
                 if isArray { try expect("]", "to close the array-of-tables header [[…]]") }
-                if isArray {
-                    current = try appendArrayTable(root, path, at: start)
-                } else {
-                    if let first = definedHeaders[path.map(\.key)] {
-                        throw error("table [\(path.map(\.key).joined(separator: "."))] is defined twice (first on line \(first.line))", at: start)
-                    }
-                    current = try defineTable(root, path, at: start)
-                    definedHeaders[path.map(\.key)] = start
-                }
+                current = try isArray ? appendArrayTable(root, path, at: start) : defineTable(root, path, at: start)
             } else {
                 try keyValue(into: current)
             }
@@ -96,10 +124,13 @@ public struct TOMLParser {
                 node = elements[elements.count - 1]
             } else if let child = node.children[part.key] {
                 if last {
+                    let name = path.map(\.key).joined(separator: ".")
+                    if let first = child.header { throw error("table [\(name)] is defined twice (first on line \(first.line))", at: start) }
                     guard child.origin == .implicit else {
-                        throw error("table [\(path.map(\.key).joined(separator: "."))] is already defined", at: start)
+                        throw error("table [\(name)] is already defined by \(child.origin == .inline ? "an inline table" : "dotted keys") on line \(child.table.position.line)", at: start)
                     }
                     child.origin = .header
+                    child.header = start
                 }
                 if child.origin == .inline { throw error("inline table '\(part.key)' cannot be extended", at: part.position) }
                 node = child
@@ -107,6 +138,7 @@ public struct TOMLParser {
                 throw error("'\(part.key)' already holds a value, not a table", at: part.position)
             } else {
                 let child = Builder(position: start, origin: last ? .header : .implicit)
+                if last { child.header = start }
                 node.children[part.key] = child
                 node.table.append(.init(key: part.key, keyPosition: part.position, node: TOMLNode(value: .boolean(false), position: start)))
                 node = child
@@ -155,7 +187,7 @@ public struct TOMLParser {
         skipSpaces()
         guard peek() == "=" else {
             throw error(peek() == nil || peek() == "\n" ? "expected '=' after the key '\(path.map(\.key).joined(separator: "."))'"
-                                                       : "expected '=' after the key, found '\(peek()!)'", at: position)
+                                                       : "expected '=' after the key, found \(found)", at: position)
         }
         advance()
         skipSpaces()
@@ -208,6 +240,7 @@ public struct TOMLParser {
 
     private mutating func simpleKey() throws(TOMLError) -> String {
         guard let c = peek() else { throw error("expected a key, found the end of the file", at: position) }
+        if matches("\"\"\"") || matches("'''") { throw error("a multi-line string cannot be a key", at: position) }
         if c == "\"" { return try basicString() }
         if c == "'" { return try literalString() }
         var key = ""
@@ -215,7 +248,7 @@ public struct TOMLParser {
             key.unicodeScalars.append(c)
             advance()
         }
-        if key.isEmpty { throw error("expected a key, found '\(c)'", at: position) }
+        if key.isEmpty { throw error("expected a key, found \(found)", at: position) }
         return key
     }
 
@@ -264,38 +297,96 @@ public struct TOMLParser {
             token.unicodeScalars.append(c)
             advance()
         }
-        if token == "inf" || token == "+inf" || token == "-inf" || token.hasSuffix("nan") {
-            return TOMLNode(value: .float(token.hasSuffix("nan") ? .nan : (token.hasPrefix("-") ? -.infinity : .infinity)), position: start)
-        }
-        if token.count >= 10, token.dropFirst(4).first == "-", token.prefix(4).allSatisfy(\.isNumber) {
-            throw error("dates and times are not used in a rules file", at: start)
-        }
-        func invalid() -> TOMLError { error("'\(token)' is not a valid value (strings need quotes)", at: start) }
-        guard !token.isEmpty else { throw invalid() }
-        // Underscores must sit between digits.
-        let characters = Array(token)
-        for (i, ch) in characters.enumerated() where ch == "_" {
-            guard i > 0, i < characters.count - 1, characters[i - 1].isHexDigit, characters[i + 1].isHexDigit else { throw invalid() }
-        }
-        let digits = token.replacing("_", with: "")
-        for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] where digits.hasPrefix(prefix) {
-            guard digits.count > 2, let v = Int64(digits.dropFirst(2), radix: radix) else {
-                throw error("'\(token)' is not a valid base-\(radix) integer", at: start)
+        let scalars = Array(token.unicodeScalars)
+        let isDate = scalars.count >= 10 && scalars[4] == "-" && scalars[0..<4].allSatisfy(Self.isDigit)
+        let isTime = scalars.count >= 5 && scalars[2] == ":" && scalars[0..<2].allSatisfy(Self.isDigit)
+        if isDate || isTime { throw error("dates and times are not used in a rules file", at: start) }
+        switch Self.numberLiteral(scalars) {
+        case let .integer(digits, radix)?:
+            guard let v = Int64(digits, radix: radix) else {
+                throw error("'\(token)' does not fit in a 64-bit integer", at: start)
             }
             return TOMLNode(value: .integer(v), position: start)
-        }
-        let unsigned = digits.first == "+" || digits.first == "-" ? digits.dropFirst() : Substring(digits)
-        if unsigned.allSatisfy(\.isNumber) {
-            guard !(unsigned.count > 1 && unsigned.first == "0") else {
-                throw error("'\(token)': leading zeros are not allowed (write hex as 0x\(unsigned.dropFirst()))", at: start)
-            }
-            guard let v = Int64(digits) else { throw error("'\(token)' does not fit in a 64-bit integer", at: start) }
-            return TOMLNode(value: .integer(v), position: start)
-        }
-        if let v = Double(digits), unsigned.first?.isNumber == true, unsigned.last?.isNumber == true {
+        case let .float(v)?:
             return TOMLNode(value: .float(v), position: start)
+        case nil:
+            if scalars.count > 1, scalars[0] == "0", scalars[1] != ".", scalars.allSatisfy(Self.isDigit) {
+                throw error("'\(token)': leading zeros are not allowed (write hex as 0x\(token.dropFirst()))", at: start)
+            }
+            for (prefix, base) in ["0x": 16, "0o": 8, "0b": 2] where token.hasPrefix(prefix) {
+                throw error("'\(token)' is not a valid base-\(base) integer", at: start)
+            }
+            throw error(token.isEmpty ? "expected a value, found \(found)" : "'\(token)' is not a valid value (strings need quotes)", at: start)
         }
-        throw invalid()
+    }
+
+    private enum NumberLiteral {
+        /// The digits without underscores, with the sign for decimal.
+        case integer(String, radix: Int)
+        case float(Double)
+    }
+
+    /// Reads `s` by TOML 1.0's grammar for integers and floats, nil if it is neither. Underscores stand
+    /// only between digits; only decimals take a sign; prefixes are lower case; no leading zeros.
+    private static func numberLiteral(_ s: [Unicode.Scalar]) -> NumberLiteral? {
+        var i = 0
+        let sign: Unicode.Scalar? = s.first == "+" || s.first == "-" ? s[0] : nil
+        if sign != nil { i = 1 }
+        let rest = String(String.UnicodeScalarView(s[i...]))
+        if rest == "inf" { return .float(sign == "-" ? -.infinity : .infinity) }
+        if rest == "nan" { return .float(.nan) }
+        if sign == nil, s.count > 2, s[0] == "0", let radix = ["x": 16, "o": 8, "b": 2][Character(s[1])] {
+            var j = 2
+            guard let digits = digitRun(s, &j, radix: radix), j == s.count else { return nil }
+            return .integer(digits, radix: radix)
+        }
+        let integerStart = i
+        guard let integerPart = digitRun(s, &i, radix: 10) else { return nil }
+        if integerPart.count > 1, s[integerStart] == "0" { return nil }
+        if i == s.count { return .integer((sign == "-" ? "-" : "") + integerPart, radix: 10) }
+        var text = integerPart
+        if s[i] == "." {
+            i += 1
+            guard let fraction = digitRun(s, &i, radix: 10) else { return nil }
+            text += "." + fraction
+        }
+        if i < s.count, s[i] == "e" || s[i] == "E" {
+            i += 1
+            var exponentSign = ""
+            if i < s.count, s[i] == "+" || s[i] == "-" { exponentSign = String(s[i]); i += 1 }
+            guard let exponent = digitRun(s, &i, radix: 10) else { return nil }
+            text += "e" + exponentSign + exponent
+        }
+        guard i == s.count, let v = Double(text) else { return nil }
+        return .float(sign == "-" ? -v : v)
+    }
+
+    /// One or more digits of `radix` from `i`, single underscores allowed between them; the digits without
+    /// underscores, or nil if there is no digit or an underscore is misplaced.
+    private static func digitRun(_ s: [Unicode.Scalar], _ i: inout Int, radix: Int) -> String? {
+        var digits = ""
+        while i < s.count {
+            if s[i] == "_" {
+                guard !digits.isEmpty, i + 1 < s.count, isDigit(s[i + 1], radix: radix) else { return nil }
+                i += 1
+                continue
+            }
+            guard isDigit(s[i], radix: radix) else { break }
+            digits.unicodeScalars.append(s[i])
+            i += 1
+        }
+        return digits.isEmpty ? nil : digits
+    }
+
+    private static func isDigit(_ c: Unicode.Scalar) -> Bool { isDigit(c, radix: 10) }
+
+    private static func isDigit(_ c: Unicode.Scalar, radix: Int) -> Bool {
+        switch radix {
+        case 16: return ("0"..."9").contains(c) || ("a"..."f").contains(c) || ("A"..."F").contains(c)
+        case 8: return ("0"..."7").contains(c)
+        case 2: return c == "0" || c == "1"
+        default: return ("0"..."9").contains(c)
+        }
     }
 
     private mutating func array() throws(TOMLError) -> TOMLNode {
@@ -303,13 +394,13 @@ public struct TOMLParser {
         advance()
         var items: [TOMLNode] = []
         while true {
-            skipBlankAndComments()
+            try skipBlankAndComments()
             if peek() == "]" { advance(); break }
             items.append(try value())
-            skipBlankAndComments()
+            try skipBlankAndComments()
             if peek() == "," { advance(); continue }
             if peek() == "]" { advance(); break }
-            throw error(peek() == nil ? "the array opened on line \(start.line) is never closed" : "expected ',' or ']' in the array, found '\(peek()!)'", at: position)
+            throw error(peek() == nil ? "the array opened on line \(start.line) is never closed" : "expected ',' or ']' in the array, found \(found)", at: position)
         }
         return TOMLNode(value: .array(items), position: start)
     }
@@ -330,7 +421,7 @@ public struct TOMLParser {
             if peek() == "," { advance(); continue }
             if peek() == "}" { advance(); break }
             if peek() == "\n" || peek() == nil { throw error("an inline table must close with '}' on the line it opens", at: position) }
-            throw error("expected ',' or '}' in the inline table, found '\(peek()!)'", at: position)
+            throw error("expected ',' or '}' in the inline table, found \(found)", at: position)
         }
         return TOMLNode(value: .table(builder.finish()), position: start)
     }
@@ -346,9 +437,7 @@ public struct TOMLParser {
         while true {
             guard let c = peek() else { throw error("the string opened here is never closed", at: start) }
             if multiline, matches("\"\"\"") {
-                index += 3
-                // Up to two quotes may end the content right before the closing delimiter.
-                while peek() == "\"" { out.append("\""); advance() }
+                try closeMultiline("\"", appendingTo: &out)
                 return out
             }
             if !multiline, c == "\"" { advance(); return out }
@@ -371,6 +460,7 @@ public struct TOMLParser {
                 case "r": out.append("\r")
                 case "\"": out.append("\"")
                 case "\\": out.append("\\")
+                case "e": out.append("\u{1B}")   // TOML 1.1
                 case "u", "U":
                     let width = e == "u" ? 4 : 8
                     var hex = ""
@@ -380,17 +470,20 @@ public struct TOMLParser {
                     }
                     out.unicodeScalars.append(scalar)
                 case _ where multiline && (e == " " || e == "\t" || e == "\n"):
-                    // Line-ending backslash: trims the newline and following whitespace.
+                    // Line-ending backslash: only blanks may stand between it and the newline; it trims the
+                    // newline and all whitespace after.
                     index -= 1
-                    while let w = peek(), w == " " || w == "\t" || w == "\n" || w == "\r" { if w == "\n" { newline() } else { advance() } }
+                    skipSpaces()
+                    guard peek() == "\n" else {
+                        throw error("'\\' followed by a space is not a valid escape (a line-ending backslash must end its line)", at: escapeStart)
+                    }
+                    while let w = peek(), w == " " || w == "\t" || w == "\n" { if w == "\n" { newline() } else { advance() } }
                 default:
                     throw error("'\\\(e)' is not a valid escape (use \\\\ for a backslash)", at: escapeStart)
                 }
                 continue
             }
-            if c.value < 0x20 && c != "\t" && c != "\r" {
-                throw error("control character U+\(String(c.value, radix: 16, uppercase: true)) in a string", at: position)
-            }
+            try refuseControlCharacter(c, in: "a string")
             out.unicodeScalars.append(c)
             advance()
         }
@@ -405,8 +498,7 @@ public struct TOMLParser {
         while true {
             guard let c = peek() else { throw error("the string opened here is never closed", at: start) }
             if multiline, matches("'''") {
-                index += 3
-                while peek() == "'" { out.append("'"); advance() }
+                try closeMultiline("'", appendingTo: &out)
                 return out
             }
             if !multiline, c == "'" { advance(); return out }
@@ -416,8 +508,28 @@ public struct TOMLParser {
                 out.append("\n")
                 continue
             }
+            try refuseControlCharacter(c, in: "a string")
             out.unicodeScalars.append(c)
             advance()
+        }
+    }
+
+    /// At the closing `"""` or `'''`: up to two more quotes belong to the content; a sixth is an error.
+    private mutating func closeMultiline(_ quote: Unicode.Scalar, appendingTo out: inout String) throws(TOMLError) {
+        index += 3
+        for _ in 0..<2 where peek() == quote {
+            out.unicodeScalars.append(quote)
+            advance()
+        }
+        if peek() == quote {
+            throw error("too many quotes: at most two may stand right before the closing \(quote)\(quote)\(quote)", at: position)
+        }
+    }
+
+    /// Tab is the only control character TOML allows inside strings and comments (line ends are read apart).
+    private func refuseControlCharacter(_ c: Unicode.Scalar, in place: String) throws(TOMLError) {
+        if (c.value < 0x20 && c != "\t") || c.value == 0x7F {
+            throw error("control character \(String(c)) in \(place) (write it as an escape in a basic string)", at: position)
         }
     }
 
@@ -433,6 +545,15 @@ public struct TOMLParser {
     }
 
     private mutating func advance() { index += 1 }
+
+    /// What stands at the current position, for "expected …, found …".
+    private var found: String {
+        switch peek() {
+        case nil: return "the end of the file"
+        case "\n": return "the end of the line"
+        case let c?: return "'\(c)'"
+        }
+    }
 
     private mutating func newline() {
         if text[index] == "\r" { index += 1 }
@@ -461,34 +582,39 @@ public struct TOMLParser {
         while let c = peek(), c == " " || c == "\t" { advance() }
     }
 
-    private mutating func skipComment() {
-        if peek() == "#" { while let c = peek(), c != "\n" { advance() } }
+    private mutating func skipComment() throws(TOMLError) {
+        guard peek() == "#" else { return }
+        while let c = peek(), c != "\n" {
+            try refuseControlCharacter(c, in: "a comment")
+            advance()
+        }
     }
 
-    private mutating func skipBlankAndComments() {
+    private mutating func skipBlankAndComments() throws(TOMLError) {
         while true {
             skipSpaces()
-            skipComment()
+            try skipComment()
             if peek() == "\n" { newline() } else { return }
         }
     }
 
     private mutating func endOfLine() throws(TOMLError) {
         skipSpaces()
-        skipComment()
+        try skipComment()
         guard let c = peek() else { return }
-        guard c == "\n" else { throw error("expected the end of the line, found '\(c)'", at: position) }
+        guard c == "\n" else { throw error("expected the end of the line, found \(found)", at: position) }
         newline()
     }
 
     private mutating func expect(_ c: Unicode.Scalar, _ why: String) throws(TOMLError) {
         guard peek() == c else {
-            throw error("expected '\(c)' \(why)" + (peek().map { ", found '\($0)'" } ?? ", found the end of the file"), at: position)
+            throw error("expected '\(c)' \(why), found \(found)", at: position)
         }
         advance()
     }
 
+    /// Whatever of the input a message quotes is shown escaped.
     private func error(_ message: String, at position: SourcePosition) -> TOMLError {
-        TOMLError(position: position, message: message)
+        TOMLError(position: position, message: message.escapedForDisplay)
     }
 }

@@ -74,5 +74,10 @@ public struct TOMLError: Error, Equatable, Sendable, CustomStringConvertible {
     public let position: SourcePosition
     public let message: String
 
+    public init(position: SourcePosition, message: String) {
+        self.position = position
+        self.message = message
+    }
+
     public var description: String { "\(position): \(message)" }
 }

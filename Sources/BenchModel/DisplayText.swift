@@ -1,0 +1,27 @@
+/// How text that came from outside (a file, an argument, a device) is shown inside a message: control and
+/// format characters as escapes, everything else as it is. A newline cannot split a `FILE:LINE:COLUMN`
+/// message, a NUL or terminal escape never reaches the console, and what is shown is what the input held.
+extension StringProtocol {
+    public var escapedForDisplay: String {
+        var out = ""
+        for scalar in unicodeScalars {
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned:
+                out += scalar.value < 0x80 ? "\\x" + hexDigits(scalar.value, width: 2) : "\\u{" + hexDigits(scalar.value, width: 4) + "}"
+            default:
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}
+
+extension Sequence<UInt8> {
+    /// The bytes as `\xNN` each.
+    public var escapedBytes: String { map { "\\x" + hexDigits(UInt32($0), width: 2) }.joined() }
+}
+
+private func hexDigits(_ value: UInt32, width: Int) -> String {
+    let digits = String(value, radix: 16, uppercase: true)
+    return String(repeating: "0", count: max(0, width - digits.count)) + digits
+}
