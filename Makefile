@@ -9,7 +9,7 @@ BUILD_FLAGS ?=
 # The real bootloader files the tests and benchmarks read, found once for every target below.
 export BOOTMEDIC_FIRMWARE_DIR := $(shell scripts/firmware-dir.sh 2>/dev/null)
 
-.PHONY: all deps build release test demo bench load vmtest deb install uninstall clean
+.PHONY: all deps build release test tsan fuzz demo bench load vmtest deb install uninstall clean
 
 all: build
 
@@ -28,6 +28,15 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+# The whole suite under ThreadSanitizer, in a build folder of its own; any report fails it.
+tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan $(BUILD_FLAGS)
+	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan $(BUILD_FLAGS)
+
+# libFuzzer on every fuzz target, FUZZ_SECONDS each (default 60); see scripts/fuzz.sh.
+fuzz: deps
+	@scripts/fuzz.sh
 
 demo: build
 	@scripts/demo.sh

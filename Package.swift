@@ -33,6 +33,9 @@ let package = Package(
         .target(name: "Agent", dependencies: ["CLibUDev", "CSystemd", "DeviceCatalog", "DeviceTrace", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
         .target(name: "VirtualBench", dependencies: ["Agent", "FirmwareImage", "Parts", "Programmers", "Rules", "Simulation", "Transport"]),
         .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "FirmwareImage", "Parts", "Programmers", "Rules", "STLink", "Transport"]),
+        // The parsers fed arbitrary bytes: run under libFuzzer by bootmedic-fuzz (`make fuzz`), replayed by the tests.
+        .target(name: "FuzzTargets", dependencies: ["Agent", "AVRISP", "FirmwareImage", "Parts", "Rules", "Simulation", "STLink", "Transport"]),
+        .executableTarget(name: "bootmedic-fuzz", dependencies: ["FuzzTargets"]),
         .executableTarget(
             name: "bootmedic",
             dependencies: [
@@ -56,6 +59,7 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "Programmers", "Transport", "Recovery", "Rules", "Simulation", "Parts", "VirtualBench"]),
         .testTarget(name: "DeviceCatalogTests", dependencies: ["TestSupport", "DeviceCatalog", "Programmers", "Rules", "Simulation", "Transport"]),
         .testTarget(name: "DeviceTraceTests", dependencies: ["TestSupport", "AVRISP", "DeviceTrace", "Parts", "Recovery", "Rules", "Simulation", "Transport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["TestSupport", "FuzzTargets", "FirmwareImage"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "bootmedic"]),
     ],
     swiftLanguageModes: [.v6]

@@ -164,14 +164,30 @@ public final class DeviceWatcher: Sendable {
             (udev_device_get_property_value(device, name) ?? udev_device_get_property_value(usb, name)).map { String(cString: $0) }
         }
         func attribute(_ name: String) -> String? { udev_device_get_sysattr_value(usb, name).map { String(cString: $0) } }
-        guard let syspath = udev_device_get_syspath(device).map({ String(cString: $0) }),
-              let vid = (property("ID_VENDOR_ID") ?? attribute("idVendor")).flatMap({ UInt16($0, radix: 16) }),
-              let pid = (property("ID_MODEL_ID") ?? attribute("idProduct")).flatMap({ UInt16($0, radix: 16) }) else { return nil }
-        return UdevDevice(syspath: syspath, subsystem: subsystem, vendorID: vid, productID: pid,
-                          serial: property("ID_SERIAL_SHORT") ?? attribute("serial"), product: attribute("product") ?? property("ID_MODEL"),
-                          idPath: property("ID_PATH"), devnode: udev_device_get_devnode(device).map { String(cString: $0) },
-                          busNumber: UInt8(property("BUSNUM") ?? attribute("busnum") ?? "0") ?? 0,
-                          deviceAddress: UInt8(property("DEVNUM") ?? attribute("devnum") ?? "0") ?? 0)
+        guard let syspath = udev_device_get_syspath(device).map({ String(cString: $0) }) else { return nil }
+        return UdevDevice(syspath: syspath, subsystem: subsystem, devnode: udev_device_get_devnode(device).map { String(cString: $0) },
+                          property: property, attribute: attribute)
+    }
+}
+
+extension UdevDevice {
+    /// A device from what udev says of it: its properties (`ID_VENDOR_ID`, `ID_SERIAL_SHORT`, `ID_PATH`,
+    /// `BUSNUM` …) and the sysfs attributes of its USB device where a property is missing. Nil unless both
+    /// ids are four hex digits; a bus number or address that is not a byte reads as 0.
+    public init?(syspath: String, subsystem: String, devnode: String?,
+                 property: (String) -> String?, attribute: (String) -> String?) {
+        func id(_ text: String?) -> UInt16? {
+            guard let text, text.utf8.count == 4, text.utf8.allSatisfy({ $0 < 0x80 && Character(Unicode.Scalar($0)).isHexDigit }) else { return nil }
+            return UInt16(text, radix: 16)
+        }
+        func byte(_ text: String?) -> UInt8 { text.flatMap { $0.utf8.allSatisfy { (0x30...0x39).contains($0) } ? UInt8($0) : nil } ?? 0 }
+        guard let vendor = id(property("ID_VENDOR_ID") ?? attribute("idVendor")),
+              let product = id(property("ID_MODEL_ID") ?? attribute("idProduct")) else { return nil }
+        self.init(syspath: syspath, subsystem: subsystem, vendorID: vendor, productID: product,
+                  serial: property("ID_SERIAL_SHORT") ?? attribute("serial"), product: attribute("product") ?? property("ID_MODEL"),
+                  idPath: property("ID_PATH"), devnode: devnode,
+                  busNumber: byte(property("BUSNUM") ?? attribute("busnum")),
+                  deviceAddress: byte(property("DEVNUM") ?? attribute("devnum")))
     }
 }
 

@@ -27,17 +27,30 @@ public enum JournalReader {
         sd_journal_seek_tail(journal)
         var records: [JobRecord] = []
         while records.count < limit, sd_journal_previous(journal) > 0 {
-            func field(_ name: String) -> String? {
+            records.append(JobRecord { name in
                 var data: UnsafeRawPointer?
                 var length = 0
                 guard name.withCString({ sd_journal_get_data(journal, $0, &data, &length) }) >= 0, let data else { return nil }
-                let text = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
-                return text.split(separator: "=", maxSplits: 1).last.map(String.init)
-            }
-            records.append(JobRecord(job: field("BOOTMEDIC_JOB") ?? "?", programmer: field("BOOTMEDIC_PROGRAMMER") ?? "?",
-                                     port: field("BOOTMEDIC_PORT") ?? "?", result: field("BOOTMEDIC_RESULT") ?? "?",
-                                     message: field("MESSAGE") ?? "", part: field("BOOTMEDIC_PART")))
+                return Array(UnsafeRawBufferPointer(start: data, count: length))
+            })
         }
         return records.reversed()
+    }
+}
+
+extension JobRecord {
+    /// A record from an entry's fields, each as the journal stores it (`NAME=value`, any bytes; the value
+    /// may hold `=` and newlines). `field` gives the stored bytes of a field, nil if the entry lacks it.
+    public init(field: (String) -> [UInt8]?) {
+        func value(_ name: String) -> String? {
+            guard let data = field(name) else { return nil }
+            let prefix = Array((name + "=").utf8)
+            // sd_journal_get_data returns the name too; anything else is not this field.
+            guard data.starts(with: prefix) else { return nil }
+            return String(decoding: data[prefix.count...], as: UTF8.self)
+        }
+        self.init(job: value("BOOTMEDIC_JOB") ?? "?", programmer: value("BOOTMEDIC_PROGRAMMER") ?? "?",
+                  port: value("BOOTMEDIC_PORT") ?? "?", result: value("BOOTMEDIC_RESULT") ?? "?",
+                  message: value("MESSAGE") ?? "", part: value("BOOTMEDIC_PART"))
     }
 }

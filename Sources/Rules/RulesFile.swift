@@ -28,8 +28,15 @@ public enum RulesFile {
             if case let .tooLarge(size, _) = error { return refused("the file is \(size) bytes; a rules file may be at most \(maximumFileSize >> 20) MiB") }
             return refused(error.description)
         }
+        return parse(utf8: bytes, path: path, firmwareDirectory: firmwareDirectory)
+    }
+
+    /// Parses rules from a file's bytes (UTF-8), reporting problems against `path`.
+    public static func parse(utf8 bytes: [UInt8], path: String, firmwareDirectory: String? = nil) -> RulesLoadResult {
         let root: TOMLTable
-        do { root = try TOMLParser.parse(utf8: bytes) } catch { return refused(error.message, at: error.position) }
+        do { root = try TOMLParser.parse(utf8: bytes) } catch {
+            return RulesLoadResult(ruleSet: nil, problems: [RuleProblem(file: path, position: error.position, severity: .error, rule: nil, message: error.message)])
+        }
         return decode(root, path: path, firmwareDirectory: firmwareDirectory)
     }
 

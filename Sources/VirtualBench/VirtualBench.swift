@@ -144,11 +144,20 @@ final class SwappableDevice: USBDevice, Sendable {
         self.pacer = pacer
     }
 
-    func swap(to device: USBDevice) { state.withLock { _ in current = device } }
-    func unplug() { state.withLock { $0.gone = true } }
+    func swap(to device: USBDevice) { locked { _ in current = device } }
+    func unplug() { locked { $0.gone = true } }
+
+    /// `state` locked, the simulator behind it too (see ``ThreadSanitizer``).
+    private func locked<T: Sendable, E: Error>(_ body: (inout State) throws(E) -> T) throws(E) -> T {
+        try state.withLock { (state: inout State) throws(E) -> T in
+            ThreadSanitizer.acquire(self)
+            defer { ThreadSanitizer.release(self) }
+            return try body(&state)
+        }
+    }
 
     private func with<T: Sendable>(_ body: (USBDevice) throws(USBError) -> T) throws(USBError) -> T {
-        try state.withLock { (state: inout State) throws(USBError) -> T in
+        try locked { (state: inout State) throws(USBError) -> T in
             if state.gone { throw .noDevice }
             if let report = state.onFirstCommand {
                 state.onFirstCommand = nil
