@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "PartsTests", dependencies: ["TestSupport", "Parts", "FirmwareImage"]),
         .testTarget(name: "RulesTests", dependencies: ["TestSupport", "Rules", "Parts", "FirmwareImage"]),
         .testTarget(name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "AVRISP", "Parts", "Transport"]),
-        .testTarget(name: "RecoveryTests", dependencies: ["TestSupport", "Recovery", "Simulation", "AVRISP", "Rules", "Parts", "FirmwareImage"]),
+        .testTarget(name: "RecoveryTests", dependencies: ["TestSupport", "Recovery", "Simulation", "AVRISP", "Rules", "Parts", "FirmwareImage", "Transport"]),
         .testTarget(name: "SerialTests", dependencies: ["TestSupport", "AVRISP", "Programmers", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage", "Transport"]),
         .testTarget(name: "STM32Tests", dependencies: ["TestSupport", "STLink", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage"]),
         .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "Programmers", "Transport", "Recovery", "Rules", "Simulation", "Parts", "VirtualBench"]),

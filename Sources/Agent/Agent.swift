@@ -14,6 +14,8 @@ public final class Agent: Sendable {
     public let rules: RuleSet
     public let journal: JournalWriter
     public let backups: BackupStore?
+    /// Where restores in progress are recorded, so that one cut short is finished by the next job.
+    public let records: RestoreRecords?
     public let pollInterval: Double
     /// The built-in catalog with the rules file's `[[programmer]]` entries in front.
     public let catalog: DeviceCatalog
@@ -41,12 +43,13 @@ public final class Agent: Sendable {
     public let trace: TraceRecorder?
 
     /// - Parameter serialProbe: how a tty is probed; the real probes unless a test plays one.
-    public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, pollInterval: Double, trace: TraceRecorder? = nil,
+    public init(rules: RuleSet, journal: JournalWriter, backups: BackupStore?, records: RestoreRecords? = nil, pollInterval: Double, trace: TraceRecorder? = nil,
                 serialProbe: (@Sendable (UdevDevice, [ProgrammerKind]) -> BenchProgrammer?)? = nil) {
         self.trace = trace
         self.rules = rules
         self.journal = journal
         self.backups = backups
+        self.records = records
         self.pollInterval = pollInterval
         catalog = rules.deviceCatalog
         self.serialProbe = serialProbe ?? { BenchProgrammer.probing($0, candidates: $1, trace: trace) }
@@ -73,6 +76,17 @@ public final class Agent: Sendable {
     /// Journals the start and tells systemd the service is ready.
     public func start() {
         journal.write(JournalEntry(.agentStarted, "bootmedic agent started with \(rules.rules.count) rules from \(rules.path)"))
+        if let records {
+            let (pending, unreadable) = records.all()
+            for record in pending {
+                var fields = ["BOOTMEDIC_JOB": record.job, "BOOTMEDIC_PROGRAMMER": record.programmer.rawValue, "BOOTMEDIC_STEP": record.step.rawValue,
+                              "BOOTMEDIC_PART": record.part, "BOOTMEDIC_SIGNATURE": record.target, "BOOTMEDIC_RULE": record.rule]
+                if let port = record.port { fields["BOOTMEDIC_PORT"] = port }
+                if let backup = record.backup { fields["BOOTMEDIC_BACKUP"] = backup }
+                journal.write(JournalEntry(.interruptedPending, "job \(record.job) left \(record.part) on \(record.programmer.description) at \(record.port ?? "?") part-way (\(record.step.rawValue)); it is finished when that chip is found again", fields: fields))
+            }
+            for problem in unreadable { journal.write(JournalEntry(.notice, problem.description, priority: 4)) }
+        }
         ServiceNotifier.notify("READY=1\nSTATUS=\(status)")
     }
 
@@ -134,7 +148,7 @@ public final class Agent: Sendable {
 
     /// A programmer arrived: give it a slot (a second report of the same device is ignored).
     public func add(_ programmer: BenchProgrammer) {
-        let context = SlotContext(rules: rules, journal: journal, backups: backups, pollInterval: pollInterval,
+        let context = SlotContext(rules: rules, journal: journal, backups: backups, records: records, pollInterval: pollInterval,
                                   expectUSBTimeout: expectUSBTimeout, usbPresence: usbPresence)
         let slot: BenchSlot? = state.withLock { state in
             guard !state.stopping, state.slots[programmer.id] == nil else { return nil }

@@ -57,6 +57,7 @@ struct SlotContext: Sendable {
     let rules: RuleSet
     let journal: JournalWriter
     let backups: BackupStore?
+    let records: RestoreRecords?
     let pollInterval: Double
     let expectUSBTimeout: Double
     let usbPresence: @Sendable (USBID) -> Bool
@@ -227,6 +228,8 @@ public final class BenchSlot: Sendable {
         identity.serialNumber = programmer.serial ?? identity.serialNumber
         let sink = JobJournal(job: job, programmer: identity, writer: context.journal)
         let recovery = RecoveryJob(target: connection.restoreTarget, rules: context.rules, backups: context.backups, sink: sink)
+        recovery.records = context.records
+        recovery.jobID = job
         recovery.shouldStop = { thread.isStopRequested }
         return recovery.run()
     }

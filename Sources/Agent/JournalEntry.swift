@@ -11,6 +11,7 @@ public enum JournalMessage: String, CaseIterable, Sendable {
     case jobStarted, stepFinished, notice
     case restored, healthy, failed
     case bootloaderEnumerated, bootloaderMissing
+    case resumed, interruptedPending
 
     /// The 128-bit MESSAGE_ID, as journalctl's MESSAGE_ID= filter takes it.
     public var id: String {
@@ -29,6 +30,8 @@ public enum JournalMessage: String, CaseIterable, Sendable {
         case .failed: return "d02e1e2fa81049678dae0160f32217eb"
         case .bootloaderEnumerated: return "ee05e6630eb74003a90387372c2d57d3"
         case .bootloaderMissing: return "fe0a65ff8a0849009bb8051787d61f39"
+        case .resumed: return "0b0e1a3743224d1bb5979b2782419195"
+        case .interruptedPending: return "c4a8d32e3b0f44d9a527d02ada66ce21"
         }
     }
 
@@ -36,8 +39,8 @@ public enum JournalMessage: String, CaseIterable, Sendable {
     public var priority: Int {
         switch self {
         case .failed, .bootloaderMissing: return 3
-        case .notice: return 4
-        case .restored, .healthy, .programmerAdded, .programmerRemoved, .agentStarted, .agentStopping: return 5
+        case .notice, .interruptedPending: return 4
+        case .restored, .healthy, .resumed, .programmerAdded, .programmerRemoved, .agentStarted, .agentStopping: return 5
         case .stepFinished: return 7
         default: return 6
         }
@@ -95,6 +98,13 @@ public final class JobJournal: RecoveryEventSink {
             base["BOOTMEDIC_SIGNATURE"] = id
         case let .ruleChosen(rule):
             base["BOOTMEDIC_RULE"] = rule
+        case let .resumed(earlier, step, backup):
+            base["BOOTMEDIC_RESUMES"] = earlier
+            var fields = base
+            fields["BOOTMEDIC_STEP"] = step.rawValue
+            if let backup { fields["BOOTMEDIC_BACKUP"] = backup }
+            writer.write(JournalEntry(.resumed, "job \(job): finishing job \(earlier), which stopped at \(step.rawValue) on this chip; "
+                                      + (backup.map { "its backup \($0) stands, no second one is taken" } ?? "it kept no backup"), fields: fields))
         case let .stepFinished(report):
             var fields = base
             fields["BOOTMEDIC_STEP"] = report.step.rawValue

@@ -9,6 +9,8 @@ public struct JobRecord: Sendable, Equatable {
     public let result: String
     public let message: String
     public let part: String?
+    /// The earlier job this one finished, if it resumed an interrupted restore.
+    public let resumes: String?
 }
 
 /// Reads bootmedic's entries back through the sd-journal API (`sd_journal_open`, matches, iteration).
@@ -51,6 +53,6 @@ extension JobRecord {
         }
         self.init(job: value("BOOTMEDIC_JOB") ?? "?", programmer: value("BOOTMEDIC_PROGRAMMER") ?? "?",
                   port: value("BOOTMEDIC_PORT") ?? "?", result: value("BOOTMEDIC_RESULT") ?? "?",
-                  message: value("MESSAGE") ?? "", part: value("BOOTMEDIC_PART"))
+                  message: value("MESSAGE") ?? "", part: value("BOOTMEDIC_PART"), resumes: value("BOOTMEDIC_RESUMES"))
     }
 }

@@ -72,6 +72,8 @@ public struct RecoveryResult: Sendable {
     public var stm32: STM32Target?
     public var rule: String?
     public var backupPath: String?
+    /// The earlier job this one finished.
+    public var resumed: String?
     public var fusesWritten: FuseSet?
     public var steps: [StepReport] = []
     public var failure: RecoveryFailure?
@@ -107,6 +109,9 @@ public enum RecoveryEvent: Sendable {
     case stepFinished(StepReport)
     /// A lint warning, a glitch that was retried, a decision worth knowing.
     case notice(RecoveryStep, Severity, String)
+    /// The chip is one an earlier job (`job`) began changing and never finished; this job finishes it
+    /// with that job's backup.
+    case resumed(job: String, step: RecoveryStep, backup: String?)
     case finished(RecoveryResult)
 }
 

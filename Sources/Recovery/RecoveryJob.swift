@@ -24,8 +24,15 @@ public final class RecoveryJob {
     /// The clock step durations are measured on: the target's unless set. A rehearsal over a
     /// pseudo-terminal drives the port in real time but reports the simulated chip's time.
     public var stepClock: TimeSource?
+    /// Where the job keeps its record from the first destructive step to the end, and looks for an
+    /// interrupted restore of the same chip on the same programmer to finish; nil keeps none.
+    public var records: RestoreRecords?
+    /// The job's id in the record and the journal.
+    public var jobID = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
 
     private var result: RecoveryResult
+    /// The record on disk while the chip is being changed.
+    private var record: RestoreRecord?
     private var time: TimeSource { stepClock ?? target.clock }
 
     public init(target: RestoreTarget, rules: RuleSet, ruleName: String? = nil, backups: BackupStore?, sink: RecoveryEventSink) {
@@ -44,10 +51,12 @@ public final class RecoveryJob {
         sink.record(.started(target.identity))
         do {
             try perform()
+            try closeRecord()
         } catch {
             result.outcome = .failed
             result.failure = error
             target.abandon()
+            keepRecord(failure: error)
         }
         result.programmer = target.identity
         target.describe(into: &result)
@@ -91,12 +100,23 @@ public final class RecoveryJob {
         do { protected = try target.isReadProtected() } catch {
             throw RecoveryFailure(step: .check, reason: error, backupPath: nil)
         }
+        let interrupted = try interruptedRestore(of: identified)
+        if let interrupted {
+            // The chip is half-written: its health is beside the point, and a backup now would save the
+            // half-written state. The first job's backup stands.
+            result.backupPath = interrupted.backup
+            result.resumed = interrupted.job
+            sink.record(.resumed(job: interrupted.job, step: interrupted.step, backup: interrupted.backup))
+        }
         if protected {
             guard rule.policies.allowUnlock else {
-                throw RecoveryFailure(step: .unlock, reason: .protectionNotAllowed(rule: rule.name), backupPath: nil)
+                throw RecoveryFailure(step: .unlock, reason: .protectionNotAllowed(rule: rule.name), backupPath: result.backupPath)
             }
-            try saveBackup(plan)
+            if interrupted == nil { try saveBackup(plan) }
+            try openRecord(plan, identified, resuming: interrupted, at: .unlock)
             try step(.unlock) { (context) throws(RecoveryError) in try target.unlock(context) }
+        } else if let interrupted {
+            try openRecord(plan, identified, resuming: interrupted, at: .erase)
         } else {
             let verdict = try step(.healthCheck) { (context) throws(RecoveryError) in try target.healthCheck(plan, context) } outcome: { verdict in
                 switch verdict {
@@ -110,6 +130,7 @@ public final class RecoveryJob {
                 return
             }
             try saveBackup(plan)
+            try openRecord(plan, identified, resuming: nil, at: .erase)
         }
 
         try step(.erase) { (context) throws(RecoveryError) in try target.erase(plan, context) }
@@ -149,6 +170,60 @@ public final class RecoveryJob {
         return rule
     }
 
+    // MARK: The record of a restore in progress
+
+    private func interruptedRestore(of identified: IdentifiedTarget) throws(RecoveryFailure) -> RestoreRecord? {
+        guard let records else { return nil }
+        do { return try records.interrupted(programmer: target.identity, target: identified.id) } catch {
+            throw RecoveryFailure(step: .check, reason: .backupFailed(error.description), backupPath: nil)
+        }
+    }
+
+    /// Writes the record before the first destructive step; a record that cannot be written stops the
+    /// job there, with nothing erased.
+    private func openRecord(_ plan: RestorePlan, _ identified: IdentifiedTarget, resuming earlier: RestoreRecord?, at step: RecoveryStep) throws(RecoveryFailure) {
+        guard let records else { return }
+        let now = Date()
+        let opened = RestoreRecord(job: jobID, resumes: earlier?.job, programmer: target.identity.kind, programmerSerial: target.identity.serialNumber,
+                                   port: target.identity.port, part: identified.name, target: identified.id, rule: plan.rule.name,
+                                   bootloaderSHA256: plan.firmware.bootloader.sha256.description, backup: result.backupPath,
+                                   step: step, started: earlier?.started ?? now, updated: now)
+        do { try records.write(opened, programmer: target.identity) } catch {
+            throw RecoveryFailure(step: step, reason: .backupFailed(error.description), backupPath: result.backupPath)
+        }
+        record = opened
+    }
+
+    /// Moves the record to `step`. A failed update is a warning: the record still names the chip, and a
+    /// resumption starts again from the erase whatever step it names.
+    private func advanceRecord(to step: RecoveryStep) {
+        guard let records, var current = record else { return }
+        current.step = step
+        current.updated = Date()
+        record = current
+        do { try records.write(current, programmer: target.identity) } catch {
+            sink.record(.notice(step, .warning, error.description))
+        }
+    }
+
+    /// The chip is restored: the record goes.
+    private func closeRecord() throws(RecoveryFailure) {
+        guard let records, let current = record else { return }
+        record = nil
+        do { try records.remove(programmer: target.identity, target: current.target) } catch {
+            sink.record(.notice(.release, .warning, error.description))
+        }
+    }
+
+    /// The job failed after changing the chip: the record stays, saying why, for the next job to finish.
+    private func keepRecord(failure: RecoveryFailure) {
+        guard let records, var current = record else { return }
+        current.failure = failure.description
+        current.updated = Date()
+        try? records.write(current, programmer: target.identity)
+        sink.record(.notice(failure.step, .warning, "the chip was left part-way; the next job on \(target.identity.name) that finds it finishes the restore (record \(records.path(programmer: target.identity, target: current.target)))"))
+    }
+
     // MARK: Steps
 
     /// Runs one step: emits its start, its finish with duration and bytes, or turns its error into a failure.
@@ -160,6 +235,7 @@ public final class RecoveryJob {
             throw RecoveryFailure(step: step, reason: .cancelled("the service is stopping; stopped before \(step.title)" + after), backupPath: result.backupPath)
         }
         sink.record(.stepStarted(step))
+        advanceRecord(to: step)
         let start = time.now
         do {
             let value = try body(StepContext(step: step, sink: sink))

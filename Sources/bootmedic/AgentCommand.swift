@@ -28,6 +28,9 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "Save backups here instead of the rules file's backup_dir.")
     var backupDir: String?
 
+    @Option(help: ArgumentHelp("Keep the records of restores in progress in DIR/jobs, so that one cut short (power lost, the service killed) is finished by the next job that finds the chip. Default: $STATE_DIRECTORY (systemd's StateDirectory=) or /var/lib/bootmedic; with --virtual-bench, a temporary folder.", valueName: "dir"))
+    var stateDir: String?
+
     @Option(help: "Seconds between looks for a board on each programmer.")
     var pollInterval: Double = 1.0
 
@@ -61,6 +64,7 @@ struct AgentCommand: ParsableCommand {
             let scenario: VirtualBenchScenario
             do { scenario = try VirtualBenchScenario.load(path: path) } catch { throw fail(error.description) }
             let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? NSTemporaryDirectory() + "bootmedic-virtual-bench-backups"),
+                              records: RestoreRecords(directory: (stateDir ?? NSTemporaryDirectory() + "bootmedic-virtual-bench") + "/jobs"),
                               pollInterval: min(pollInterval, scenario.pollInterval))
             let bench = VirtualBench(rules: rules)
             agent.usbPresence = bench.usbPresence
@@ -80,8 +84,9 @@ struct AgentCommand: ParsableCommand {
             return
         }
 
-        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory), pollInterval: pollInterval,
-                          trace: try trace.recorder())
+        let state = stateDir ?? ProcessInfo.processInfo.environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? "/var/lib/bootmedic"
+        let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory),
+                          records: RestoreRecords(directory: state + "/jobs"), pollInterval: pollInterval, trace: try trace.recorder())
         let watcher: DeviceWatcher
         do { watcher = try DeviceWatcher() } catch { throw fail("\(error)", code: 4) }
         agent.start()
