@@ -171,6 +171,35 @@ check "its chip holds the Atmel DFU bootloader" flash_holds "$out/agent-uno-chip
 check "then the read-protected Bluepill behind the ST-Link (unlocked: allow_unlock)" grep -qx restored "$out/agent-stlink-chip-outcome.txt"
 check "its flash holds the STM32duino bootloader" flash_holds "$out/agent-stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
 check "the unlock mass-erased it once, and RDP is off" grep -q '"readProtected": false, "massErases": 1' "$out/agent-stlink-chip/session.json"
+check "killed with SIGKILL mid-write, the service was restarted by systemd" bash -c "grep -qx killed '$out/killed.txt' && [ \"\$(cat '$out/killed-restarts.txt')\" -ge 1 ]"
+check "the killed job had left its record (step write-flash, the backup named)" python3 - "$out/killed-record.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(0 if r["step"] in ("write-flash", "verify-flash") and r["backup"].startswith("/var/lib/bootmedic/backups/") and r["rule"] == "atmel-dfu-atmega32u4" else 1)
+PY
+check "the restarted service resumed that job and restored the board" bash -c "grep -qx resumed '$out/killed-resumed.txt' && grep -qx restored '$out/killed-outcome.txt'"
+check "its chip holds the Atmel DFU bootloader and the rule's fuses" chip_holds "$out/agent-killed-chip" "$firmware/bootloader_atmega32u4_1_0_0.hex" 5E 99 F3
+check "the record is gone once the chip is restored" bash -c "[ ! -s '$out/killed-records-after.txt' ]"
+check "the journal links the two jobs: two processes, the second's entries carry BOOTMEDIC_RESUMES, no second backup" python3 - "$out/killed-journal.json" "$out/killed-record.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+record = json.load(open(sys.argv[2]))
+first = record["job"]
+started = [e for e in entries if e.get("MESSAGE_ID") == "7b8975c1f4d442b0b1b32f239cb1b726"]
+resumed = [e for e in entries if e.get("MESSAGE_ID") == "0b0e1a3743224d1bb5979b2782419195"]
+done = [e for e in entries if e.get("MESSAGE_ID") == "f5b3ae2d1d914a1ebba540e8109c9a9b"]
+firsts = [e for e in entries if e.get("BOOTMEDIC_JOB") == first]
+ok = (len(resumed) == 1 and resumed[0].get("BOOTMEDIC_RESUMES") == first and len(done) == 1
+      and done[0].get("BOOTMEDIC_RESUMES") == first and done[0]["BOOTMEDIC_JOB"] != first
+      and done[0].get("BOOTMEDIC_BACKUP") == record["backup"] == resumed[0].get("BOOTMEDIC_BACKUP")
+      and {e["_PID"] for e in firsts} != {done[0]["_PID"]}
+      and not any(e.get("BOOTMEDIC_STEP") in ("backup", "health-check") and e.get("BOOTMEDIC_JOB") == done[0]["BOOTMEDIC_JOB"] for e in entries)
+      and [e.get("BOOTMEDIC_JOB") for e in started] == [first, done[0]["BOOTMEDIC_JOB"]])
+for e in firsts[:1] + resumed + done:
+    print("      ", e.get("_PID"), e.get("BOOTMEDIC_JOB"), e.get("BOOTMEDIC_RESUMES", "-"), e["MESSAGE"])
+sys.exit(0 if ok else 1)
+PY
+check "bootmedic status names the resumption" grep -q "finished the interrupted job" "$out/agent-status.txt"
 check "a programmer pulled mid-write: the service journals a failure" grep -qx failed "$out/agent-pulled-outcome.txt"
 check "that entry names the programmer gone" python3 - "$out/agent-journal.json" <<'PY'
 import json, sys

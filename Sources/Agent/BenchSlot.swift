@@ -230,6 +230,8 @@ public final class BenchSlot: Sendable {
         let recovery = RecoveryJob(target: connection.restoreTarget, rules: context.rules, backups: context.backups, sink: sink)
         recovery.records = context.records
         recovery.jobID = job
+        recovery.benchPort = programmer.port
+        recovery.benchSerial = programmer.serial
         recovery.shouldStop = { thread.isStopRequested }
         return recovery.run()
     }

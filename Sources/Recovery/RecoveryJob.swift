@@ -29,6 +29,10 @@ public final class RecoveryJob {
     public var records: RestoreRecords?
     /// The job's id in the record and the journal.
     public var jobID = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    /// Where the programmer sits on the bench (udev's ID_PATH) and its serial number as udev read them,
+    /// for the record; the programmer's own account otherwise.
+    public var benchPort: String?
+    public var benchSerial: String?
 
     private var result: RecoveryResult
     /// The record on disk while the chip is being changed.
@@ -174,7 +178,7 @@ public final class RecoveryJob {
 
     private func interruptedRestore(of identified: IdentifiedTarget) throws(RecoveryFailure) -> RestoreRecord? {
         guard let records else { return nil }
-        do { return try records.interrupted(programmer: target.identity, target: identified.id) } catch {
+        do { return try records.interrupted(programmer: recordIdentity, target: identified.id) } catch {
             throw RecoveryFailure(step: .check, reason: .backupFailed(error.description), backupPath: nil)
         }
     }
@@ -184,11 +188,12 @@ public final class RecoveryJob {
     private func openRecord(_ plan: RestorePlan, _ identified: IdentifiedTarget, resuming earlier: RestoreRecord?, at step: RecoveryStep) throws(RecoveryFailure) {
         guard let records else { return }
         let now = Date()
-        let opened = RestoreRecord(job: jobID, resumes: earlier?.job, programmer: target.identity.kind, programmerSerial: target.identity.serialNumber,
-                                   port: target.identity.port, part: identified.name, target: identified.id, rule: plan.rule.name,
+        let identity = recordIdentity
+        let opened = RestoreRecord(job: jobID, resumes: earlier?.job, programmer: identity.kind, programmerSerial: identity.serialNumber,
+                                   port: identity.port, part: identified.name, target: identified.id, rule: plan.rule.name,
                                    bootloaderSHA256: plan.firmware.bootloader.sha256.description, backup: result.backupPath,
                                    step: step, started: earlier?.started ?? now, updated: now)
-        do { try records.write(opened, programmer: target.identity) } catch {
+        do { try records.write(opened, programmer: identity) } catch {
             throw RecoveryFailure(step: step, reason: .backupFailed(error.description), backupPath: result.backupPath)
         }
         record = opened
@@ -201,7 +206,7 @@ public final class RecoveryJob {
         current.step = step
         current.updated = Date()
         record = current
-        do { try records.write(current, programmer: target.identity) } catch {
+        do { try records.write(current, programmer: recordIdentity) } catch {
             sink.record(.notice(step, .warning, error.description))
         }
     }
@@ -210,7 +215,7 @@ public final class RecoveryJob {
     private func closeRecord() throws(RecoveryFailure) {
         guard let records, let current = record else { return }
         record = nil
-        do { try records.remove(programmer: target.identity, target: current.target) } catch {
+        do { try records.remove(programmer: recordIdentity, target: current.target) } catch {
             sink.record(.notice(.release, .warning, error.description))
         }
     }
@@ -220,8 +225,16 @@ public final class RecoveryJob {
         guard let records, var current = record else { return }
         current.failure = failure.description
         current.updated = Date()
-        try? records.write(current, programmer: target.identity)
-        sink.record(.notice(failure.step, .warning, "the chip was left part-way; the next job on \(target.identity.name) that finds it finishes the restore (record \(records.path(programmer: target.identity, target: current.target)))"))
+        try? records.write(current, programmer: recordIdentity)
+        sink.record(.notice(failure.step, .warning, "the chip was left part-way; the next job on \(target.identity.name) that finds it finishes the restore (record \(records.path(programmer: recordIdentity, target: current.target)))"))
+    }
+
+    /// The programmer as the record names it: the bench's socket and serial where known.
+    private var recordIdentity: ProgrammerIdentity {
+        var identity = target.identity
+        identity.port = benchPort ?? identity.port
+        identity.serialNumber = benchSerial ?? identity.serialNumber
+        return identity
     }
 
     // MARK: Steps

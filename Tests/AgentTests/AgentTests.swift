@@ -481,3 +481,25 @@ func probesSettle(_ agent: Agent) -> Bool {
     }
     return false
 }
+
+/// What the journal stores of a field is read back whole: a value may be empty, hold `=` or newlines, and
+/// a field's data that does not start with its name is not taken for it.
+@Suite struct JobRecordTests {
+    @Test func fieldsAreReadAsTheJournalStoresThem() {
+        let stored: [String: [UInt8]] = [
+            "BOOTMEDIC_JOB": Array("BOOTMEDIC_JOB=abc".utf8),
+            "MESSAGE": Array("MESSAGE=".utf8),
+            "BOOTMEDIC_PORT": Array("BOOTMEDIC_PORT=pci-0000:00:14.0-usb-0:2=x\nnext".utf8),
+            "BOOTMEDIC_RESULT": Array("SOMETHING_ELSE=restored".utf8),
+            "BOOTMEDIC_RESUMES": Array("BOOTMEDIC_RESUMES=0123".utf8),
+        ]
+        let record = JobRecord { stored[$0] }
+        #expect(record.job == "abc")
+        #expect(record.message == "", "an empty MESSAGE read as its own name before")
+        #expect(record.port == "pci-0000:00:14.0-usb-0:2=x\nnext")
+        #expect(record.result == "?")
+        #expect(record.programmer == "?")
+        #expect(record.part == nil)
+        #expect(record.resumes == "0123")
+    }
+}

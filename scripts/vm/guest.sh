@@ -100,6 +100,7 @@ id_restored=f5b3ae2d1d914a1ebba540e8109c9a9b
 id_failed=d02e1e2fa81049678dae0160f32217eb
 id_removed=2811e27351aa44f3bc147fb1c00a397b
 id_enumerated=ee05e6630eb74003a90387372c2d57d3
+id_resumed=0b0e1a3743224d1bb5979b2782419195
 
 # --- 0. The package as installed: the service runs with the shipped rules and restores a factory
 # ATmega328P behind a USBasp with the Arduino bootloader from Debian's arduino-core-avr. Then it is
@@ -340,6 +341,27 @@ step "the agent restored the board behind the declared USBasp clone"
 agent_restores uno stk500v1 agent-uno-chip --tty "$uno_tty"
 simpart=stm32f103 agent_restores stlink stlink agent-stlink-chip --functionfs /dev/ffs-stlink --read-protected
 simpart=
+# A crash mid-write: the service is killed (SIGKILL: no step finishes, nothing is flushed) as soon as
+# the first flash page is written. systemd restarts it (Restart=on-failure), and the new process finds
+# the record the killed one left in /var/lib/bootmedic/jobs and finishes that restore.
+part6_cursor=$cursor
+mark_journal
+serve usbasp usbasp agent-killed-chip
+plug usbasp "$udc0"
+read -r writing <&5
+systemctl kill -s KILL bootmedic.service
+echo killed > $out/killed.txt
+cp /var/lib/bootmedic/jobs/*.json $out/killed-record.json 2>/dev/null
+wait_count $id_resumed 1 60 && echo resumed > $out/killed-resumed.txt
+wait_count $id_restored 1 60 && echo restored > $out/killed-outcome.txt
+systemctl show -p NRestarts --value bootmedic.service > $out/killed-restarts.txt
+ls /var/lib/bootmedic/jobs > $out/killed-records-after.txt 2>&1
+since_mark -o json --no-pager > $out/killed-journal.json
+unplug usbasp
+wait_count $id_removed 1 15
+unserve
+cursor=$part6_cursor
+step "the service killed mid-write and restarted finished the restore"
 serve usbasp usbasp agent-pulled-chip
 plug usbasp "$udc0"
 read -r writing <&5
