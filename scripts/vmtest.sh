@@ -103,6 +103,7 @@ last_line_is() { [ "$(tail -1 "$2")" = "$1" ]; }
 chip_holds() {  # chip state folder, image, low, high, extended [, extended mask]: flash and fuses both as given
   flash_holds "$1/flash.bin" "$2" && fuses_are "$1/fuses.json" "$3" "$4" "$5" ${6:-}
 }
+check "no wait in the guest hit its bound (else: $out/hang-*.txt say what each process waited on)" test ! -s "$out/hangs.txt"
 check "the package installs with apt-get (dist/$(cd dist && ls bootmedic_*.deb))" grep -qx 0 "$out/install-status.txt"
 check "two UDCs: the programmers' socket and the board's" test "$(wc -l < "$out/udc.txt")" = 2
 check "with no further step bootmedic.service runs (started by the package)" grep -qx active "$out/pkg-active.txt"

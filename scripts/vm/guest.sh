@@ -54,9 +54,38 @@ serve() {
     < /tmp/sim-in > /tmp/sim-out 2> $out/$state.log &
   sim=$!
   exec 4> /tmp/sim-in 5< /tmp/sim-out
-  read -r ready <&5
+  ready=$(read_line 60 "serve-$name")
 }
-unserve() { exec 4>&- 5<&-; wait $sim; }
+unserve() { exec 4>&- 5<&-; watch_over $sim 60 "unserve-$name"; }
+# Every wait has a bound. diagnose NAME: what each client and simulator process and thread is waiting
+# on (wchan and kernel stack), into $out/hang-NAME.txt, and NAME into $out/hangs.txt (a check fails).
+diagnose() {
+  { date; ps -eo pid,ppid,stat,wchan:32,etimes,args
+    for p in $(pgrep -f "bootmedic|avrdude|st-flash"); do
+      echo "== $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)"
+      for t in /proc/$p/task/*; do echo "-- $(cat $t/comm 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"; cat $t/stack 2>/dev/null; done
+    done
+    journalctl -k -n 30 --no-pager
+  } > $out/hang-$1.txt 2>&1
+  echo "$1" >> $out/hangs.txt
+}
+# read_line SECONDS NAME: one line from the simulator's stdout (fd 5) within SECONDS, or a diagnosis.
+# (dash's read has no timeout; a shell's read takes one byte at a time, so nothing after the line is lost.)
+read_line() { timeout "$1" sh -c 'read -r line <&5 && echo "$line"' || { diagnose "$2"; return 1; }; }
+# watch_over PID SECONDS NAME: waits for PID; past SECONDS it is diagnosed and killed.
+watch_over() {
+  ( sleep $2; diagnose "$3"; kill -9 $1 ) 2>/dev/null &
+  watchdog=$!
+  wait $1; watched_status=$?
+  kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
+  return $watched_status
+}
+# bounded SECONDS NAME COMMAND...: runs COMMAND under watch_over.
+bounded() {
+  limit=$1 label=$2; shift 2
+  "$@" &
+  watch_over $! $limit "$label"
+}
 # plug NAME UDC / unplug NAME: bind the gadget to a UDC and wait (bounded) until the host side has
 # enumerated it and udev has finished with it.
 plug() {
@@ -134,12 +163,12 @@ stat -c '%a %U %G' "/dev/$(udevadm info --query=name --path="$dev")" > $out/devn
 "$bin" self-test enumerate > $out/enumerate.txt 2>&1
 step "usbasp gadget enumerated"
 t0=$(now_ms)
-"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
+bounded 120 restore-$(now_ms) "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
   --programmer usbasp --json > $out/restore.json 2> $out/restore.err
 echo $? > $out/restore-status.txt
 echo $(( $(now_ms) - t0 )) > $out/restore-ms.txt
 step "bootmedic restore over usbasp"
-avrdude -c usbasp -p m32u4 -B 375kHz -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+bounded 120 avrdude-$(now_ms) avrdude -c usbasp -p m32u4 -B 375kHz -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
   -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/avrdude.log 2>&1
 echo $? > $out/avrdude-status.txt
 step "avrdude -c usbasp verify"
@@ -149,12 +178,12 @@ unplug usbasp; unserve
 # host has written its first flash page. bootmedic must say the programmer went away, keep the backup.
 serve usbasp usbasp pulled-chip
 plug usbasp "$udc0"
-"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
+bounded 120 restore-$(now_ms) "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
   --programmer usbasp > $out/pulled-restore.txt 2>&1 &
 restore=$!
-read -r writing <&5
+writing=$(read_line 60 "writing-$name")
 unplug usbasp
-wait $restore
+watch_over $restore 120 pulled-restore
 echo $? > $out/pulled-status.txt
 ls /tmp/pulled-backups > $out/pulled-backups.txt 2>&1
 unserve
@@ -166,11 +195,11 @@ if part 2; then
 serve usbtiny usbtiny tiny-chip
 plug usbtiny "$udc0"
 udevadm info --query=property --path="$(hostdev usbtiny)" > $out/tiny-udev-properties.txt
-"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
+bounded 120 restore-$(now_ms) "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
   --programmer usbtiny > $out/tiny-restore.txt 2>&1
 echo $? > $out/tiny-restore-status.txt
 step "bootmedic restore over usbtiny"
-avrdude -c usbtiny -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+bounded 120 avrdude-$(now_ms) avrdude -c usbtiny -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
   -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/tiny-avrdude.log 2>&1
 echo $? > $out/tiny-avrdude-status.txt
 step "avrdude -c usbtiny verify"
@@ -208,11 +237,11 @@ udevadm test --action=add "$(hostdev uno)" > $out/uno-udevadm-test-usb.txt 2>&1
 udevadm test --action=add "/sys/class/tty/${acm##*/}" > $out/uno-udevadm-test-tty.txt 2>&1
 stat -c '%a %U %G' "$acm" > $out/uno-devnode.txt
 step "arduino uno gadget enumerated as $acm"
-"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
+bounded 120 restore-$(now_ms) "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/backups \
   --programmer stk500v1 --port "$acm" > $out/uno-restore.txt 2>&1
 echo $? > $out/uno-restore-status.txt
 step "bootmedic restore over stk500v1 (ACM gadget)"
-avrdude -c stk500v1 -P "$acm" -b 19200 -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+bounded 120 avrdude-$(now_ms) avrdude -c stk500v1 -P "$acm" -b 19200 -p m32u4 -U "flash:v:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
   -U lfuse:v:0xFF:m -U hfuse:v:0xD8:m > $out/uno-avrdude.log 2>&1
 echo $? > $out/uno-avrdude-status.txt
 step "avrdude -c stk500v1 verify"
@@ -235,7 +264,7 @@ simpart=
 plug stlink "$udc0"
 udevadm info --query=property --path="$(hostdev stlink)" > $out/stlink-udev-properties.txt
 step "st-link gadget enumerated"
-"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule bluepill --backup-dir /tmp/backups \
+bounded 120 restore-$(now_ms) "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule bluepill --backup-dir /tmp/backups \
   --programmer stlink > $out/stlink-restore.txt 2>&1
 echo $? > $out/stlink-restore-status.txt
 step "bootmedic restore over st-link (unlock + write)"
@@ -262,14 +291,14 @@ for kind in usbasp usbtiny; do
       serve $kind $kind bench-$kind-bootmedic
   plug $kind "$udc0"
   t0=$(now_ms)
-  "$bin" restore --rules /tmp/nobackup.toml --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
+  bounded 120 restore-$(now_ms) "$bin" restore --rules /tmp/nobackup.toml --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --programmer $kind > $out/bench-$kind-bootmedic.txt 2>&1
   status=$? wall=$(( $(now_ms) - t0 ))
   unplug $kind; unserve
   echo "$kind bootmedic $status $wall $(busy_ms bench-$kind-bootmedic)" >> $out/bench.txt
   serve $kind $kind bench-$kind-avrdude
   plug $kind "$udc0"
   t0=$(now_ms)
-  avrdude -c $kind -p m32u4 -U "flash:w:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
+  bounded 120 avrdude-$(now_ms) avrdude -c $kind -p m32u4 -U "flash:w:$VMTEST_FIRMWARE/Caterina-promicro16.hex:i" \
     -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m > $out/bench-$kind-avrdude.txt 2>&1
   status=$? wall=$(( $(now_ms) - t0 ))
   unplug $kind; unserve
@@ -348,7 +377,7 @@ part6_cursor=$cursor
 mark_journal
 serve usbasp usbasp agent-killed-chip
 plug usbasp "$udc0"
-read -r writing <&5
+writing=$(read_line 60 "writing-$name")
 systemctl kill -s KILL bootmedic.service
 echo killed > $out/killed.txt
 cp /var/lib/bootmedic/jobs/*.json $out/killed-record.json 2>/dev/null
@@ -364,7 +393,7 @@ cursor=$part6_cursor
 step "the service killed mid-write and restarted finished the restore"
 serve usbasp usbasp agent-pulled-chip
 plug usbasp "$udc0"
-read -r writing <&5
+writing=$(read_line 60 "writing-$name")
 unplug usbasp
 wait_count $id_failed 1 30 && echo failed > $out/agent-pulled-outcome.txt
 unserve
