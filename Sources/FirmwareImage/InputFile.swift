@@ -67,3 +67,30 @@ public enum InputFile {
         }
     }
 }
+
+#if canImport(Foundation)
+import Foundation
+
+extension InputFile {
+    /// A Foundation file error in the kernel's words ("Permission denied", "No space left on device"),
+    /// never an error domain and code.
+    public static func reason(_ error: any Error) -> String {
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSCocoaErrorDomain {
+            switch CocoaError.Code(rawValue: ns.code) {
+            case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+            case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
+            case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
+            case .fileWriteVolumeReadOnly: return String(cString: strerror(EROFS))
+            case .fileWriteFileExists: return String(cString: strerror(EEXIST))
+            default: return "the file system refused (\(ns.code))"
+            }
+        }
+        return "\(error)"
+    }
+}
+#endif

@@ -76,12 +76,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// in a value or a typed error with a printable message, within a bounded (simulated) time.
     private static func isp(_ programmer: some ISPProgrammer, clock: VirtualClock) throws(FuzzFinding) {
         let part = PartCatalog.avrParts.first { $0.id == "atmega328p" }!
-        func step<T>(_ body: () throws(ISPError) -> T) throws(FuzzFinding) -> T? {
-            do { return try body() } catch {
-                try printable(error.description, "programmer error")
-                return nil
-            }
-        }
+        func step<T>(_ body: () throws(ISPError) -> T) throws(FuzzFinding) -> T? { try attempt(body) }
         defer { programmer.leaveProgrammingMode() }
         guard try step({ () throws(ISPError) in try programmer.enterProgrammingMode() }) != nil else { return try bounded(clock) }
         for index: UInt8 in 0..<3 {
@@ -103,12 +98,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     private static func stlink(_ input: [UInt8]) throws(FuzzFinding) {
         let clock = VirtualClock()
         let link = STLink(device: FuzzUSBDevice(input, productID: 0x3748, clock: clock), time: clock)
-        func step<T>(_ body: () throws(STLinkError) -> T) throws(FuzzFinding) -> T? {
-            do { return try body() } catch {
-                try printable(error.description, "ST-Link error")
-                return nil
-            }
-        }
+        func step<T>(_ body: () throws(STLinkError) -> T) throws(FuzzFinding) -> T? { try attempt(body) }
         defer { link.disconnect() }
         guard try step({ () throws(STLinkError) in try link.connect() }) != nil else { return try bounded(clock) }
         _ = try step({ () throws(STLinkError) in try link.halt() })
@@ -118,6 +108,14 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
         _ = try step({ () throws(STLinkError) in try link.writeWord(0x4002_2004, 0x4567_0123) })
         try bounded(clock)
+    }
+
+    /// One step of a session: its value, or nil after a typed error whose message must be printable.
+    private static func attempt<T, E: Error & CustomStringConvertible>(_ body: () throws(E) -> T) throws(FuzzFinding) -> T? {
+        do { return try body() } catch {
+            try printable(error.description, "\(E.self)")
+            return nil
+        }
     }
 
     /// However a device answers, a session gives up within minutes of its own (simulated) time.

@@ -1,6 +1,7 @@
 import Agent
 import ArgumentParser
 import Dispatch
+import FirmwareImage
 import Foundation
 import Recovery
 import Rules
@@ -79,7 +80,7 @@ struct AgentCommand: ParsableCommand {
                 let milliseconds = bench.eventToFirstCommand.map { ($0 * 10_000).rounded() / 10 }
                 do {
                     try JSONSerialization.data(withJSONObject: milliseconds).write(to: URL(fileURLWithPath: latencyReport))
-                } catch { throw fail("\(latencyReport): \(error.localizedDescription)") }
+                } catch { throw fail("\(latencyReport): \(InputFile.reason(error))") }
             }
             return
         }

@@ -242,7 +242,7 @@ struct RehearseCommand: ParsableCommand {
             let chip = bench.chip
             do {
                 try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: dump)
-            } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
+            } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
         }
         try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds,
                                                                     usbTransfers: bench.usbTransfers > 0 ? bench.usbTransfers : nil))
@@ -271,15 +271,15 @@ extension RehearseCommand {
                 try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
                 try Data(bench.target.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
                 try STM32Family.f1.optionBytes.json(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
-            } catch { throw fail("cannot write the dump to \(dump): \(error.localizedDescription)") }
+            } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
         }
         try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.stlink.transfers))
     }
 }
 
 func readBinary(_ path: String) throws -> [UInt8] {
-    do { return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-        throw fail("cannot read \(path): \(error.localizedDescription)")
+    do { return try InputFile.contents(of: path, maximumSize: FirmwareFile.maximumFileSize) } catch {
+        throw fail("cannot read \(path): \(error)")
     }
 }
 

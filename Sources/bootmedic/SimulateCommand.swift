@@ -1,6 +1,7 @@
 import ArgumentParser
 import BenchModel
 import Dispatch
+import FirmwareImage
 import Foundation
 import Parts
 import Recovery
@@ -90,7 +91,7 @@ struct SimulateCommand: ParsableCommand {
         do {
             try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: state)
             try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
-        } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
+        } catch { throw fail("cannot write the state to \(state): \(InputFile.reason(error))") }
     }
 }
 

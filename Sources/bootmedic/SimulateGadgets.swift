@@ -1,4 +1,5 @@
 import Dispatch
+import FirmwareImage
 import Foundation
 import Simulation
 import Transport
@@ -85,7 +86,7 @@ extension SimulateCommand {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
             try Data(session.withSimulator { _ in target.flash }).write(to: URL(fileURLWithPath: state + "/flash.bin"))
             try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
-        } catch { throw fail("cannot write the state to \(state): \(error.localizedDescription)") }
+        } catch { throw fail("cannot write the state to \(state): \(InputFile.reason(error))") }
     }
 }
 

@@ -94,7 +94,7 @@ public final class AVRISPTarget: RestoreTarget {
         do {
             path = try store.save(state, part: part, signature: signature ?? part.signature, programmer: programmer.identity.name, rule: plan.rule.name)
         } catch {
-            throw .backupFailed("\(store.directory): \(error.localizedDescription)")
+            throw .backupFailed("\(store.directory): \(InputFile.reason(error))")
         }
         if currentLock & 0x03 == 0 {
             context.notice(.warning, "lock bits 0x\(String(currentLock, radix: 16, uppercase: true)) hide the memory: the backup holds what the chip shows, not its contents")

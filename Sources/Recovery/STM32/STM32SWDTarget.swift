@@ -78,7 +78,7 @@ public final class STM32SWDTarget: RestoreTarget {
         do {
             path = try store.saveSTM32(flash: contents, optionBytes: options, target: target, programmer: link.name, rule: plan.rule.name)
         } catch {
-            throw .backupFailed("\(store.directory): \(error.localizedDescription)")
+            throw .backupFailed("\(store.directory): \(InputFile.reason(error))")
         }
         if protected { context.notice(.warning, "the chip is read-protected: its flash cannot be read, so only the option bytes are saved") }
         return (path, (contents?.count ?? 0) + options.count)
