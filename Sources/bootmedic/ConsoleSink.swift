@@ -32,8 +32,12 @@ final class ConsoleSink: RecoveryEventSink {
         case let .notice(_, severity, text):
             if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
             print("  \(severity.rawValue): \(text)")
+        case let .resumed(job, step, backup):
+            print("  finishing job \(job), which stopped at \(step.rawValue) on this chip" + (backup.map { "; its backup \($0) stands" } ?? ""))
         default:
-            break
+            return
         }
+        // Each line as it happens, also into a file or a pipe: a log shows how far a restore got.
+        fflush(nil)
     }
 }
