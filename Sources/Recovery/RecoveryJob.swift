@@ -55,7 +55,7 @@ public final class RecoveryJob {
         sink.record(.started(target.identity))
         do {
             try perform()
-            try closeRecord()
+            closeRecord()
         } catch {
             result.outcome = .failed
             result.failure = error
@@ -212,7 +212,7 @@ public final class RecoveryJob {
     }
 
     /// The chip is restored: the record goes.
-    private func closeRecord() throws(RecoveryFailure) {
+    private func closeRecord() {
         guard let records, let current = record else { return }
         record = nil
         do { try records.remove(programmer: recordIdentity, target: current.target) } catch {

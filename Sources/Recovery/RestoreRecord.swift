@@ -127,7 +127,8 @@ public struct RestoreRecords: Sendable {
         decoder.dateDecodingStrategy = .iso8601
         guard let data = FileManager.default.contents(atPath: file) else { throw RestoreRecordError(path: file, reason: "cannot read it") }
         do { return try decoder.decode(RestoreRecord.self, from: data) } catch {
-            throw RestoreRecordError(path: file, reason: "not a restore record (\(error))")
+            throw RestoreRecordError(path: file, reason: "not a restore record (\(error)); the chip it was about may be half-written: "
+                                     + "look at it, then remove the file to let the next job start afresh")
         }
     }
 
