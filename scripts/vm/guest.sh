@@ -72,18 +72,22 @@ diagnose() {
 # read_line SECONDS NAME: one line from the simulator's stdout (fd 5) within SECONDS, or a diagnosis.
 # (dash's read has no timeout; a shell's read takes one byte at a time, so nothing after the line is lost.)
 read_line() { timeout "$1" sh -c 'read -r line <&5 && echo "$line"' || { diagnose "$2"; return 1; }; }
-# watch_over PID SECONDS NAME: waits for PID; past SECONDS it is diagnosed and killed.
+# watch_over PID SECONDS NAME: waits for PID; past SECONDS it is diagnosed and killed. The watchdog (and
+# its sleep, which it takes down with it) holds no end of the simulator's pipes: a simulator on a tty ends
+# when its stdin closes, and a stray holder of that pipe would keep it serving.
 watch_over() {
-  ( sleep $2; diagnose "$3"; kill -9 $1 ) 2>/dev/null &
+  ( trap 'kill $nap 2>/dev/null; exit 0' TERM
+    sleep $2 & nap=$!
+    wait $nap && { diagnose "$3"; kill -9 $1; } ) 4>&- 5<&- 2>/dev/null &
   watchdog=$!
   wait $1; watched_status=$?
   kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
   return $watched_status
 }
-# bounded SECONDS NAME COMMAND...: runs COMMAND under watch_over.
+# bounded SECONDS NAME COMMAND...: runs COMMAND (holding no end of the simulator's pipes) under watch_over.
 bounded() {
   limit=$1 label=$2; shift 2
-  "$@" &
+  "$@" 4>&- 5<&- &
   watch_over $! $limit "$label"
 }
 # plug NAME UDC / unplug NAME: bind the gadget to a UDC and wait (bounded) until the host side has
@@ -178,8 +182,8 @@ unplug usbasp; unserve
 # host has written its first flash page. bootmedic must say the programmer went away, keep the backup.
 serve usbasp usbasp pulled-chip
 plug usbasp "$udc0"
-bounded 120 restore-$(now_ms) "$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
-  --programmer usbasp > $out/pulled-restore.txt 2>&1 &
+"$bin" restore --rules "$guide" --firmware-dir "$VMTEST_FIRMWARE" --rule pro-micro-5v --backup-dir /tmp/pulled-backups \
+  --programmer usbasp > $out/pulled-restore.txt 2>&1 4>&- 5<&- &
 restore=$!
 writing=$(read_line 60 "writing-$name")
 unplug usbasp
@@ -214,7 +218,7 @@ if part 3; then
 mm=
 if command -v ModemManager >/dev/null; then
   timeout 30 systemctl start dbus.socket dbus.service 2>/dev/null
-  ModemManager --log-level=DEBUG --log-file=$out/mm.log &
+  ModemManager --log-level=DEBUG --log-file=$out/mm.log 4>&- 5<&- &
   mm=$!
   for _ in $(seq 60); do timeout 5 mmcli -L > /dev/null 2>&1 && break; sleep 0.2; done
   timeout 10 mmcli -L > $out/mm-before.txt 2>&1
