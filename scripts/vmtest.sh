@@ -252,8 +252,8 @@ for kind, t in rows.items():
           f"  busy: bootmedic {bb:.2f} s, avrdude 7.1 {ab:.2f} s, ratio {bb / ab:.2f}")
 PY
 fi
-first=$(sed -n 's/.*"firstRequestMonotonicMicroseconds": \([0-9]*\).*/\1/p' "$out/agent-chip.log" 2>/dev/null)
-seen=$(cat "$out/agent-udev-usec.txt" 2>/dev/null)
+first=$(sed -n 's/.*"firstRequestMonotonicMicroseconds": \([0-9]*\).*/\1/p' "$out/agent-chip.log" 2>/dev/null || true)
+seen=$(cat "$out/agent-udev-usec.txt" 2>/dev/null || true)
 [ -n "$first" ] && [ -n "$seen" ] && echo "bootmedic.service: udev's first sight of the USBasp (USEC_INITIALIZED) to the agent's first" \
   "command at the gadget: $(( (first - seen) / 1000 )) ms (guest clock, TCG; udev's rules and the libusb open included)"
 [ -z "${VMTEST_ONLY:-}" ] && echo "bind to udev settled: $(cat "$out/bind-to-settled-ms.txt") ms; CLI restore:" \
