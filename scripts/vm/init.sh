@@ -44,7 +44,7 @@ Environment=VMTEST_FIRMWARE=$(cat /firmware.path) VMTEST_ONLY=$(cat /only) PATH=
 ExecStart=/bin/sh $(cat /guest.path)
 StandardOutput=file:/vmtest-out/guest.log
 StandardError=inherit
-TimeoutStartSec=${VMTEST_GUEST_TIMEOUT:-450}
+TimeoutStartSec=${VMTEST_GUEST_TIMEOUT:-870}
 # Whatever the script did, power off straight away (the out share is written through, nothing to unmount).
 ExecStopPost=/bin/sh -c 'sync; systemctl poweroff --force --force'
 UNIT
