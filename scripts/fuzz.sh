@@ -12,7 +12,10 @@ seconds="${FUZZ_SECONDS:-60}"
 scratch=.build-fuzz
 targets=(${FUZZ_TARGETS:-intel-hex toml rules stk500v1 buspirate stlink udev journal})
 
-swift build --product bootmedic-fuzz --sanitize=fuzzer --sanitize=address -Xswiftc -DFUZZING \
+# One combined -sanitize flag, last on the command line: SwiftPM keeps its --sanitize values in a set and
+# passes them in any order, and swiftc's last -sanitize wins, so `--sanitize=fuzzer --sanitize=address`
+# built without coverage one time in two. --sanitize=fuzzer stays: it tells SwiftPM libFuzzer has main.
+swift build --product bootmedic-fuzz --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
   --scratch-path "$scratch" 2>&1 | grep -v "Cannot export local symbol" | tail -1
 fuzzer="$scratch/debug/bootmedic-fuzz"
 # The plain build writes the built-in seeds (libFuzzer's build has no main of ours).

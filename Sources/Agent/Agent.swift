@@ -60,17 +60,17 @@ public final class Agent: Sendable {
     /// unless a virtual bench answers instead.
     public var usbPresence: @Sendable (USBID) -> Bool {
         get {
-            state.withLock { state in
-                state.presenceOverride ?? { [weak self] id in self?.state.withLock { $0.present.values.contains(id) } ?? false }
+            state.withCheckedLock { state in
+                state.presenceOverride ?? { [weak self] id in self?.state.withCheckedLock { $0.present.values.contains(id) } ?? false }
             }
         }
-        set { state.withLock { $0.presenceOverride = newValue } }
+        set { state.withCheckedLock { $0.presenceOverride = newValue } }
     }
 
     /// How long a slot waits for a restored bootloader to enumerate.
     public var expectUSBTimeout: Double {
-        get { state.withLock { $0.expectUSBTimeout } }
-        set { state.withLock { $0.expectUSBTimeout = newValue } }
+        get { state.withCheckedLock { $0.expectUSBTimeout } }
+        set { state.withCheckedLock { $0.expectUSBTimeout = newValue } }
     }
 
     /// Journals the start and tells systemd the service is ready.
@@ -98,7 +98,7 @@ public final class Agent: Sendable {
         switch event {
         case let .added(device):
             let id = USBID(vendor: device.vendorID, product: device.productID)
-            if device.subsystem == "usb" { state.withLock { $0.present[device.syspath] = id } }
+            if device.subsystem == "usb" { state.withCheckedLock { $0.present[device.syspath] = id } }
             switch catalog.entry(for: id, product: device.product)?.role {
             case let .programmer(kind)? where device.subsystem == "usb":
                 add(BenchProgrammer.usb(device, kind: kind, trace: trace))
@@ -108,7 +108,7 @@ public final class Agent: Sendable {
                 break
             }
         case let .removed(syspath):
-            state.withLock {
+            state.withCheckedLock {
                 $0.present[syspath] = nil
                 $0.probing[syspath] = nil
             }
@@ -117,7 +117,7 @@ public final class Agent: Sendable {
     }
 
     private func probe(_ device: UdevDevice, candidates: [ProgrammerKind]) {
-        let token = state.withLock { state -> UInt64? in
+        let token = state.withCheckedLock { state -> UInt64? in
             guard !state.stopping, state.probing[device.syspath] == nil else { return nil }
             state.nextProbe += 1
             state.probing[device.syspath] = state.nextProbe
@@ -130,13 +130,13 @@ public final class Agent: Sendable {
             add(found, ifStillProbing: device.syspath, token: token)
         }
         if !queued {
-            state.withLock { _ = $0.probing.removeValue(forKey: device.syspath) }
+            state.withCheckedLock { _ = $0.probing.removeValue(forKey: device.syspath) }
             journal.write(JournalEntry(.notice, "\(device.devnode ?? device.syspath): too many serial devices waiting to be probed; replug it to try again", priority: 4))
         }
     }
 
     private func add(_ programmer: BenchProgrammer?, ifStillProbing syspath: String, token: UInt64) {
-        let current = state.withLock { state -> Bool in
+        let current = state.withCheckedLock { state -> Bool in
             guard state.probing[syspath] == token else { return false }
             state.probing[syspath] = nil
             return true
@@ -150,7 +150,7 @@ public final class Agent: Sendable {
     public func add(_ programmer: BenchProgrammer) {
         let context = SlotContext(rules: rules, journal: journal, backups: backups, records: records, pollInterval: pollInterval,
                                   expectUSBTimeout: expectUSBTimeout, usbPresence: usbPresence)
-        let slot: BenchSlot? = state.withLock { state in
+        let slot: BenchSlot? = state.withCheckedLock { state in
             guard !state.stopping, state.slots[programmer.id] == nil else { return nil }
             let slot = BenchSlot(programmer: programmer, context: context)
             state.slots[programmer.id] = slot
@@ -164,7 +164,7 @@ public final class Agent: Sendable {
 
     /// A programmer left: its slot stops at its next safe point and journals the removal itself. Returns at once.
     public func remove(id: String) {
-        let slot = state.withLock { state -> BenchSlot? in
+        let slot = state.withCheckedLock { state -> BenchSlot? in
             state.retiring.removeAll { $0.hasEnded }
             guard let slot = state.slots.removeValue(forKey: id) else { return nil }
             state.retiring.append(slot)
@@ -178,7 +178,7 @@ public final class Agent: Sendable {
     /// No new jobs; every slot stops at its next safe point, and this waits until all have.
     public func stop() {
         ServiceNotifier.notify("STOPPING=1")
-        let (active, retiring) = state.withLock { state in
+        let (active, retiring) = state.withCheckedLock { state in
             state.stopping = true
             state.probing.removeAll()
             defer { state.slots.removeAll(); state.retiring.removeAll() }
@@ -197,7 +197,7 @@ public final class Agent: Sendable {
     public var serialProbesUnderWay: Int { probes.underWay }
 
     /// The slots by programmer id.
-    public var currentSlots: [String: BenchSlot] { state.withLock { $0.slots } }
+    public var currentSlots: [String: BenchSlot] { state.withCheckedLock { $0.slots } }
 
     /// One line for STATUS=: what every slot is doing.
     public var status: String {
@@ -229,7 +229,7 @@ final class ProbeQueue: Sendable {
             WorkerThread(name: "serial probe \(n)") { thread in
                 while !thread.isStopRequested {
                     guard jobs.available.wait(timeout: .now() + 0.2) == .success else { continue }
-                    guard let job = jobs.queued.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+                    guard let job = jobs.queued.withCheckedLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
                     job()
                     jobs.underWay.subtract(1, ordering: .releasing)
                 }
@@ -239,7 +239,7 @@ final class ProbeQueue: Sendable {
 
     /// Queues `job`; false when the queue is full.
     func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
-        let queued = jobs.queued.withLock { queued -> Bool in
+        let queued = jobs.queued.withCheckedLock { queued -> Bool in
             guard queued.count < capacity else { return false }
             queued.append(job)
             jobs.underWay.add(1, ordering: .relaxed)
@@ -254,7 +254,7 @@ final class ProbeQueue: Sendable {
 
     /// Drops what is queued and waits for the probes under way.
     func stop() {
-        jobs.queued.withLock { queued in
+        jobs.queued.withCheckedLock { queued in
             jobs.underWay.subtract(queued.count, ordering: .relaxed)
             queued.removeAll()
         }

@@ -84,15 +84,15 @@ public final class BenchSlot: Sendable {
         self.context = context
     }
 
-    public var state: SlotState { shared.withLock { $0.slot } }
+    public var state: SlotState { shared.withCheckedLock { $0.slot } }
     /// Results of the jobs run, in order (for tests and status).
-    public var outcomes: [RecoveryOutcome] { shared.withLock { $0.outcomes } }
+    public var outcomes: [RecoveryOutcome] { shared.withCheckedLock { $0.outcomes } }
 
     func start() {
-        worker.withLock { worker in
+        worker.withCheckedLock { worker in
             worker = WorkerThread(name: "slot \(programmer.port ?? programmer.id)") { [self] thread in
                 loop(thread)
-                let unplugged = shared.withLock { state in
+                let unplugged = shared.withCheckedLock { state in
                     state.slot = .stopped
                     return state.unplugged
                 }
@@ -103,29 +103,29 @@ public final class BenchSlot: Sendable {
                 }
             }
             // The programmer may have left between the slot's creation and now.
-            if shared.withLock({ $0.stopRequested }) { worker?.requestStop() }
+            if shared.withCheckedLock({ $0.stopRequested }) { worker?.requestStop() }
         }
     }
 
     /// The programmer left: the slot stops at its next safe point and journals the removal; does not wait.
     func unplug() {
-        shared.withLock { $0.unplugged = true }
+        shared.withCheckedLock { $0.unplugged = true }
         requestStop()
     }
 
     /// Asks the slot to stop at its next safe point (between steps), whether or not it has started.
     func requestStop() {
-        shared.withLock { $0.stopRequested = true }
-        worker.withLock { $0?.requestStop() }
+        shared.withCheckedLock { $0.stopRequested = true }
+        worker.withCheckedLock { $0?.requestStop() }
     }
 
     /// Waits until the slot's loop has ended.
-    func join() { worker.withLock { $0 }?.join() }
+    func join() { worker.withCheckedLock { $0 }?.join() }
 
     /// Whether the loop has ended, without waiting.
-    var hasEnded: Bool { worker.withLock { $0 }?.join(timeout: 0) ?? true }
+    var hasEnded: Bool { worker.withCheckedLock { $0 }?.join(timeout: 0) ?? true }
 
-    private func set(_ slot: SlotState) { shared.withLock { $0.slot = slot } }
+    private func set(_ slot: SlotState) { shared.withCheckedLock { $0.slot = slot } }
 
     private func loop(_ thread: WorkerThread) {
         // The connection stays open between looks: reopening would reset an Arduino through DTR each time.
@@ -157,7 +157,7 @@ public final class BenchSlot: Sendable {
             let job = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             set(.restoring(job: job))
             let result = restore(open, job: job, thread: thread)
-            shared.withLock { $0.outcomes.append(result.outcome) }
+            shared.withCheckedLock { $0.outcomes.append(result.outcome) }
             if result.outcome == .restored, let expected = result.rule.flatMap(context.rules.rule(named:))?.expectUSB {
                 confirmEnumeration(expected, job: job, thread: thread)
             }

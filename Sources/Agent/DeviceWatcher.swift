@@ -140,12 +140,12 @@ public final class DeviceWatcher: Sendable {
             }
             onEnd()
         }
-        worker.withLock { $0 = thread }
+        worker.withCheckedLock { $0 = thread }
     }
 
     /// Stops the monitor thread and waits for it; ends the `events()` sequence.
     public func stop() {
-        guard let thread = worker.withLock({ worker in defer { worker = nil }; return worker }) else { return }
+        guard let thread = worker.withCheckedLock({ worker in defer { worker = nil }; return worker }) else { return }
         requestStop()
         thread.stop()
     }

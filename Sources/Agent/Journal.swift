@@ -1,6 +1,7 @@
 import CSystemd
 import Foundation
 import Synchronization
+import Transport
 
 /// The systemd journal through libsystemd's `sd_journal_sendv`: one structured entry per call. Without a
 /// running journald the entries are dropped, as libsystemd does.
@@ -28,7 +29,7 @@ public final class ConsoleJournal: JournalWriter {
     public func write(_ entry: JournalEntry) {
         let fields = entry.fields.filter { ["BOOTMEDIC_JOB", "BOOTMEDIC_RESULT", "BOOTMEDIC_STEP"].contains($0.key) }
             .sorted { $0.key < $1.key }.map { "\($0.key.dropFirst(10).lowercased())=\($0.value)" }.joined(separator: " ")
-        lock.withLock { _ in
+        lock.withCheckedLock { _ in
             FileHandle.standardError.write(Data("<\(entry.priority)> \(entry.message)\(fields.isEmpty ? "" : "  [\(fields)]")\n".utf8))
         }
     }

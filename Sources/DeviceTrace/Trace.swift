@@ -40,7 +40,7 @@ public final class TraceRecorder: Sendable {
     }
 
     private func newSession(_ header: String) -> Int {
-        let session = state.withLock { state -> Int in
+        let session = state.withCheckedLock { state -> Int in
             state.sessions += 1
             return state.sessions
         }
@@ -49,7 +49,7 @@ public final class TraceRecorder: Sendable {
     }
 
     fileprivate func write(_ session: Int, _ line: String) {
-        state.withLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
+        state.withCheckedLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
     }
 }
 

@@ -144,20 +144,11 @@ final class SwappableDevice: USBDevice, Sendable {
         self.pacer = pacer
     }
 
-    func swap(to device: USBDevice) { locked { _ in current = device } }
-    func unplug() { locked { $0.gone = true } }
-
-    /// `state` locked, the simulator behind it too (see ``ThreadSanitizer``).
-    private func locked<T: Sendable, E: Error>(_ body: (inout State) throws(E) -> T) throws(E) -> T {
-        try state.withLock { (state: inout State) throws(E) -> T in
-            ThreadSanitizer.acquire(self)
-            defer { ThreadSanitizer.release(self) }
-            return try body(&state)
-        }
-    }
+    func swap(to device: USBDevice) { state.withCheckedLock { _ in current = device } }
+    func unplug() { state.withCheckedLock { $0.gone = true } }
 
     private func with<T: Sendable>(_ body: (USBDevice) throws(USBError) -> T) throws(USBError) -> T {
-        try locked { (state: inout State) throws(USBError) -> T in
+        try state.withCheckedLock { (state: inout State) throws(USBError) -> T in
             if state.gone { throw .noDevice }
             if let report = state.onFirstCommand {
                 state.onFirstCommand = nil
@@ -192,7 +183,7 @@ final class SwappableDevice: USBDevice, Sendable {
 final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
     init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+    func withCheckedLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withCheckedLock { body(&$0) } }
 }
 
 /// Plays a scenario against an agent: the agent sees the simulated programmers exactly as it sees real ones.
@@ -216,16 +207,16 @@ public final class VirtualBench {
 
         /// The programmer kind and chip of the simulator behind it now.
         var current: (kind: ProgrammerKind, chip: SimulatedAVR)? {
-            state.withLock { _ in bench.map { ($0.kind, $0.chip) } }
+            state.withCheckedLock { _ in bench.map { ($0.kind, $0.chip) } }
         }
 
         /// Runs `open` on the current pseudo-terminal's path; nil path when no simulator is plugged.
         func open<T>(_ open: (String?) throws -> T) rethrows -> T {
-            let path = state.withLock { state -> String? in
+            let path = state.withCheckedLock { state -> String? in
                 state.opening += 1
                 return bench.flatMap { if case let .serial(server) = $0.link { return server.path }; return nil }
             }
-            defer { state.withLock { $0.opening -= 1 } }
+            defer { state.withCheckedLock { $0.opening -= 1 } }
             return try open(path)
         }
 
@@ -234,7 +225,7 @@ public final class VirtualBench {
         func replace(with new: SimulatedBench?) {
             var old: SimulatedBench?
             for attempt in 0...5_000 {
-                let swapped = state.withLock { state -> Bool in
+                let swapped = state.withCheckedLock { state -> Bool in
                     guard state.opening == 0 || attempt == 5_000 else { return false }
                     old = bench
                     bench = new
@@ -252,7 +243,7 @@ public final class VirtualBench {
 
     /// Seconds from each USB programmer's plug event to the agent's first command to it.
     private let latencyBox = Locked<[Double]>([])
-    public var eventToFirstCommand: [Double] { latencyBox.withLock { $0 } }
+    public var eventToFirstCommand: [Double] { latencyBox.withCheckedLock { $0 } }
 
     /// Boards whose USB is connected too: once restored, their bootloader enumerates.
     private let usbConnected = Locked<[String: Bool]>([:])
@@ -270,8 +261,8 @@ public final class VirtualBench {
         let boards = self.boards
         let rules = self.rules
         return { id in
-            connected.withLock { $0 }.contains { name, on in
-                guard on, let board = boards.withLock({ $0[name] }) else { return false }
+            connected.withCheckedLock { $0 }.contains { name, on in
+                guard on, let board = boards.withCheckedLock({ $0[name] }) else { return false }
                 return board.writes.value > 0 && rules.rules.contains { $0.expectUSB == id && $0.part?.id == board.part }
             }
         }
@@ -318,7 +309,7 @@ public final class VirtualBench {
             let latencies = latencyBox
             let device = SwappableDevice(try board(kind: kind, part: nil, name: name, clock: clock),
                                          pacer: realTime ? RealTimePacer(clock: clock) : nil) { seconds in
-                latencies.withLock { $0.append(seconds) }
+                latencies.withCheckedLock { $0.append(seconds) }
             }
             devices[name] = (kind, device, clock)
             let serial = "VB-\(name)"
@@ -328,10 +319,10 @@ public final class VirtualBench {
         case let .attach(name, part, healthy, faults, protected, enumerates):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
             entry.device.swap(to: try board(kind: entry.kind, part: part, name: name, clock: entry.clock, healthyRule: healthy, faults: faults, protected: protected))
-            usbConnected.withLock { $0[name] = enumerates }
+            usbConnected.withCheckedLock { $0[name] = enumerates }
         case let .detach(name):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
-            usbConnected.withLock { $0[name] = false }
+            usbConnected.withCheckedLock { $0[name] = false }
             entry.device.swap(to: try board(kind: entry.kind, part: nil, name: name, clock: entry.clock))
         case let .unplug(name):
             guard let entry = devices.removeValue(forKey: name) else { throw .unknownProgrammer(name) }
@@ -388,7 +379,7 @@ public final class VirtualBench {
                                            imagePages: pagesToWrite(on: avr), clock: clock)
             if part != nil {
                 chips[name] = bench.chip
-                boards.withLock { $0[name] = (bench.chip.part.id, bench.chip.pageWriteCount) }
+                boards.withCheckedLock { $0[name] = (bench.chip.part.id, bench.chip.pageWriteCount) }
             }
             guard let device = bench.usbDevice else { throw VirtualBenchError.file("\(kind.rawValue) is not simulated on the virtual bench yet") }
             return device

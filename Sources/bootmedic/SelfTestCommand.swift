@@ -4,6 +4,7 @@ import Foundation
 import Recovery
 import Rules
 import Synchronization
+import Transport
 
 /// Checks that need a private network namespace; run as `unshare -n bootmedic self-test netlink`.
 struct SelfTestCommand: ParsableCommand {
@@ -27,7 +28,7 @@ struct SelfTestCommand: ParsableCommand {
         final class Lines: JournalWriter {
             let state = Mutex<(list: [String], firstSlot: Date?)>(([], nil))
             func write(_ entry: JournalEntry) {
-                state.withLock { state in
+                state.withCheckedLock { state in
                     state.list.append(entry.kind.rawValue)
                     if entry.kind == .programmerAdded, state.firstSlot == nil { state.firstSlot = Date() }
                 }
@@ -41,10 +42,10 @@ struct SelfTestCommand: ParsableCommand {
             for await event in stream {
                 switch event {
                 case let .added(device):
-                    events.list.withLock { $0.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
+                    events.list.withCheckedLock { $0.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
                     agent.handle(event)
                 case let .removed(syspath):
-                    events.list.withLock { $0.append("remove \(syspath)") }
+                    events.list.withCheckedLock { $0.append("remove \(syspath)") }
                     agent.handle(event)
                 }
             }
@@ -66,11 +67,11 @@ struct SelfTestCommand: ParsableCommand {
         Task { await consumer.value; ended.signal() }
         guard ended.wait(timeout: .now() + 5) == .success else { throw fail("the event sequence did not end after stop()") }
         agent.stop()
-        for line in events.list.withLock({ $0 }) { print(line) }
+        for line in events.list.withCheckedLock({ $0 }) { print(line) }
         print("slots after add: \(slotsAfterAdd)")
         print("slots after remove: \(agent.currentSlots.count)")
-        print("journal: " + journal.state.withLock { $0.list }.joined(separator: " "))
-        if let slot = journal.state.withLock({ $0.firstSlot }) {
+        print("journal: " + journal.state.withCheckedLock { $0.list }.joined(separator: " "))
+        if let slot = journal.state.withCheckedLock({ $0.firstSlot }) {
             printError(String(format: "netlink add event to bench slot: %.2f ms", slot.timeIntervalSince(sent) * 1000))
         }
     }

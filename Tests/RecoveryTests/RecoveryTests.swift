@@ -295,9 +295,9 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         DispatchQueue.concurrentPerform(iterations: 16) { i in
             let state = ChipState(flash: [UInt8(i)], eeprom: [], fuses: FuseSet(low: 0x5E, high: 0x99, extended: 0xF3), lock: nil)
             let folder = try? store.save(state, part: avr("atmega32u4"), signature: Signature(0x1E, 0x95, 0x87), programmer: "USBasp", rule: "r", date: date)
-            folders.withLock { $0.append(folder ?? "failed") }
+            folders.withCheckedLock { $0.append(folder ?? "failed") }
         }
-        let saved = folders.withLock { $0 }
+        let saved = folders.withCheckedLock { $0 }
         #expect(Set(saved).count == 16 && !saved.contains("failed"))
         #expect(Set(try saved.map { try ChipState.read(from: $0).flash[0] }) == Set(0..<16))
     }
