@@ -67,6 +67,14 @@ public protocol ISPProgrammer: AnyObject {
     /// True when a round trip is cheap enough that polling RDY/BSY beats waiting the worst case.
     var pollsReadyBusy: Bool { get }
 
+    /// True when the programmer picks its SCK to suit the target's clock, so a faster-running chip is
+    /// programmed faster; false where its firmware fixes the SCK (ArduinoISP's 125 kHz).
+    var adaptsSCK: Bool { get }
+
+    /// The most bytes one request of the programmer reads: a read of a multiple of it costs no
+    /// request carrying a remainder.
+    var readBlockSize: Int { get }
+
     /// Lets go of the programmer: returns it to the state a person expects (a Bus Pirate to its console)
     /// and closes the device. Later calls fail.
     func close()

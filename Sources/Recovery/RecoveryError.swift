@@ -8,9 +8,25 @@ public struct RecoveryFailure: Error, Sendable, CustomStringConvertible {
     public let step: RecoveryStep
     public let reason: RecoveryError
     public let backupPath: String?
+    /// The clock raise the job had begun before it failed, if any: the chip's fuses are no longer quite
+    /// the ones it arrived with.
+    public var clockRaise: ClockRaise?
+
+    public init(step: RecoveryStep, reason: RecoveryError, backupPath: String?, clockRaise: ClockRaise? = nil) {
+        self.step = step
+        self.reason = reason
+        self.backupPath = backupPath
+        self.clockRaise = clockRaise
+    }
 
     public var description: String {
         var text = reason.description
+        if let raise = clockRaise {
+            let change = String(format: "the %@ fuse from 0x%02X to 0x%02X (%@)", raise.byte.rawValue, raise.from, raise.to, raise.detail)
+            text += step == .raiseClock
+                ? "; it failed while changing \(change): the chip holds one of the two values, its memory is untouched"
+                : "; before that the job had changed \(change): the chip's memory was untouched then, and its original fuses are \(raise.original)"
+        }
         if let backupPath { text += " (the chip's previous contents are saved in \(backupPath))" }
         return text
     }

@@ -12,6 +12,8 @@ public enum RecoveryStep: String, CaseIterable, Sendable, Codable {
     /// STM32: remove read protection (mass-erases the chip).
     case unlock
     case healthCheck = "health-check"
+    /// AVR: the one fuse bit that divides the clock by 8 cleared early, as the rule's fuses would at the end.
+    case raiseClock = "raise-clock"
     case backup, erase
     case writeFlash = "write-flash"
     case verifyFlash = "verify-flash"
@@ -30,6 +32,7 @@ public enum RecoveryStep: String, CaseIterable, Sendable, Codable {
         case .check: return "checking the plan"
         case .unlock: return "removing read protection"
         case .healthCheck: return "checking whether the board is healthy"
+        case .raiseClock: return "raising the chip's clock"
         case .backup: return "backing up the chip"
         case .erase: return "erasing"
         case .writeFlash: return "writing flash"

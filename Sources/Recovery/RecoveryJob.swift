@@ -35,6 +35,8 @@ public final class RecoveryJob {
     public var benchSerial: String?
 
     private var result: RecoveryResult
+    /// The clock raise once the job has begun it: every later failure names it.
+    private var clockRaise: ClockRaise?
     /// The record on disk while the chip is being changed.
     private var record: RestoreRecord?
     private var time: TimeSource { stepClock ?? target.clock }
@@ -57,6 +59,8 @@ public final class RecoveryJob {
             try perform()
             closeRecord()
         } catch {
+            var error = error
+            error.clockRaise = clockRaise
             result.outcome = .failed
             result.failure = error
             target.abandon()
@@ -132,6 +136,10 @@ public final class RecoveryJob {
                 try step(.release) { (context) throws(RecoveryError) in try target.release(context) }
                 result.outcome = .healthy
                 return
+            }
+            if plan.rule.policies.raiseClock, let raise = target.clockRaise(for: plan) {
+                clockRaise = raise
+                try step(.raiseClock) { (context) throws(RecoveryError) in try target.raiseClock(raise, context) }
             }
             try saveBackup(plan)
             try openRecord(plan, identified, resuming: nil, at: .erase)

@@ -63,6 +63,12 @@ public protocol RestoreTarget: AnyObject {
     func isReadProtected() throws(RecoveryError) -> Bool
     /// Whether the chip already holds what the plan would write; reads as little as it can.
     func healthCheck(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> HealthVerdict
+    /// The clock raise this plan allows on this chip, or nil: a change the rule's final settings make
+    /// anyway, made first so that backup, write and verify run at a faster SCK. Nothing is written.
+    func clockRaise(for plan: RestorePlan) -> ClockRaise?
+    /// Makes the raise, re-enters programming mode so the chip latches it, and checks that the same chip
+    /// answers with the raised fuse.
+    func raiseClock(_ raise: ClockRaise, _ context: StepContext) throws(RecoveryError) -> StepOutcome
     /// Saves what the chip holds (as much as it shows) and returns the backup's folder.
     func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int)
     /// Removes read protection; allowed only by the rule, and it erases the chip.
@@ -96,6 +102,32 @@ public struct FinishingStep {
 
 extension RestoreTarget {
     public func explain(_ error: RecoveryError, during step: RecoveryStep) -> RecoveryError { error }
+    public func clockRaise(for plan: RestorePlan) -> ClockRaise? { nil }
+    public func raiseClock(_ raise: ClockRaise, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
+        StepOutcome(bytes: 0, "nothing to raise")
+    }
+}
+
+/// One fuse byte changed before the backup to make the chip run faster — only ever to a value the
+/// rule's final fuses also give the clock (an AVR's CKDIV8 cleared on the oscillator it already runs on),
+/// so the board is never left less reachable than it came.
+public struct ClockRaise: Sendable, Equatable {
+    public let byte: FuseByte
+    /// The byte as the chip arrived with it, and as the raise leaves it.
+    public let from: UInt8
+    public let to: UInt8
+    /// What changes, for people ("CKDIV8 cleared: 16 MHz crystal instead of 2 MHz").
+    public let detail: String
+    /// All the fuses the chip arrived with, as they were read ("L 0x5E H 0x99 E 0xF3").
+    public let original: FuseSet
+
+    public init(byte: FuseByte, from: UInt8, to: UInt8, detail: String, original: FuseSet) {
+        self.byte = byte
+        self.from = from
+        self.to = to
+        self.detail = detail
+        self.original = original
+    }
 }
 
 /// What a target turned out to be.

@@ -94,6 +94,9 @@ public struct RulePolicies: Hashable, Sendable {
     public var allowUnsafeFuses = false
     /// STM32: remove read protection, which mass-erases the chip.
     public var allowUnlock = false
+    /// AVR: when the rule's final low fuse clears CKDIV8 on the oscillator the chip already runs on, clear
+    /// that one bit first (before the backup) and program the rest at the faster SCK.
+    public var raiseClock = true
 
     public init() {}
 }

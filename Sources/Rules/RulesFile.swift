@@ -148,7 +148,7 @@ private struct Decoder {
 
     static let ruleKeys = ["name", "description", "match", "bootloader", "sha256", "application", "application_sha256",
                            "fuses", "lock", "clock", "clock_div8", "expect_usb", "backup", "restore_eeprom",
-                           "allow_unsafe_fuses", "allow_unlock"]
+                           "allow_unsafe_fuses", "allow_unlock", "raise_clock"]
 
     mutating func rule(_ table: TOMLTable, firmwareRoot: String) -> Rule? {
         ruleName = nil
@@ -229,6 +229,7 @@ private struct Decoder {
         policies.restoreEEPROM = boolean(table, "restore_eeprom") ?? policies.restoreEEPROM
         policies.allowUnsafeFuses = boolean(table, "allow_unsafe_fuses") ?? policies.allowUnsafeFuses
         policies.allowUnlock = boolean(table, "allow_unlock") ?? policies.allowUnlock
+        policies.raiseClock = boolean(table, "raise_clock") ?? policies.raiseClock
         if !policies.backup, policies.restoreEEPROM, table["restore_eeprom"] != nil {
             report(.error, "restore_eeprom needs the backup it restores from, but backup = false", at: table["restore_eeprom"]!.position)
         }

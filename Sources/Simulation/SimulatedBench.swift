@@ -12,6 +12,9 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
     case wrongPart = "wrong-part"
     /// The target loses contact after half of the pages are written.
     case targetVanishes = "target-vanishes"
+    /// The target loses contact as soon as its first fuse write has taken (the early CKDIV8 write of a
+    /// clock raise, on a factory chip).
+    case vanishesAfterFuseWrite = "vanishes-after-fuse-write"
     /// The chip answers programming enable after the erase, but the last signature byte comes back wrong.
     case garbledAfterErase = "garbled-after-erase"
     /// The programmer is pulled from USB in the middle of the flash write.
@@ -48,6 +51,7 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
         case .misoLow: return "MISO shorted low"
         case .wrongPart: return "the chip answers another part's signature"
         case .targetVanishes: return "the target loses contact halfway through the flash write"
+        case .vanishesAfterFuseWrite: return "the target loses contact right after its first fuse write"
         case .garbledAfterErase: return "after the chip erase the chip answers, but its signature's last byte reads wrong"
         case .programmerUnplugged: return "the programmer is unplugged halfway through the flash write"
         case .programmerHangs: return "the programmer stops answering halfway through the flash write"
@@ -105,6 +109,7 @@ public final class SimulatedBench {
                 ?? Signature(0x1E, 0x95, 0x0F)
         }
         if faults.contains(.targetVanishes) { chip.vanishAfterPageWrites = max(1, imagePages / 2) }
+        if faults.contains(.vanishesAfterFuseWrite) { chip.vanishAfterFuseWrite = true }
         if faults.contains(.garbledAfterErase) { chip.signatureAfterErase = Signature(part.signature.bytes[0], part.signature.bytes[1], part.signature.bytes[2] ^ 0x10) }
         if faults.contains(.flippedBit) { chip.flipNextReadOfWrittenFlash = true }
         let midWrite = max(1, imagePages / 2)

@@ -36,18 +36,15 @@ func printError(_ text: String) {
     FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
 }
 
-/// A byte given on the command line as 0x5E, 5E, $5E or 94.
+/// A byte given on the command line in hex: 0x5E, 5E or $5E (a bare 99 is 0x99, never decimal).
 struct HexByte: ExpressibleByArgument {
     let value: UInt8
 
     init?(argument: String) {
+        // Always hex, as fuse bytes are written everywhere (datasheets, avrdude): a bare "99" is 0x99.
         let text = argument.lowercased()
-        let parsed: UInt8?
-        if text.hasPrefix("0x") { parsed = UInt8(text.dropFirst(2), radix: 16) }
-        else if text.hasPrefix("$") { parsed = UInt8(text.dropFirst(), radix: 16) }
-        else if text.allSatisfy(\.isNumber) { parsed = UInt8(text) }
-        else { parsed = UInt8(text, radix: 16) }
-        guard let parsed else { return nil }
+        let digits = text.hasPrefix("0x") ? text.dropFirst(2) : (text.hasPrefix("$") ? text.dropFirst() : Substring(text))
+        guard !digits.isEmpty, let parsed = UInt8(digits, radix: 16) else { return nil }
         value = parsed
     }
 }

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Programmers
 import Recovery
+import Synchronization
 import Rules
 import TestSupport
 import Testing
@@ -10,13 +11,12 @@ import Transport
 import VirtualBench
 
 /// Keeps entries in memory.
-final class RecordingJournal: JournalWriter, @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [(entry: JournalEntry, at: Date)] = []
-    var entries: [JournalEntry] { lock.withLock { stored.map(\.entry) } }
+final class RecordingJournal: JournalWriter {
+    private let stored = Mutex<[(entry: JournalEntry, at: Date)]>([])
+    var entries: [JournalEntry] { stored.withLock { $0.map(\.entry) } }
     /// When each entry was written.
-    var timedEntries: [(entry: JournalEntry, at: Date)] { lock.withLock { stored } }
-    func write(_ entry: JournalEntry) { lock.withLock { stored.append((entry, Date())) } }
+    var timedEntries: [(entry: JournalEntry, at: Date)] { stored.withLock { $0 } }
+    func write(_ entry: JournalEntry) { stored.withLock { $0.append((entry, Date())) } }
 }
 
 func guideRules() throws -> RuleSet {

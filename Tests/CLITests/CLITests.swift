@@ -162,6 +162,10 @@ func intelhexView(of path: String) throws -> [String: Any] {
         let result = try bootmedic("fuses", "decode", "atmega328p", "--high", "0x59")
         #expect(result.status == 1)
         #expect(result.stdout.contains("error: high fuse 0x59 programs RSTDISBL"))
+        // Fuse bytes are hex whether or not they say so: 99 is 0x99 (DWEN programmed), not 0x63 (RSTDISBL).
+        let bare = try bootmedic("fuses", "decode", "m328p", "--high", "99", "--json")
+        #expect(bare.status == 1)
+        #expect((try json(bare.stdout)["fuses"] as? [String: Int])?["high"] == 0x99)
         let bad = try bootmedic("fuses", "decode", "atmega328p", "--high", "0x1FF")
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("--high"))

@@ -46,8 +46,8 @@ func rehearse(_ arguments: [String], dump: URL? = nil, backups: URL) throws -> C
         #expect(report["part"] as? String == "atmega32u4")
         #expect(report["signature"] as? String == "0x1E9587")
         #expect((report["steps"] as? [[String: Any]])?.map { $0["step"] as? String } == [
-            "connect", "identify", "select-rule", "check", "health-check", "backup", "erase", "write-flash", "verify-flash",
-            "restore-eeprom", "write-fuses", "verify-fuses", "release"])
+            "connect", "identify", "select-rule", "check", "health-check", "raise-clock", "backup", "erase", "write-flash",
+            "verify-flash", "restore-eeprom", "write-fuses", "verify-fuses", "release"])
         #expect((report["backup"] as? String)?.hasPrefix(dir.path) == true)
     }
 

@@ -57,8 +57,10 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         if let lock = c.lock { #expect(run.bench.chip.lock & 0x3F == lock & 0x3F) }
         #expect(run.bench.chip.eeprom == garbage(part.eeprom.size, seed: 3), "EEPROM written back after the erase")
         #expect(run.bench.chip.instructionsWhileBusy.isEmpty, "every self-timed write was waited out")
-        var steps: [RecoveryStep] = [.connect, .identify, .selectRule, .check, .healthCheck, .backup, .erase, .writeFlash,
-                                     .verifyFlash, .restoreEEPROM, .writeFuses, .verifyFuses]
+        // A rule that clears CKDIV8 on the factory chip's crystal clears it first, then runs at full speed.
+        let raises = part.field("CKDIV8") != nil && c.fuses.low.map { $0 & 0x80 != 0 } == true
+        var steps: [RecoveryStep] = [.connect, .identify, .selectRule, .check, .healthCheck] + (raises ? [.raiseClock] : [])
+            + [.backup, .erase, .writeFlash, .verifyFlash, .restoreEEPROM, .writeFuses, .verifyFuses]
         if c.lock != nil { steps.append(.writeLock) }
         steps.append(.release)
         #expect(run.sink.finishedSteps == steps)
@@ -176,7 +178,7 @@ func image(_ file: String) throws -> MemoryImage { try FirmwareFile(path: Fixtur
         #expect(run.result.failure?.step == .verifyFlash)
         #expect(run.result.failure?.reason.exitCode == 3)
         let backup = try #require(run.result.failure?.backupPath)
-        #expect(run.result.failure?.description == "the target stopped answering while verifying flash (its signature now reads 0xFFFFFF); check the ISP cable and the target's power (the chip's previous contents are saved in \(backup))")
+        #expect(run.result.failure?.description == "the target stopped answering while verifying flash (its signature now reads 0xFFFFFF); check the ISP cable and the target's power; before that the job had changed the low fuse from 0x5E to 0xDE (CKDIV8 cleared early, as the rule's low fuse 0xFF clears it: the low-power crystal oscillator, 8–16 MHz runs undivided): the chip's memory was untouched then, and its original fuses are L 0x5E, H 0x99, E 0xC3 (the chip's previous contents are saved in \(backup))")
         #expect(try ChipState.read(from: backup).flash == garbage(32768))
     }
 

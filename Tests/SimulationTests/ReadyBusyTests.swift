@@ -19,6 +19,8 @@ import Transport
         let identity = ProgrammerIdentity(kind: .usbasp, name: "scripted", firmware: nil, serialNumber: nil, port: nil)
         let flashAddressLimit: Int? = nil
         let pollsReadyBusy = true
+        let adaptsSCK = true
+        let readBlockSize = 64
         let clock = ManualClock()
         var time: TimeSource { clock }
         var answers: [(busy: Bool, thenMicroseconds: UInt64)]

@@ -18,6 +18,9 @@ public final class BusPirate: ISPProgrammer {
     public let flashAddressLimit: Int? = nil
     /// A round trip is a few bytes at 115200 baud: cheap enough to poll.
     public let pollsReadyBusy = true
+    public let adaptsSCK = true
+    /// The AVR extension's bulk read, 1 KiB a request.
+    public let readBlockSize = 1024
     public var replyTimeoutMilliseconds = 500
 
     private var inSPIMode = false

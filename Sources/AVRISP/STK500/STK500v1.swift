@@ -33,6 +33,9 @@ public final class STK500v1: ISPProgrammer {
     public private(set) var identity: ProgrammerIdentity
     public let flashAddressLimit: Int? = nil
     public let pollsReadyBusy = true
+    /// The sketch runs its SPI at a fixed 125 kHz.
+    public let adaptsSCK = false
+    public var readBlockSize: Int { Self.blockSize }
     /// How long to keep trying to sync after opening (an Uno's bootloader runs for about a second first).
     public var syncWindowMilliseconds: Int
     public var replyTimeoutMilliseconds = 1000

@@ -33,6 +33,9 @@ public final class USBasp: ISPProgrammer {
     public private(set) var identity: ProgrammerIdentity
     public let flashAddressLimit: Int? = nil
     public let pollsReadyBusy = true
+    /// Firmware before 2011 runs at its jumper's speed.
+    public var adaptsSCK: Bool { canSetSCK }
+    public var readBlockSize: Int { Self.blockSize }
 
     private var capabilities: UInt32?
     private var canSetSCK = true

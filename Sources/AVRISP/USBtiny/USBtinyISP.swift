@@ -26,6 +26,8 @@ public final class USBtinyISP: ISPProgrammer {
     public private(set) var identity: ProgrammerIdentity
     public let flashAddressLimit: Int? = 0x10000
     public let pollsReadyBusy = true
+    public let adaptsSCK = true
+    public var readBlockSize: Int { Self.chunkSize }
     private var workingPeriod: Int?
     private var pollBytesSet = false
 

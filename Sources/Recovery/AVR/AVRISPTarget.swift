@@ -10,13 +10,24 @@ import Transport
 /// the health check, stopping at the first difference, and those pages again for the backup.
 public final class AVRISPTarget: RestoreTarget {
     public let programmer: ISPProgrammer
-    /// How much to read per request while backing up and verifying, so progress moves.
+    /// How much the health check reads per call after the first page: it stops at the first difference.
     public var readChunk = 1024
+
+    /// How much backup and verify read per call: about 1 KiB, so progress moves, in whole requests of the
+    /// programmer; where its request size does not divide 1 KiB (the USBasp's 254 bytes), the whole pages
+    /// nearest sixteen requests, so that few requests carry a remainder.
+    private var streamChunk: Int {
+        let block = programmer.readBlockSize
+        guard 1024 % block != 0, let pageSize = part?.flash.pageSize else { return readChunk }
+        return (16 * block + pageSize - 1) / pageSize * pageSize
+    }
 
     private var inProgrammingMode = false
     private var signature: Signature?
     private var part: AVRPart?
+    /// The fuses as the chip has them now, and as it arrived with them (what the backup keeps).
     private var currentFuses = FuseSet()
+    private var arrivedFuses = FuseSet()
     private var currentLock: UInt8 = 0xFF
     private var fusesWritten: FuseSet?
     /// Flash pages already read in this job (health check), reused by the backup.
@@ -45,6 +56,7 @@ public final class AVRISPTarget: RestoreTarget {
     public func check(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> (findings: [Finding], outcome: StepOutcome) {
         let part = try identified()
         currentFuses = try isp { () throws(ISPError) in try programmer.readFuses(of: part) }
+        arrivedFuses = currentFuses
         currentLock = try isp { () throws(ISPError) in try programmer.readLock() }
         let findings = plan.rule.check(plan.firmware, on: part, programmer: programmer.identity.kind, currentFuses: currentFuses)
         return (findings, StepOutcome(bytes: plan.image.byteCount, "\(plan.image.byteCount) bytes for \(part.name), current fuses \(currentFuses)"))
@@ -87,6 +99,45 @@ public final class AVRISPTarget: RestoreTarget {
         return .healthy(bytesRead: read, detail: "bootloader, fuses and lock already right")
     }
 
+    /// A factory chip divides its clock by 8 (CKDIV8), which keeps the SCK below a quarter of an eighth of
+    /// its crystal. When the rule's final low fuse clears CKDIV8 and keeps the oscillator class the chip
+    /// runs on now, clearing that one bit first changes nothing the end of the job would not: the chip runs
+    /// from the same oscillator at the speed the rule gives it anyway. Only a programmer that picks its
+    /// SCK gains from it.
+    public func clockRaise(for plan: RestorePlan) -> ClockRaise? {
+        guard programmer.adaptsSCK, let part, let wanted = plan.rule.fuses?.low, let current = currentFuses.low,
+              let divider = part.field("CKDIV8"), divider.byte == .low,
+              divider.isProgrammed(in: current), !divider.isProgrammed(in: wanted),
+              currentLock & 0x03 == 0x03 else { return nil }   // lock bits set also lock the fuses until the erase
+        let now = part.clock(low: current), final = part.clock(low: wanted)
+        guard now.source == final.source, now.source != .reserved else { return nil }
+        let raised = current | divider.mask
+        return ClockRaise(byte: .low, from: current, to: raised,
+                          detail: "CKDIV8 cleared early, as the rule's low fuse \(String(format: "0x%02X", wanted)) clears it: the \(now.detail) runs undivided",
+                          original: arrivedFuses)
+    }
+
+    public func raiseClock(_ raise: ClockRaise, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
+        let part = try identified()
+        let slower = programmer.identity.sck ?? "?"
+        try isp { () throws(ISPError) in try programmer.writeFuse(raise.byte, raise.to, part: part) }
+        // The chip latches its clock fuses at reset: release RESET, then enter programming mode again,
+        // from the fastest SCK.
+        programmer.leaveProgrammingMode()
+        inProgrammingMode = false
+        programmer.forgetTargetSpeed()
+        try isp { () throws(ISPError) in try programmer.enterProgrammingMode() }
+        inProgrammingMode = true
+        try checkTargetStillThere(during: .raiseClock)
+        let readBack = try isp { () throws(ISPError) in try programmer.readFuses(of: part) }
+        let expected = currentFuses.with(raise.byte, raise.to)
+        let mismatches = part.mismatches(expected: expected, actual: readBack)
+        if !mismatches.isEmpty { throw .fusesDidNotTake(mismatches) }
+        currentFuses = readBack
+        return StepOutcome(bytes: 1, String(format: "low fuse 0x%02X → 0x%02X (CKDIV8 cleared); SCK %@ → %@", raise.from, raise.to,
+                                            slower, programmer.identity.sck ?? "?"))
+    }
+
     public func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int) {
         let part = try identified()
         let state = try readChip(part: part, context)
@@ -110,14 +161,19 @@ public final class AVRISPTarget: RestoreTarget {
         return StepOutcome(bytes: part.flash.size, "flash\(eepromSurvivesErase(part) ? "" : ", EEPROM") and lock bits erased")
     }
 
+    /// Programs the image's pages. The chip erase left every page reading 0xFF and programming only
+    /// clears bits, so a page of the image that is all 0xFF (the padding of a full-flash image) is on the
+    /// chip already: it is not written, and the verify reads it back all the same.
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let part = try identified()
-        let pages = pages(plan, part)
+        let all = pages(plan, part)
+        let pages = all.filter { $0.bytes.contains { $0 != 0xFF } }
         let total = pages.count * part.flash.pageSize
         try isp { () throws(ISPError) in
             try programmer.writeFlash(pages, part: part) { done in context.progress(done: done, total: total) }
         }
-        return StepOutcome(bytes: total, "\(pages.count) pages of \(part.flash.pageSize) bytes")
+        let blank = all.count - pages.count
+        return StepOutcome(bytes: total, "\(pages.count) pages of \(part.flash.pageSize) bytes" + (blank > 0 ? " (\(blank) blank pages of the image left as the erase left them)" : ""))
     }
 
     /// Reads back what was written. A mismatch is read again once: a glitch on the cable passes the second
@@ -130,7 +186,7 @@ public final class AVRISPTarget: RestoreTarget {
         for run in FlashPage.joiningContiguous(pages) {
             var offset = 0
             while offset < run.bytes.count {
-                let n = min(max(readChunk, part.flash.pageSize), run.bytes.count - offset)
+                let n = min(max(streamChunk, part.flash.pageSize), run.bytes.count - offset)
                 let address = run.address + UInt32(offset)
                 let expected = Array(run.bytes[offset..<offset + n])
                 let actual = try isp { () throws(ISPError) in try programmer.readFlash(from: address, count: n, part: part) }
@@ -251,7 +307,7 @@ public final class AVRISPTarget: RestoreTarget {
             }
             // Read up to the next cached page, in chunks.
             var end = address
-            while end < part.flash.size, pagesRead[UInt32(end)] == nil, end - address < readChunk { end += pageSize }
+            while end < part.flash.size, pagesRead[UInt32(end)] == nil, end - address < streamChunk { end += pageSize }
             let from = address
             let bytes = try isp { () throws(ISPError) in try programmer.readFlash(from: UInt32(from), count: end - from, part: part) }
             flash.replaceSubrange(from..<end, with: bytes)
@@ -260,12 +316,12 @@ public final class AVRISPTarget: RestoreTarget {
         }
         var eeprom: [UInt8] = []
         while eeprom.count < part.eeprom.size {
-            let n = min(readChunk, part.eeprom.size - eeprom.count)
+            let n = min(streamChunk, part.eeprom.size - eeprom.count)
             let from = eeprom.count
             eeprom += try isp { () throws(ISPError) in try programmer.readEEPROM(from: from, count: n, part: part) }
             context.progress(done: part.flash.size + eeprom.count, total: total)
         }
-        return ChipState(flash: flash, eeprom: eeprom, fuses: currentFuses, lock: currentLock)
+        return ChipState(flash: flash, eeprom: eeprom, fuses: arrivedFuses, lock: currentLock)
     }
 
     private func restoreEEPROM(from backup: String, part: AVRPart) throws(RecoveryError) -> StepOutcome {

@@ -33,6 +33,8 @@ public final class SimulatedAVR {
 
     /// Faults: the target leaves after this many page writes.
     public var vanishAfterPageWrites: Int?
+    /// Fault: the target loses contact as soon as a fuse write has taken.
+    public var vanishAfterFuseWrite = false
     /// Fault: the next read of a programmed flash byte returns one bit flipped, once.
     public var flipNextReadOfWrittenFlash = false
     /// Fault: this flash address has a cell stuck at 1 in bit 0x04 that programming cannot clear.
@@ -86,6 +88,7 @@ public final class SimulatedAVR {
         guard !isBusy, let pending = pendingFuse else { return }
         if let byte = pending.byte { storedFuses[byte] = pending.value } else { storedLock &= pending.value }
         pendingFuse = nil
+        if vanishAfterFuseWrite, pending.byte != nil { isAttached = false }
     }
 
     /// The fuses as the chip reports them (unimplemented bits included).

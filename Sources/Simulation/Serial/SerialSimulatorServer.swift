@@ -121,8 +121,11 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     private func serve() {
         var buffer = [UInt8](repeating: 0, count: 4096)
         var random = SystemRandomNumberGenerator()
-        // Simulated time is the device's own (SPI bits, firmware delays) plus the real time the host spent
-        // between messages: a write the host waited 9 ms for has had its 9 ms on the chip too.
+        // Simulated time is the device's own (SPI bits, firmware delays, the line) plus the real time the
+        // host spent between messages: a write the host waited 9 ms for has had its 9 ms on the chip too.
+        // A message whose handling took longer in real time than in the model (a thread held back on a
+        // loaded machine, or under ThreadSanitizer) counts its real time: the chip's clock never falls
+        // behind the host's, so a host that waits out a datasheet bound never finds the chip still busy.
         let clock = simulator.chip.clock
         var lastReal = DispatchTime.now().uptimeNanoseconds
         while true {
@@ -136,7 +139,12 @@ public final class SerialSimulatorServer: @unchecked Sendable {
             guard n > 0 else { continue }
             let now = DispatchTime.now().uptimeNanoseconds
             clock.advance(nanoseconds: now - lastReal)
-            defer { lastReal = DispatchTime.now().uptimeNanoseconds }
+            let modelled = clock.now
+            defer {
+                lastReal = DispatchTime.now().uptimeNanoseconds
+                let real = lastReal - now, simulated = clock.now - modelled
+                if real > simulated { clock.advance(nanoseconds: real - simulated) }
+            }
             let input = Array(buffer.prefix(n))
             bytesFromHost += n
             line.carry(n, on: clock, baudRate: terminal.baudRate)
