@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Restore benchmarks on the timing-modelled simulators: simulated seconds (what the hardware would take)
 # and USB transfers per programmer and payload against the model's floor, avrdude on the serial
-# simulators, and the agent's own costs (real time). Writes bench/results.md and prints it.
+# simulators, and the agent's own costs (real time). Writes bench/results.md (and the summary table as bench/results.json) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release/bootmedic
@@ -15,10 +15,13 @@ rules=(--rules config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/
 # ISP link as one 4-byte instruction (32 SCK cycles at the SCK the run used) and the low-speed USB bus
 # once (8-byte packets of 107 µs: LowSpeedUSB.swift), plus the chip's own waits: the 20 ms after RESET
 # before Programming Enable (step 2 of the datasheets' serial programming algorithm), tWD_ERASE, tWD_FLASH
-# per page, tWD_FUSE per fuse written (`bootmedic parts --json`). What must be read: the whole flash and
-# EEPROM for the backup (the health check's pages are reused), and the written bytes again to verify; a
-# healthy board, only the bootloader region. Frame scheduling (a control transfer starts on a 1 ms
-# frame) is left out, so the floor is strictly below anything the bus allows.
+# per page written, tWD_FUSE per fuse written (`bootmedic parts --json`). What must be read: the whole
+# flash and EEPROM for the backup (the health check's pages are reused), and the image's pages again to
+# verify (blank pages of the image are verified but not written after the erase); a healthy board, only
+# the bootloader region. A job that raised the clock first (raise_clock) is modelled at the SCK it ran
+# at after the raise, plus the raise's own fuse write and second 20 ms to Programming Enable. Frame
+# scheduling (a control transfer starts on a 1 ms frame) is left out, so the floor is strictly below
+# anything the bus allows.
 waits=$("$bin" parts --json)
 row() {
   local programmer=$1 label=$2 rule=$3 part=$4; shift 4
@@ -30,7 +33,7 @@ programmer, label, raw, parts = sys.argv[1], sys.argv[2], sys.argv[3], json.load
 r = json.loads(raw)
 if r["outcome"] not in ("restored", "healthy"):
     # A refusal is a result too (the USBtinyISP and a part above 64 KiB): exit status and reason.
-    print(f"| {programmer} | {label} | exit {r['exitCode']} at {r['failedStep']}: {r['error']} | – | – | – | {r['simulation']['usbTransfers']} | – | – | – | {r['sck']} |")
+    print(f"| {programmer} | {label} | exit {r['exitCode']} at {r['failedStep']}: {r['error']} | – | – | – | {r['simulation']['usbTransfers']} | – | – | – | – | {r['sck']} |")
     sys.exit(0)
 steps = {s["step"]: s for s in r["steps"]}
 seconds = lambda name: steps.get(name, {}).get("seconds", 0)
@@ -45,19 +48,21 @@ if r["outcome"] == "healthy":
     floor = enable + count("health-check") * per_byte
 else:
     written = count("write-flash")
-    floor = enable + (count("backup") + 2 * written) * per_byte + wait["chipErase"] \
+    floor = enable + (count("backup") + written + count("verify-flash")) * per_byte + wait["chipErase"] \
         + written // part["flashPageSize"] * wait["flashPage"] + count("write-fuses") * wait["fuse"]
+    if "raise-clock" in steps:
+        floor += wait["fuse"] + enable
 total = r["simulation"]["seconds"]
 with open(sys.argv[5], "a") as summary:
-    summary.write(f"{programmer}\t{label}\t{total:.6f}\t{floor:.6f}\t\n")
+    summary.write(f"{programmer}\t{label}\t{r['outcome']}\t{total:.6f}\t{floor:.6f}\t\n")
 print(f"| {programmer} | {label} | {r['outcome']} | {total:.2f} | {floor:.2f} | {total / floor:.2f} | {r['simulation']['usbTransfers']} | "
-      f"{seconds('backup'):.2f} | {seconds('write-flash'):.2f} | {seconds('verify-flash'):.2f} | {r.get('sck') or ''} |")
+      f"{seconds('raise-clock'):.2f} | {seconds('backup'):.2f} | {seconds('write-flash'):.2f} | {seconds('verify-flash'):.2f} | {r.get('sck') or ''} |")
 PY
 }
 
 {
-  echo "| programmer | payload | outcome | simulated s | floor s | ratio | USB transfers | backup s | write s | verify s | SCK |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| programmer | payload | outcome | simulated s | floor s | ratio | USB transfers | raise-clock s | backup s | write s | verify s | SCK |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for p in usbasp usbtiny; do
     row $p "Caterina 4 KiB, factory chip (2 MHz)" pro-micro-5v atmega32u4
     "$bin" rehearse "${rules[@]}" --programmer $p --part atmega32u4 --rule pro-micro-5v --dump "$work/healthy-$p" >/dev/null
@@ -120,33 +125,39 @@ median() {  # count, command...
 # - stk500v1, ArduinoISP at 19200 baud 8N1 (520.8 µs a byte), SPI fixed at 125 kHz by the sketch
 #   (256 µs an instruction), delay(PTIME) = 30 ms after each page commit, 70 ms to enter programming;
 # - avrisp, the same sketch behind USB CDC: the line costs next to nothing, SPI and the waits stay;
-# - buspirate at 115200 baud (86.8 µs a byte), SPI at 250 kHz (the fastest Bus Pirate speed under a
-#   2 MHz chip's 500 kHz): a byte written sends its whole 4-byte instruction, a byte read back costs
-#   one byte (the AVR bulk-read extension); tWD_FLASH (4.5 ms) per page.
+# - buspirate at 115200 baud (86.8 µs a byte), SPI at the speed the run used (250 kHz, the fastest Bus
+#   Pirate speed under a 2 MHz chip's 500 kHz; 2.6 MHz once the clock is raised): a byte written sends its
+#   whole 4-byte instruction, a byte read back costs one byte (the AVR bulk-read extension); tWD_FLASH
+#   (4.5 ms) per page; a raised clock adds its fuse write and 20 ms to Programming Enable.
 # Chip erase 9 ms and 9 ms a fuse written (tWD_ERASE, tWD_FUSE of the ATmega32U4 and AT90USB1286) for all; the
 # Bus Pirate also the datasheets' 20 ms from RESET to Programming Enable (the sketch's 70 ms include it).
-serial_floor() {  # programmer kind, bytes written (whole pages), page size, fuses written
-  python3 - "$1" "$2" "$3" "$4" <<'PY'
+serial_floor() {  # programmer kind, bytes written (whole pages), bytes verified, page size, fuses written, SCK Hz, raised (0/1)
+  python3 - "$@" <<'PY'
 import sys
-kind, data, page, fuses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+kind, data, verified, page, fuses, sck, raised = sys.argv[1], *map(int, sys.argv[2:5]), int(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
 pages, fixed = data // page, 0.009 + fuses * 0.009
 if kind == "stk500v1":
-    floor = 2 * data * (10 / 19200 + 32 / 125e3) + pages * 0.030 + 0.070
+    floor = (data + verified) * (10 / 19200 + 32 / 125e3) + pages * 0.030 + 0.070
 elif kind == "avrisp":
-    floor = 2 * data * (32 / 125e3) + pages * 0.030 + 0.070
+    floor = (data + verified) * (32 / 125e3) + pages * 0.030 + 0.070
 else:
-    floor = data * (4 * 10 / 115200 + 32 / 250e3) + data * (10 / 115200 + 32 / 250e3) + pages * 0.0045 + 0.020
+    floor = data * (4 * 10 / 115200 + 32 / sck) + verified * (10 / 115200 + 32 / sck) + pages * 0.0045 + 0.020 + raised * (0.009 + 0.020)
 print("%.2f" % (floor + fixed))
 PY
 }
-bootmedic_run() {  # programmer kind, rules file, rule, part: prints simulated seconds, flash and fuse bytes written
+bootmedic_run() {  # programmer kind, rules file, rule, part: prints simulated seconds, flash bytes written and verified,
+                  # fuse bytes written, the SCK in Hz and whether the clock was raised
   "$bin" rehearse --rules "$2" --firmware-dir "$firmware" --backup-dir "$work/backups" --programmer "$1" --part "$4" \
     --rule "$3" --json | python3 -c "
-import json, sys
+import json, re, sys
 r = json.load(sys.stdin)
-written = lambda step: sum(s['bytes'] for s in r['steps'] if s['step'] == step and r['outcome'] == 'restored')
+moved = lambda step: sum(s['bytes'] for s in r['steps'] if s['step'] == step and r['outcome'] == 'restored')
 fuses = next((s for s in r['steps'] if s['step'] == 'write-fuses'), {})
-print('%.2f %d %d' % (r['simulation']['seconds'], written('write-flash'), 0 if 'already' in fuses.get('detail', '') else fuses.get('bytes', 0)))"
+value, unit = re.match(r'([0-9.]+) (Hz|kHz|MHz)', r['sck']).groups()
+sck = float(value) * {'Hz': 1, 'kHz': 1e3, 'MHz': 1e6}[unit]
+raised = int(any(s['step'] == 'raise-clock' for s in r['steps']))
+print('%.2f %d %d %d %d %d' % (r['simulation']['seconds'], moved('write-flash'), moved('verify-flash'),
+      0 if 'already' in fuses.get('detail', '') else fuses.get('bytes', 0), sck, raised))"
 }
 bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
 {
@@ -165,10 +176,10 @@ bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
       a=$(median $runs avrdude_seconds "$kind" "$part" "$hex" $args)
       b=$(median $runs bootmedic_seconds "$kind" "$work/nobackup.toml" "$rule" "$part")
       c=$(median $runs bootmedic_seconds "$kind" "$rules_file" "$rule" "$part")
-      read -r _ written fuses <<< "$(bootmedic_run "$kind" "$work/nobackup.toml" "$rule" "$part")"
-      f=$(serial_floor "$kind" "$written" "$([ "$part" = at90usb1286 ] && echo 256 || echo 128)" "$fuses")
+      read -r _ written verified fuses sck raised <<< "$(bootmedic_run "$kind" "$work/nobackup.toml" "$rule" "$part")"
+      f=$(serial_floor "$kind" "$written" "$verified" "$([ "$part" = at90usb1286 ] && echo 256 || echo 128)" "$fuses" "$sck" "$raised")
       echo "| $kind | $label | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $f | $(python3 -c "print('%.2f' % ($b/$f))") | $c |"
-      printf '%s\t%s, no backup\t%s\t%s\t%s\n' "$kind" "$label" "$b" "$f" "$a" >> "$work/summary.tsv"
+      printf '%s\t%s, no backup\trestored\t%s\t%s\t%s\n' "$kind" "$label" "$b" "$f" "$a" >> "$work/summary.tsv"
     done
   done
 } >> "$work/table.md"
@@ -203,7 +214,7 @@ size = steps['write-flash']['bytes']; pages = (size + 1023) // 1024
 floor = pages * 0.020 + (size // 2) * 52.5e-6 + 2 * ((size + 63) // 64) * 50e-6 + (size // 4) * 46 / 4e6
 total = steps['erase']['seconds'] + steps['write-flash']['seconds'] + steps['verify-flash']['seconds']
 print('| $label | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |' % (steps['erase']['seconds'], steps['write-flash']['seconds'], steps['verify-flash']['seconds'], total, floor, total / floor))
-open('$work/summary.tsv', 'a').write('stlink\t$label, erase+write+verify\t%.3f\t%.3f\t\n' % (total, floor))
+open('$work/summary.tsv', 'a').write('stlink\t$label, erase+write+verify\t%s\t%.3f\t%.3f\t\n' % (r['outcome'], total, floor))
 "
   done
 } >> "$work/table.md"
@@ -224,13 +235,20 @@ mkdir -p bench
   echo
   echo "| programmer | payload | bootmedic s | floor s | ratio | avrdude 7.1 s | bootmedic/avrdude |"
   echo "|---|---|---|---|---|---|---|"
-  python3 - "$work/summary.tsv" <<'PY'
-import sys
+  python3 - "$work/summary.tsv" bench/results.json <<'PY'
+import json, sys
+rows = []
 for line in open(sys.argv[1]):
-    programmer, payload, ours, floor, avrdude = line.rstrip("\n").split("\t")
+    programmer, payload, outcome, ours, floor, avrdude = line.rstrip("\n").split("\t")
     seconds = lambda v: "%.3f" % float(v) if float(v) < 1 else "%.2f" % float(v)
     vs = "%.2f" % (float(ours) / float(avrdude)) if avrdude else "–"
     print(f"| {programmer} | {payload} | {seconds(ours)} | {seconds(floor)} | {float(ours) / float(floor):.2f} | {avrdude or '–'} | {vs} |")
+    rows.append({"programmer": programmer, "payload": payload, "outcome": outcome, "seconds": round(float(ours), 3),
+                 "floor_seconds": round(float(floor), 3), "ratio": round(float(ours) / float(floor), 3),
+                 "avrdude_seconds": float(avrdude) if avrdude else None})
+with open(sys.argv[2], "w") as out:
+    json.dump(rows, out, indent=2)
+    out.write("\n")
 PY
   echo
   echo "Details:"
