@@ -9,7 +9,7 @@ bin=.build/release/bootmedic
 firmware=$(scripts/firmware-dir.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-rules=(--rules config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups")
+rules=(--rules config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups")
 
 # The floor of a USB ISP restore under the same timing model: every byte read or written crosses the
 # ISP link as one 4-byte instruction (32 SCK cycles at the SCK the run used) and the low-speed USB bus
@@ -168,8 +168,8 @@ bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
   echo "|---|---|---|---|---|---|---|---|"
   for spec in "stk500v1:-c stk500v1 -b 19200" "avrisp:-c avrisp -b 19200" "buspirate:-c buspirate"; do
     kind=${spec%%:*}; args=${spec#*:}
-    for payload in "config/rules.toml:pro-micro-5v:atmega32u4:$firmware/Caterina-promicro16.hex:Caterina 4 KiB" \
-                   "config/rules.toml:arduino-micro:atmega32u4:$firmware/Caterina-Micro.hex:Caterina-Micro 32 KiB" \
+    for payload in "config/examples/guide-rules.toml:pro-micro-5v:atmega32u4:$firmware/Caterina-promicro16.hex:Caterina 4 KiB" \
+                   "config/examples/guide-rules.toml:arduino-micro:atmega32u4:$firmware/Caterina-Micro.hex:Caterina-Micro 32 KiB" \
                    "$work/big.toml:at90usb1286-8k:at90usb1286:$work/dfu128.hex:8 KiB at 0x1E000, AT90USB1286 (128 KiB)"; do
       IFS=: read -r rules_file rule part hex label <<< "$payload"
       sed 's/^\[\[rule\]\]$/[[rule]]\nbackup = false\nrestore_eeprom = false/' "$rules_file" > "$work/nobackup.toml"

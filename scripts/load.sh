@@ -38,7 +38,7 @@ with open(path, "w") as f:
 PY
 
 # The agent logs to journald when it runs (the tally below reads it back by _PID), else to the console.
-"$bin" agent --config config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+"$bin" agent --config config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
   --virtual-bench "$work/scenario.toml" > "$work/agent.log" 2>&1 &
 agent=$!
 python3 - "$agent" "$rounds" <<'PY'
@@ -100,7 +100,7 @@ with open(path, "w") as f:
     for i in range(8):
         f.write('\n[[step]]\nat = %.1f\nunplug = "idle-%d"\n' % (idle, i))
 PY
-"$bin" agent --config config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+"$bin" agent --config config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
   --virtual-bench "$work/idle.toml" --latency-report "$work/latency.json" > /dev/null 2>&1 &
 agent=$!
 python3 - "$agent" "$idle" <<'PY'
@@ -152,7 +152,7 @@ with open(sys.argv[1], "a") as f:
         step(18.5, attach=name, part="atmega32u4")
         step(28.0, unplug=name)
 PY
-  "$bin" agent --config config/rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+  "$bin" agent --config config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
     --virtual-bench "$work/parallel.toml" > /dev/null 2>&1 &
   agent=$!
   python3 - "$agent" > "$work/cpu.txt" <<'PY'

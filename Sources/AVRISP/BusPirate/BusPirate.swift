@@ -59,13 +59,15 @@ public final class BusPirate: ISPProgrammer {
     public func enterProgrammingMode() throws(ISPError) {
         if !inSPIMode { try enterSPIMode() }
         var tried: [String] = []
-        for index in (workingSpeed ?? 0)..<Self.speeds.count {
-            let speed = Self.speeds[index]
-            try command([0x60 | speed.setting], expect: [0x01], "setting the SPI speed")
-            for attempt in 0..<2 {
+        // Down the speeds with a short RESET pulse each; only when none answers, once more with a long
+        // one, for a target that lost sync (a chip too slow for a speed costs one try there, not two).
+        for pulse in [1_000, 20_000] {
+            for index in (workingSpeed ?? 0)..<Self.speeds.count {
+                let speed = Self.speeds[index]
+                try command([0x60 | speed.setting], expect: [0x01], "setting the SPI speed")
                 // RESET (CS) high, then low: a fresh start of the target's serial interface.
                 try setPeripherals(power: true, resetReleased: true)
-                time.sleep(microseconds: attempt == 0 ? 1_000 : 20_000)
+                time.sleep(microseconds: pulse)
                 try setPeripherals(power: true, resetReleased: false)
                 time.sleep(microseconds: 20_000)
                 if try transfer(.programmingEnable)[2] == 0x53 {
@@ -73,8 +75,8 @@ public final class BusPirate: ISPProgrammer {
                     identity.sck = formatFrequency(speed.hertz)
                     return
                 }
+                if pulse == 1_000 { tried.append(formatFrequency(speed.hertz)) }
             }
-            tried.append(formatFrequency(speed.hertz))
         }
         try? setPeripherals(power: true, resetReleased: true)
         throw .noTarget(slowestSCK: tried.last ?? "", detail: "tried \(tried.joined(separator: ", "))")
