@@ -21,8 +21,8 @@ let package = Package(
 
         .target(name: "BenchModel"),
         .target(name: "DeviceCatalog", dependencies: ["BenchModel"]),
-        .target(name: "FirmwareImage"),
-        .target(name: "Transport", dependencies: ["CLibUSB"]),
+        .target(name: "FirmwareImage", dependencies: ["BenchModel"]),
+        .target(name: "Transport", dependencies: ["BenchModel", "CLibUSB"]),
         .target(name: "Parts", dependencies: ["FirmwareImage"]),
         .target(name: "Rules", dependencies: ["BenchModel", "DeviceCatalog", "FirmwareImage", "Parts"]),
         .target(name: "AVRISP", dependencies: ["BenchModel", "Parts", "Transport"]),

@@ -1,6 +1,7 @@
 import DeviceTrace
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Programmers
 import Recovery
 import Rules

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Programmers
 import Recovery
 import Rules
@@ -154,7 +155,7 @@ public final class BenchSlot: Sendable {
             // board's speed, or the board was attached while it was stepping down. The job finds its own.
             if case let .isp(isp) = open { isp.forgetTargetSpeed() }
             context.journal.write(JournalEntry(.targetFound, "\(programmer.place): a board is on the cable", fields: programmer.fields))
-            let job = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let job = UUID().uuidString.replacing("-", with: "").lowercased()
             set(.restoring(job: job))
             let result = restore(open, job: job, thread: thread)
             shared.withCheckedLock { $0.outcomes.append(result.outcome) }

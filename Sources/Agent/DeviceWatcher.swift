@@ -1,5 +1,6 @@
 import CLibUDev
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 import Transport
 

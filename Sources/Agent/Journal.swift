@@ -1,5 +1,6 @@
 import CSystemd
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 import Transport
 
@@ -30,7 +31,7 @@ public final class ConsoleJournal: JournalWriter {
         let fields = entry.fields.filter { ["BOOTMEDIC_JOB", "BOOTMEDIC_RESULT", "BOOTMEDIC_STEP"].contains($0.key) }
             .sorted { $0.key < $1.key }.map { "\($0.key.dropFirst(10).lowercased())=\($0.value)" }.joined(separator: " ")
         lock.withCheckedLock { _ in
-            FileHandle.standardError.write(Data("<\(entry.priority)> \(entry.message)\(fields.isEmpty ? "" : "  [\(fields)]")\n".utf8))
+            OutputFile.writeToStandardError("<\(entry.priority)> \(entry.message)\(fields.isEmpty ? "" : "  [\(fields)]")\n")
         }
     }
 }

@@ -1,5 +1,6 @@
 import CSystemd
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One finished job as the journal recorded it.
 public struct JobRecord: Sendable, Equatable {

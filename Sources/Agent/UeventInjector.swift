@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Sends libudev-format uevents on the netlink "udev" multicast group, as udevd does after processing a
 /// kernel event (systemd's device-monitor.c wire format: a "libudev" header with magic 0xfeedcafe in

@@ -16,6 +16,15 @@ extension StringProtocol {
     }
 }
 
+extension StringProtocol {
+    /// The text without the spaces, tabs, carriage returns and line ends at either end.
+    public var trimmingWhitespace: String {
+        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }
+        guard let first = firstIndex(where: { !isBlank($0) }), let last = lastIndex(where: { !isBlank($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}
+
 extension Sequence<UInt8> {
     /// The bytes as `\xNN` each.
     public var escapedBytes: String { map { "\\x" + hexDigits(UInt32($0), width: 2) }.joined() }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Transport
 
 /// A serial line whose every write, read, drain and modem-line change is written to a trace.

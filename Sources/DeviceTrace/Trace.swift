@@ -1,4 +1,6 @@
-import Foundation
+import BenchModel
+import FoundationEssentials
+import Glibc
 import Synchronization
 import Transport
 
@@ -14,17 +16,14 @@ import Transport
 /// ```
 public final class TraceRecorder: Sendable {
     private struct State {
-        var file: FileHandle
+        var file: OutputFile
         var sessions = 0
     }
     private let state: Mutex<State>
 
     /// Creates (or truncates) the trace file at `path`.
     public init(path: String) throws(TraceError) {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
-            throw .cannotWrite(path)
-        }
-        state = Mutex(State(file: file))
+        do { state = Mutex(State(file: try OutputFile(creating: path))) } catch { throw .cannotWrite(path) }
     }
 
     /// Wraps `device` so that its transfers are recorded under a new session; the header names the device.
@@ -49,7 +48,7 @@ public final class TraceRecorder: Sendable {
     }
 
     fileprivate func write(_ session: Int, _ line: String) {
-        state.withCheckedLock { $0.file.write(Data("\(session) \(line)\n".utf8)) }
+        state.withCheckedLock { try? $0.file.write("\(session) \(line)\n".utf8) }
     }
 }
 
@@ -85,7 +84,7 @@ struct SessionWriter {
     }
 
     /// Seconds since the session began, when the answer came: a replay moves its clock there.
-    private var seconds: String { String(format: "%.6f", Double(time.now - start) / 1e9) }
+    private var seconds: String { String(cFormat: "%.6f", Double(time.now - start) / 1e9) }
 
     func record<T, E: Error>(_ operation: String, _ request: String, answer: (T) -> String, error: (E) -> String,
                              _ body: () throws(E) -> T) throws(E) -> T {
@@ -145,7 +144,7 @@ struct TraceSession {
                 continue
             }
             guard let seconds = Double(fields[1]) else { throw .malformed(line: line, "'\(fields[1])' is not a time in seconds") }
-            guard let arrow = fields[2].range(of: " -> ") else { throw .malformed(line: line, "no ' -> ' before the answer") }
+            guard let arrow = fields[2].firstRange(of: " -> ") else { throw .malformed(line: line, "no ' -> ' before the answer") }
             let words = fields[2][..<arrow.lowerBound].split(separator: " ", maxSplits: 1)
             records.append(Line(line: line, seconds: seconds, operation: String(words.first ?? ""),
                                 request: words.count > 1 ? String(words[1]) : "", answer: fields[2][arrow.upperBound...]))
@@ -157,10 +156,10 @@ struct TraceSession {
 }
 
 func hexText(_ bytes: [UInt8]) -> String {
-    bytes.isEmpty ? "(none)" : bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
+    bytes.isEmpty ? "(none)" : bytes.map { String(cFormat: "%02x", $0) }.joined(separator: " ")
 }
 
-func hexRun(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+func hexRun(_ bytes: [UInt8]) -> String { bytes.map { String(cFormat: "%02x", $0) }.joined() }
 
 /// A recorded programmer to play back: a USB device or a serial line, as the session's header says.
 public enum TraceReplay {

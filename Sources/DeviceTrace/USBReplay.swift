@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Transport
 
 /// A recorded USB device played back: each transfer the driver makes must be the next one the trace

@@ -1,4 +1,6 @@
-import Foundation
+import BenchModel
+import FoundationEssentials
+import Glibc
 import Synchronization
 import Transport
 
@@ -13,7 +15,7 @@ struct TraceHeader {
         var out = d.ids
         if let product = d.product { out += " \"\(product)\"" }
         if let serial = d.serialNumber { out += " serial=\"\(serial)\"" }
-        out += String(format: " release=0x%04X", d.deviceRelease)
+        out += String(cFormat: " release=0x%04X", d.deviceRelease)
         if !d.portPath.isEmpty { out += " port=\(d.portPath)" }
         return out
     }
@@ -25,15 +27,15 @@ struct TraceHeader {
         var d = USBDeviceDescription(vendorID: vendor, productID: product)
         let rest = words.count > 1 ? String(words[1]) : ""
         func quoted(after prefix: String) -> String? {
-            guard let range = rest.range(of: prefix) else { return nil }
+            guard let range = rest.firstRange(of: prefix) else { return nil }
             let tail = rest[range.upperBound...]
             guard let end = tail.firstIndex(of: "\"") else { return nil }
             return String(tail[..<end])
         }
         if rest.hasPrefix("\"") { d.product = quoted(after: "\"") }
         d.serialNumber = quoted(after: "serial=\"")
-        if let range = rest.range(of: "release=0x") { d.deviceRelease = UInt16(rest[range.upperBound...].prefix(4), radix: 16) ?? 0 }
-        if let range = rest.range(of: "port=") { d.portPath = String(rest[range.upperBound...].prefix { $0 != " " }) }
+        if let range = rest.firstRange(of: "release=0x") { d.deviceRelease = UInt16(rest[range.upperBound...].prefix(4), radix: 16) ?? 0 }
+        if let range = rest.firstRange(of: "port=") { d.portPath = String(rest[range.upperBound...].prefix { $0 != " " }) }
         description = d
     }
 }
@@ -136,14 +138,14 @@ final class TracingUSBDevice: USBDevice {
 
 extension TraceRecord {
     static func controlRequest(_ request: UInt8, _ value: UInt16, _ index: UInt16, length: Int? = nil, data: [UInt8]? = nil) -> String {
-        var text = String(format: "request=%d value=0x%04X index=0x%04X", request, value, index)
+        var text = String(cFormat: "request=%d value=0x%04X index=0x%04X", request, value, index)
         if let length { text += " length=\(length)" }
         if let data { text += " data=" + hexRun(data) }
         return text
     }
 
     static func bulkRequest(_ endpoint: UInt8, length: Int? = nil, data: [UInt8]? = nil) -> String {
-        var text = String(format: "endpoint=0x%02X", endpoint)
+        var text = String(cFormat: "endpoint=0x%02X", endpoint)
         if let length { text += " length=\(length)" }
         if let data { text += " data=" + hexRun(data) }
         return text

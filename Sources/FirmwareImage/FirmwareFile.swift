@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Why a firmware file could not be loaded.
 public enum FirmwareFileError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -56,7 +57,8 @@ public struct FirmwareFile: Sendable {
 
     /// The format a path's extension implies.
     public static func format(ofPath path: String) -> Format {
-        let ext = (path as NSString).pathExtension.lowercased()
+        let name = path.split(separator: "/").last ?? ""
+        let ext = name.lastIndex(of: ".").flatMap { $0 == name.startIndex ? nil : name[name.index(after: $0)...].lowercased() } ?? ""
         return ["hex", "ihx", "ihex"].contains(ext) ? .intelHex : .binary
     }
 

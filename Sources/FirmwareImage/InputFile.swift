@@ -56,6 +56,12 @@ public enum InputFile {
         return Array(bytes.prefix(filled))
     }
 
+    /// The folder part of `path`, as a shell's `dirname` gives it but "" for a bare name.
+    public static func folder(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
     private static func kind(of mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFDIR: return "a folder"
@@ -68,29 +74,24 @@ public enum InputFile {
     }
 }
 
-#if canImport(Foundation)
-import Foundation
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 
 extension InputFile {
     /// A Foundation file error in the kernel's words ("Permission denied", "No space left on device"),
     /// never an error domain and code.
     public static func reason(_ error: any Error) -> String {
-        let ns = error as NSError
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
+        if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+        guard let cocoa = error as? CocoaError else { return "\(error)" }
+        if let underlying = cocoa.underlying as? POSIXError { return String(cString: strerror(underlying.code.rawValue)) }
+        switch cocoa.code {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+        case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
+        case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
+        case .fileWriteVolumeReadOnly: return String(cString: strerror(EROFS))
+        case .fileWriteFileExists: return String(cString: strerror(EEXIST))
+        default: return "the file system refused (\(cocoa.code.rawValue))"
         }
-        if ns.domain == NSCocoaErrorDomain {
-            switch CocoaError.Code(rawValue: ns.code) {
-            case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
-            case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
-            case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
-            case .fileWriteVolumeReadOnly: return String(cString: strerror(EROFS))
-            case .fileWriteFileExists: return String(cString: strerror(EEXIST))
-            default: return "the file system refused (\(ns.code))"
-            }
-        }
-        return "\(error)"
     }
 }
 #endif

@@ -1,3 +1,5 @@
+import BenchModel
+
 /// What is wrong with one line of an Intel HEX file.
 public enum IntelHexProblem: Equatable, Sendable {
     case missingStartCode(found: Character)
@@ -235,7 +237,7 @@ public enum IntelHex {
 private let hexDigits = Array("0123456789ABCDEF")
 func hexByte(_ b: UInt8) -> String { String([hexDigits[Int(b >> 4)], hexDigits[Int(b & 0xF)]]) }
 
-func hex(_ format: String, _ args: CVarArg...) -> String { String(format: format, arguments: args) }
+func hex(_ format: String, _ args: CVarArg...) -> String { String(cFormat: format, arguments: args) }
 
 extension String {
     func leftPadded(to width: Int, with pad: Character = "0") -> String {

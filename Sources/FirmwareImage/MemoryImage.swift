@@ -1,3 +1,5 @@
+import BenchModel
+
 /// A contiguous run of bytes inside a ``MemoryImage``.
 public struct Segment: Equatable, Hashable, Sendable {
     /// Address of the first byte.
@@ -27,8 +29,8 @@ public enum StartAddress: Equatable, Hashable, Sendable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case let .segment(cs, ip): return String(format: "CS:IP %04X:%04X", cs, ip)
-        case let .linear(eip): return String(format: "EIP 0x%08X", eip)
+        case let .segment(cs, ip): return String(cFormat: "CS:IP %04X:%04X", cs, ip)
+        case let .linear(eip): return String(cFormat: "EIP 0x%08X", eip)
         }
     }
 }
@@ -45,11 +47,11 @@ public enum MemoryImageError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case let .conflictingData(address, existing, new):
-            return String(format: "address 0x%X already holds 0x%02X; refusing to overwrite it with 0x%02X", address, existing, new)
+            return String(cFormat: "address 0x%X already holds 0x%02X; refusing to overwrite it with 0x%02X", address, existing, new)
         case let .overlap(range):
-            return String(format: "the images overlap at 0x%X–0x%X (%d bytes)", range.lowerBound, range.upperBound - 1, range.count)
+            return String(cFormat: "the images overlap at 0x%X–0x%X (%d bytes)", range.lowerBound, range.upperBound - 1, range.count)
         case let .beyondAddressSpace(address):
-            return String(format: "data would reach address 0x%llX, beyond the 4 GiB address space", address)
+            return String(cFormat: "data would reach address 0x%llX, beyond the 4 GiB address space", address)
         }
     }
 }

@@ -1,5 +1,10 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import BenchModel
+import FoundationEssentials
 import Parts
+import Transport
 
 /// The contents of an AVR as files: `flash.bin` (whole flash, erased bytes 0xFF), `eeprom.bin` and
 /// `fuses.json` (`{"low":…,"high":…,"extended":…,"lock":…}`, numbers). Backups and `rehearse --dump`
@@ -39,22 +44,33 @@ public struct ChipState: Sendable, Equatable {
         let flash = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/flash.bin")))
         let eeprom = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/eeprom.bin")))
         let path = directory + "/fuses.json"
-        let parsed: Any
-        do { parsed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+        let object: [String: JSONNumber]
+        do { object = try JSONDecoder().decode([String: JSONNumber].self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            if case DecodingError.typeMismatch = error { throw ChipStateError.malformedFuses(path: path, reason: "not a JSON object") }
             throw ChipStateError.malformedFuses(path: path, reason: "not JSON")
         }
-        guard let object = parsed as? [String: Any] else { throw ChipStateError.malformedFuses(path: path, reason: "not a JSON object") }
         let known = FuseByte.allCases.map(\.rawValue) + ["lock"]
         var bytes: [String: UInt8] = [:]
         for (key, value) in object {
             guard known.contains(key) else { throw ChipStateError.malformedFuses(path: path, reason: "unknown key '\(key)'") }
-            guard let number = value as? Int, let byte = UInt8(exactly: number), !(value is Bool) else {
+            guard case let .integer(number) = value, let byte = UInt8(exactly: number) else {
                 throw ChipStateError.malformedFuses(path: path, reason: "\(key) is not a byte value (0–255)")
             }
             bytes[key] = byte
         }
         let fuses = FuseSet(low: bytes["low"], high: bytes["high"], extended: bytes["extended"])
         return ChipState(flash: flash, eeprom: eeprom, fuses: fuses, lock: bytes["lock"])
+    }
+}
+
+/// A value of `fuses.json`: an integer, or anything else (a string, a boolean, an array…).
+private enum JSONNumber: Decodable {
+    case integer(Int)
+    case other
+
+    init(from decoder: any Decoder) throws {
+        let value = try decoder.singleValueContainer()
+        if (try? value.decode(Bool.self)) != nil { self = .other } else { self = (try? value.decode(Int.self)).map(Self.integer) ?? .other }
     }
 }
 
@@ -71,13 +87,7 @@ public enum ChipStateError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// Writes `data` to `path` and fsyncs it, so a backup survives a power cut on the bench.
 func writeDurably(_ data: Data, to path: String) throws {
-    guard FileManager.default.createFile(atPath: path, contents: nil) else {
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-    }
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-    defer { try? handle.close() }
-    try handle.write(contentsOf: data)
-    try handle.synchronize()
+    do { try OutputFile.writeDurably(data, to: path) } catch { throw POSIXError(POSIXErrorCode(rawValue: error.code) ?? .EIO) }
 }
 
 /// Saves chip backups as timestamped folders under a directory, atomically: a backup is written into a
@@ -97,18 +107,16 @@ public struct BackupStore: Sendable {
     /// Writes a backup into a hidden folder, then renames it to `<timestamp>-<name>[-n]`.
     func saveFolder(named name: String, date: Date, manifest: [String: String], contents: (String) throws -> Void) throws -> String {
         try createSharedDirectory()
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        let stamp = formatter.string(from: date)
+        let utc = UTCTime(date)
+        let stamp = String(cFormat: "%04d%02d%02dT%02d%02d%02dZ", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
         let temporary = directory + "/.incomplete-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         try contents(temporary)
-        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss'Z'"
         var fields = manifest
-        fields["date"] = formatter.string(from: date)
-        let json = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
+        fields["date"] = String(cFormat: "%04d-%02d-%02dT%02d:%02d:%02dZ", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let json = try encoder.encode(fields)
         try writeDurably(json, to: temporary + "/backup.json")
         // Jobs on other slots may save the same part in the same second: claim a name by renaming,
         // and take the next suffix when another job got there first.
@@ -129,8 +137,26 @@ public struct BackupStore: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else { throw error }
+            var status = stat()
+            guard stat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else { throw error }
         }
+    }
+}
+
+/// A moment's calendar fields in UTC (the kernel's `gmtime_r`), for names and manifests that must read
+/// the same on every bench whatever its locale.
+struct UTCTime {
+    let year, month, day, hour, minute, second: Int
+
+    init(_ date: Date) {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var fields = tm()
+        gmtime_r(&seconds, &fields)
+        year = Int(fields.tm_year) + 1900
+        month = Int(fields.tm_mon) + 1
+        day = Int(fields.tm_mday)
+        hour = Int(fields.tm_hour)
+        minute = Int(fields.tm_min)
+        second = Int(fields.tm_sec)
     }
 }

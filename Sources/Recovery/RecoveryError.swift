@@ -1,4 +1,5 @@
 import AVRISP
+import BenchModel
 import Parts
 import Rules
 import STLink
@@ -22,7 +23,7 @@ public struct RecoveryFailure: Error, Sendable, CustomStringConvertible {
     public var description: String {
         var text = reason.description
         if let raise = clockRaise {
-            let change = String(format: "the %@ fuse from 0x%02X to 0x%02X (%@)", raise.byte.rawValue, raise.from, raise.to, raise.detail)
+            let change = "the \(raise.byte.rawValue) fuse from " + String(cFormat: "0x%02X to 0x%02X", raise.from, raise.to) + " (\(raise.detail))"
             text += step == .raiseClock
                 ? "; it failed while changing \(change): the chip holds one of the two values, its memory is untouched"
                 : "; before that the job had changed \(change): the chip's memory was untouched then, and its original fuses are \(raise.original)"
@@ -75,13 +76,13 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case let .backupFailed(reason):
             return "could not save the backup, so nothing was erased: \(reason)"
         case let .verifyFailed(address, expected, actual):
-            return String(format: "verification failed at 0x%04X: wrote 0x%02X, read 0x%02X twice; the flash cell or the cable is bad", address, expected, actual)
+            return String(cFormat: "verification failed at 0x%04X: wrote 0x%02X, read 0x%02X twice; the flash cell or the cable is bad", address, expected, actual)
         case let .targetVanished(step, detail):
             return "the target stopped answering while \(step.title) (\(detail)); check the ISP cable and the target's power"
         case let .fusesDidNotTake(mismatches):
             return "the fuses did not take: " + mismatches.map(\.description).joined(separator: "; ")
         case let .lockDidNotTake(expected, actual):
-            return String(format: "the lock bits did not take: wrote 0x%02X, read 0x%02X", expected, actual)
+            return String(cFormat: "the lock bits did not take: wrote 0x%02X, read 0x%02X", expected, actual)
         case let .cancelled(text): return "stopped: \(text)"
         case let .stm32(error): return error.description
         case let .protectionNotAllowed(rule):

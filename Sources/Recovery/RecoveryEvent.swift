@@ -93,7 +93,7 @@ public struct RecoveryResult: Sendable {
         case .healthy:
             return "healthy: \(targetName ?? "target") already has \(rule ?? "its bootloader"); nothing written"
         case .restored:
-            return "restored: \(targetName ?? "target") now has \(rule ?? "its bootloader")" + String(format: " in %.2f s", totalSeconds)
+            return "restored: \(targetName ?? "target") now has \(rule ?? "its bootloader")" + String(cFormat: " in %.2f s", totalSeconds)
         case .failed:
             return "failed: " + (failure?.description ?? "unknown error")
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 import Rules
 import Transport
@@ -28,7 +29,7 @@ public final class RecoveryJob {
     /// interrupted restore of the same chip on the same programmer to finish; nil keeps none.
     public var records: RestoreRecords?
     /// The job's id in the record and the journal.
-    public var jobID = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    public var jobID = UUID().uuidString.replacing("-", with: "").lowercased()
     /// Where the programmer sits on the bench (udev's ID_PATH) and its serial number as udev read them,
     /// for the record; the programmer's own account otherwise.
     public var benchPort: String?
@@ -202,7 +203,7 @@ public final class RecoveryJob {
                                    bootloaderSHA256: plan.firmware.bootloader.sha256.description, backup: result.backupPath,
                                    step: step, started: earlier?.started ?? now, updated: now)
         do { try records.write(opened, programmer: identity) } catch {
-            throw RecoveryFailure(step: step, reason: .backupFailed(error.description), backupPath: result.backupPath)
+            throw RecoveryFailure(step: step, reason: .backupFailed("\(error)"), backupPath: result.backupPath)
         }
         record = opened
     }

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import BenchModel
-import Foundation
+import FoundationEssentials
 
 /// What is known of a restore that has begun changing a chip: written before the first destructive step,
 /// updated at each step after it, removed when the chip is restored. A record still on disk when a job

@@ -1,5 +1,6 @@
 import BenchModel
-import Foundation
+import FoundationEssentials
+import Glibc
 import FirmwareImage
 import Parts
 import STLink
@@ -147,7 +148,7 @@ public enum IdentifiedTarget: Sendable {
     public var id: String {
         switch self {
         case let .avr(_, signature): return signature.description
-        case let .stm32(target): return String(format: "0x%03X", target.chipID)
+        case let .stm32(target): return String(cFormat: "0x%03X", target.chipID)
         }
     }
 

@@ -1,3 +1,4 @@
+import BenchModel
 import FirmwareImage
 import Parts
 
@@ -96,7 +97,7 @@ extension Rule {
         for byte in effective.givenBytes { placementFuses[byte] = effective[byte] }
         findings += part.checkPlacement(of: firmware.image, fuses: placementFuses)
         if let lock, lock & ~part.lock.implementedMask != ~part.lock.implementedMask {
-            findings.append(Finding(.note, .unimplementedLockBits, "lock \(String(format: "0x%02X", lock)): bits above LB/BLB do not exist on \(part.name) and read back as anything"))
+            findings.append(Finding(.note, .unimplementedLockBits, "lock \(String(cFormat: "0x%02X", lock)): bits above LB/BLB do not exist on \(part.name) and read back as anything"))
         }
         if policies.allowUnlock {
             findings.append(Finding(.warning, .notForThisFamily, "allow_unlock applies to STM32 read protection; it has no effect on \(part.name)"))
@@ -119,10 +120,10 @@ extension Rule {
             let limit = UInt64(flashSize ?? PartCatalog.stm32Chips.map(\.maximumFlash).max()!)
             if span.lowerBound < base || span.upperBound > base + limit {
                 findings.append(Finding(.error, .imageBeyondFlash,
-                    String(format: "the image spans 0x%08llX–0x%08llX, outside the flash at 0x%08llX–0x%08llX", span.lowerBound, span.upperBound - 1, base, base + limit - 1)))
+                    String(cFormat: "the image spans 0x%08llX–0x%08llX, outside the flash at 0x%08llX–0x%08llX", span.lowerBound, span.upperBound - 1, base, base + limit - 1)))
             } else if span.lowerBound != base {
                 findings.append(Finding(.error, .noCodeAtBootSection,
-                    String(format: "the image starts at 0x%08llX, but an STM32F1 boots from the vector table at 0x%08llX", span.lowerBound, base)))
+                    String(cFormat: "the image starts at 0x%08llX, but an STM32F1 boots from the vector table at 0x%08llX", span.lowerBound, base)))
             }
         }
         return findings

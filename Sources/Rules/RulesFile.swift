@@ -1,4 +1,6 @@
-import Foundation
+import BenchModel
+import FoundationEssentials
+import Glibc
 import FirmwareImage
 import Parts
 
@@ -181,7 +183,7 @@ private struct Decoder {
             if let id = integer(m, "chip_id", range: 0...0xFFF) {
                 match.chipID = UInt16(id)
                 if PartCatalog.stm32Chip(id: UInt16(id)) == nil {
-                    report(.error, "chip id \(String(format: "0x%03X", id)) is no STM32F1 line bootmedic knows", at: m["chip_id"]!.position)
+                    report(.error, "chip id \(String(cFormat: "0x%03X", id)) is no STM32F1 line bootmedic knows", at: m["chip_id"]!.position)
                 }
             }
             if let kind = string(m, "programmer") {
@@ -309,7 +311,7 @@ private struct Decoder {
             return nil
         }
         guard range.contains(v) else {
-            report(.error, "\(key) = \(v) is out of range (\(range.lowerBound)…\(String(format: "0x%llX", range.upperBound)))", at: node.position)
+            report(.error, "\(key) = \(v) is out of range (\(range.lowerBound)…\(String(cFormat: "0x%llX", range.upperBound)))", at: node.position)
             return nil
         }
         return v

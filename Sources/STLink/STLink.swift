@@ -1,5 +1,7 @@
+import BenchModel
 import DeviceCatalog
-import Foundation
+import FoundationEssentials
+import Glibc
 import Transport
 
 /// Why an ST-Link operation failed.
@@ -25,9 +27,9 @@ public enum STLinkError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .noTarget(detail):
             return "no target answers on SWD (\(detail)): check the wiring (SWDIO, SWCLK, GND, 3.3V) and try swapping SWDIO and SWCLK, as some ST-Link dongles have them labelled the wrong way round"
         case let .noPower(volts):
-            return String(format: "the target has no power (%.2f V on the ST-Link's 3.3V pin): connect 3.3V and GND to the board", volts)
+            return String(cFormat: "the target has no power (%.2f V on the ST-Link's 3.3V pin): connect 3.3V and GND to the board", volts)
         case let .accessFault(address, status):
-            return String(format: "the target refused access to 0x%08X", address) + " (\(status))"
+            return String(cFormat: "the target refused access to 0x%08X", address) + " (\(status))"
         case let .protocolViolation(text): return "the ST-Link answered out of protocol: \(text)"
         case let .timeout(text): return text
         }
@@ -122,7 +124,7 @@ public final class STLink {
         let ids = try command([STLinkCommand.debug, STLinkCommand.readIDCodes], reply: 12, "reading the IDCODE")
         let idcode = readLittleEndian32(ids, at: 4)
         if ids[0] != STLinkStatus.ok || idcode == 0 || idcode == 0xFFFF_FFFF {
-            throw .noTarget(detail: String(format: "the SW-DP IDCODE reads 0x%08X", idcode))
+            throw .noTarget(detail: String(cFormat: "the SW-DP IDCODE reads 0x%08X", idcode))
         }
         return idcode
     }

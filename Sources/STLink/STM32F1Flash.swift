@@ -1,4 +1,6 @@
-import Foundation
+import BenchModel
+import FoundationEssentials
+import Glibc
 import Parts
 
 /// STM32F1 flash programming through an ST-Link: the flash controller of RM0008 §3 (keys, page and mass
@@ -50,7 +52,7 @@ public final class STM32F1Flash: STM32FlashController {
             try writeControl(Self.per)
             try stlink { () throws(STLinkError) in try link.writeWord(Self.addressRegister, page.address) }
             try writeControl(Self.per | Self.strt)
-            try waitWhileBusy(worstCaseMilliseconds: 40, operation: String(format: "erasing the page at 0x%08X", page.address))
+            try waitWhileBusy(worstCaseMilliseconds: 40, operation: String(cFormat: "erasing the page at 0x%08X", page.address))
             progress(i + 1)
         }
         try writeControl(0)

@@ -1,4 +1,6 @@
-import Foundation
+import BenchModel
+import FoundationEssentials
+import Glibc
 import Parts
 
 /// What an STM32 answers about itself.
@@ -16,14 +18,14 @@ public struct STM32Target: Sendable, Hashable {
 
     /// "STM32F10x medium-density, 64 KiB flash in 1024-byte pages (chip id 0x410, rev 0x2003)"
     public var summary: String {
-        "\(chip.name), \(flashSize / 1024) KiB flash in \(chip.geometry.description) (chip id " + String(format: "0x%03X, rev 0x%04X", chipID, revision) + ")" + (cloneName.map { "; \($0)" } ?? "")
+        "\(chip.name), \(flashSize / 1024) KiB flash in \(chip.geometry.description) (chip id " + String(cFormat: "0x%03X, rev 0x%04X", chipID, revision) + ")" + (cloneName.map { "; \($0)" } ?? "")
     }
 
     /// Set when the debug port is not one ST's silicon of this family has: the chip is a clone.
     public var cloneName: String? {
         guard !family.genuineDebugPortIDCodes.contains(debugPortIDCode) else { return nil }
-        let found = String(format: "0x%08X", debugPortIDCode)
-        let genuine = family.genuineDebugPortIDCodes.sorted().map { String(format: "0x%08X", $0) }.joined(separator: " or ")
+        let found = String(cFormat: "0x%08X", debugPortIDCode)
+        let genuine = family.genuineDebugPortIDCodes.sorted().map { String(cFormat: "0x%08X", $0) }.joined(separator: " or ")
         if family.id == .f1, debugPortIDCode == 0x2BA0_1477 {
             return "a clone (CKS32F103, APM32F103 or similar: a Cortex-M4-class SW-DP IDCODE \(found) under an F1 chip id, where ST's answers \(genuine))"
         }
@@ -95,7 +97,7 @@ public enum STM32Error: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .link(error): return error.description
-        case let .unknownChip(id): return String(format: "chip id 0x%03X is no STM32 line bootmedic knows", id)
+        case let .unknownChip(id): return String(cFormat: "chip id 0x%03X is no STM32 line bootmedic knows", id)
         case let .controller(text): return text
         }
     }

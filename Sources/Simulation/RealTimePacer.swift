@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import Glibc
 import Transport
 
 /// Keeps a simulated clock in step with the wall clock, for a simulator behind a real interface (a USB

@@ -1,6 +1,7 @@
 import Agent
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 import Programmers
 import Rules
@@ -274,7 +275,7 @@ public final class VirtualBench {
         realTime = scenario.realTime
         for step in scenario.steps {
             let wait = step.at - Date().timeIntervalSince(start)
-            if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+            if wait > 0 { SystemTimeSource().sleep(nanoseconds: UInt64(wait * 1e9)) }
             try apply(step.action, agent: agent)
         }
     }

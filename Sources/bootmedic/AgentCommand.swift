@@ -2,7 +2,8 @@ import Agent
 import ArgumentParser
 import Dispatch
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Recovery
 import Rules
 import VirtualBench
@@ -64,8 +65,8 @@ struct AgentCommand: ParsableCommand {
         if let path = virtualBench {
             let scenario: VirtualBenchScenario
             do { scenario = try VirtualBenchScenario.load(path: path) } catch { throw fail(error.description) }
-            let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? NSTemporaryDirectory() + "bootmedic-virtual-bench-backups"),
-                              records: RestoreRecords(directory: (stateDir ?? NSTemporaryDirectory() + "bootmedic-virtual-bench") + "/jobs"),
+            let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? temporaryDirectory() + "bootmedic-virtual-bench-backups"),
+                              records: RestoreRecords(directory: (stateDir ?? temporaryDirectory() + "bootmedic-virtual-bench") + "/jobs"),
                               pollInterval: min(pollInterval, scenario.pollInterval))
             let bench = VirtualBench(rules: rules)
             agent.usbPresence = bench.usbPresence
@@ -73,13 +74,13 @@ struct AgentCommand: ParsableCommand {
             agent.start()
             do { try bench.play(scenario, on: agent) } catch {
                 agent.stop()
-                throw fail(error.description)
+                throw fail("\(error)")
             }
             agent.stop()
             if let latencyReport {
                 let milliseconds = bench.eventToFirstCommand.map { ($0 * 10_000).rounded() / 10 }
                 do {
-                    try JSONSerialization.data(withJSONObject: milliseconds).write(to: URL(fileURLWithPath: latencyReport))
+                    try JSONEncoder().encode(milliseconds).write(to: URL(fileURLWithPath: latencyReport))
                 } catch { throw fail("\(latencyReport): \(InputFile.reason(error))") }
             }
             return

@@ -1,5 +1,8 @@
-import Foundation
+import BenchModel
+import FoundationEssentials
+import Glibc
 import Recovery
+import Transport
 
 /// Renders recovery events for a person: a progress bar on a terminal, one line per step otherwise.
 final class ConsoleSink: RecoveryEventSink {
@@ -24,13 +27,13 @@ final class ConsoleSink: RecoveryEventSink {
             let width = 30
             let filled = min(width, done * width / total)
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            FileHandle.standardError.write(Data("\r  \(step.rawValue.padding(14)) [\(bar)] \(done * 100 / total)%".utf8))
+            OutputFile.writeToStandardError("\r  \(step.rawValue.padding(14)) [\(bar)] \(done * 100 / total)%")
         case let .stepFinished(report):
-            if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            if interactive { OutputFile.writeToStandardError("\r\u{1B}[K") }
             let bytes = report.bytes > 0 ? "\(report.bytes) B" : ""
-            print("  \(report.step.rawValue.padding(14)) \(bytes.padding(8)) \(String(format: "%6.2f s", report.seconds))  \(report.detail)")
+            print("  \(report.step.rawValue.padding(14)) \(bytes.padding(8)) \(String(cFormat: "%6.2f s", report.seconds))  \(report.detail)")
         case let .notice(_, severity, text):
-            if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            if interactive { OutputFile.writeToStandardError("\r\u{1B}[K") }
             print("  \(severity.rawValue): \(text)")
         case let .resumed(job, step, backup):
             print("  finishing job \(job), which stopped at \(step.rawValue) on this chip" + (backup.map { "; its backup \($0) stands" } ?? ""))

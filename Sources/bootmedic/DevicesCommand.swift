@@ -1,6 +1,7 @@
 import ArgumentParser
 import DeviceCatalog
-import Foundation
+import FoundationEssentials
+import Glibc
 import Rules
 
 struct DevicesCommand: ParsableCommand {
@@ -41,7 +42,7 @@ struct DevicesCommand: ParsableCommand {
             }
             for entry in entries {
                 let usb = entry.usb.description + (entry.product.map { " \"\($0)\"" } ?? "")
-                print(usb.padding(toLength: 26, withPad: " ", startingAt: 0) + entry.role.label.padding(toLength: 26, withPad: " ", startingAt: 0)
+                print(usb.padding(26) + entry.role.label.padding(26)
                       + entry.name + (entry.declared ? " (rules file)" : ""))
             }
         }

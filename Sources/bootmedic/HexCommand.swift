@@ -1,6 +1,7 @@
 import ArgumentParser
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct HexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

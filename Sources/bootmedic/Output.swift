@@ -1,6 +1,9 @@
 import ArgumentParser
 import BenchModel
-import Foundation
+import FirmwareImage
+import FoundationEssentials
+import Glibc
+import Transport
 
 /// `--json` for scripts; people get text by default.
 struct OutputOptions: ParsableArguments {
@@ -33,7 +36,7 @@ func fail(_ message: String, code: Int32 = 1) -> ExitCode {
 func printError(_ text: String) {
     fflush(nil)   // all streams: stdout lines come before the error, as they happened
     let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(\.escapedForDisplay)
-    FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    OutputFile.writeToStandardError(lines.joined(separator: "\n") + "\n")
 }
 
 /// A byte given on the command line in hex: 0x5E, 5E or $5E (a bare 99 is 0x99, never decimal).
@@ -63,12 +66,18 @@ func writeOutput(_ text: String, to path: String) throws {
     }
     do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
         // Foundation's own error text names its error domain; say what is wrong in the file system's terms.
-        let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        var isFolder: ObjCBool = false
-        let reason = !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) ? "there is no folder \(folder)"
-            : !isFolder.boolValue ? "\(folder) is not a folder"
+        let folder = InputFile.folder(of: path).isEmpty ? "." : InputFile.folder(of: path)
+        var status = stat()
+        let reason = stat(folder, &status) != 0 ? "there is no folder \(folder)"
+            : status.st_mode & S_IFMT != S_IFDIR ? "\(folder) is not a folder"
             : !FileManager.default.isWritableFile(atPath: folder) ? "the folder \(folder) is not writable" : "the write failed"
         throw fail("cannot write \(path): \(reason)")
     }
 }
 
+
+/// The folder for temporary files, with its trailing slash: `$TMPDIR`, else /tmp.
+func temporaryDirectory() -> String {
+    let folder = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    return folder.hasSuffix("/") ? folder : folder + "/"
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DeviceTrace
-import Foundation
+import FoundationEssentials
+import Glibc
 import Programmers
 import Recovery
 import Rules
@@ -47,7 +48,7 @@ struct ReplayCommand: ParsableCommand {
                 connection = try ProgrammerRegistry.driver(for: kind).open(serialLink: link, time: link.clock)
             }
         } catch let error as ProgrammerOpenError { throw fail(error.description, code: 4) }
-        let backups = BackupStore(directory: options.backupDir ?? NSTemporaryDirectory() + "bootmedic-replay-backups")
+        let backups = BackupStore(directory: options.backupDir ?? temporaryDirectory() + "bootmedic-replay-backups")
         let result = RecoveryJob(target: connection.restoreTarget, rules: set, ruleName: options.rule, backups: backups,
                                  sink: ConsoleSink(quiet: options.json)).run()
         if replay.remainingTransfers > 0 && result.failure == nil {

@@ -1,7 +1,9 @@
 import ArgumentParser
 import AVRISP
+import BenchModel
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import DeviceTrace
 import Parts
 import Programmers
@@ -82,7 +84,7 @@ func finish(_ result: RecoveryResult, json: Bool, simulation: ResultReport.Simul
     } else {
         if result.failure == nil { print(result.summary) }
         if let simulation {
-            print(String(format: "simulated: %.3f s on the wire", simulation.seconds)
+            print(String(cFormat: "simulated: %.3f s on the wire", simulation.seconds)
                   + (simulation.usbTransfers.map { ", \($0) USB transfers" } ?? ""))
         }
     }
@@ -231,7 +233,7 @@ struct RehearseCommand: ParsableCommand {
             guard case let .isp(opened) = connection else { throw fail("\(programmer) does not program AVRs") }
             isp = opened
         } catch let error as ProgrammerOpenError { throw fail(error.description) }
-        let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
+        let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
         let job = RecoveryJob(programmer: isp, rules: set, ruleName: options.rule, backups: BackupStore(directory: backupDir),
                               sink: ConsoleSink(quiet: options.json))
         job.stepClock = bench.clock
@@ -261,7 +263,7 @@ extension RehearseCommand {
         do {
             bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(fault))
         } catch { throw fail(error.description) }
-        let backupDir = options.backupDir ?? NSTemporaryDirectory() + "bootmedic-rehearsal-backups"
+        let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
         let device = try trace.recorder()?.recording(bench.device, time: bench.clock) ?? bench.device
         let job = RecoveryJob(link: STLink(device: device, time: bench.clock), rules: set, ruleName: options.rule,
                                    backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
@@ -318,16 +320,16 @@ func printSTM32Probe(_ report: STM32ProbeReport, json: Bool) throws {
             let chipID: String?; let part: String?; let flashSize: Int?; let readProtected: Bool?; let clone: String?; let problem: String?
         }
         try printJSON(Out(programmer: report.programmer.name, firmware: report.programmer.firmware, serial: report.programmer.serialNumber,
-                          targetVoltage: report.programmer.targetVoltage, chipID: report.target.map { String(format: "0x%03X", $0.chipID) },
+                          targetVoltage: report.programmer.targetVoltage, chipID: report.target.map { String(cFormat: "0x%03X", $0.chipID) },
                           part: report.target?.chip.name, flashSize: report.target?.flashSize, readProtected: report.readProtected,
                           clone: report.target?.cloneName, problem: report.problem?.description))
     } else {
         let p = report.programmer
         print("programmer: \(p.name)" + (p.serialNumber.map { ", serial \($0)" } ?? "") + (p.firmware.map { ", firmware \($0)" } ?? ""))
-        if let v = p.targetVoltage { print(String(format: "target voltage: %.2f V", v)) }
+        if let v = p.targetVoltage { print(String(cFormat: "target voltage: %.2f V", v)) }
         if let target = report.target {
             print("chip: \(target.summary)")
-            print(String(format: "SW-DP IDCODE: 0x%08X", target.debugPortIDCode))
+            print(String(cFormat: "SW-DP IDCODE: 0x%08X", target.debugPortIDCode))
         }
         if let protected = report.readProtected { print("read protection: \(protected ? "active (flash cannot be read; unlocking erases it)" : "off")") }
     }
@@ -353,13 +355,13 @@ func printProbe(_ report: ProbeReport, json: Bool) throws {
         let p = report.programmer
         print("programmer: \(p.name)" + (p.port.map { " at \($0)" } ?? "") + (p.serialNumber.map { ", serial \($0)" } ?? ""))
         if let firmware = p.firmware { print("firmware: \(firmware)") }
-        if let voltage = p.targetVoltage { print(String(format: "target voltage: %.2f V", voltage)) }
+        if let voltage = p.targetVoltage { print(String(cFormat: "target voltage: %.2f V", voltage)) }
         if let sck = p.sck { print("SCK: \(sck)") }
         if let signature = report.signature { print("signature: \(signature)" + (report.part.map { " (\($0.name))" } ?? "")) }
         if let part = report.part, let fuses = report.fuses {
             for line in part.describe(fuses).lines { print(line) }
         }
-        if let lock = report.lock { print(String(format: "lock: 0x%02X", lock)) }
+        if let lock = report.lock { print(String(cFormat: "lock: 0x%02X", lock)) }
     }
     if let problem = report.problem {
         if !json { printError("bootmedic: error: \(problem)") }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BenchModel
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 import Rules
 

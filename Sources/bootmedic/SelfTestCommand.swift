@@ -1,6 +1,9 @@
 import Agent
 import ArgumentParser
-import Foundation
+import BenchModel
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Recovery
 import Rules
 import Synchronization
@@ -42,7 +45,7 @@ struct SelfTestCommand: ParsableCommand {
             for await event in stream {
                 switch event {
                 case let .added(device):
-                    events.list.withCheckedLock { $0.append("add \(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
+                    events.list.withCheckedLock { $0.append("add \(device.syspath) \(String(cFormat: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.idPath ?? "-")") }
                     agent.handle(event)
                 case let .removed(syspath):
                     events.list.withCheckedLock { $0.append("remove \(syspath)") }
@@ -56,12 +59,12 @@ struct SelfTestCommand: ParsableCommand {
                       ("ID_MODEL", "USBasp"), ("ID_SERIAL_SHORT", "NETLINK1"), ("ID_PATH", "pci-0000:00:14.0-usb-0:2"), ("BUSNUM", "001"), ("DEVNUM", "007")]
         let sent = Date()
         try injector.send([("ACTION", "add")] + common + [("SEQNUM", "1")])
-        Thread.sleep(forTimeInterval: 0.3)
+        usleep(300_000)
         let slotsAfterAdd = agent.currentSlots.count
         try injector.send([("ACTION", "remove")] + common + [("SEQNUM", "2")])
         // A device of another subsystem: the monitor's filter must drop it.
         try injector.send([("ACTION", "add"), ("DEVPATH", "/devices/virtual/net/dummy0"), ("SUBSYSTEM", "net"), ("SEQNUM", "3")])
-        Thread.sleep(forTimeInterval: 0.3)
+        usleep(300_000)
         watcher.stop()
         let ended = DispatchSemaphore(value: 0)
         Task { await consumer.value; ended.signal() }
@@ -72,7 +75,7 @@ struct SelfTestCommand: ParsableCommand {
         print("slots after remove: \(agent.currentSlots.count)")
         print("journal: " + journal.state.withCheckedLock { $0.list }.joined(separator: " "))
         if let slot = journal.state.withCheckedLock({ $0.firstSlot }) {
-            printError(String(format: "netlink add event to bench slot: %.2f ms", slot.timeIntervalSince(sent) * 1000))
+            printError(String(cFormat: "netlink add event to bench slot: %.2f ms", slot.timeIntervalSince(sent) * 1000))
         }
     }
 
@@ -82,7 +85,7 @@ struct SelfTestCommand: ParsableCommand {
         for device in watcher.enumerate() {
             let entry = DeviceCatalog.builtIn.entry(for: USBID(vendor: device.vendorID, product: device.productID), product: device.product)
             let kind = entry?.role.programmerKind?.rawValue ?? "-"
-            print("\(device.syspath) \(String(format: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.devnode ?? "-") \(kind)")
+            print("\(device.syspath) \(String(cFormat: "%04x:%04x", device.vendorID, device.productID)) \(device.product ?? "-") \(device.devnode ?? "-") \(kind)")
         }
     }
 }

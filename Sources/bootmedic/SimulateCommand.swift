@@ -2,7 +2,8 @@ import ArgumentParser
 import BenchModel
 import Dispatch
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 import Recovery
 import Simulation
@@ -67,7 +68,7 @@ struct SimulateCommand: ParsableCommand {
         server.start()
         announce(server.path).wait()
         server.stop()
-        let summary = String(format: "{\"seconds\": %.6f, \"bytesFromHost\": %d, \"bytesToHost\": %d}\n",
+        let summary = String(cFormat: "{\"seconds\": %.6f, \"bytesFromHost\": %d, \"bytesToHost\": %d}\n",
                              chip.clock.seconds, server.bytesFromHost, server.bytesToHost)
         try finish(chip: chip, summary: summary)
     }
@@ -86,7 +87,7 @@ struct SimulateCommand: ParsableCommand {
 
     /// Reports the session and writes the chip's state to --state.
     func finish(chip: SimulatedAVR, summary: String) throws {
-        printError("simulated: " + summary.trimmingCharacters(in: .whitespacesAndNewlines))
+        printError("simulated: " + summary.trimmingWhitespace)
         guard let state else { return }
         do {
             try ChipState(flash: chip.flash, eeprom: chip.eeprom, fuses: chip.fuses, lock: chip.lock).write(to: state)

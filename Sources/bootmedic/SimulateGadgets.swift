@@ -1,7 +1,10 @@
+import BenchModel
 import Dispatch
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Simulation
+import Synchronization
 import Transport
 
 /// `simulate --functionfs`: the simulators served as real USB gadgets through the kernel's FunctionFS.
@@ -53,7 +56,7 @@ extension SimulateCommand {
             }
         } catch { throw fail(error.description) }
         let busy = Double(lastAnswer - (firstRequest ?? lastAnswer)) / 1e9
-        try finish(chip: chip, summary: String(format: "{\"seconds\": %.6f, \"controlRequests\": %d, \"busySeconds\": %.6f, \"firstRequestMonotonicMicroseconds\": %llu}\n",
+        try finish(chip: chip, summary: String(cFormat: "{\"seconds\": %.6f, \"controlRequests\": %d, \"busySeconds\": %.6f, \"firstRequestMonotonicMicroseconds\": %llu}\n",
                                                chip.clock.seconds, requests, busy, firstRequestMonotonic))
     }
 
@@ -76,11 +79,12 @@ extension SimulateCommand {
         session.start()
         do { try endpoint.serve(until: { signals.wait(until: .now()) }) { _, _ in nil } } catch { throw fail(error.description) }
         let summary = session.withSimulator { _ in
-            String(format: "{\"seconds\": %.6f, \"bulkTransfers\": %d, \"readProtected\": %@, \"massErases\": %d, \"pagesErased\": %d, \"halfWordsProgrammed\": %d}\n",
-                   target.clock.seconds, stlink.transfers, target.isReadProtected ? "true" : "false", target.massErases,
-                   target.pagesErased, target.halfWordsProgrammed)
+            String(cFormat: "{\"seconds\": %.6f, \"bulkTransfers\": %d, \"readProtected\": ", target.clock.seconds, stlink.transfers)
+                + (target.isReadProtected ? "true" : "false")
+                + String(cFormat: ", \"massErases\": %d, \"pagesErased\": %d, \"halfWordsProgrammed\": %d}\n",
+                         target.massErases, target.pagesErased, target.halfWordsProgrammed)
         }
-        printError("simulated: " + summary.trimmingCharacters(in: .whitespacesAndNewlines))
+        printError("simulated: " + summary.trimmingWhitespace)
         guard let state else { return }
         do {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
@@ -98,7 +102,7 @@ final class STLinkGadgetSession: @unchecked Sendable {
     private let commands: FunctionFSBulkEndpoint
     private let replies: FunctionFSBulkEndpoint
     private let pace: RealTimePacer
-    private let lock = NSLock()
+    private let lock = Mutex(())
 
     init(stlink: SimulatedSTLink, commands: FunctionFSBulkEndpoint, replies: FunctionFSBulkEndpoint) {
         self.stlink = stlink
@@ -107,12 +111,10 @@ final class STLinkGadgetSession: @unchecked Sendable {
         pace = RealTimePacer(clock: stlink.target.clock)
     }
 
-    func withSimulator<T>(_ body: (SimulatedSTLink) -> T) -> T { lock.withLock { body(stlink) } }
+    func withSimulator<T: Sendable>(_ body: (SimulatedSTLink) -> T) -> T { lock.withCheckedLock { _ in body(stlink) } }
 
     func start() {
-        let thread = Thread { [self] in serve() }
-        thread.stackSize = 1 << 20
-        thread.start()
+        _ = WorkerThread(name: "stlink gadget") { [self] _ in serve() }
     }
 
     private func serve() {

@@ -1,6 +1,7 @@
 import Agent
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import Recovery
 
 struct StatusCommand: ParsableCommand {

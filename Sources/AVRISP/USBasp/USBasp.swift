@@ -48,7 +48,7 @@ public final class USBasp: ISPProgrammer {
         let d = device.description
         self.device = device
         self.time = time
-        let release = "\(d.deviceRelease >> 8).\(String(format: "%02x", d.deviceRelease & 0xFF))"
+        let release = "\(d.deviceRelease >> 8).\(String(cFormat: "%02x", d.deviceRelease & 0xFF))"
         identity = ProgrammerIdentity(kind: .usbasp, name: d.product.map { $0 == "USBasp" ? $0 : "USBasp (\($0))" } ?? "USBasp", firmware: "USBasp firmware \(release)",
                                       serialNumber: d.serialNumber, port: d.portPath.isEmpty ? nil : d.portPath)
     }

@@ -37,7 +37,7 @@ public final class USBtinyISP: ISPProgrammer {
         self.time = time
         let d = device.description
         identity = ProgrammerIdentity(kind: .usbtiny, name: d.product ?? "USBtinyISP",
-                                      firmware: "USBtiny firmware \(d.deviceRelease >> 8).\(String(format: "%02x", d.deviceRelease & 0xFF))",
+                                      firmware: "USBtiny firmware \(d.deviceRelease >> 8).\(String(cFormat: "%02x", d.deviceRelease & 0xFF))",
                                       serialNumber: d.serialNumber, port: d.portPath.isEmpty ? nil : d.portPath)
     }
 

@@ -1,6 +1,8 @@
 import AVRISP
+import BenchModel
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 import Rules
 import Transport
@@ -79,7 +81,7 @@ public final class AVRISPTarget: RestoreTarget {
             return .needsRestore(bytesRead: 0, reason: mismatch.description)
         }
         if let wanted = plan.rule.lock, (wanted ^ currentLock) & part.lock.implementedMask != 0 {
-            return .needsRestore(bytesRead: 0, reason: String(format: "lock is 0x%02X, expected 0x%02X", currentLock, wanted))
+            return .needsRestore(bytesRead: 0, reason: String(cFormat: "lock is 0x%02X, expected 0x%02X", currentLock, wanted))
         }
         var read = 0
         for run in FlashPage.joiningContiguous(pages(plan, part)) {
@@ -91,7 +93,7 @@ public final class AVRISPTarget: RestoreTarget {
                 read += count
                 remember(bytes, at: from, pageSize: part.flash.pageSize)
                 if let i = bytes.indices.first(where: { run.bytes[offset + $0] != bytes[$0] }) {
-                    return .needsRestore(bytesRead: read, reason: String(format: "flash differs at 0x%04X", from + UInt32(i)))
+                    return .needsRestore(bytesRead: read, reason: String(cFormat: "flash differs at 0x%04X", from + UInt32(i)))
                 }
                 offset += count
             }
@@ -113,7 +115,7 @@ public final class AVRISPTarget: RestoreTarget {
         guard now.source == final.source, now.source != .reserved else { return nil }
         let raised = current | divider.mask
         return ClockRaise(byte: .low, from: current, to: raised,
-                          detail: "CKDIV8 cleared early, as the rule's low fuse \(String(format: "0x%02X", wanted)) clears it: the \(now.detail) runs undivided",
+                          detail: "CKDIV8 cleared early, as the rule's low fuse \(String(cFormat: "0x%02X", wanted)) clears it: the \(now.detail) runs undivided",
                           original: arrivedFuses)
     }
 
@@ -134,8 +136,8 @@ public final class AVRISPTarget: RestoreTarget {
         let mismatches = part.mismatches(expected: expected, actual: readBack)
         if !mismatches.isEmpty { throw .fusesDidNotTake(mismatches) }
         currentFuses = readBack
-        return StepOutcome(bytes: 1, String(format: "low fuse 0x%02X → 0x%02X (CKDIV8 cleared); SCK %@ → %@", raise.from, raise.to,
-                                            slower, programmer.identity.sck ?? "?"))
+        return StepOutcome(bytes: 1, String(cFormat: "low fuse 0x%02X → 0x%02X (CKDIV8 cleared); ", raise.from, raise.to)
+                                     + "SCK \(slower) → \(programmer.identity.sck ?? "?")")
     }
 
     public func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int) {
@@ -194,7 +196,7 @@ public final class AVRISPTarget: RestoreTarget {
                     let first = expected.indices.first { expected[$0] != actual[$0] }!
                     let again = try isp { () throws(ISPError) in try programmer.readFlash(from: address, count: n, part: part) }
                     if again == expected {
-                        context.notice(.warning, String(format: "read-back glitch at 0x%04X (0x%02X read as 0x%02X); the second read matched — check the ISP cable", address + UInt32(first), expected[first], actual[first]))
+                        context.notice(.warning, String(cFormat: "read-back glitch at 0x%04X (0x%02X read as 0x%02X); the second read matched — check the ISP cable", address + UInt32(first), expected[first], actual[first]))
                     } else {
                         try checkTargetStillThere(during: .verifyFlash)
                         let i = expected.indices.first { expected[$0] != again[$0] }!
@@ -239,7 +241,7 @@ public final class AVRISPTarget: RestoreTarget {
                 try isp { () throws(ISPError) in try programmer.writeLock(lock, part: part) }
                 let readBack = try isp { () throws(ISPError) in try programmer.readLock() }
                 if (readBack ^ lock) & part.lock.implementedMask != 0 { throw .lockDidNotTake(expected: lock, actual: readBack) }
-                return StepOutcome(bytes: 1, String(format: "0x%02X", readBack))
+                return StepOutcome(bytes: 1, String(cFormat: "0x%02X", readBack))
             })
         }
         return steps

@@ -1,5 +1,7 @@
+import BenchModel
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 import Rules
 import STLink
@@ -31,7 +33,7 @@ public final class STM32SWDTarget: RestoreTarget {
     public func connect(_ context: StepContext) throws(RecoveryError) -> StepOutcome {
         debugPortIDCode = try stlink { () throws(STLinkError) in try link.connect() }
         targetVoltage = try? link.targetVoltage()
-        return StepOutcome(bytes: 0, "\(link.name) \(link.version?.description ?? ""), SWD at \(link.swdKilohertz ?? 0) kHz" + String(format: ", target at %.2f V", targetVoltage ?? 0))
+        return StepOutcome(bytes: 0, "\(link.name) \(link.version?.description ?? ""), SWD at \(link.swdKilohertz ?? 0) kHz" + String(cFormat: ", target at %.2f V", targetVoltage ?? 0))
     }
 
     public func identify(_ context: StepContext) throws(RecoveryError) -> (target: IdentifiedTarget, outcome: StepOutcome) {
@@ -124,7 +126,7 @@ public final class STM32SWDTarget: RestoreTarget {
                 if again != segment.bytes {
                     throw .verifyFailed(address: segment.address + UInt32(i), expected: segment.bytes[i], actual: again[i])
                 }
-                context.notice(.warning, String(format: "read-back glitch at 0x%08X; the second read matched", segment.address + UInt32(i)))
+                context.notice(.warning, String(cFormat: "read-back glitch at 0x%08X; the second read matched", segment.address + UInt32(i)))
             }
         }
         return StepOutcome(bytes: plan.image.byteCount, "\(plan.image.byteCount) bytes match")
@@ -178,8 +180,8 @@ extension BackupStore {
     /// Saves an STM32's flash (when readable) and option bytes, atomically, as `flash.bin` and
     /// `option-bytes.json`.
     public func saveSTM32(flash: [UInt8]?, optionBytes: [UInt8], target: STM32Target, programmer: String, rule: String?, date: Date = Date()) throws -> String {
-        try saveFolder(named: "stm32-\(String(format: "%03x", target.chipID))", date: date, manifest: [
-            "part": target.chip.name, "chipID": String(format: "0x%03X", target.chipID), "programmer": programmer, "rule": rule ?? "",
+        try saveFolder(named: "stm32-\(String(cFormat: "%03x", target.chipID))", date: date, manifest: [
+            "part": target.chip.name, "chipID": String(cFormat: "0x%03X", target.chipID), "programmer": programmer, "rule": rule ?? "",
         ]) { folder in
             if let flash { try writeDurably(Data(flash), to: folder + "/flash.bin") }
             try writeDurably(Data(target.family.optionBytes.json(optionBytes).utf8), to: folder + "/option-bytes.json")

@@ -1,5 +1,7 @@
+import BenchModel
 import FirmwareImage
-import Foundation
+import FoundationEssentials
+import Glibc
 import Parts
 
 /// A board of a `boards.txt` that became no rule, and why.
@@ -178,7 +180,7 @@ private func byteValue(_ text: String) -> UInt8? {
     return UInt8(lower)
 }
 
-private func hex(_ value: UInt8) -> String { String(format: "%02X", value) }
+private func hex(_ value: UInt8) -> String { String(cFormat: "%02X", value) }
 
 /// A TOML basic string: quotes, backslashes and control characters escaped.
 func tomlString(_ text: String) -> String {
@@ -191,7 +193,7 @@ func tomlString(_ text: String) -> String {
         case "\t": out += "\\t"
         case "\r": out += "\\r"
         default:
-            if scalar.value < 0x20 || scalar.value == 0x7F { out += String(format: "\\u%04X", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            if scalar.value < 0x20 || scalar.value == 0x7F { out += String(cFormat: "\\u%04X", scalar.value) } else { out.unicodeScalars.append(scalar) }
         }
     }
     return out + "\""

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import FirmwareImage
 
 /// Why a `boards.txt` could not be read.
@@ -45,7 +46,7 @@ public struct BoardsFile: Sendable {
 
     /// The folder a board's `bootloader.file` is relative to: `bootloaders/` beside the file.
     public var bootloaderFolder: String {
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = InputFile.folder(of: path)
         return (folder.isEmpty ? "." : folder) + "/bootloaders"
     }
 
@@ -65,13 +66,13 @@ public struct BoardsFile: Sendable {
         var order: [String] = []
         var keys: [String: [(key: String, value: String)]] = [:]
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
+            let line = raw.trimmingWhitespace
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let equals = line.firstIndex(of: "=") else {
                 throw .malformedLine(path: path, line: index + 1, text: String(line.prefix(80)))
             }
-            let key = line[..<equals].trimmingCharacters(in: .whitespaces)
-            let value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            let key = line[..<equals].trimmingWhitespace
+            let value = line[line.index(after: equals)...].trimmingWhitespace
             guard let dot = key.firstIndex(of: "."), dot != key.startIndex else {
                 throw .malformedLine(path: path, line: index + 1, text: String(line.prefix(80)))
             }

@@ -1,3 +1,4 @@
+import BenchModel
 import Parts
 import Synchronization
 import Transport
@@ -148,7 +149,7 @@ public final class SimulatedAVR {
         settle()
         let busy = isBusy
         func ignoredWhileBusy() -> Bool {
-            if busy { instructionsWhileBusy.append(b.map { String(format: "%02X", $0) }.joined(separator: " ")) }
+            if busy { instructionsWhileBusy.append(b.map { String(cFormat: "%02X", $0) }.joined(separator: " ")) }
             return busy
         }
         switch b[0] {
@@ -233,7 +234,7 @@ public final class SimulatedAVR {
             busyUntil = clock.now + UInt64(part.times.eepromWrite) * 1000
             return 0
         default:
-            instructionsWhileBusy.append("unknown instruction " + b.map { String(format: "%02X", $0) }.joined(separator: " "))
+            instructionsWhileBusy.append("unknown instruction " + b.map { String(cFormat: "%02X", $0) }.joined(separator: " "))
             return 0xFF
         }
     }

@@ -1,8 +1,6 @@
-#if canImport(Glibc)
-import Transport
+import Dispatch
 import Glibc
-#endif
-import Foundation
+import Transport
 
 /// A simulated programmer on the far side of a serial line: bytes in, bytes out.
 public protocol SerialProgrammerSimulator: AnyObject {
@@ -76,9 +74,8 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     public private(set) var bytesFromHost = 0
     public private(set) var bytesToHost = 0
 
-    private var thread: Thread?
+    private var worker: WorkerThread?
     private let stopPipe: [CInt]
-    private let finished = DispatchSemaphore(value: 0)
 
     /// Serves on a new pseudo-terminal, or on `line`.
     public init(simulator: SerialProgrammerSimulator, line: SimulatorLine? = nil) throws(SimulationError) {
@@ -94,22 +91,16 @@ public final class SerialSimulatorServer: @unchecked Sendable {
 
     /// Starts serving.
     public func start() {
-        let thread = Thread { [self] in
-            serve()
-            finished.signal()
-        }
-        thread.stackSize = 1 << 20
-        self.thread = thread
-        thread.start()
+        worker = WorkerThread(name: "serial simulator") { [self] _ in serve() }
     }
 
     /// Stops serving and waits until the thread has let go of the simulator.
     public func stop() {
-        guard thread != nil else { return }
+        guard let worker else { return }
         var byte: UInt8 = 1
         _ = Glibc.write(stopPipe[1], &byte, 1)
-        finished.wait()
-        thread = nil
+        worker.join()
+        self.worker = nil
     }
 
     deinit {
