@@ -19,9 +19,9 @@ deps:
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
 
-# The release binary carries the Swift runtime and Foundation in itself: it runs on a bench PC that has
+# The release binary carries the Swift runtime and FoundationEssentials in itself: it runs on a bench PC that has
 # no Swift toolchain, and starts in half the time (no dynamic symbol binding; README, Speed). The
-# toolchain's lld links it: gold repeats glibc's warnings about functions the static Foundation uses.
+# toolchain's lld links it: gold repeats glibc's warnings about functions the static runtime uses.
 release: deps
 	$(SWIFT) build -c release --product bootmedic --static-swift-stdlib -Xswiftc -use-ld=lld $(BUILD_FLAGS)
 
