@@ -87,14 +87,16 @@ print("journal: " + ", ".join("%s %d" % (k, tally[k]) for k in ["programmers add
 print("expected: programmers added %d, programmers removed %d, restored %d, failed 0" % (rounds * 508, rounds * 508, rounds * 8))
 PY
 
-# Idle costs: eight programmers plugged, no board on any cable, polling at the default rate (1 s), for
-# IDLE seconds (default 30). CPU is the agent's user+system time over the idle window, after start-up.
+# Idle costs: eight programmers plugged, no board on any cable, each slot looking for a board at the
+# agent's own rate (POLL, default the agent's --poll-interval default), for IDLE seconds (default 30).
+# CPU is the agent's user+system time over the idle window, after start-up.
 idle=${IDLE:-30}
-python3 - "$idle" "$work/idle.toml" <<'PY'
+poll=${POLL:-$("$bin" agent --help | awk '/^  --poll-interval </ { f = 1 } f && /default:/ { gsub(/.*default: |\).*/, ""); print; exit }')}
+python3 - "$idle" "$work/idle.toml" "$poll" <<'PY'
 import sys
-idle, path = float(sys.argv[1]), sys.argv[2]
+idle, path, poll = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 with open(path, "w") as f:
-    f.write("poll_interval = 1.0\n")
+    f.write("poll_interval = %s\n" % poll)
     for i in range(8):
         f.write('\n[[step]]\nat = %.1f\nplug = "idle-%d"\nprogrammer = "%s"\n' % (0.5 * i, i, "usbasp" if i % 2 == 0 else "usbtiny"))
     for i in range(8):
@@ -120,8 +122,36 @@ PY
 wait "$agent"
 python3 - "$work/latency.json" <<'PY'
 import json, statistics, sys
-ms = sorted(json.load(open(sys.argv[1])))
+ms = sorted(json.load(open(sys.argv[1]))["plugToFirstCommand"])
 print("plug event to first command (virtual bench): median %.1f ms, max %.1f ms over %d programmers" % (statistics.median(ms), ms[-1], len(ms)))
+PY
+
+# From cable to first write: the same eight idle slots at the same rate, and a factory ATmega32U4 put on
+# each cable at a scattered moment, five times over; the milliseconds from each board's arrival to the
+# first erase or write its restore sent (the rule's health check and backup come before).
+python3 - "$work/arrival.toml" "$poll" <<'PY'
+import random, sys
+path, poll = sys.argv[1], sys.argv[2]
+random.seed(17)
+steps = [(0.1 * i, 'plug = "arrive-%d"\nprogrammer = "%s"' % (i, "usbasp" if i % 2 == 0 else "usbtiny")) for i in range(8)]
+for r in range(5):
+    t = 2.0 + 4.0 * r
+    for i in range(8):
+        steps.append((t + random.uniform(0, 1.0), 'attach = "arrive-%d"\npart = "atmega32u4"' % i))
+        steps.append((t + 3.5, 'detach = "arrive-%d"' % i))
+steps += [(22.5, 'unplug = "arrive-%d"' % i) for i in range(8)]
+with open(path, "w") as f:
+    f.write("poll_interval = %s\n" % poll)
+    for at, body in sorted(steps, key=lambda s: s[0]):
+        f.write("\n[[step]]\nat = %.3f\n%s\n" % (at, body))
+PY
+"$bin" agent --config config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
+  --virtual-bench "$work/arrival.toml" --latency-report "$work/arrival.json" > /dev/null 2>&1
+python3 - "$work/arrival.json" "$poll" <<'PY'
+import json, statistics, sys
+ms = sorted(json.load(open(sys.argv[1]))["attachToFirstWrite"])
+print("board on the cable to its first write (virtual bench, looks every %s s): median %.0f ms, max %.0f ms over %d boards"
+      % (sys.argv[2], statistics.median(ms), ms[-1], len(ms)))
 PY
 # The udev half: a real libudev monitor fed a real netlink message in a private network namespace
 # (needs root for unshare); the time from sending the add event to the agent's slot for it.

@@ -42,6 +42,11 @@ public protocol ISPProgrammer: AnyObject {
     /// and falling back to slower SCK when the target does not answer.
     func enterProgrammingMode() throws(ISPError)
 
+    /// Looks for a chip on the cable at the least cost: one Programming Enable at the programmer's slowest
+    /// SCK, which a chip at any clock follows, with RESET released again afterwards. True when a chip
+    /// echoed. What an idle bench slot asks several times a second.
+    func targetAnswers() throws(ISPError) -> Bool
+
     /// Forgets the SCK the last target answered at, so that the next `enterProgrammingMode` starts again
     /// from the fastest: the next board on the cable may run faster than the one before it.
     func forgetTargetSpeed()

@@ -200,7 +200,10 @@ public final class BenchSlot: Sendable {
     private func look(_ connection: ProgrammerConnection) -> Look {
         switch connection {
         case let .isp(isp):
+            // The cheap look first (one Programming Enable at the slowest SCK); only a chip that answers
+            // it costs the walk down the SCKs and a signature read.
             do {
+                guard try isp.targetAnswers() else { return .absent }
                 try isp.enterProgrammingMode()
             } catch {
                 if case .noTarget = error { return .absent }

@@ -1,4 +1,5 @@
 import Agent
+import Dispatch
 import FirmwareImage
 import FoundationEssentials
 import Glibc
@@ -246,6 +247,17 @@ public final class VirtualBench {
     private let latencyBox = Locked<[Double]>([])
     public var eventToFirstCommand: [Double] { latencyBox.withCheckedLock { $0 } }
 
+    /// Each board attached (the monotonic clock then, ns) with its chip: how long until its first write.
+    private var arrivals: [(attached: UInt64, chip: SimulatedAVR)] = []
+    /// Seconds from each AVR board's arrival on its programmer's cable to the first erase or write the
+    /// restore sent it (boards that were never written, healthy ones, are left out).
+    public var attachToFirstWrite: [Double] {
+        arrivals.compactMap { arrival in
+            let first = arrival.chip.firstWrite.uptimeNanoseconds
+            return first > arrival.attached ? Double(first - arrival.attached) / 1e9 : nil
+        }
+    }
+
     /// Boards whose USB is connected too: once restored, their bootloader enumerates.
     private let usbConnected = Locked<[String: Bool]>([:])
     /// Each attached board's part and page-write count, for what its USB would show.
@@ -297,6 +309,7 @@ public final class VirtualBench {
             guard let kind = box.current?.kind else { throw .unknownProgrammer(name) }
             box.replace(with: try serialBoard(kind: kind, part: part, healthyRule: healthy, faults: faults))
             chips[name] = box.current?.chip
+            if let chip = box.current?.chip { arrivals.append((DispatchTime.now().uptimeNanoseconds, chip)) }
         case let .detach(name) where serial[name] != nil:
             let box = serial[name]!
             guard let kind = box.current?.kind else { throw .unknownProgrammer(name) }
@@ -319,8 +332,10 @@ public final class VirtualBench {
             })
         case let .attach(name, part, healthy, faults, protected, enumerates):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
+            let attached = DispatchTime.now().uptimeNanoseconds
             entry.device.swap(to: try board(kind: entry.kind, part: part, name: name, clock: entry.clock, healthyRule: healthy, faults: faults, protected: protected))
             usbConnected.withCheckedLock { $0[name] = enumerates }
+            if entry.kind != .stlink, let chip = chips[name] { arrivals.append((attached, chip)) }
         case let .detach(name):
             guard let entry = devices[name] else { throw .unknownProgrammer(name) }
             usbConnected.withCheckedLock { $0[name] = false }

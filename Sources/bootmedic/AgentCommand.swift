@@ -41,7 +41,7 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "Play this virtual-bench scenario instead of watching udev.")
     var virtualBench: String?
 
-    @Option(help: ArgumentHelp("With --virtual-bench: write the milliseconds from each USB programmer's plug event to the agent's first command to it, as a JSON array, to this file.", visibility: .hidden))
+    @Option(help: ArgumentHelp("With --virtual-bench: write, in milliseconds, each USB programmer's plug event to the agent's first command to it (plugToFirstCommand) and each AVR board's arrival on a cable to the first erase or write its restore sent (attachToFirstWrite), as a JSON object, to this file.", visibility: .hidden))
     var latencyReport: String?
 
     func validate() throws {
@@ -78,9 +78,12 @@ struct AgentCommand: ParsableCommand {
             }
             agent.stop()
             if let latencyReport {
-                let milliseconds = bench.eventToFirstCommand.map { ($0 * 10_000).rounded() / 10 }
+                let milliseconds = { (seconds: [Double]) in seconds.map { ($0 * 10_000).rounded() / 10 } }
+                let report = ["plugToFirstCommand": milliseconds(bench.eventToFirstCommand), "attachToFirstWrite": milliseconds(bench.attachToFirstWrite)]
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
                 do {
-                    try JSONEncoder().encode(milliseconds).write(to: URL(fileURLWithPath: latencyReport))
+                    try encoder.encode(report).write(to: URL(fileURLWithPath: latencyReport))
                 } catch { throw fail("\(latencyReport): \(InputFile.reason(error))") }
             }
             return

@@ -36,6 +36,7 @@ import Transport
         }
 
         func enterProgrammingMode() throws(ISPError) {}
+        func targetAnswers() throws(ISPError) -> Bool { true }
         func leaveProgrammingMode() {}
         func readFlash(from address: UInt32, count: Int, part: AVRPart) throws(ISPError) -> [UInt8] { [] }
         func writeFlash(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError) {}

@@ -64,13 +64,7 @@ public final class BusPirate: ISPProgrammer {
         for pulse in [1_000, 20_000] {
             for index in (workingSpeed ?? 0)..<Self.speeds.count {
                 let speed = Self.speeds[index]
-                try command([0x60 | speed.setting], expect: [0x01], "setting the SPI speed")
-                // RESET (CS) high, then low: a fresh start of the target's serial interface.
-                try setPeripherals(power: true, resetReleased: true)
-                time.sleep(microseconds: pulse)
-                try setPeripherals(power: true, resetReleased: false)
-                time.sleep(microseconds: 20_000)
-                if try transfer(.programmingEnable)[2] == 0x53 {
+                if try enable(at: speed.setting, pulse: pulse) {
                     workingSpeed = index
                     identity.sck = formatFrequency(speed.hertz)
                     return
@@ -80,6 +74,24 @@ public final class BusPirate: ISPProgrammer {
         }
         try? setPeripherals(power: true, resetReleased: true)
         throw .noTarget(slowestSCK: tried.last ?? "", detail: "tried \(tried.joined(separator: ", "))")
+    }
+
+    public func targetAnswers() throws(ISPError) -> Bool {
+        if !inSPIMode { try enterSPIMode() }
+        let answered = try enable(at: Self.speeds.last!.setting, pulse: 1_000)
+        leaveProgrammingMode()
+        return answered
+    }
+
+    /// Sets the SPI speed, pulses RESET (CS) high for `pulse` µs and holds it low for the datasheets'
+    /// 20 ms, then sends Programming Enable; true when the target echoed.
+    private func enable(at setting: UInt8, pulse: Int) throws(ISPError) -> Bool {
+        try command([0x60 | setting], expect: [0x01], "setting the SPI speed")
+        try setPeripherals(power: true, resetReleased: true)
+        time.sleep(microseconds: pulse)
+        try setPeripherals(power: true, resetReleased: false)
+        time.sleep(microseconds: 20_000)
+        return try transfer(.programmingEnable)[2] == 0x53
     }
 
     public func forgetTargetSpeed() { workingSpeed = nil }

@@ -91,6 +91,16 @@ public final class STK500v1: ISPProgrammer {
         try? expectEmpty(.leaveProgramming, [], "leaving programming mode")
     }
 
+    /// The sketch has one SCK: a look is entering programming mode and leaving it.
+    public func targetAnswers() throws(ISPError) -> Bool {
+        do { try enterProgrammingMode() } catch {
+            if case .noTarget = error { return false }
+            throw error
+        }
+        leaveProgrammingMode()
+        return true
+    }
+
     public func transfer(_ instruction: ISPInstruction) throws(ISPError) -> [UInt8] {
         let answer = try exchange([Command.universal.rawValue] + instruction.bytes + [Self.eop], reply: 1, "sending \(instruction)")
         // The universal command returns only the fourth byte; the echo bytes are what a target echoes.

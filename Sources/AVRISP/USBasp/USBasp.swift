@@ -56,31 +56,14 @@ public final class USBasp: ISPProgrammer {
     // MARK: Programming mode
 
     public func enterProgrammingMode() throws(ISPError) {
-        if capabilities == nil {
-            // Old firmware does not know GETCAPABILITIES and answers nothing.
-            let answer = (try? device.controlIn(request: Request.getCapabilities.rawValue, value: 0, index: 0, length: 4, timeoutMilliseconds: Self.timeoutMilliseconds)) ?? []
-            capabilities = answer.count == 4 ? answer.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) } : 0
-            if let caps = capabilities, caps & Self.capability3MHz != 0 { identity.firmware? += ", 3 MHz SCK" }
-        }
-        let options = capabilities! & Self.capability3MHz != 0 ? Self.sckOptions : Array(Self.sckOptions.dropFirst())
+        let options = sckOptions()
         // Try the last speed that worked first, then fall back through slower ones.
-        let ladder = Array((workingSCK ?? 0)..<options.count)
         var tried: [String] = []
-        for index in ladder {
+        for index in (workingSCK ?? 0)..<options.count {
             let option = options[index]
-            if canSetSCK {
-                let answer = try control(.setSCK, value: UInt16(option.id), length: 4, operation: "setting the SCK")
-                if answer.count != 1 || answer[0] != 0 {
-                    // Firmware before 2011 has no SCK setting: it runs at its jumper's speed.
-                    canSetSCK = false
-                    identity.firmware? += " (no SCK setting: update the firmware, or use its slow-SCK jumper)"
-                }
-            }
-            _ = try control(.connect, length: 4, operation: "connecting to the target")
-            time.sleep(microseconds: 20_000)   // the datasheets' 20 ms after RESET goes low
-            let enable = try control(.enableProgramming, length: 4, operation: "entering programming mode")
+            let answered = try enable(at: option)
             let sckText = canSetSCK ? formatFrequency(option.hertz) : "the firmware's fixed SCK"
-            if enable.count == 1 && enable[0] == 0 {
+            if answered {
                 workingSCK = index
                 identity.sck = sckText
                 return
@@ -90,6 +73,40 @@ public final class USBasp: ISPProgrammer {
             if !canSetSCK { break }
         }
         throw .noTarget(slowestSCK: tried.last ?? "the firmware's SCK", detail: "tried \(tried.joined(separator: ", "))")
+    }
+
+    public func targetAnswers() throws(ISPError) -> Bool {
+        let answered = try enable(at: sckOptions().last!)
+        leaveProgrammingMode()
+        return answered
+    }
+
+    /// The firmware's SCK settings, fastest first (3 MHz only where it says it has it).
+    private func sckOptions() -> [(id: UInt8, hertz: Double)] {
+        if capabilities == nil {
+            // Old firmware does not know GETCAPABILITIES and answers nothing.
+            let answer = (try? device.controlIn(request: Request.getCapabilities.rawValue, value: 0, index: 0, length: 4, timeoutMilliseconds: Self.timeoutMilliseconds)) ?? []
+            capabilities = answer.count == 4 ? answer.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) } : 0
+            if let caps = capabilities, caps & Self.capability3MHz != 0 { identity.firmware? += ", 3 MHz SCK" }
+        }
+        return capabilities! & Self.capability3MHz != 0 ? Self.sckOptions : Array(Self.sckOptions.dropFirst())
+    }
+
+    /// Sets the SCK (where the firmware can), holds RESET low for the datasheets' 20 ms and sends
+    /// Programming Enable; true when the target echoed.
+    private func enable(at option: (id: UInt8, hertz: Double)) throws(ISPError) -> Bool {
+        if canSetSCK {
+            let answer = try control(.setSCK, value: UInt16(option.id), length: 4, operation: "setting the SCK")
+            if answer.count != 1 || answer[0] != 0 {
+                // Firmware before 2011 has no SCK setting: it runs at its jumper's speed.
+                canSetSCK = false
+                identity.firmware? += " (no SCK setting: update the firmware, or use its slow-SCK jumper)"
+            }
+        }
+        _ = try control(.connect, length: 4, operation: "connecting to the target")
+        time.sleep(microseconds: 20_000)   // the datasheets' 20 ms after RESET goes low
+        let enable = try control(.enableProgramming, length: 4, operation: "entering programming mode")
+        return enable.count == 1 && enable[0] == 0
     }
 
     public func forgetTargetSpeed() { workingSCK = nil }

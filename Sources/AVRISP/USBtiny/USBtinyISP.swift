@@ -46,26 +46,39 @@ public final class USBtinyISP: ISPProgrammer {
         let start = workingPeriod.flatMap { Self.sckPeriods.firstIndex(of: $0) } ?? 0
         for period in Self.sckPeriods[start...] {
             let sck = formatFrequency(1_000_000 / Double(period))
-            try control(.powerUp, value: UInt16(period), index: Self.resetLow, operation: "powering up the target")
-            time.sleep(microseconds: 20_000)
             // Two tries per speed, pulsing RESET in between to resynchronise the target's serial interface.
-            for attempt in 0..<2 {
-                if attempt > 0 {
-                    try control(.powerUp, value: UInt16(period), index: Self.resetHigh, operation: "pulsing RESET")
-                    time.sleep(microseconds: 1_000)
-                    try control(.powerUp, value: UInt16(period), index: Self.resetLow, operation: "pulsing RESET")
-                    time.sleep(microseconds: 20_000)
-                }
-                if try transfer(.programmingEnable)[2] == 0x53 {
-                    workingPeriod = period
-                    identity.sck = sck
-                    return
-                }
+            if try enable(period: period, tries: 2) {
+                workingPeriod = period
+                identity.sck = sck
+                return
             }
             tried.append(sck)
         }
         try? control(.powerDown, operation: "powering down")
         throw .noTarget(slowestSCK: tried.last ?? "", detail: "tried \(tried.joined(separator: ", "))")
+    }
+
+    public func targetAnswers() throws(ISPError) -> Bool {
+        let answered = try enable(period: Self.sckPeriods.last!, tries: 1)
+        leaveProgrammingMode()
+        return answered
+    }
+
+    /// Powers the target's lines up with RESET low at the SCK `period`, waits the datasheets' 20 ms and
+    /// sends Programming Enable, up to `tries` times with a RESET pulse between; true when it echoed.
+    private func enable(period: Int, tries: Int) throws(ISPError) -> Bool {
+        try control(.powerUp, value: UInt16(period), index: Self.resetLow, operation: "powering up the target")
+        time.sleep(microseconds: 20_000)
+        for attempt in 0..<tries {
+            if attempt > 0 {
+                try control(.powerUp, value: UInt16(period), index: Self.resetHigh, operation: "pulsing RESET")
+                time.sleep(microseconds: 1_000)
+                try control(.powerUp, value: UInt16(period), index: Self.resetLow, operation: "pulsing RESET")
+                time.sleep(microseconds: 20_000)
+            }
+            if try transfer(.programmingEnable)[2] == 0x53 { return true }
+        }
+        return false
     }
 
     public func forgetTargetSpeed() { workingPeriod = nil }

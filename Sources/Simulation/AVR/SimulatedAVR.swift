@@ -1,4 +1,5 @@
 import BenchModel
+import Dispatch
 import Parts
 import Synchronization
 import Transport
@@ -62,6 +63,9 @@ public final class SimulatedAVR {
     public var pageWrites: Int { pageWriteCount.value }
     /// The page writes, readable from any thread (a virtual bench asks whether a board was restored).
     public let pageWriteCount = SharedCounter()
+    /// When the chip took its first erase, flash page or fuse (the host's monotonic clock, ns), or 0: how
+    /// long a board waited on the cable before its restore changed it.
+    public let firstWrite = SharedMoment()
     public private(set) var instructionsWhileBusy: [String] = []
     public private(set) var instructionCount = 0
 
@@ -167,6 +171,7 @@ public final class SimulatedAVR {
                     // SPIEN cannot be changed in serial programming mode.
                     if let spien = part.field("SPIEN"), spien.byte == byte { value = value & ~spien.mask | storedFuses[byte]! & spien.mask }
                     pendingFuse = (byte, value)
+                    firstWrite.markOnce()
                 }
                 busyUntil = clock.now + UInt64(part.times.fuseWrite) * 1000
             default:
@@ -247,6 +252,7 @@ public final class SimulatedAVR {
     private func eepromAddress(_ b: [UInt8]) -> Int { (Int(b[1]) << 8 | Int(b[2])) % part.eeprom.size }
 
     private func chipErase() {
+        firstWrite.markOnce()
         flash = [UInt8](repeating: 0xFF, count: part.flash.size)
         if let eesave = part.field("EESAVE"), let high = storedFuses[.high], eesave.isProgrammed(in: high) {
             // EESAVE keeps the EEPROM through a chip erase.
@@ -260,6 +266,7 @@ public final class SimulatedAVR {
     }
 
     private func writePage(at start: Int) {
+        firstWrite.markOnce()
         defer { pageBuffer = [UInt8](repeating: 0xFF, count: part.flash.pageSize) }
         busyUntil = clock.now + UInt64(part.times.flashPageWrite) * 1000
         busyPage = start..<start + part.flash.pageSize
@@ -294,6 +301,17 @@ public final class SimulatedAVR {
 }
 
 /// A count that one thread raises and any thread may read.
+/// A moment other threads may read: the first time ``markOnce()`` was called, on the monotonic clock.
+public final class SharedMoment: Sendable {
+    private let nanoseconds = Atomic<UInt64>(0)
+    public init() {}
+    /// Nanoseconds of the monotonic clock at the first mark, 0 before it.
+    public var uptimeNanoseconds: UInt64 { nanoseconds.load(ordering: .acquiring) }
+    public func markOnce() {
+        _ = nanoseconds.compareExchange(expected: 0, desired: DispatchTime.now().uptimeNanoseconds, ordering: .acquiringAndReleasing)
+    }
+}
+
 public final class SharedCounter: Sendable {
     private let count = Atomic<Int>(0)
     public init() {}
