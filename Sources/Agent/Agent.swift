@@ -1,7 +1,6 @@
 import DeviceTrace
 import Dispatch
 import FoundationEssentials
-import Glibc
 import Programmers
 import Recovery
 import Rules

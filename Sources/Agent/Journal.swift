@@ -1,6 +1,5 @@
 import CSystemd
 import FoundationEssentials
-import Glibc
 import Synchronization
 import Transport
 

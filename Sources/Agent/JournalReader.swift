@@ -1,6 +1,5 @@
 import CSystemd
 import FoundationEssentials
-import Glibc
 
 /// One finished job as the journal recorded it.
 public struct JobRecord: Sendable, Equatable {

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Transport
 
 /// A serial line whose every write, read, drain and modem-line change is written to a trace.

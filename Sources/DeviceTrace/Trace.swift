@@ -1,6 +1,5 @@
 import BenchModel
 import FoundationEssentials
-import Glibc
 import Synchronization
 import Transport
 

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Transport
 
 /// A recorded USB device played back: each transfer the driver makes must be the next one the trace

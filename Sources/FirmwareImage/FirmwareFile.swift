@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 
 /// Why a firmware file could not be loaded.
 public enum FirmwareFileError: Error, Equatable, Sendable, CustomStringConvertible {

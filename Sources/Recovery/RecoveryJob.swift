@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Parts
 import Rules
 import Transport

@@ -1,6 +1,5 @@
 import BenchModel
 import FoundationEssentials
-import Glibc
 import FirmwareImage
 import Parts
 

@@ -1,7 +1,6 @@
 import BenchModel
 import DeviceCatalog
 import FoundationEssentials
-import Glibc
 import Transport
 
 /// Why an ST-Link operation failed.

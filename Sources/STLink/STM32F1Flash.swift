@@ -1,6 +1,5 @@
 import BenchModel
 import FoundationEssentials
-import Glibc
 import Parts
 
 /// STM32F1 flash programming through an ST-Link: the flash controller of RM0008 §3 (keys, page and mass

@@ -1,6 +1,5 @@
 import BenchModel
 import FoundationEssentials
-import Glibc
 import Parts
 
 /// What an STM32 answers about itself.

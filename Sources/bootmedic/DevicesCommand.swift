@@ -1,7 +1,6 @@
 import ArgumentParser
 import DeviceCatalog
 import FoundationEssentials
-import Glibc
 import Rules
 
 struct DevicesCommand: ParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import FirmwareImage
 import FoundationEssentials
-import Glibc
 
 struct HexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

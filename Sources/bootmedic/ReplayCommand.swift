@@ -1,7 +1,6 @@
 import ArgumentParser
 import DeviceTrace
 import FoundationEssentials
-import Glibc
 import Programmers
 import Recovery
 import Rules

@@ -3,7 +3,6 @@ import AVRISP
 import BenchModel
 import FirmwareImage
 import FoundationEssentials
-import Glibc
 import DeviceTrace
 import Parts
 import Programmers

@@ -1,7 +1,6 @@
 import ArgumentParser
 import BenchModel
 import FoundationEssentials
-import Glibc
 import Parts
 import Rules
 

@@ -1,7 +1,6 @@
 import Agent
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import Recovery
 
 struct StatusCommand: ParsableCommand {

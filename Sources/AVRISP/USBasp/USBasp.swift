@@ -56,7 +56,7 @@ public final class USBasp: ISPProgrammer {
     // MARK: Programming mode
 
     public func enterProgrammingMode() throws(ISPError) {
-        let options = sckOptions()
+        let options = availableSCKs()
         // Try the last speed that worked first, then fall back through slower ones.
         var tried: [String] = []
         for index in (workingSCK ?? 0)..<options.count {
@@ -76,13 +76,13 @@ public final class USBasp: ISPProgrammer {
     }
 
     public func targetAnswers() throws(ISPError) -> Bool {
-        let answered = try enable(at: sckOptions().last!)
+        let answered = try enable(at: availableSCKs().last!)
         leaveProgrammingMode()
         return answered
     }
 
     /// The firmware's SCK settings, fastest first (3 MHz only where it says it has it).
-    private func sckOptions() -> [(id: UInt8, hertz: Double)] {
+    private func availableSCKs() -> [(id: UInt8, hertz: Double)] {
         if capabilities == nil {
             // Old firmware does not know GETCAPABILITIES and answers nothing.
             let answer = (try? device.controlIn(request: Request.getCapabilities.rawValue, value: 0, index: 0, length: 4, timeoutMilliseconds: Self.timeoutMilliseconds)) ?? []

@@ -2,7 +2,6 @@ import AVRISP
 import BenchModel
 import FirmwareImage
 import FoundationEssentials
-import Glibc
 import Parts
 import Rules
 import Transport
@@ -136,7 +135,7 @@ public final class AVRISPTarget: RestoreTarget {
         let mismatches = part.mismatches(expected: expected, actual: readBack)
         if !mismatches.isEmpty { throw .fusesDidNotTake(mismatches) }
         currentFuses = readBack
-        return StepOutcome(bytes: 1, String(cFormat: "low fuse 0x%02X → 0x%02X (CKDIV8 cleared); ", raise.from, raise.to)
+        return StepOutcome(bytes: 1, "\(raise.byte.rawValue) fuse " + String(cFormat: "0x%02X → 0x%02X (CKDIV8 cleared); ", raise.from, raise.to)
                                      + "SCK \(slower) → \(programmer.identity.sck ?? "?")")
     }
 

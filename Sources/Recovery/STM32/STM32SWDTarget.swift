@@ -1,7 +1,6 @@
 import BenchModel
 import FirmwareImage
 import FoundationEssentials
-import Glibc
 import Parts
 import Rules
 import STLink

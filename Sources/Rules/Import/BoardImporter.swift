@@ -1,7 +1,6 @@
 import BenchModel
 import FirmwareImage
 import FoundationEssentials
-import Glibc
 import Parts
 
 /// A board of a `boards.txt` that became no rule, and why.

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import FirmwareImage
 
 /// Why a `boards.txt` could not be read.
