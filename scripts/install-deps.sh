@@ -14,6 +14,8 @@ packages=(
   udev                 # udevadm, to check the rules file
   arduino-core-avr     # the Arduino bootloaders and boards.txt the shipped rules and `rules import` use
   golang-github-burntsushi-toml-dev  # the toml-test corpus (valid and invalid TOML 1.0 documents) the parser is tested on
+  systemd-journal-remote  # a workshop's collector: the test of `status --directory` on a collected journal
+  tmux                 # the test of `status --follow` as a terminal shows it
 )
 # `--deb` adds what `make deb` builds and checks the package with.
 if [ "${1:-}" = "--deb" ]; then

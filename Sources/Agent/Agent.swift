@@ -228,7 +228,8 @@ final class ProbeQueue: Sendable {
         workers = (0..<count).map { n in
             WorkerThread(name: "serial probe \(n)") { thread in
                 while !thread.isStopRequested {
-                    guard jobs.available.wait(timeout: .now() + 0.2) == .success else { continue }
+                    // No timeout: stop() signals once per worker, so an idle queue costs no wake-ups.
+                    jobs.available.wait()
                     guard let job = jobs.queued.withCheckedLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
                     job()
                     jobs.underWay.subtract(1, ordering: .releasing)
@@ -259,6 +260,7 @@ final class ProbeQueue: Sendable {
             queued.removeAll()
         }
         workers.forEach { $0.requestStop() }
+        workers.forEach { _ in jobs.available.signal() }
         workers.forEach { $0.join() }
     }
 }

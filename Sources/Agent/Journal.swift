@@ -35,6 +35,25 @@ public final class ConsoleJournal: JournalWriter {
     }
 }
 
+/// Adds the same fields to every entry before passing it on: the bench's name (BOOTMEDIC_BENCH), so that a
+/// workshop's collected journal tells its benches apart.
+public final class StampedJournal: JournalWriter {
+    private let stamp: [String: String]
+    private let writer: JournalWriter
+
+    /// Entries get `stamp`'s fields (an entry's own field of the same name wins) and go on to `writer`.
+    public init(_ stamp: [String: String], onto writer: JournalWriter) {
+        self.stamp = stamp
+        self.writer = writer
+    }
+
+    public func write(_ entry: JournalEntry) {
+        var stamped = entry
+        stamped.fields.merge(stamp) { own, _ in own }
+        writer.write(stamped)
+    }
+}
+
 /// Writes every entry to several writers.
 public final class JournalFanOut: JournalWriter {
     private let writers: [JournalWriter]

@@ -125,6 +125,7 @@ public final class JobJournal: RecoveryEventSink {
             if let failure = result.failure {
                 fields["BOOTMEDIC_STEP"] = failure.step.rawValue
                 fields["BOOTMEDIC_EXIT_STATUS"] = String(failure.reason.exitCode)
+                fields["BOOTMEDIC_REASON"] = failure.reason.description
                 if let raise = failure.clockRaise { fields["BOOTMEDIC_ARRIVED_FUSES"] = raise.original.description }
             }
             let kind: JournalMessage = result.outcome == .restored ? .restored : (result.outcome == .healthy ? .healthy : .failed)

@@ -137,6 +137,8 @@ public struct RuleSet: Sendable {
     public let rules: [Rule]
     /// `[[programmer]]` entries: USB devices the workshop adds to the device catalog, checked first.
     public var programmers: [DeviceEntry] = []
+    /// `[defaults] bench`: this bench's name in a workshop, carried by every journal entry as BOOTMEDIC_BENCH.
+    public var bench: String?
 
     /// The device catalog this rules file makes: the built-in table with its `[[programmer]]` entries in front.
     public var deviceCatalog: DeviceCatalog { .standard(with: programmers) }

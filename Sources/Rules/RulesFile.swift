@@ -72,11 +72,13 @@ private struct Decoder {
         rejectUnknownKeys(in: root, allowed: ["defaults", "rule", "programmer"], context: "at the top level")
         var backupDirectory = RulesFile.defaultBackupDirectory
         var firmwareDirectory: String?
+        var bench: String?
         if let node = root["defaults"] {
             if let defaults = table(node, "defaults") {
-                rejectUnknownKeys(in: defaults, allowed: ["backup_dir", "firmware_dir"], context: "in [defaults]")
+                rejectUnknownKeys(in: defaults, allowed: ["backup_dir", "firmware_dir", "bench"], context: "in [defaults]")
                 backupDirectory = string(defaults, "backup_dir") ?? backupDirectory
                 firmwareDirectory = string(defaults, "firmware_dir")
+                bench = benchName(defaults)
             }
         }
         // The rules file's folder ("" for a bare file name).
@@ -104,7 +106,21 @@ private struct Decoder {
         checkNamesAndShadowing(rules)
         var set = RuleSet(path: path, backupDirectory: backupDirectory, firmwareDirectory: firmwareRoot, rules: rules)
         set.programmers = programmerDeclarations(root)
+        set.bench = bench
         return set
+    }
+
+    /// `[defaults] bench`: the name a workshop's collected journal tells this bench by (BOOTMEDIC_BENCH).
+    mutating func benchName(_ defaults: TOMLTable) -> String? {
+        guard let name = string(defaults, "bench") else { return nil }
+        let allowed = name.utf8.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2D || byte == 0x2E || byte == 0x5F
+        }
+        guard !name.isEmpty, name.utf8.count <= 64, allowed else {
+            report(.error, "bench must be 1 to 64 letters, digits, '-', '_' or '.' (e.g. \"bench-3\"), not \"\(name)\"", at: defaults["bench"]?.position)
+            return nil
+        }
+        return name
     }
 
     /// `[[programmer]]`: usb = "16C0:05DC", product = "…" (optional), kind = "usbasp" | … | "ignore",

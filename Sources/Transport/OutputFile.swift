@@ -55,6 +55,13 @@ public final class OutputFile {
         try? write(Array(text.utf8), to: STDERR_FILENO, path: "standard error")
     }
 
+    /// Writes `text` to standard output in one piece where the kernel allows it, after what `print` buffered;
+    /// nothing if that fails.
+    public static func writeToStandardOutput(_ text: String) {
+        fflush(nil)
+        try? write(Array(text.utf8), to: STDOUT_FILENO, path: "standard output")
+    }
+
     private static func write(_ bytes: [UInt8], to descriptor: CInt, path: String) throws(OutputFileError) {
         var offset = 0
         while offset < bytes.count {

@@ -8,6 +8,8 @@ public final class WorkerThread: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let joined = Atomic<Bool>(false)
+    /// Signalled once by ``requestStop()``: ends a ``sleep(_:)`` at once instead of at its next slice.
+    private let wake = DispatchSemaphore(value: 0)
 
     /// Starts `body` on a new thread called `name`; `body` gets the worker to poll ``isStopRequested``.
     public init(name: String, _ body: @escaping @Sendable (WorkerThread) -> Void) {
@@ -36,7 +38,9 @@ public final class WorkerThread: Sendable {
     public var isStopRequested: Bool { stopRequested.load(ordering: .acquiring) }
 
     /// Asks the body to return; does not wait.
-    public func requestStop() { stopRequested.store(true, ordering: .releasing) }
+    public func requestStop() {
+        if !stopRequested.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
+    }
 
     /// Waits until the body has returned (at once if it already has, and on every later call).
     public func join() {
@@ -61,14 +65,12 @@ public final class WorkerThread: Sendable {
         join()
     }
 
-    /// Sleeps up to `seconds` in short slices, returning early once a stop is requested.
+    /// Sleeps up to `seconds`, returning as soon as a stop is requested. One wake-up per sleep, however
+    /// long: eight idle slots looking once a second cost eight, not the 160 of 50 ms slices.
     public func sleep(_ seconds: Double) {
-        var remaining = seconds
-        while remaining > 0, !isStopRequested {
-            let slice = min(remaining, 0.05)
-            usleep(UInt32(slice * 1_000_000))
-            remaining -= slice
-        }
+        guard !isStopRequested, seconds > 0 else { return }
+        // The stop's signal is put back, so that every later sleep returns at once too.
+        if wake.wait(timeout: .now() + seconds) == .success { wake.signal() }
     }
 }
 

@@ -34,7 +34,7 @@ struct AgentCommand: ParsableCommand {
     var stateDir: String?
 
     @Option(help: "Seconds between looks for a board on each programmer.")
-    var pollInterval: Double = 1.0
+    var pollInterval: Double = 0.25
 
     @OptionGroup var trace: TraceOption
 
@@ -60,7 +60,8 @@ struct AgentCommand: ParsableCommand {
         var writers: [JournalWriter] = []
         if journaldRunning { writers.append(SystemJournal()) }
         if !journaldRunning || isatty(STDERR_FILENO) == 1 { writers.append(ConsoleJournal()) }
-        let journal = JournalFanOut(writers)
+        let fanOut = JournalFanOut(writers)
+        let journal: JournalWriter = rules.bench.map { StampedJournal(["BOOTMEDIC_BENCH": $0], onto: fanOut) } ?? fanOut
 
         if let path = virtualBench {
             let scenario: VirtualBenchScenario

@@ -6,6 +6,7 @@ struct FusesCommand: ParsableCommand {
 
     struct Decode: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "decode",
             abstract: "Decode fuse bytes into clock, boot section, reset vector and enabled features, and lint them.")
 
         @Argument(help: "The part, e.g. atmega32u4.")

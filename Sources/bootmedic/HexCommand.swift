@@ -10,7 +10,7 @@ struct HexCommand: ParsableCommand {
     )
 
     struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the address ranges, size and start record of a firmware file.")
+        static let configuration = CommandConfiguration(commandName: "info", abstract: "Show the address ranges, size and start record of a firmware file.")
 
         @Argument(help: "An Intel HEX file (.hex) or a raw binary.")
         var file: String
@@ -62,6 +62,7 @@ struct HexCommand: ParsableCommand {
 
     struct Merge: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "merge",
             abstract: "Join an application and a bootloader into one production image.",
             discussion: "Refuses images that overlap. The output is Intel HEX.")
 

@@ -9,6 +9,7 @@ struct RulesCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Prove a rules file before a bench uses it.",
             discussion: "Prints every problem as FILE:LINE:COLUMN: severity: message. Exits 1 if any is an error.")
 

@@ -117,6 +117,7 @@ struct PlayedScenario {
         #expect(failed.message.hasSuffix("failed: no rule matches ATmega328P on USBasp; add one to the rules file or name one with --rule"))
         #expect(failed.priority == 3)
         #expect(failed.fields["BOOTMEDIC_EXIT_STATUS"] == "7")
+        #expect(failed.fields["BOOTMEDIC_REASON"] == "no rule matches ATmega328P on USBasp; add one to the rules file or name one with --rule")
         #expect(entries.filter { $0.kind == .targetFound }.count == 4)
         // expect_usb: the USB-connected board's Atmel DFU enumerated; the PS2AVRGB board's USB was not connected.
         #expect(entries.filter { $0.kind == .bootloaderEnumerated }.map { $0.fields["BOOTMEDIC_USB_ID"] } == ["03EB:2FF4"])
@@ -420,6 +421,153 @@ struct PlayedScenario {
         // bootmedic status reads the same entries back through sd-journal.
         let status = try run(Fixtures.bootmedicBinary, ["status"])
         #expect(status.stdout.contains("usbasp at virtual-\(name): 1 restored, 0 healthy, 0 failed"), "\(status.stdout)")
+    }
+
+    /// A workshop's collector: two benches' entries, exported from journald and received by the real
+    /// systemd-journal-remote into one folder (a file per source, as its per-host split makes), read back by
+    /// `status --directory`.
+    @Test(.needsFirmware, .enabled(if: FileManager.default.fileExists(atPath: "/lib/systemd/systemd-journal-remote")))
+    func statusSummarisesEveryBenchOfACollectedJournal() throws {
+        try Fixtures.ensureJournald()
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tag = UUID().uuidString.prefix(8).lowercased()
+        let guide = try String(contentsOfFile: Fixtures.guideRules, encoding: .utf8)
+        // Bench A restores two factory ATmega32U4s; bench B restores one and fails one ATmega328P (no rule).
+        let benches: [(name: String, host: String?, boards: [(programmer: String, part: String)])] = [
+            ("bench-a-\(tag)", nil, [("usbasp", "atmega32u4"), ("usbtiny", "atmega32u4")]),
+            ("bench-b-\(tag)", "bench-b-pc-\(tag)", [("usbasp", "atmega32u4"), ("usbtiny", "atmega328p")]),
+        ]
+        let remote = dir.appendingPathComponent("remote")
+        try FileManager.default.createDirectory(at: remote, withIntermediateDirectories: true)
+        for (n, bench) in benches.enumerated() {
+            let rules = dir.appendingPathComponent("rules-\(n).toml").path
+            try "[defaults]\nbench = \"\(bench.name)\"\n\n\(guide)".write(toFile: rules, atomically: true, encoding: .utf8)
+            var scenario = "poll_interval = 0.05\n"
+            for (i, board) in bench.boards.enumerated() {
+                scenario += "[[step]]\nat = 0.0\nplug = \"\(bench.name)-\(i)\"\nprogrammer = \"\(board.programmer)\"\n"
+                scenario += "[[step]]\nat = 0.1\nattach = \"\(bench.name)-\(i)\"\npart = \"\(board.part)\"\n"
+                scenario += "[[step]]\nat = 2.5\nunplug = \"\(bench.name)-\(i)\"\n"
+            }
+            let scenarioPath = dir.appendingPathComponent("s-\(n).toml").path
+            try scenario.write(toFile: scenarioPath, atomically: true, encoding: .utf8)
+            let agent = try run(Fixtures.bootmedicBinary, ["agent", "--config", rules, "--firmware-dir", Fixtures.firmwareDirectory.path,
+                                                           "--backup-dir", dir.appendingPathComponent("b").path, "--virtual-bench", scenarioPath])
+            #expect(agent.status == 0, "\(agent.stderr)")
+            // What the bench's systemd-journal-upload would send: its entries in the journal export format.
+            _ = try run("/usr/bin/journalctl", ["--sync"])
+            var export = try run("/usr/bin/journalctl", ["-o", "export", "--no-pager", "BOOTMEDIC_BENCH=\(bench.name)"]).stdout
+            #expect(export.contains("BOOTMEDIC_BENCH=\(bench.name)\n"))
+            if let host = bench.host {
+                // The second bench is another machine: its entries carry its own host name.
+                export = export.split(separator: "\n", omittingEmptySubsequences: false)
+                    .map { $0.hasPrefix("_HOSTNAME=") ? "_HOSTNAME=\(host)" : String($0) }.joined(separator: "\n")
+            }
+            let exportPath = dir.appendingPathComponent("bench-\(n).export").path
+            try export.write(toFile: exportPath, atomically: true, encoding: .utf8)
+            let received = try run("/lib/systemd/systemd-journal-remote",
+                                   ["--split-mode=none", "--output=\(remote.path)/remote-bench-\(n).journal", exportPath])
+            #expect(received.status == 0, "\(received.stderr)")
+        }
+        let status = try run(Fixtures.bootmedicBinary, ["status", "--directory", remote.path, "--since=-1h", "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let found = try #require(report["benches"] as? [[String: Any]])
+        #expect(found.map { $0["bench"] as? String } == benches.map(\.name))
+        let a = found[0], b = found[1]
+        #expect((a["restored"] as? Int, a["healthy"] as? Int, a["failed"] as? Int) == (2, 0, 0))
+        #expect((b["restored"] as? Int, b["healthy"] as? Int, b["failed"] as? Int) == (1, 0, 1))
+        #expect(b["host"] as? String == "bench-b-pc-\(tag)")
+        #expect(a["host"] as? String != b["host"] as? String)
+        #expect((a["programmers"] as? [[String: Any]])?.count == 2)
+        let rule = try #require((a["rules"] as? [[String: Any]])?.first)
+        #expect(rule["rule"] as? String == "atmel-dfu-atmega32u4" && rule["restored"] as? Int == 2)
+        #expect((rule["median_restore_seconds"] as? Double).map { $0 > 0 } == true)
+        let failure = try #require((b["failures"] as? [[String: Any]])?.first)
+        #expect(failure["count"] as? Int == 1 && failure["step"] as? String == "select-rule" && failure["exit_status"] as? Int == 7)
+        #expect(failure["reason"] as? String == "no rule matches ATmega328P on USBtinyISP; add one to the rules file or name one with --rule")
+        // The same window as text, and an empty one before these jobs ran.
+        let text = try run(Fixtures.bootmedicBinary, ["status", "--directory", remote.path, "--since=-1h"])
+        #expect(text.stdout.contains("bench-b-\(tag) (host bench-b-pc-\(tag)): 1 restored, 0 healthy, 1 failed"), "\(text.stdout)")
+        #expect(text.stdout.contains("  1× failed at select-rule (exit 7): no rule matches ATmega328P"), "\(text.stdout)")
+        let before = try run(Fixtures.bootmedicBinary, ["status", "--directory", remote.path, "--since=-2h", "--until=-1h", "--json"])
+        let earlier = try JSONSerialization.jsonObject(with: Data(before.stdout.utf8)) as? [String: Any]
+        #expect((earlier?["benches"] as? [Any])?.isEmpty == true, "\(before.stdout)")
+        let missing = try run(Fixtures.bootmedicBinary, ["status", "--directory", dir.appendingPathComponent("nowhere").path])
+        #expect(missing.status == 1 && missing.stderr.contains("nowhere: no such folder"))
+    }
+
+    /// `status --follow` as a person sees it: in a tmux pane, redrawn in place while a bench restores a board
+    /// in real time; and through a pipe, one line per entry.
+    @Test(.needsFirmware, .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/tmux")))
+    func theLiveViewShowsASlotMidRestoreUnderTmux() throws {
+        try Fixtures.ensureJournald()
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tag = UUID().uuidString.prefix(8).lowercased()
+        let bench = "live-\(tag)"
+        let rules = dir.appendingPathComponent("rules.toml").path
+        try "[defaults]\nbench = \"\(bench)\"\n\n\(try String(contentsOfFile: Fixtures.guideRules, encoding: .utf8))"
+            .write(toFile: rules, atomically: true, encoding: .utf8)
+        // Real time: the factory ATmega32U4's restore takes its USBasp's seconds, long enough to be seen.
+        let scenario = dir.appendingPathComponent("s.toml").path
+        try """
+        poll_interval = 0.05
+        real_time = true
+        [[step]]
+        at = 1.0
+        plug = "\(bench)"
+        programmer = "usbasp"
+        [[step]]
+        at = 1.2
+        attach = "\(bench)"
+        part = "atmega32u4"
+        [[step]]
+        at = 9.0
+        detach = "\(bench)"
+        """.write(toFile: scenario, atomically: true, encoding: .utf8)
+        let socket = "bootmedic-test-\(tag)"
+        let tmux = { (arguments: [String]) throws -> CommandResult in try run("/usr/bin/tmux", ["-L", socket] + arguments) }
+        // The tmux server outlives the command that starts it: it must not hold a pipe that run() reads to the end.
+        // Nor any other descriptor the test process holds (another test's pipes): closed before tmux starts.
+        let started = try run("/bin/bash", ["-c", "for fd in /proc/$$/fd/*; do n=${fd##*/}; if (( n > 2 )); then eval \"exec $n>&-\" 2>/dev/null; fi; done; "
+                                            + "exec /usr/bin/tmux -L \(socket) new-session -d -x 160 -y 20 "
+                                            + "'\(Fixtures.bootmedicBinary) status --follow --since now' </dev/null >/dev/null 2>&1"])
+        try #require(started.status == 0)
+        defer { _ = try? tmux(["kill-server"]) }
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: Fixtures.bootmedicBinary)
+        agent.arguments = ["agent", "--config", rules, "--firmware-dir", Fixtures.firmwareDirectory.path,
+                           "--backup-dir", dir.appendingPathComponent("b").path, "--virtual-bench", scenario]
+        agent.standardOutput = FileHandle.nullDevice
+        agent.standardError = FileHandle.nullDevice
+        try agent.run()
+        func pane(until done: (String) -> Bool, within seconds: Double) throws -> String {
+            let deadline = Date().addingTimeInterval(seconds)
+            var screen = ""
+            while Date() < deadline {
+                screen = try tmux(["capture-pane", "-p"]).stdout
+                if done(screen) { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            return screen
+        }
+        let midway = try pane(until: { $0.contains("[#") }, within: 20)
+        #expect(midway.contains("bootmedic status --follow"), "\(midway)")
+        #expect(midway.contains(bench), "the bench's heading: \(midway)")
+        let slot = midway.split(separator: "\n").first { $0.contains("usbasp") && $0.contains("virtual-\(bench)") }
+        #expect(slot?.contains("ATmega32U4") == true && slot?.contains("[#") == true, "a slot with its progress bar: \(midway)")
+        let finished = try pane(until: { $0.contains("restored in") }, within: 30)
+        #expect(finished.split(separator: "\n").contains { $0.contains("virtual-\(bench)") && $0.contains("restored in") }, "\(finished)")
+        agent.waitUntilExit()
+        #expect(agent.terminationStatus == 0)
+
+        // Not a terminal: a line per entry, and --until ends it.
+        let lines = try run(Fixtures.bootmedicBinary, ["status", "--follow", "--since=-10min", "--until", "now"])
+        #expect(lines.status == 0, "\(lines.stderr)")
+        let ours = lines.stdout.split(separator: "\n").filter { $0.contains(" \(bench) usbasp virtual-\(bench) ") }
+        #expect(ours.first?.hasSuffix("USBasp plugged in at virtual-\(bench)") == true, "\(ours)")
+        #expect(ours.contains { $0.contains(": restored: ATmega32U4") }, "\(ours)")
     }
 
     @Test func realNetlinkUeventsReachTheSlots() throws {
