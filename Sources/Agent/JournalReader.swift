@@ -79,7 +79,8 @@ public final class JournalReader {
         let opened: Int32
         switch source {
         case .local:
-            opened = sd_journal_open(&handle, Int32(SD_JOURNAL_LOCAL_ONLY))
+            // Every namespace: a bench whose service logs to its own (LogNamespace=bootmedic, README: Workshop).
+            opened = sd_journal_open(&handle, Int32(SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_ALL_NAMESPACES))
         case let .directory(path):
             var info = stat()
             guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
