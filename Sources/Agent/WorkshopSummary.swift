@@ -17,8 +17,12 @@ private struct BenchKey: Hashable, Comparable {
 }
 
 /// Restored, healthy and failed jobs of one group.
-public struct JobCounts: Encodable, Sendable, Equatable {
+public struct JobCounts: Sendable, Equatable {
     public var restored = 0, healthy = 0, failed = 0
+
+    init(restored: Int, healthy: Int, failed: Int) {
+        (self.restored, self.healthy, self.failed) = (restored, healthy, failed)
+    }
 
     init(_ jobs: [JobRecord]) {
         for job in jobs {
@@ -31,6 +35,8 @@ public struct JobCounts: Encodable, Sendable, Equatable {
         }
     }
 
+    var values: (Int, Int, Int) { (restored, healthy, failed) }
+
     /// "3 restored, 1 healthy, 0 failed".
     public var description: String { "\(restored) restored, \(healthy) healthy, \(failed) failed" }
 }
@@ -39,7 +45,7 @@ public struct BenchSummary: Encodable, Sendable, Equatable {
     public let bench: String
     /// The machine's `_HOSTNAME`; empty if the entries lack it.
     public let host: String
-    public let counts: JobCounts
+    public let restored: Int, healthy: Int, failed: Int
     public let programmers: [ProgrammerSummary]
     public let rules: [RuleSummary]
     /// Most frequent first.
@@ -48,9 +54,9 @@ public struct BenchSummary: Encodable, Sendable, Equatable {
     init(bench: String, host: String, jobs: [JobRecord]) {
         self.bench = bench
         self.host = host
-        counts = JobCounts(jobs)
+        (restored, healthy, failed) = JobCounts(jobs).values
         let byProgrammer = Dictionary(grouping: jobs) { ProgrammerSummary.Key(programmer: $0.programmer, port: $0.port) }
-        programmers = byProgrammer.keys.sorted().map { ProgrammerSummary(programmer: $0.programmer, port: $0.port, counts: JobCounts(byProgrammer[$0]!)) }
+        programmers = byProgrammer.keys.sorted().map { ProgrammerSummary(programmer: $0.programmer, port: $0.port, jobs: byProgrammer[$0]!) }
         let byRule = Dictionary(grouping: jobs.filter { $0.rule != nil }) { $0.rule! }
         rules = byRule.keys.sorted().map { RuleSummary(rule: $0, jobs: byRule[$0]!) }
         let failed = jobs.filter { $0.result == "failed" }
@@ -59,66 +65,54 @@ public struct BenchSummary: Encodable, Sendable, Equatable {
             .sorted { ($0.count, $1.step, $1.reason) > ($1.count, $0.step, $0.reason) }
     }
 
-    enum CodingKeys: String, CodingKey { case bench, host, restored, healthy, failed, programmers, rules, failures }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(bench, forKey: .bench)
-        try container.encode(host, forKey: .host)
-        try container.encode(counts.restored, forKey: .restored)
-        try container.encode(counts.healthy, forKey: .healthy)
-        try container.encode(counts.failed, forKey: .failed)
-        try container.encode(programmers, forKey: .programmers)
-        try container.encode(rules, forKey: .rules)
-        try container.encode(failures, forKey: .failures)
-    }
+    public var counts: JobCounts { JobCounts(restored: restored, healthy: healthy, failed: failed) }
 }
 
 public struct ProgrammerSummary: Encodable, Sendable, Equatable {
     public let programmer: String
     public let port: String
-    public let counts: JobCounts
+    public let restored: Int, healthy: Int, failed: Int
+
+    init(programmer: String, port: String, jobs: [JobRecord]) {
+        self.programmer = programmer
+        self.port = port
+        (restored, healthy, failed) = JobCounts(jobs).values
+    }
+
+    public var counts: JobCounts { JobCounts(restored: restored, healthy: healthy, failed: failed) }
 
     struct Key: Hashable, Comparable {
         let programmer: String
         let port: String
         static func < (a: Self, b: Self) -> Bool { (a.programmer, a.port) < (b.programmer, b.port) }
     }
-
-    enum CodingKeys: String, CodingKey { case programmer, port, restored, healthy, failed }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(programmer, forKey: .programmer)
-        try container.encode(port, forKey: .port)
-        try container.encode(counts.restored, forKey: .restored)
-        try container.encode(counts.healthy, forKey: .healthy)
-        try container.encode(counts.failed, forKey: .failed)
-    }
 }
 
 public struct RuleSummary: Encodable, Sendable, Equatable {
     public let rule: String
-    public let counts: JobCounts
+    public let restored: Int, healthy: Int, failed: Int
     /// The median duration of the rule's restored jobs, nil if none was restored.
     public let medianRestoreSeconds: Double?
 
     init(rule: String, jobs: [JobRecord]) {
         self.rule = rule
-        counts = JobCounts(jobs)
+        (restored, healthy, failed) = JobCounts(jobs).values
         let seconds = jobs.filter { $0.result == "restored" }.compactMap(\.durationMilliseconds).sorted().map { Double($0) / 1000 }
         medianRestoreSeconds = seconds.isEmpty ? nil
             : seconds.count % 2 == 1 ? seconds[seconds.count / 2] : (seconds[seconds.count / 2 - 1] + seconds[seconds.count / 2]) / 2
     }
+
+    public var counts: JobCounts { JobCounts(restored: restored, healthy: healthy, failed: failed) }
 
     enum CodingKeys: String, CodingKey { case rule, restored, healthy, failed, medianRestoreSeconds = "median_restore_seconds" }
 
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(rule, forKey: .rule)
-        try container.encode(counts.restored, forKey: .restored)
-        try container.encode(counts.healthy, forKey: .healthy)
-        try container.encode(counts.failed, forKey: .failed)
+        try container.encode(restored, forKey: .restored)
+        try container.encode(healthy, forKey: .healthy)
+        try container.encode(failed, forKey: .failed)
+        // null, not absent, where nothing was restored: every rule object has the same keys.
         try container.encode(medianRestoreSeconds, forKey: .medianRestoreSeconds)
     }
 }
