@@ -103,7 +103,7 @@ with open(path, "w") as f:
         f.write('\n[[step]]\nat = %.1f\nunplug = "idle-%d"\n' % (idle, i))
 PY
 "$bin" agent --config config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
-  --virtual-bench "$work/idle.toml" --latency-report "$work/latency.json" > /dev/null 2>&1 &
+  --poll-interval "$poll" --virtual-bench "$work/idle.toml" --latency-report "$work/latency.json" > /dev/null 2>&1 &
 agent=$!
 python3 - "$agent" "$idle" <<'PY'
 import os, sys, time
@@ -146,7 +146,7 @@ with open(path, "w") as f:
         f.write("\n[[step]]\nat = %.3f\n%s\n" % (at, body))
 PY
 "$bin" agent --config config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups" \
-  --virtual-bench "$work/arrival.toml" --latency-report "$work/arrival.json" > /dev/null 2>&1
+  --poll-interval "$poll" --virtual-bench "$work/arrival.toml" --latency-report "$work/arrival.json" > /dev/null 2>&1
 python3 - "$work/arrival.json" "$poll" <<'PY'
 import json, statistics, sys
 ms = sorted(json.load(open(sys.argv[1]))["attachToFirstWrite"])

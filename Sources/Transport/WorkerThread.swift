@@ -8,7 +8,7 @@ public final class WorkerThread: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let joined = Atomic<Bool>(false)
-    /// Signalled once by ``requestStop()``: ends a ``sleep(_:)`` at once instead of at its next slice.
+    /// Signalled once by ``requestStop()``: ends a ``sleep(_:)`` at once.
     private let wake = DispatchSemaphore(value: 0)
 
     /// Starts `body` on a new thread called `name`; `body` gets the worker to poll ``isStopRequested``.
