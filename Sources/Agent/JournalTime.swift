@@ -12,7 +12,7 @@ public enum JournalTime {
 
     /// Microseconds since the epoch for `text`, `now` being `now` microseconds since the epoch.
     public static func microseconds(_ text: String, now: UInt64) throws(ParseError) -> UInt64 {
-        let spelled = text.trimmingSpaces
+        let spelled = text.trimmingWhitespace
         let nowSeconds = time_t(now / 1_000_000)
         func midnight(daysFromToday days: Int) -> UInt64 {
             var parts = tm()
@@ -45,7 +45,7 @@ public enum JournalTime {
         let units: [String: UInt64] = ["us": 1, "ms": 1_000, "s": 1_000_000, "sec": 1_000_000, "m": 60_000_000, "min": 60_000_000,
                                        "h": 3_600_000_000, "hour": 3_600_000_000, "d": 86_400_000_000, "day": 86_400_000_000,
                                        "w": 604_800_000_000, "week": 604_800_000_000]
-        guard let unit = units[String(text.dropFirst(digits.count)).trimmingSpaces] else { return nil }
+        guard let unit = units[text.dropFirst(digits.count).trimmingWhitespace] else { return nil }
         let (product, overflow) = amount.multipliedReportingOverflow(by: unit)
         return overflow ? nil : product
     }
@@ -94,11 +94,5 @@ public enum JournalTime {
         localtime_r(&seconds, &parts)
         return String(cFormat: "%04d-%02d-%02d %02d:%02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
                       Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
-    }
-}
-
-private extension StringProtocol {
-    var trimmingSpaces: String {
-        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }

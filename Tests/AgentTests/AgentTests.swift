@@ -432,7 +432,6 @@ struct PlayedScenario {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let tag = UUID().uuidString.prefix(8).lowercased()
-        let guide = try String(contentsOfFile: Fixtures.guideRules, encoding: .utf8)
         // Bench A restores two factory ATmega32U4s; bench B restores one and fails one ATmega328P (no rule).
         let benches: [(name: String, host: String?, boards: [(programmer: String, part: String)])] = [
             ("bench-a-\(tag)", nil, [("usbasp", "atmega32u4"), ("usbtiny", "atmega32u4")]),
@@ -441,8 +440,7 @@ struct PlayedScenario {
         let remote = dir.appendingPathComponent("remote")
         try FileManager.default.createDirectory(at: remote, withIntermediateDirectories: true)
         for (n, bench) in benches.enumerated() {
-            let rules = dir.appendingPathComponent("rules-\(n).toml").path
-            try "[defaults]\nbench = \"\(bench.name)\"\n\n\(guide)".write(toFile: rules, atomically: true, encoding: .utf8)
+            let rules = try guideRules(naming: bench.name, in: dir)
             var scenario = "poll_interval = 0.05\n"
             for (i, board) in bench.boards.enumerated() {
                 scenario += "[[step]]\nat = 0.0\nplug = \"\(bench.name)-\(i)\"\nprogrammer = \"\(board.programmer)\"\n"
@@ -506,9 +504,7 @@ struct PlayedScenario {
         defer { try? FileManager.default.removeItem(at: dir) }
         let tag = UUID().uuidString.prefix(8).lowercased()
         let bench = "live-\(tag)"
-        let rules = dir.appendingPathComponent("rules.toml").path
-        try "[defaults]\nbench = \"\(bench)\"\n\n\(try String(contentsOfFile: Fixtures.guideRules, encoding: .utf8))"
-            .write(toFile: rules, atomically: true, encoding: .utf8)
+        let rules = try guideRules(naming: bench, in: dir)
         // Real time: the factory ATmega32U4's restore takes its USBasp's seconds, long enough to be seen.
         let scenario = dir.appendingPathComponent("s.toml").path
         try """
@@ -529,10 +525,12 @@ struct PlayedScenario {
         let socket = "bootmedic-test-\(tag)"
         let tmux = { (arguments: [String]) throws -> CommandResult in try run("/usr/bin/tmux", ["-L", socket] + arguments) }
         // The tmux server outlives the command that starts it: it must not hold a pipe that run() reads to the end.
+        // From a second before now: however slowly the pane's command starts, it reads the bench from its start.
+        let since = Int(Date().timeIntervalSince1970) - 1
         // Nor any other descriptor the test process holds (another test's pipes): closed before tmux starts.
         let started = try run("/bin/bash", ["-c", "for fd in /proc/$$/fd/*; do n=${fd##*/}; if (( n > 2 )); then eval \"exec $n>&-\" 2>/dev/null; fi; done; "
                                             + "exec /usr/bin/tmux -L \(socket) new-session -d -x 160 -y 20 "
-                                            + "'\(Fixtures.bootmedicBinary) status --follow --since now' </dev/null >/dev/null 2>&1"])
+                                            + "'\(Fixtures.bootmedicBinary) status --follow --since @\(since)' </dev/null >/dev/null 2>&1"])
         try #require(started.status == 0)
         defer { _ = try? tmux(["kill-server"]) }
         let agent = Process()
@@ -628,6 +626,14 @@ func probesSettle(_ agent: Agent) -> Bool {
         Thread.sleep(forTimeInterval: 0.01)
     }
     return false
+}
+
+/// The guide's rules with `[defaults] bench = "NAME"` in front, written to a file of its own in `dir`.
+func guideRules(naming bench: String, in dir: URL) throws -> String {
+    let path = dir.appendingPathComponent("rules-\(bench).toml").path
+    try "[defaults]\nbench = \"\(bench)\"\n\n\(try String(contentsOfFile: Fixtures.guideRules, encoding: .utf8))"
+        .write(toFile: path, atomically: true, encoding: .utf8)
+    return path
 }
 
 /// What the journal stores of a field is read back whole: a value may be empty, hold `=` or newlines, and
