@@ -64,7 +64,7 @@ fail=0
 # With VMTEST_ONLY=N the guest ran part N alone: only its checks (and the install's) apply.
 section=0
 section() { section=$1; }
-selected() { [ -z "${VMTEST_ONLY:-}" ] || [ "$section" = 0 ] || [ "$section" = "$VMTEST_ONLY" ]; }
+selected() { [ -z "${VMTEST_ONLY:-}" ] || [ "$section" = 0 ] || case " $VMTEST_ONLY " in *" $section "*) true ;; *) false ;; esac; }
 check() {  # description, command...
   local what=$1; shift
   selected || return 0
@@ -209,7 +209,7 @@ entries = [json.loads(line) for line in open(sys.argv[1])]
 failed = [e for e in entries if e.get("MESSAGE_ID") == "d02e1e2fa81049678dae0160f32217eb"]
 sys.exit(0 if failed and "disappeared from USB" in failed[-1]["MESSAGE"] and failed[-1].get("PRIORITY") == "3" else 1)
 PY
-check "the restored entry and its steps carry the fields of DESIGN.md" python3 - "$out/agent-journal.json" <<'PY'
+check "the restored entry and its steps carry the fields of DESIGN.md (BOOTMEDIC_BENCH: the rules' bench name)" python3 - "$out/agent-journal.json" <<'PY'
 import json, sys
 entries = [json.loads(line) for line in open(sys.argv[1])]
 done = [e for e in entries if e.get("MESSAGE_ID") == "f5b3ae2d1d914a1ebba540e8109c9a9b"]
@@ -219,12 +219,44 @@ sys.exit(0 if e.get("BOOTMEDIC_RULE") == "atmel-dfu-atmega32u4" and e.get("BOOTM
          and e.get("BOOTMEDIC_SIGNATURE") == "0x1E9587" and e.get("BOOTMEDIC_RESULT") == "restored" and e.get("PRIORITY") == "5"
          and e.get("BOOTMEDIC_PROGRAMMER") == "usbasp" and "BOOTMEDIC_PORT" in e and "BOOTMEDIC_BACKUP" in e
          and e.get("BOOTMEDIC_FUSES") == "L 0x5E, H 0x99, E 0xF3" and e.get("_SYSTEMD_UNIT") == "bootmedic.service"
+         and all(s.get("BOOTMEDIC_BENCH") == "bench-1" for s in steps + [e])
          and [s.get("BOOTMEDIC_STEP") for s in steps] == ["connect", "identify", "select-rule", "check", "health-check", "backup", "erase",
                                                          "write-flash", "verify-flash", "restore-eeprom", "write-fuses", "verify-fuses", "release"]
          and all("BOOTMEDIC_DURATION_MS" in s and "BOOTMEDIC_BYTES" in s for s in steps) else 1)
 PY
 check "bootmedic status reads the same journal" grep -q "usbtiny.*1 restored" "$out/agent-status.txt"
 section 7
+check "bench-2's service logs to its own journal namespace (LogNamespace=bootmedic, persistent)" \
+  bash -c "grep -qx bootmedic '$out/ws-namespace.txt' && grep -q '^/var/log/journal/.*\.bootmedic$' '$out/ws-namespace-dir.txt'"
+check "the collector and both uploaders ran until stopped" test "$(grep -cx active "$out/ws-units.txt")" = 3
+check "as bench-2 the service restored a board, found one healthy and lost a programmer mid-write" \
+  bash -c "grep -qx restored '$out/ws-restored.txt' && grep -qx healthy '$out/ws-healthy.txt' && grep -qx failed '$out/ws-failed.txt'"
+check "the system journal's uploader left bench-2 out: its namespace's entries all carry BOOTMEDIC_BENCH=bench-2" python3 - "$out/ws-namespace-journal.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+mine = [e for e in entries if e.get("_SYSTEMD_UNIT") == "bootmedic.service"]
+sys.exit(0 if mine and all(e.get("BOOTMEDIC_BENCH") == "bench-2" for e in mine) else 1)
+PY
+check "status --directory on the collector's journal: bench-1 6 restored, 1 failed; bench-2 1 restored, 1 healthy, 1 failed" \
+  python3 - "$out/ws-status.json" <<'PY'
+import json, sys
+summary = json.load(open(sys.argv[1]))
+benches = {b.get("bench"): b for b in summary["benches"]}
+one, two = benches.get("bench-1", {}), benches.get("bench-2", {})
+for name, b in (("bench-1", one), ("bench-2", two)):
+    print(f"      {name} on {b.get('host')}: {b.get('restored')} restored, {b.get('healthy')} healthy, {b.get('failed')} failed;",
+          "failures:", [(f.get("step"), f.get("count")) for f in b.get("failures", [])])
+ok = ((one.get("restored"), one.get("healthy"), one.get("failed")) == (6, 0, 1)
+      and (two.get("restored"), two.get("healthy"), two.get("failed")) == (1, 1, 1)
+      and [f["count"] for f in two["failures"]] == [1] and "disappeared from USB" in two["failures"][0]["reason"]
+      and {p["programmer"] for p in one["programmers"]} == {"usbasp", "usbtiny", "stk500v1", "stlink"}
+      and [r["rule"] for r in two["rules"] if r["restored"]] == ["atmel-dfu-atmega32u4"])
+sys.exit(0 if ok else 1)
+PY
+check "the collected journal is the collector's own (journal-remote's files under /var/log/journal/remote)" \
+  grep -q '\.journal$' "$out/ws-remote-files.txt"
+check "bootmedic status on the bench reads the namespace too" grep -q "bench-2" "$out/ws-local-status.txt"
+section 8
 check "reinstalled with dpkg -i" grep -qx 0 "$out/reinstall-status.txt"
 check "the administrator's edited /etc/bootmedic/rules.toml survives the reinstall (a conffile)" grep -qx kept "$out/conffile-kept.txt"
 check "apt-get purge removes binary, unit, udev rules, sysusers entry, user, group and /etc/bootmedic" \

@@ -423,6 +423,38 @@ struct PlayedScenario {
         #expect(status.stdout.contains("usbasp at virtual-\(name): 1 restored, 0 healthy, 0 failed"), "\(status.stdout)")
     }
 
+    /// systemctl stop's SIGTERM and a terminal's SIGINT each stop the real agent in order: it journals that it
+    /// stops and exits 0, within a bound.
+    @Test(.needsFirmware, arguments: [SIGTERM, SIGINT])
+    func aTerminationSignalStopsTheAgentInOrder(signal: Int32) throws {
+        try Fixtures.ensureJournald()
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bench = "signal-\(signal)-\(UUID().uuidString.prefix(8).lowercased())"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Fixtures.bootmedicBinary)
+        process.arguments = ["agent", "--config", try guideRules(naming: bench, in: dir), "--firmware-dir", Fixtures.firmwareDirectory.path,
+                             "--backup-dir", dir.appendingPathComponent("b").path, "--state-dir", dir.appendingPathComponent("s").path]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.interrupt(); kill(process.processIdentifier, SIGKILL) } }
+        let ids = { () throws -> [String] in
+            let read = try run("/usr/bin/journalctl", ["-o", "cat", "--output-fields=MESSAGE_ID", "--no-pager", "BOOTMEDIC_BENCH=\(bench)"])
+            return read.stdout.split(separator: "\n").map(String.init)
+        }
+        let started = Date()
+        while try !ids().contains("6e0dc842e83944b6b3f26d3f2d995104"), Date().timeIntervalSince(started) < 20 { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(try ids().contains("6e0dc842e83944b6b3f26d3f2d995104"), "the agent journalled its start")
+        kill(process.processIdentifier, signal)
+        let sent = Date()
+        while process.isRunning, Date().timeIntervalSince(sent) < 10 { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(!process.isRunning, "stopped within 10 s of the signal")
+        guard !process.isRunning else { return }
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "exited 0, not killed by the signal")
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(try ids().last == "fbeb05170bcb47b491dbf68f41f16664", "its last entry says it stops")
+    }
+
     /// A workshop's collector: two benches' entries, exported from journald and received by the real
     /// systemd-journal-remote into one folder (a file per source, as its per-host split makes), read back by
     /// `status --directory`.

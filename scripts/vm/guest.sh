@@ -9,8 +9,9 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 t_start=$(now_ms)
 step() { echo "$(( $(now_ms) - t_start )) $1" >> $out/steps.txt; }
-# VMTEST_ONLY=N runs only part N (and the install), for working on one part.
-part() { [ -z "${VMTEST_ONLY:-}" ] || [ "$VMTEST_ONLY" = "$1" ]; }
+# VMTEST_ONLY="N ..." runs only those parts (and the install), for working on one part; part 7 builds
+# on what part 6 set up and journalled ("6 7").
+part() { [ -z "${VMTEST_ONLY:-}" ] || case " $VMTEST_ONLY " in *" $1 "*) true ;; *) false ;; esac; }
 
 # bootmedic installed the way a workshop does it (into the overlay only): the package from `make deb`
 # with apt, which starts the service with the shipped rules.
@@ -18,8 +19,11 @@ deb=$(ls "$repo"/dist/bootmedic_*.deb | head -1)
 # man-db's trigger would index every manual page of the host over 9p (minutes under TCG); a bench PC
 # does it on its own disk in a second.
 rm -f /var/lib/man-db/auto-update
-DEBIAN_FRONTEND=noninteractive timeout 180 apt-get install -y "$deb" > $out/install.log 2>&1
-echo $? > $out/install-status.txt
+step "installing"
+# Unloaded this takes about 40 s; with two compilers beside the guest on the same two cores, over 180.
+# Each line of apt's output is stamped with the guest's clock: where a slow install spends its time.
+{ DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y "$deb"; echo $? > $out/install-status.txt; } 2>&1 |
+  while IFS= read -r line; do echo "$(( $(now_ms) - t_start )) $line"; done > $out/install.log
 bin=/usr/bin/bootmedic
 guide="$repo/config/examples/guide-rules.toml"
 step "installed"
@@ -134,6 +138,7 @@ id_failed=d02e1e2fa81049678dae0160f32217eb
 id_removed=2811e27351aa44f3bc147fb1c00a397b
 id_enumerated=ee05e6630eb74003a90387372c2d57d3
 id_resumed=0b0e1a3743224d1bb5979b2782419195
+id_healthy=14768e35df1648e98bb07194f302b9a1
 
 # --- 0. The package as installed: the service runs with the shipped rules and restores a factory
 # ATmega328P behind a USBasp with the Arduino bootloader from Debian's arduino-core-avr. Then it is
@@ -326,6 +331,8 @@ if part 6; then
 mkdir -p /usr/local/share/bootmedic/firmware
 cp "$VMTEST_FIRMWARE"/* /usr/local/share/bootmedic/firmware/
 cat /usr/share/doc/bootmedic/examples/guide-rules.toml >> /etc/bootmedic/rules.toml
+# This bench's name in the workshop (part 7 collects its journal).
+sed -i 's/^# bench = "bench-3"$/bench = "bench-1"/' /etc/bootmedic/rules.toml
 "$bin" rules check /etc/bootmedic/rules.toml > $out/edited-rules-check.txt 2>&1
 echo $? >> $out/edited-rules-check.txt
 cat >> /etc/bootmedic/rules.toml <<'TOML'
@@ -413,9 +420,119 @@ since_mark --no-pager > $out/agent-journal.txt
 ls -R /var/lib/bootmedic > $out/agent-backups.txt 2>&1
 step "journal read back"
 fi
-# --- 7. The package's life: reinstalled, the administrator's edited rules file stays (a conffile);
-# purged, the binary, unit, udev rules, user and configuration go and the backups stay.
+# --- 7. A workshop: this guest is also the collector. systemd-journal-remote listens over HTTP (the
+# README's drop-in), systemd-journal-upload sends the system journal, which holds part 6's service as
+# bench-1. Then the service becomes bench-2 and logs to a journal namespace of its own (the README's
+# LogNamespace drop-in); a second uploader sends only that namespace. As bench-2 it restores one board,
+# finds one healthy and loses one programmer mid-write; `bootmedic status --directory` on the collected
+# journal must count both benches apart. (Its first board, a factory chip on the socket where part 6
+# pulled a programmer mid-write, finishes that job from its record, as the agent does for a chip found again.)
 if part 7; then
+mkdir -p /etc/systemd/system/systemd-journal-remote.service.d /etc/systemd/journal-upload.conf.d \
+  /etc/systemd/system/bootmedic.service.d
+cat > /etc/systemd/system/systemd-journal-remote.service.d/http.conf <<'UNIT'
+[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-journal-remote --listen-http=-3 --output=/var/log/journal/remote/
+UNIT
+printf '[Upload]\nURL=http://127.0.0.1:19532\n' > /etc/systemd/journal-upload.conf.d/collector.conf
+printf '[Service]\nLogNamespace=bootmedic\n' > /etc/systemd/system/bootmedic.service.d/namespace.conf
+# The namespace's uploader: the package's unit with the README's ExecStart, as a second unit beside the
+# system journal's (with a state file of its own).
+sed -e 's|^ExecStart=.*|ExecStart=/lib/systemd/systemd-journal-upload --save-state=/var/lib/systemd/journal-upload-bootmedic/state -D /var/log/journal/%m.bootmedic|' \
+    -e 's|^StateDirectory=.*|StateDirectory=systemd/journal-upload-bootmedic|' \
+  /lib/systemd/system/systemd-journal-upload.service > /etc/systemd/system/journal-upload-bootmedic.service
+# started_within SECONDS UNIT...: until each unit is active; else what systemd waits on, into hangs.
+started_within() {
+  limit=$1; shift
+  for unit in "$@"; do
+    deadline=$(( $(now_ms) + limit * 1000 ))
+    until [ "$(systemctl is-active "$unit")" = active ]; do
+      if [ "$(now_ms)" -ge "$deadline" ]; then
+        { systemctl list-jobs --no-pager; systemctl status --no-pager "$unit"; journalctl -b --no-pager -n 40 -u "$unit"; } \
+          > $out/hang-start-$unit.txt 2>&1
+        echo "start-$unit" >> $out/hangs.txt
+        break
+      fi
+      sleep 0.2
+    done
+  done
+}
+timeout 60 systemctl daemon-reload
+step "units reloaded"
+systemctl start --no-block systemd-journal-remote.socket systemd-journal-upload.service
+started_within 30 systemd-journal-remote.socket systemd-journal-upload.service
+step "collector and the system journal's uploader started"
+sed -i 's/^bench = "bench-1"$/bench = "bench-2"/' /etc/bootmedic/rules.toml
+# ns_count MESSAGE_ID N SECONDS: until the bootmedic namespace holds N entries with this id.
+ns_count() {
+  deadline=$(( $(now_ms) + $3 * 1000 ))
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    [ "$(journalctl -q --namespace=bootmedic -o cat --output-fields=MESSAGE_ID 2>/dev/null | grep -cx "$1")" -ge "$2" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+timeout 60 systemctl start bootmedic.service
+systemctl is-active bootmedic.service > $out/ws-active.txt
+systemctl show -p LogNamespace --value bootmedic.service > $out/ws-namespace.txt
+# The namespace's journal (persistent, as the system's), then its uploader.
+nsdir=
+for _ in $(seq 100); do
+  for d in /var/log/journal/$(cat /etc/machine-id).bootmedic /run/log/journal/$(cat /etc/machine-id).bootmedic; do
+    [ -d "$d" ] && nsdir=$d
+  done
+  [ -n "$nsdir" ] && break; sleep 0.1
+done
+echo "$nsdir" > $out/ws-namespace-dir.txt
+systemctl start --no-block journal-upload-bootmedic.service
+started_within 30 journal-upload-bootmedic.service
+step "bench-2 service and the namespace's uploader started"
+serve usbasp usbasp ws-chip
+plug usbasp "$udc0"
+ns_count $id_restored 1 45 && echo restored > $out/ws-restored.txt
+unplug usbasp; unserve
+serve usbasp usbasp ws-healthy-chip --functionfs /dev/ffs-usbasp --initial-flash $out/ws-chip/flash.bin --initial-fuses 5E:99:F3
+plug usbasp "$udc0"
+ns_count $id_healthy 1 45 && echo healthy > $out/ws-healthy.txt
+unplug usbasp; unserve
+serve usbasp usbasp ws-pulled-chip
+plug usbasp "$udc0"
+writing=$(read_line 60 "writing-$name")
+unplug usbasp
+ns_count $id_failed 1 30 && echo failed > $out/ws-failed.txt
+unserve
+step "bench-2 restored, found healthy and lost a programmer"
+timeout 30 systemctl stop bootmedic.service
+# Until the collector has both benches' jobs (bounded): bench-1 six restored and one failed (part 6),
+# bench-2 one of each.
+collected() {
+  "$bin" status --directory /var/log/journal/remote --json > $out/ws-status.json 2> $out/ws-status.err
+  python3 - $out/ws-status.json <<'PY'
+import json, sys
+benches = {b.get("bench"): b for b in json.load(open(sys.argv[1]))["benches"]}
+counts = {name: (b["restored"], b["healthy"], b["failed"]) for name, b in benches.items()}
+sys.exit(0 if counts.get("bench-1") == (6, 0, 1) and counts.get("bench-2") == (1, 1, 1) else 1)
+PY
+}
+deadline=$(( $(now_ms) + 60000 ))
+until collected || [ "$(now_ms)" -ge "$deadline" ]; do sleep 0.5; done
+"$bin" status --directory /var/log/journal/remote > $out/ws-status.txt 2>&1
+ls -l /var/log/journal/remote > $out/ws-remote-files.txt 2>&1
+"$bin" status > $out/ws-local-status.txt 2>&1
+journalctl -q --namespace=bootmedic -o json --no-pager > $out/ws-namespace-journal.json
+systemctl is-active systemd-journal-remote.service systemd-journal-upload.service journal-upload-bootmedic.service \
+  > $out/ws-units.txt 2>&1
+timeout 30 systemctl stop journal-upload-bootmedic.service systemd-journal-upload.service systemd-journal-remote.service \
+  systemd-journal-remote.socket
+# (part 8's reinstall reloads the units)
+rm -r /etc/systemd/system/bootmedic.service.d
+step "the collector's journal summed up by bench"
+fi
+
+# --- 8. The package's life: reinstalled, the administrator's edited rules file stays (a conffile);
+# purged, the binary, unit, udev rules, user and configuration go and the backups stay.
+if part 8; then
 echo "# edited on this bench" >> /etc/bootmedic/rules.toml
 reinstall=$(md5sum < /etc/bootmedic/rules.toml)
 DEBIAN_FRONTEND=noninteractive timeout 180 dpkg -i "$deb" > $out/reinstall.log 2>&1

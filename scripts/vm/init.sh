@@ -40,7 +40,7 @@ Wants=systemd-udevd.service systemd-journald.service
 After=systemd-udevd.service systemd-journald.service systemd-udev-trigger.service
 [Service]
 Type=oneshot
-Environment=VMTEST_FIRMWARE=$(cat /firmware.path) VMTEST_ONLY=$(cat /only) PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=VMTEST_FIRMWARE=$(cat /firmware.path) "VMTEST_ONLY=$(cat /only)" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ExecStart=/bin/sh $(cat /guest.path)
 StandardOutput=file:/vmtest-out/guest.log
 StandardError=inherit
@@ -49,7 +49,8 @@ TimeoutStartSec=${VMTEST_GUEST_TIMEOUT:-870}
 ExecStopPost=/bin/sh -c 'sync; systemctl poweroff --force --force'
 UNIT
 # What a bench PC runs but this test does not need; tmpfiles alone would walk the 9p share for a minute.
-for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer systemd-timesyncd.service \
+# The guest has no network to wait for: network-online.target (the journal uploader's) is reached at once.
+for unit in systemd-networkd-wait-online.service systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer systemd-timesyncd.service \
             systemd-update-utmp.service apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer; do
   ln -sf /dev/null $units/$unit
 done
