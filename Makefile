@@ -22,8 +22,13 @@ build: deps
 # The release binary carries the Swift runtime and FoundationEssentials in itself: it runs on a bench PC that has
 # no Swift toolchain, and starts in half the time (no dynamic symbol binding; README, Speed). The
 # toolchain's lld links it: gold repeats glibc's warnings about functions the static runtime uses.
+# The runtime's C++ (libstdc++) is linked in too: the toolchain asks for -lstdc++, and a folder searched
+# first that holds only libstdc++.a answers it, so no libstdc++.so is loaded and initialised at each start
+# (about a millisecond of a 9 ms start-up; README, Speed).
+STATIC_CXX := $(CURDIR)/.build/static-libstdc++
 release: deps
-	$(SWIFT) build -c release --product bootmedic --static-swift-stdlib -Xswiftc -use-ld=lld $(BUILD_FLAGS)
+	mkdir -p $(STATIC_CXX) && ln -sf "$$(gcc -print-file-name=libstdc++.a)" $(STATIC_CXX)/libstdc++.a
+	$(SWIFT) build -c release --product bootmedic --static-swift-stdlib -Xswiftc -use-ld=lld -Xswiftc -L$(STATIC_CXX) $(BUILD_FLAGS)
 
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)

@@ -17,7 +17,8 @@ let package = Package(
         // Thin system-library targets: the C APIs, found through pkg-config.
         .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .systemLibrary(name: "CLibUDev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
-        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // libsystemd's headers only: the library itself is loaded on first use (Sources/Agent/LibSystemd.swift).
+        .systemLibrary(name: "CSystemd", providers: [.apt(["libsystemd-dev"])]),
 
         .target(name: "BenchModel"),
         .target(name: "DeviceCatalog", dependencies: ["BenchModel"]),
@@ -48,7 +49,8 @@ let package = Package(
         // Shared by the test targets: where the real firmware files are, running commands.
         .target(name: "TestSupport", dependencies: ["FirmwareImage", "Parts"], path: "Tests/TestSupport"),
 
-        .testTarget(name: "SystemLibraryTests", dependencies: ["TestSupport", "CLibUSB", "CLibUDev", "CSystemd"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["TestSupport", "CLibUSB", "CLibUDev", "CSystemd"],
+                    linkerSettings: [.linkedLibrary("systemd")]),
         .testTarget(name: "FirmwareImageTests", dependencies: ["TestSupport", "FirmwareImage"]),
         .testTarget(name: "PartsTests", dependencies: ["TestSupport", "Parts", "FirmwareImage"]),
         .testTarget(name: "RulesTests", dependencies: ["TestSupport", "Rules", "Parts", "FirmwareImage"]),

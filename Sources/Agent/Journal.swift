@@ -1,21 +1,25 @@
-import CSystemd
 import FoundationEssentials
+import Glibc
 import Synchronization
 import Transport
 
 /// The systemd journal through libsystemd's `sd_journal_sendv`: one structured entry per call. Without a
 /// running journald the entries are dropped, as libsystemd does.
 public final class SystemJournal: JournalWriter {
-    public init() {}
+    private let library: LibSystemd
+
+    /// Loads libsystemd if nothing has yet.
+    public init() throws(LibSystemdUnavailable) { library = try LibSystemd.shared.get() }
 
     /// `sd_journal_sendv` with the entry's fields.
     public func write(_ entry: JournalEntry) {
+        let send = library.journalSendv
         var storage = entry.fieldStrings.map { Array($0.utf8) }
         _ = storage.withUnsafeMutableBufferPointer { buffers -> Int32 in
             var vectors = buffers.map { buffer in
                 iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.withUnsafeBytes { $0.baseAddress }), iov_len: buffer.count)
             }
-            return sd_journal_sendv(&vectors, Int32(vectors.count))
+            return send(&vectors, Int32(vectors.count))
         }
     }
 }
@@ -65,11 +69,16 @@ public final class JournalFanOut: JournalWriter {
 public enum ServiceNotifier {
     /// Sends `state` ("READY=1", "STATUS=…", "WATCHDOG=1", "STOPPING=1") to systemd if it is listening.
     @discardableResult
-    public static func notify(_ state: String) -> Bool { sd_notify(0, state) > 0 }
+    /// Without libsystemd nothing can listen: false.
+    public static func notify(_ state: String) -> Bool {
+        guard case let .success(library) = LibSystemd.shared else { return false }
+        return library.notify(0, state) > 0
+    }
 
     /// The watchdog interval systemd asked for (`sd_watchdog_enabled`), if any.
     public static var watchdogInterval: Double? {
+        guard case let .success(library) = LibSystemd.shared else { return nil }
         var usec: UInt64 = 0
-        return sd_watchdog_enabled(0, &usec) > 0 ? Double(usec) / 1e6 : nil
+        return library.watchdogEnabled(0, &usec) > 0 ? Double(usec) / 1e6 : nil
     }
 }

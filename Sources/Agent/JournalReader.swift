@@ -72,21 +72,26 @@ public struct JournalReadError: Error, CustomStringConvertible, Sendable {
 /// time, iteration, `sd_journal_wait` for new entries).
 public final class JournalReader {
     private let journal: OpaquePointer
+    private let library: LibSystemd
 
     /// Opens `source`. A folder or file that is not there, or holds no journal, is an error that names it.
     public init(_ source: JournalSource) throws(JournalReadError) {
+        switch LibSystemd.shared {
+        case let .success(loaded): library = loaded
+        case let .failure(unavailable): throw JournalReadError(description: unavailable.description)
+        }
         var handle: OpaquePointer?
         let opened: Int32
         switch source {
         case .local:
             // Every namespace: a bench whose service logs to its own (LogNamespace=bootmedic, README: Workshop).
-            opened = sd_journal_open(&handle, Int32(SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_ALL_NAMESPACES))
+            opened = library.journalOpen(&handle, Int32(SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_ALL_NAMESPACES))
         case let .directory(path):
             var info = stat()
             guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw JournalReadError(description: "\(path): no such folder")
             }
-            opened = sd_journal_open_directory(&handle, path, 0)
+            opened = library.journalOpenDirectory(&handle, path, 0)
         case let .files(paths):
             var info = stat()
             for path in paths where stat(path, &info) != 0 || info.st_mode & S_IFMT != S_IFREG {
@@ -95,7 +100,7 @@ public final class JournalReader {
             let copies = paths.map { strdup($0) }
             defer { copies.forEach { free($0) } }
             var pointers = copies.map { UnsafePointer($0) } + [nil]
-            opened = sd_journal_open_files(&handle, &pointers, 0)
+            opened = library.journalOpenFiles(&handle, &pointers, 0)
         }
         guard opened >= 0, let handle else {
             throw JournalReadError(description: "cannot open the journal: \(String(cString: strerror(-opened)))")
@@ -103,14 +108,14 @@ public final class JournalReader {
         journal = handle
     }
 
-    deinit { sd_journal_close(journal) }
+    deinit { library.journalClose(journal) }
 
     /// Only entries of these kinds from here on (all kinds when empty).
     public func match(_ kinds: [JournalMessage]) {
-        sd_journal_flush_matches(journal)
+        library.journalFlushMatches(journal)
         for kind in kinds {
-            _ = "MESSAGE_ID=\(kind.id)".withCString { sd_journal_add_match(journal, $0, 0) }
-            sd_journal_add_disjunction(journal)
+            _ = "MESSAGE_ID=\(kind.id)".withCString { library.journalAddMatch(journal, $0, 0) }
+            _ = library.journalAddDisjunction(journal)
         }
     }
 
@@ -120,16 +125,16 @@ public final class JournalReader {
         var records: [JobRecord] = []
         if let limit {
             // The newest first from the window's end, as many as asked.
-            if let until = window.until { sd_journal_seek_realtime_usec(journal, until) } else { sd_journal_seek_tail(journal) }
-            while records.count < limit, sd_journal_previous(journal) > 0 {
+            _ = window.until.map { library.journalSeekRealtime(journal, $0) } ?? library.journalSeekTail(journal)
+            while records.count < limit, library.journalPrevious(journal) > 0 {
                 let record = current()
                 if let since = window.since, record.microseconds < since { break }
                 if window.contains(record.microseconds) { records.append(record) }
             }
             return records.reversed()
         }
-        if let since = window.since { sd_journal_seek_realtime_usec(journal, since) } else { sd_journal_seek_head(journal) }
-        while sd_journal_next(journal) > 0 {
+        seek(to: window.since)
+        while library.journalNext(journal) > 0 {
             let record = current()
             if let until = window.until, record.microseconds >= until { break }
             if window.contains(record.microseconds) { records.append(record) }
@@ -143,10 +148,10 @@ public final class JournalReader {
     public func follow(from window: JournalWindow, poll: Double = 0.25, keepGoing: () -> Bool,
                        handle: (JournalMessage, ReadEntry) -> Void, idle: () -> Void = {}) {
         match(JournalMessage.allCases)
-        if let since = window.since { sd_journal_seek_realtime_usec(journal, since) } else { sd_journal_seek_head(journal) }
+        seek(to: window.since)
         let kinds = Dictionary(uniqueKeysWithValues: JournalMessage.allCases.map { ($0.id, $0) })
         while keepGoing() {
-            while sd_journal_next(journal) > 0 {
+            while library.journalNext(journal) > 0 {
                 let entry = ReadEntry(field: field, microseconds: realtime())
                 if let until = window.until, entry.microseconds >= until { return }
                 if let id = entry["MESSAGE_ID"], let kind = kinds[id] { handle(kind, entry) }
@@ -154,8 +159,13 @@ public final class JournalReader {
             idle()
             // A window that has ended gets no more entries.
             guard keepGoing(), window.until.map({ JournalTime.now < $0 }) ?? true else { return }
-            _ = sd_journal_wait(journal, UInt64(poll * 1_000_000))
+            _ = library.journalWait(journal, UInt64(poll * 1_000_000))
         }
+    }
+
+    /// To the first entry at or after `microseconds`, or to the first of all.
+    private func seek(to microseconds: UInt64?) {
+        _ = microseconds.map { library.journalSeekRealtime(journal, $0) } ?? library.journalSeekHead(journal)
     }
 
     private func current() -> JobRecord {
@@ -166,14 +176,14 @@ public final class JournalReader {
 
     private func realtime() -> UInt64 {
         var microseconds: UInt64 = 0
-        sd_journal_get_realtime_usec(journal, &microseconds)
+        _ = library.journalGetRealtime(journal, &microseconds)
         return microseconds
     }
 
     private func field(_ name: String) -> [UInt8]? {
         var data: UnsafeRawPointer?
         var length = 0
-        guard name.withCString({ sd_journal_get_data(journal, $0, &data, &length) }) >= 0, let data else { return nil }
+        guard name.withCString({ library.journalGetData(journal, $0, &data, &length) }) >= 0, let data else { return nil }
         return Array(UnsafeRawBufferPointer(start: data, count: length))
     }
 }

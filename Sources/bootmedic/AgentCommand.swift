@@ -58,8 +58,14 @@ struct AgentCommand: ParsableCommand {
         }
         let journaldRunning = FileManager.default.fileExists(atPath: "/run/systemd/journal/socket")
         var writers: [JournalWriter] = []
-        if journaldRunning { writers.append(SystemJournal()) }
-        if !journaldRunning || isatty(STDERR_FILENO) == 1 { writers.append(ConsoleJournal()) }
+        var journalled = false
+        if journaldRunning {
+            do {
+                writers.append(try SystemJournal())
+                journalled = true
+            } catch { printError("bootmedic: warning: \(error); entries go to standard error only") }
+        }
+        if !journalled || isatty(STDERR_FILENO) == 1 { writers.append(ConsoleJournal()) }
         let fanOut = JournalFanOut(writers)
         let journal: JournalWriter = rules.bench.map { StampedJournal(["BOOTMEDIC_BENCH": $0], onto: fanOut) } ?? fanOut
 
@@ -90,6 +96,8 @@ struct AgentCommand: ParsableCommand {
             return
         }
 
+        // Caught from here on: a stop requested while the agent starts still stops it in order.
+        let signals = TerminationSignals()
         let state = stateDir ?? ProcessInfo.processInfo.environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? "/var/lib/bootmedic"
         let agent = Agent(rules: rules, journal: journal, backups: BackupStore(directory: backupDir ?? rules.backupDirectory),
                           records: RestoreRecords(directory: state + "/jobs"), pollInterval: pollInterval, trace: try trace.recorder())
@@ -98,7 +106,6 @@ struct AgentCommand: ParsableCommand {
         agent.start()
         for device in watcher.enumerate() { agent.handle(.added(device)) }
         watcher.start(agent.handle)
-        let signals = TerminationSignals()
         // The main loop: watchdog pings and status while the slots work.
         let interval = ServiceNotifier.watchdogInterval.map { $0 / 2 } ?? 5
         while !signals.wait(until: .now() + interval) {
