@@ -5,6 +5,11 @@ extension StringProtocol {
     public var escapedForDisplay: String {
         var out = ""
         for scalar in unicodeScalars {
+            // Printable ASCII, nearly all of any message, needs no look-up in the Unicode tables.
+            if (0x20..<0x7F).contains(scalar.value) {
+                out.unicodeScalars.append(scalar)
+                continue
+            }
             switch scalar.properties.generalCategory {
             case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned:
                 out += scalar.value < 0x80 ? "\\x" + hexDigits(scalar.value, width: 2) : "\\u{" + hexDigits(scalar.value, width: 4) + "}"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 
 @main
 struct Bootmedic: ParsableCommand {
@@ -8,4 +9,18 @@ struct Bootmedic: ParsableCommand {
         version: "0.1.0",
         subcommands: [ProbeCommand.self, RestoreCommand.self, RehearseCommand.self, SimulateCommand.self, AgentCommand.self, StatusCommand.self, ReplayCommand.self, SelfTestCommand.self, RulesCommand.self, DevicesCommand.self, HexCommand.self, PartsCommand.self, FusesCommand.self]
     )
+
+    /// swift-argument-parser's main, except that a failure bootmedic has already reported (`fail`: an
+    /// exit code alone) exits at once: the parser would otherwise try every error type it knows on it.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            fflush(nil)
+            Glibc.exit(code.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
