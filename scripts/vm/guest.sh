@@ -111,12 +111,13 @@ hostdev() { dirname "$(ls /sys/bus/usb/devices/*/serial | xargs grep -lx "$(seri
 cursor=
 mark_journal() { cursor=$(journalctl -q -n 1 --show-cursor -o cat 2>/dev/null | sed -n 's/^-- cursor: //p'); }
 since_mark() { if [ -n "$cursor" ]; then journalctl -q -u bootmedic.service --after-cursor="$cursor" "$@"; else journalctl -q -u bootmedic.service "$@"; fi; }
-# wait_count MESSAGE_ID N SECONDS: until bootmedic.service has journalled N entries with this id since the mark.
+# wait_count MESSAGE_ID N SECONDS [JOURNAL]: until bootmedic.service has journalled N entries with this id
+# since the mark (or, with JOURNAL, a command that prints the message ids of the journal to read).
 wait_count() {
   deadline=$(( $(now_ms) + $3 * 1000 ))
   while [ "$(now_ms)" -lt "$deadline" ]; do
     # (journalctl finds nothing when a FIELD=VALUE match meets --after-cursor: the ids are compared here)
-    [ "$(since_mark -o cat --output-fields=MESSAGE_ID 2>/dev/null | grep -cx "$1")" -ge "$2" ] && return 0
+    [ "$(${4:-since_mark} -o cat --output-fields=MESSAGE_ID 2>/dev/null | grep -cx "$1")" -ge "$2" ] && return 0
     sleep 0.2
   done
   return 1
@@ -464,15 +465,8 @@ systemctl start --no-block systemd-journal-remote.socket systemd-journal-upload.
 started_within 30 systemd-journal-remote.socket systemd-journal-upload.service
 step "collector and the system journal's uploader started"
 sed -i 's/^bench = "bench-1"$/bench = "bench-2"/' /etc/bootmedic/rules.toml
-# ns_count MESSAGE_ID N SECONDS: until the bootmedic namespace holds N entries with this id.
-ns_count() {
-  deadline=$(( $(now_ms) + $3 * 1000 ))
-  while [ "$(now_ms)" -lt "$deadline" ]; do
-    [ "$(journalctl -q --namespace=bootmedic -o cat --output-fields=MESSAGE_ID 2>/dev/null | grep -cx "$1")" -ge "$2" ] && return 0
-    sleep 0.2
-  done
-  return 1
-}
+# The bootmedic namespace's journal, for wait_count.
+namespace_journal() { journalctl -q --namespace=bootmedic "$@"; }
 timeout 60 systemctl start bootmedic.service
 systemctl is-active bootmedic.service > $out/ws-active.txt
 systemctl show -p LogNamespace --value bootmedic.service > $out/ws-namespace.txt
@@ -490,17 +484,17 @@ started_within 30 journal-upload-bootmedic.service
 step "bench-2 service and the namespace's uploader started"
 serve usbasp usbasp ws-chip
 plug usbasp "$udc0"
-ns_count $id_restored 1 45 && echo restored > $out/ws-restored.txt
+wait_count $id_restored 1 45 namespace_journal && echo restored > $out/ws-restored.txt
 unplug usbasp; unserve
 serve usbasp usbasp ws-healthy-chip --functionfs /dev/ffs-usbasp --initial-flash $out/ws-chip/flash.bin --initial-fuses 5E:99:F3
 plug usbasp "$udc0"
-ns_count $id_healthy 1 45 && echo healthy > $out/ws-healthy.txt
+wait_count $id_healthy 1 45 namespace_journal && echo healthy > $out/ws-healthy.txt
 unplug usbasp; unserve
 serve usbasp usbasp ws-pulled-chip
 plug usbasp "$udc0"
 writing=$(read_line 60 "writing-$name")
 unplug usbasp
-ns_count $id_failed 1 30 && echo failed > $out/ws-failed.txt
+wait_count $id_failed 1 30 namespace_journal && echo failed > $out/ws-failed.txt
 unserve
 step "bench-2 restored, found healthy and lost a programmer"
 timeout 30 systemctl stop bootmedic.service
