@@ -67,9 +67,9 @@ public final class JournalFanOut: JournalWriter {
 
 /// `sd_notify`: readiness, status, watchdog and stopping, for `Type=notify` units.
 public enum ServiceNotifier {
-    /// Sends `state` ("READY=1", "STATUS=…", "WATCHDOG=1", "STOPPING=1") to systemd if it is listening.
+    /// Sends `state` ("READY=1", "STATUS=…", "WATCHDOG=1", "STOPPING=1") to systemd if it is listening;
+    /// false without libsystemd, as nothing can then listen.
     @discardableResult
-    /// Without libsystemd nothing can listen: false.
     public static func notify(_ state: String) -> Bool {
         guard case let .success(library) = LibSystemd.shared else { return false }
         return library.notify(0, state) > 0
