@@ -6,9 +6,10 @@ import Glibc
 ///
 /// Linked the usual way, libsystemd and the five libraries it pulls in (libgcrypt, liblzma, libzstd,
 /// liblz4, libcap) are mapped and relocated before `main` of every command, about 1.3 ms of an 11 ms
-/// start-up (the README's start-up table), though most commands (restore, rehearse, rules, parts, hex, fuses) never journal. The
-/// declarations stay those of `CSystemd` (its header; the types and flags come from there); only the
-/// function addresses are looked up here. The package depends on libsystemd0 by name for it.
+/// start-up (the README's start-up table), though most commands (restore, rehearse, rules, parts, hex,
+/// fuses) never journal. The declarations stay those of `CSystemd` (its header; the types and flags come
+/// from there); only the function addresses are looked up here. The package depends on libsystemd0 by
+/// name for it.
 public struct LibSystemd: Sendable {
     public typealias Journal = OpaquePointer
 
