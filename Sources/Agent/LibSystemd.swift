@@ -10,8 +10,8 @@ import Glibc
 /// fuses) never journal. The declarations stay those of `CSystemd` (its header; the types and flags come
 /// from there); only the function addresses are looked up here. The package depends on libsystemd0 by
 /// name for it.
-public struct LibSystemd: Sendable {
-    public typealias Journal = OpaquePointer
+struct LibSystemd: Sendable {
+    typealias Journal = OpaquePointer
 
     let journalSendv: @convention(c) (UnsafePointer<iovec>?, Int32) -> Int32
     let notify: @convention(c) (Int32, UnsafePointer<CChar>?) -> Int32
@@ -33,7 +33,7 @@ public struct LibSystemd: Sendable {
     let journalWait: @convention(c) (Journal?, UInt64) -> Int32
 
     /// The library as this process loaded it on first use, or why it could not.
-    public static let shared: Result<LibSystemd, LibSystemdUnavailable> = Result { () throws(LibSystemdUnavailable) in try LibSystemd(soname: "libsystemd.so.0") }
+    static let shared: Result<LibSystemd, LibSystemdUnavailable> = Result { () throws(LibSystemdUnavailable) in try LibSystemd(soname: "libsystemd.so.0") }
 
     private init(soname: String) throws(LibSystemdUnavailable) {
         guard let library = dlopen(soname, RTLD_NOW | RTLD_LOCAL) else {

@@ -17,8 +17,7 @@ struct Bootmedic: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let code as ExitCode {
-            fflush(nil)
-            Glibc.exit(code.rawValue)
+            Glibc.exit(code.rawValue)   // (exit flushes standard output)
         } catch {
             exit(withError: error)
         }

@@ -451,7 +451,9 @@ struct PlayedScenario {
         #expect(!process.isRunning, "stopped within 10 s of the signal")
         guard !process.isRunning else { return }
         #expect(process.terminationReason == .exit && process.terminationStatus == 0, "exited 0, not killed by the signal")
-        Thread.sleep(forTimeInterval: 0.2)
+        // journald may take a moment on a loaded machine to show the last entry.
+        let exited = Date()
+        while try ids().last != "fbeb05170bcb47b491dbf68f41f16664", Date().timeIntervalSince(exited) < 10 { Thread.sleep(forTimeInterval: 0.05) }
         #expect(try ids().last == "fbeb05170bcb47b491dbf68f41f16664", "its last entry says it stops")
     }
 

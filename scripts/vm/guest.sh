@@ -472,7 +472,7 @@ systemctl is-active bootmedic.service > $out/ws-active.txt
 systemctl show -p LogNamespace --value bootmedic.service > $out/ws-namespace.txt
 # The namespace's journal (persistent, as the system's), then its uploader.
 nsdir=
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   for d in /var/log/journal/$(cat /etc/machine-id).bootmedic /run/log/journal/$(cat /etc/machine-id).bootmedic; do
     [ -d "$d" ] && nsdir=$d
   done
@@ -498,19 +498,12 @@ wait_count $id_failed 1 30 namespace_journal && echo failed > $out/ws-failed.txt
 unserve
 step "bench-2 restored, found healthy and lost a programmer"
 timeout 30 systemctl stop bootmedic.service
-# Until the collector has both benches' jobs (bounded): bench-1 six restored and one failed (part 6),
-# bench-2 one of each.
-collected() {
-  "$bin" status --directory /var/log/journal/remote --json > $out/ws-status.json 2> $out/ws-status.err
-  python3 - $out/ws-status.json <<'PY'
-import json, sys
-benches = {b.get("bench"): b for b in json.load(open(sys.argv[1]))["benches"]}
-counts = {name: (b["restored"], b["healthy"], b["failed"]) for name, b in benches.items()}
-sys.exit(0 if counts.get("bench-1") == (6, 0, 1) and counts.get("bench-2") == (1, 1, 1) else 1)
-PY
-}
+# Until the collector holds every finished job of both sources (bounded; the counts are the host's to check).
+jobs_in() { journalctl -q "$@" -o cat --output-fields=MESSAGE_ID 2>/dev/null | grep -cxE "$id_restored|$id_healthy|$id_failed"; }
+sent=$(( $(jobs_in) + $(jobs_in --namespace=bootmedic) ))
 deadline=$(( $(now_ms) + 60000 ))
-until collected || [ "$(now_ms)" -ge "$deadline" ]; do sleep 0.5; done
+until [ "$(jobs_in --directory=/var/log/journal/remote)" -ge "$sent" ] || [ "$(now_ms)" -ge "$deadline" ]; do sleep 0.5; done
+"$bin" status --directory /var/log/journal/remote --json > $out/ws-status.json 2> $out/ws-status.err
 "$bin" status --directory /var/log/journal/remote > $out/ws-status.txt 2>&1
 ls -l /var/log/journal/remote > $out/ws-remote-files.txt 2>&1
 "$bin" status > $out/ws-local-status.txt 2>&1
