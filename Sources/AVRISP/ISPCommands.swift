@@ -78,7 +78,7 @@ extension ISPProgrammer {
         out.reserveCapacity(count)
         var extended: UInt32? = nil
         for a in address..<address + UInt32(count) {
-            if part.flash.size > 0x20000, extended != a >> 17 {
+            if part.needsExtendedAddress, extended != a >> 17 {
                 extended = a >> 17
                 _ = try transfer(.loadExtendedAddress(UInt8(a >> 17)))
             }
@@ -91,7 +91,7 @@ extension ISPProgrammer {
     public func writeFlashByInstructions(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError) {
         var done = 0
         for page in pages {
-            if part.flash.size > 0x20000 { _ = try transfer(.loadExtendedAddress(UInt8(page.address >> 17))) }
+            if part.needsExtendedAddress { _ = try transfer(.loadExtendedAddress(UInt8(page.address >> 17))) }
             for (offset, byte) in page.bytes.enumerated() where byte != 0xFF {
                 _ = try transfer(.loadFlashPage(byteAddress: page.address + UInt32(offset), value: byte))
             }
@@ -110,8 +110,10 @@ extension ISPProgrammer {
     }
 
     /// EEPROM write through the page buffer (Load EEPROM Memory Page, Write EEPROM Memory Page), polling
-    /// RDY/BSY: one self-timed write per page instead of one per byte.
+    /// RDY/BSY: one self-timed write per page instead of one per byte. Parts without an EEPROM page
+    /// buffer (ATmega8, ATmega128) are written byte by byte.
     public func writeEEPROMByPages(_ bytes: [(address: Int, value: UInt8)], part: AVRPart) throws(ISPError) {
+        guard part.eepromHasPageBuffer else { return try writeEEPROMByInstructions(bytes, part: part) }
         let pageSize = part.eeprom.pageSize
         var pages: [Int: [(Int, UInt8)]] = [:]
         for (address, value) in bytes { pages[address / pageSize * pageSize, default: []].append((address, value)) }

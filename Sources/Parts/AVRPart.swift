@@ -23,20 +23,43 @@ public struct ProgrammingTimes: Hashable, Sendable {
     public let fuseWrite: Int
 }
 
-/// How a family encodes its clock selection in CKSEL3..0.
+/// How a family encodes its clock selection in its CKSEL bits (the datasheets' "Device Clocking Options
+/// Select" tables).
 public enum ClockFamily: Sendable, Hashable {
     /// ATmega16U4/32U4, AT90USB646/647/1286/1287.
     case usbMega
-    /// ATmega48/88/168/328 family.
+    /// ATmega8U2/16U2/32U2, AT90USB82/162: crystal, internal RC or an external clock only.
+    case usbMegaU2
+    /// ATmega48/88/168/328 families, ATmega164/324/644/1284, ATmega640/1280/1281/2560/2561.
     case mega328
-    /// ATmega16/32(A): no CKDIV8, CKOPT in the high byte.
+    /// ATmega8/16/32(A): no CKDIV8, CKOPT in the high byte, the RC oscillator at 1, 2, 4 or 8 MHz.
     case mega32
+    /// ATtiny13(A): two CKSEL bits, the RC oscillator at 9.6 or 4.8 MHz.
+    case tiny13
+    /// ATtiny25/45/85: the 16 MHz PLL clock and the ATtiny15 compatibility mode.
+    case tiny85
+    /// ATtiny24/44/84(A).
+    case tiny84
+    /// ATtiny2313(A)/4313: the RC oscillator at 4 or 8 MHz.
+    case tiny2313
+}
+
+/// The serial-programming instruction set a part speaks.
+public enum ISPInstructionSet: Hashable, Sendable {
+    /// The ATmega/ATtiny set: paged flash, low/high/extended fuse and lock instructions. What bootmedic
+    /// restores.
+    case paged
+    /// The AT90S-era set (AT90S, ATtiny12/15, ATmega103/161): flash written byte by byte with data polling,
+    /// a single fuse byte with its own instructions (`fuseMask` its implemented bits, nil if ISP cannot
+    /// write it). Listed, not restored.
+    case legacy(fuseMask: UInt8?)
 }
 
 /// A lock byte layout: LB1..2 guard external access, BLB0x/BLB1x the application and boot sections.
 public struct LockLayout: Hashable, Sendable {
     public let implementedMask: UInt8
-    public let factoryDefault: UInt8
+    /// Unlocked: every implemented bit unprogrammed.
+    public var factoryDefault: UInt8 { implementedMask }
 }
 
 /// An AVR microcontroller that bootmedic knows how to restore.
@@ -50,15 +73,38 @@ public struct AVRPart: Hashable, Sendable, CustomStringConvertible {
     public let signature: Signature
     public let flash: MemoryGeometry
     public let eeprom: MemoryGeometry
+    /// Whether EEPROM has a page buffer (Load/Write EEPROM Memory Page); without one, bytes are written
+    /// one at a time.
+    public let eepromHasPageBuffer: Bool
     /// The fuse bytes the part has, low first.
     public let fuseBytes: [FuseByteLayout]
     public let lock: LockLayout
     /// The boot section size in bytes when BOOTSZ1..0 = 11 (the smallest); each step down doubles it.
+    /// 0 for parts without a boot section (the ATtinys, the ATmega48), whose bootloaders sit at an address
+    /// of their own and are reached through the reset vector or erased flash.
     public let smallestBootSection: Int
-    public let clockFamily: ClockFamily
+    /// How many boot section sizes BOOTSZ selects (4), or 1 for a fixed one, 0 for none.
+    public let bootSectionCount: Int
+    /// How CKSEL encodes the clock; nil for a part without named fuse semantics.
+    public let clockFamily: ClockFamily?
     public let times: ProgrammingTimes
+    public let instructionSet: ISPInstructionSet
 
     public var description: String { name }
+
+    /// True when bootmedic knows what the part's fuse bits mean (from its datasheet), so it can decode
+    /// them, lint a rule's fuses and check where a bootloader goes. Without it a rule that writes fuses
+    /// needs `allow_unsafe_fuses = true`.
+    public var hasNamedFuses: Bool { clockFamily != nil }
+
+    /// Whether the part has a boot section that BOOTRST can point reset at.
+    public var hasBootSection: Bool { bootSectionCount > 0 }
+
+    /// Why bootmedic cannot restore this part over ISP, or nil when it can.
+    public var restoreRefusal: String? {
+        guard case .legacy = instructionSet else { return nil }
+        return "\(name) uses the AT90S-era serial programming instructions (flash written byte by byte, a single fuse byte): bootmedic lists it but restores only parts with paged flash"
+    }
 
     /// The layout of `byte`, or nil if the part has no such fuse byte.
     public func layout(of byte: FuseByte) -> FuseByteLayout? { fuseBytes.first { $0.byte == byte } }
@@ -69,24 +115,38 @@ public struct AVRPart: Hashable, Sendable, CustomStringConvertible {
         return nil
     }
 
-    /// The fuse values the part leaves the factory with.
+    /// The fuse values the part leaves the factory with; bytes are nil where the part has no named semantics.
     public var factoryFuses: FuseSet {
         FuseSet(low: layout(of: .low)?.factoryDefault, high: layout(of: .high)?.factoryDefault,
                 extended: layout(of: .extended)?.factoryDefault)
     }
 
-    /// True for parts whose flash needs the "load extended address" instruction (more than 128 KiB)
-    /// or, on programmers with 16-bit byte addressing, more than 64 KiB.
-    public var flashExceeds64KiB: Bool { flash.size > 0x10000 }
+    /// True for parts whose flash needs the Load Extended Address instruction (more than 128 KiB: the word
+    /// address no longer fits the instructions' 16 bits).
+    public var needsExtendedAddress: Bool { flash.size > 0x20000 }
 
-    /// Boot section for a BOOTSZ value (0...3, as read from the fuse: 3 is the smallest).
+    /// Boot section for a BOOTSZ value (0...3, as read from the fuse: 3 is the smallest). Only for parts
+    /// with four boot section sizes.
     public func bootSection(bootsz: UInt8) -> BootSection {
         let size = smallestBootSection << (3 - Int(bootsz & 3))
         return BootSection(bootsz: bootsz & 3, start: UInt32(flash.size - size), size: size)
     }
 
-    /// All four boot section choices, smallest first.
-    public var bootSections: [BootSection] { (0...3).reversed().map { bootSection(bootsz: UInt8($0)) } }
+    /// The boot section BOOTSZ selects in `fuses`, nil when the part has none, BOOTSZ is not named, or
+    /// the byte holding it is not given.
+    public func bootSection(in fuses: FuseSet) -> BootSection? {
+        guard bootSectionCount == 4, let bootsz = field("BOOTSZ"), let value = fuses[bootsz.byte] else { return nil }
+        return bootSection(bootsz: bootsz.value(in: value))
+    }
+
+    /// Every boot section choice, smallest first (none for parts without a boot section).
+    public var bootSections: [BootSection] {
+        switch bootSectionCount {
+        case 4: return (0...3).reversed().map { bootSection(bootsz: UInt8($0)) }
+        case 1: return [BootSection(bootsz: 3, start: UInt32(flash.size - smallestBootSection), size: smallestBootSection)]
+        default: return []
+        }
+    }
 }
 
 /// The boot loader section that the BOOTSZ fuses select.

@@ -49,6 +49,10 @@ public struct FuseDescription: Sendable {
         if let clock { out.append("clock: \(clock)") }
         if let bootSection { out.append("boot section: \(bootSection)") }
         if let resetVector { out.append("reset: \(resetVector)") }
+        guard part.hasNamedFuses else {
+            out.append("meaning: bootmedic has no named fuse semantics for \(part.name); its datasheet's \"Fuse Bits\" tables tell what the bits do")
+            return out
+        }
         if let level = fields.first(where: { $0.name == "BODLEVEL" }) { out.append("brown-out: BODLEVEL=\(level.bits)") }
         out.append("enabled: " + (enabled.isEmpty ? "nothing" : enabled.map(\.name).joined(separator: ", ")))
         for field in enabled { out.append("  \(field.name): \(field.meaning)") }
@@ -68,16 +72,15 @@ extension AVRPart {
                     programmed: field.isSingleBit ? field.isProgrammed(in: value) : nil, meaning: field.meaning))
             }
         }
-        let section = fuses.high.map { bootSection(bootsz: field("BOOTSZ")!.value(in: $0)) }
-        return FuseDescription(part: self, fuses: fuses, clock: fuses.low.map { clock(low: $0) }, bootSection: section,
+        return FuseDescription(part: self, fuses: fuses, clock: fuses.low.flatMap { clock(low: $0) }, bootSection: bootSection(in: fuses),
                                resetVector: resetVector(fuses), fields: fields)
     }
 
-    /// Where reset lands with `fuses`; nil when the high byte (and so BOOTRST) is not given.
+    /// Where reset lands with `fuses`; nil when the byte holding BOOTRST is not given, or the part has no
+    /// boot section (or no named semantics).
     public func resetVector(_ fuses: FuseSet) -> ResetVector? {
-        guard let high = fuses.high else { return nil }
-        let section = bootSection(bootsz: field("BOOTSZ")!.value(in: high))
-        if field("BOOTRST")!.isProgrammed(in: high) { return .bootSection(section.start) }
+        guard let bootrst = field("BOOTRST"), let value = fuses[bootrst.byte], let section = bootSection(in: fuses) else { return nil }
+        if bootrst.isProgrammed(in: value) { return .bootSection(section.start) }
         if let hwbe = field("HWBE"), let ext = fuses.extended, hwbe.isProgrammed(in: ext) {
             return .applicationOrHardwareBoot(section.start)
         }

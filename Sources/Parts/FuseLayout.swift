@@ -47,10 +47,12 @@ public struct FuseByteLayout: Hashable, Sendable {
     public let byte: FuseByte
     /// Bits that exist; the others read back as anything (the seed's extended-fuse warning).
     public let implementedMask: UInt8
-    public let factoryDefault: UInt8
+    /// The value the chip leaves the factory with; nil for a part without named semantics.
+    public let factoryDefault: UInt8?
+    /// The named fields; empty for a part without named semantics.
     public let fields: [FuseField]
 
-    public init(_ byte: FuseByte, implemented: UInt8, factoryDefault: UInt8, fields: [FuseField]) {
+    public init(_ byte: FuseByte, implemented: UInt8, factoryDefault: UInt8?, fields: [FuseField]) {
         self.byte = byte
         self.implementedMask = implemented
         self.factoryDefault = factoryDefault

@@ -30,6 +30,10 @@ public enum FindingCode: String, Sendable, Codable {
     case wrongProgrammer = "wrong-programmer"
     case unimplementedLockBits = "unimplemented-lock-bits"
     case notForThisFamily = "not-for-this-family"
+    case placementByAddress = "placement-by-address"
+    case selfProgrammingDisabled = "self-programming-disabled"
+    case noFuseSemantics = "no-fuse-semantics"
+    case partNotRestorable = "part-not-restorable"
 }
 
 /// One finding of the fuse lint or the placement check.
@@ -85,23 +89,31 @@ extension AVRPart {
                     "\(byte.rawValue) fuse 0x\(formatHex(value)): bits 0x\(formatHex(~layout.implementedMask)) do not exist on \(name) and read back as anything; they are ignored when comparing"))
             }
         }
-        func programmed(_ name: String) -> Bool {
-            guard let field = field(name), let value = fuses[field.byte] else { return false }
-            return field.isProgrammed(in: value)
+        guard hasNamedFuses else {
+            if !fuses.givenBytes.isEmpty {
+                findings.append(Finding(unsafe, .noFuseSemantics,
+                    "bootmedic has no named fuse semantics for \(name), so it cannot tell whether \(fuses) keeps ISP working (SPIEN, RSTDISBL, DWEN, the clock source)\(allowUnsafe ? " (written as given: allow_unsafe_fuses)" : "; check the values against the datasheet and set allow_unsafe_fuses = true in the rule to write them")"))
+            }
+            return findings
         }
-        if let spien = field("SPIEN"), let high = fuses[spien.byte], !spien.isProgrammed(in: high) {
+        /// The field's byte and value when `fuses` gives that byte and the field is programmed in it.
+        func programmed(_ name: String) -> (FuseByte, UInt8)? {
+            guard let field = field(name), let value = fuses[field.byte], field.isProgrammed(in: value) else { return nil }
+            return (field.byte, value)
+        }
+        if let spien = field("SPIEN"), let value = fuses[spien.byte], !spien.isProgrammed(in: value) {
             findings.append(Finding(unsafe, .disablesSerialProgramming,
-                "high fuse 0x\(formatHex(high)) leaves SPIEN unprogrammed: ISP programming would be disabled and only a high-voltage programmer could reach the chip again\(consent)"))
+                "\(spien.byte.rawValue) fuse 0x\(formatHex(value)) leaves SPIEN unprogrammed: ISP programming would be disabled and only a high-voltage programmer could reach the chip again\(consent)"))
         }
-        if programmed("RSTDISBL") {
+        if let (byte, value) = programmed("RSTDISBL") {
             findings.append(Finding(unsafe, .disablesReset,
-                "high fuse 0x\(formatHex(fuses.high!)) programs RSTDISBL: RESET becomes an I/O pin and ISP can no longer enter programming mode\(consent)"))
+                "\(byte.rawValue) fuse 0x\(formatHex(value)) programs RSTDISBL: RESET becomes an I/O pin and ISP can no longer enter programming mode\(consent)"))
         }
-        if programmed("DWEN") {
+        if let (byte, value) = programmed("DWEN") {
             findings.append(Finding(unsafe, .enablesDebugWIRE,
-                "high fuse 0x\(formatHex(fuses.high!)) programs DWEN: debugWIRE takes over RESET and ISP stops working until it is disabled over debugWIRE\(consent)"))
+                "\(byte.rawValue) fuse 0x\(formatHex(value)) programs DWEN: debugWIRE takes over RESET and ISP stops working until it is disabled over debugWIRE\(consent)"))
         }
-        if programmed("WDTON") {
+        if programmed("WDTON") != nil {
             findings.append(Finding(.warning, .watchdogAlwaysOn, "WDTON is programmed: the watchdog is always on, and a bootloader that does not feed it resets in a loop"))
         }
         if let low = fuses.low { findings += lintClock(low: low, board: board, current: current, severity: unsafe, consent: consent) }
@@ -111,7 +123,7 @@ extension AVRPart {
     /// Only a change of oscillator class can cost ISP access (the chip is left without the clock it was
     /// given); the divider, CKOUT and the start-up time never do, since the programmer adapts its SCK.
     private func lintClock(low: UInt8, board: BoardClock?, current: FuseSet?, severity: Severity, consent: String) -> [Finding] {
-        let planned = clock(low: low)
+        guard let planned = clock(low: low) else { return [] }
         if planned.source == .reserved {
             return [Finding(severity, .reservedClock, "low fuse 0x\(formatHex(low)) selects CKSEL=\(bits(planned.cksel, 4)), which \(name) reserves: the chip may not run at all\(consent)")]
         }
@@ -134,7 +146,7 @@ extension AVRPart {
             }
             return findings
         }
-        let now = clock(low: currentLow)
+        guard let now = clock(low: currentLow) else { return findings }
         let origin = "the chip's current low fuse 0x\(formatHex(currentLow))"
         if planned.source != now.source {
             if board == nil {
@@ -151,9 +163,10 @@ extension AVRPart {
             findings.append(Finding(.note, .changesClockDivider,
                 "low fuse 0x\(formatHex(low)) \(have ? "programs" : "clears") CKDIV8 (\(origin) \(had ? "divides" : "does not divide") the clock by 8): the chip runs \(have ? "8 times slower" : "8 times faster") from the next reset"))
         }
-        if planned.dividedBy8 != nil, (low ^ currentLow) & 0x40 != 0 {
+        if let clockOutput = field("CKOUT"), clockOutput.byte == .low, (low ^ currentLow) & clockOutput.mask != 0 {
+            let driven = clockOutput.isProgrammed(in: low)
             findings.append(Finding(.note, .changesClockOutput,
-                "low fuse 0x\(formatHex(low)) \(low & 0x40 == 0 ? "programs" : "clears") CKOUT: the system clock is \(low & 0x40 == 0 ? "" : "no longer ")driven on the CLKO pin"))
+                "low fuse 0x\(formatHex(low)) \(driven ? "programs" : "clears") CKOUT: the system clock is \(driven ? "" : "no longer ")driven on the CLKO pin"))
         }
         if planned.sut != now.sut, planned.source == now.source {
             findings.append(Finding(.note, .changesStartUpTime,

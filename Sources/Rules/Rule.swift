@@ -59,7 +59,8 @@ extension RuleMatch {
     public func matches(_ context: TargetContext) -> Bool {
         switch part {
         case let .avr(want)?:
-            guard let have = context.avrPart, have.id == want.id else { return false }
+            // Parts that share a signature (ATmega32 and 32A) cannot be told apart over ISP: either name matches.
+            guard let have = context.avrPart, have.signature == want.signature else { return false }
         case let .stm32(line)?:
             guard context.chipID.flatMap(PartCatalog.stm32Chip(id:))?.family == line.family else { return false }
         case nil:

@@ -77,6 +77,7 @@ extension Rule {
     /// - Parameter currentFuses: the chip's fuses as read, when a chip is at hand.
     public func check(_ firmware: PreparedFirmware, on part: AVRPart, programmer: ProgrammerKind?, currentFuses: FuseSet? = nil) -> [Finding] {
         var findings: [Finding] = []
+        if let refusal = part.restoreRefusal { findings.append(Finding(.error, .partNotRestorable, refusal)) }
         let programmers = programmer.map { [$0] } ?? (match.programmer.map { [$0] } ?? [])
         for kind in programmers {
             if !kind.programsAVR {

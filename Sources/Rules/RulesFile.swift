@@ -180,7 +180,7 @@ private struct Decoder {
             rejectUnknownKeys(in: m, allowed: ["part", "signature", "chip_id", "programmer", "serial", "port"], context: "in match")
             if let partName = string(m, "part") {
                 if let part = PartCatalog.part(named: partName) { match.part = part } else {
-                    report(.error, "unknown part '\(partName)'\(suggestion(for: partName, among: PartCatalog.allNames)); bootmedic knows \(PartCatalog.allNames.joined(separator: ", "))", at: m["part"]!.position)
+                    report(.error, "unknown part '\(partName)'\(suggestion(for: partName, among: PartCatalog.allNames)); `bootmedic parts` lists the \(PartCatalog.allNames.count) names bootmedic knows", at: m["part"]!.position)
                 }
             }
             if let text = string(m, "signature") {
@@ -344,7 +344,7 @@ private struct Decoder {
 
 /// " (did you mean 'x'?)" for the closest name within two edits (a swap of neighbours counts as one),
 /// or a name the word begins, else "".
-func suggestion(for word: String, among names: [String]) -> String {
+public func suggestion(for word: String, among names: [String]) -> String {
     let lower = word.lowercased()
     let best = names.map { ($0, editDistance(lower, $0.lowercased())) }.min { $0.1 < $1.1 }
     if let best, best.1 <= 2, best.1 > 0 { return " (did you mean '\(best.0)'?)" }

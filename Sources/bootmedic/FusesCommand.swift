@@ -1,5 +1,6 @@
 import ArgumentParser
 import Parts
+import Rules
 
 struct FusesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fuses", abstract: "Explain fuse values.", subcommands: [Decode.self])
@@ -36,7 +37,7 @@ struct FusesCommand: ParsableCommand {
 
         func run() throws {
             guard case let .avr(avr)? = PartCatalog.part(named: part) else {
-                throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
+                throw fail("unknown AVR part '\(part)'\(suggestion(for: part, among: PartCatalog.avrParts.map(\.id))); `bootmedic parts` lists the \(PartCatalog.avrParts.count) AVR parts bootmedic knows")
             }
             let fuses = FuseSet(low: low?.value, high: high?.value, extended: extended?.value)
             let description = avr.describe(fuses)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Parts
+import Rules
 
 /// The simulated chip `rehearse` and `simulate` start from.
 struct SimulatedChipOptions: ParsableArguments {
@@ -15,11 +16,12 @@ struct SimulatedChipOptions: ParsableArguments {
     @Option(help: "Start the chip with these fuses, LOW:HIGH[:EXTENDED] in hex (default: the part's factory fuses).")
     var initialFuses: String?
 
-    /// The AVR part named by --part, or exits saying which parts exist.
+    /// The AVR part named by --part, or exits saying which parts exist or why the part is not simulated.
     func avrPart() throws -> AVRPart {
         guard case let .avr(avr)? = PartCatalog.part(named: part) else {
-            throw fail("unknown AVR part '\(part)'; bootmedic knows \(PartCatalog.avrParts.map(\.id).joined(separator: ", "))")
+            throw fail("unknown AVR part '\(part)'\(suggestion(for: part, among: PartCatalog.avrParts.map(\.id))); `bootmedic parts` lists the \(PartCatalog.avrParts.count) AVR parts bootmedic knows")
         }
+        if let refusal = avr.restoreRefusal { throw fail("\(refusal); there is no simulated \(avr.name) either") }
         return avr
     }
 

@@ -58,11 +58,15 @@ struct AvrdudeConf {
         return block.values[key] ?? block.parent.flatMap { value(key, of: $0) }
     }
 
-    /// A memory's value with inheritance.
+    /// A memory's value with inheritance; an instruction set to NULL is none.
     func memory(_ name: String, _ key: String, of id: String) -> String? {
         guard let block = parts[id] else { return nil }
-        return block.memories[name]?[key] ?? block.parent.flatMap { memory(name, key, of: $0) }
+        let value = block.memories[name]?[key] ?? block.parent.flatMap { memory(name, key, of: $0) }
+        return value == "NULL" ? nil : value
     }
+
+    /// The ids of the parts whose programming modes include ISP.
+    var ispParts: Set<String> { Set(parts.keys.filter { value("prog_modes", of: $0)?.contains("PM_ISP") == true }) }
 
     func hasMemory(_ name: String, of id: String) -> Bool {
         guard let block = parts[id] else { return false }
@@ -74,12 +78,15 @@ struct AvrdudeConf {
         return text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
     }
 
-    /// The implemented-bit mask from a write instruction: the data byte's `i` bits.
+    /// The implemented-bit mask from a write instruction: the `i` bits of the byte that carries them
+    /// (the data byte, or the second byte in the AT90S-era fuse and lock instructions).
     static func writeMask(_ pattern: String?) -> UInt8? {
         guard let pattern else { return nil }
-        let bits = pattern.filter { "01xaio".contains($0) }.suffix(8)
-        guard bits.count == 8 else { return nil }
-        return bits.reduce(UInt8(0)) { $0 << 1 | ($1 == "i" ? 1 : 0) }
+        let bits = Array(pattern.filter { "01xaio".contains($0) })
+        guard bits.count == 32 else { return nil }
+        let bytes = stride(from: 0, to: 32, by: 8).map { bits[$0..<$0 + 8] }
+        let data = bytes.last { $0.contains("i") } ?? bytes[3]
+        return data.reduce(UInt8(0)) { $0 << 1 | ($1 == "i" ? 1 : 0) }
     }
 }
 
@@ -89,6 +96,13 @@ struct AvrdudeConf {
     @Test func debiansAvrdudeConfIsInstalled() {
         #expect(Self.conf != nil, "/etc/avrdude.conf missing: run scripts/install-deps.sh")
         #expect((Self.conf?.parts.count ?? 0) > 100)
+    }
+
+    @Test func theCatalogHoldsEveryISPPartOfAvrdude() throws {
+        let conf = try #require(Self.conf)
+        #expect(Set(PartCatalog.avrParts.map(\.avrdudeID)) == conf.ispParts)
+        #expect(PartCatalog.avrParts.count >= 163)
+        #expect(Set(PartCatalog.avrParts.map(\.id)).count == PartCatalog.avrParts.count, "ids are unique")
     }
 
     @Test(arguments: PartCatalog.avrParts)
@@ -102,9 +116,11 @@ struct AvrdudeConf {
         #expect(signature == part.signature.bytes)
 
         #expect(AvrdudeConf.integer(conf.memory("flash", "size", of: id)) == part.flash.size)
-        #expect(AvrdudeConf.integer(conf.memory("flash", "page_size", of: id)) == part.flash.pageSize)
+        // avrdude's defaults where a part gives no value: pages of one byte, no boot section.
+        #expect(AvrdudeConf.integer(conf.memory("flash", "page_size", of: id) ?? "1") == part.flash.pageSize)
         #expect(AvrdudeConf.integer(conf.memory("eeprom", "size", of: id)) == part.eeprom.size)
-        #expect(AvrdudeConf.integer(conf.memory("eeprom", "page_size", of: id)) == part.eeprom.pageSize)
+        #expect(AvrdudeConf.integer(conf.memory("eeprom", "page_size", of: id) ?? "1") == part.eeprom.pageSize)
+        #expect((conf.memory("eeprom", "loadpage_lo", of: id) != nil) == part.eepromHasPageBuffer)
 
         for byte in FuseByte.allCases {
             let layout = part.layout(of: byte)
@@ -114,12 +130,54 @@ struct AvrdudeConf {
                 #expect(AvrdudeConf.integer(conf.memory(byte.avrdudeName, "min_write_delay", of: id)) == part.times.fuseWrite)
             }
         }
+        let paged = conf.memory("flash", "paged", of: id) == "yes" && conf.hasMemory("lfuse", of: id)
+        switch part.instructionSet {
+        case .paged:
+            #expect(paged, "avrdude programs \(id) with the AT90S-era instructions")
+        case let .legacy(fuseMask):
+            #expect(!paged)
+            #expect(conf.hasMemory("fuse", of: id))
+            #expect(AvrdudeConf.writeMask(conf.memory("fuse", "write", of: id)) == fuseMask)
+            #expect(part.restoreRefusal != nil)
+        }
         #expect(AvrdudeConf.writeMask(conf.memory("lock", "write", of: id)) == part.lock.implementedMask)
 
-        #expect(AvrdudeConf.integer(conf.value("boot_section_size", of: id)) == part.smallestBootSection)
-        #expect(AvrdudeConf.integer(conf.value("n_boot_sections", of: id)) == part.bootSections.count)
+        #expect(AvrdudeConf.integer(conf.value("boot_section_size", of: id) ?? "0") == part.smallestBootSection)
+        #expect(AvrdudeConf.integer(conf.value("n_boot_sections", of: id) ?? "0") == part.bootSections.count)
         #expect(AvrdudeConf.integer(conf.value("chip_erase_delay", of: id)) == part.times.chipErase)
         #expect(AvrdudeConf.integer(conf.memory("flash", "min_write_delay", of: id)) == part.times.flashPageWrite)
         #expect(AvrdudeConf.integer(conf.memory("eeprom", "min_write_delay", of: id)) == part.times.eepromWrite)
+    }
+
+    /// The datasheet semantics sit on the bits avrdude says exist: each field inside its byte's implemented
+    /// bits, no two fields sharing a bit, a factory value for every byte, and the fields the safety lint and
+    /// the placement check rely on.
+    @Test(arguments: PartCatalog.avrParts.filter(\.hasNamedFuses))
+    func namedSemanticsFitTheImplementedBits(_ part: AVRPart) throws {
+        for layout in part.fuseBytes {
+            #expect(layout.factoryDefault != nil, "\(layout.byte) factory value")
+            #expect(!layout.fields.isEmpty, "\(layout.byte) fields")
+            var used: UInt8 = 0
+            for field in layout.fields {
+                #expect(field.mask & ~layout.implementedMask == 0, "\(field.name) outside the implemented bits")
+                #expect(field.mask & used == 0, "\(field.name) overlaps another field")
+                used |= field.mask
+            }
+        }
+        for name in ["SPIEN", "CKSEL", "SUT"] { #expect(part.field(name) != nil, "\(name)") }
+        #expect((part.field("BOOTSZ") != nil) == part.hasBootSection, "BOOTSZ where there is a boot section")
+        #expect((part.field("BOOTRST") != nil) == part.hasBootSection)
+        #expect(part.clock(low: part.factoryFuses.low!)?.source != .reserved)
+    }
+
+    /// The parts the bench sees most all have named semantics.
+    @Test func theCommonPartsHaveNamedFuses() throws {
+        let common = ["m48", "m48p", "m48pa", "m48pb", "m88", "m88p", "m88pa", "m88pb", "m168", "m168p", "m168pa", "m168pb",
+                      "m328", "m328p", "m328pb", "m8a", "m16a", "m32a", "m644pa", "m1284p", "m1280", "m2560", "m8u2", "m16u2", "m32u2",
+                      "m16u4", "m32u4", "usb646", "usb1286", "t13a", "t25", "t45", "t85", "t24", "t44", "t84", "t2313a", "t4313"]
+        for id in common {
+            let part = try #require(PartCatalog.avrParts.first { $0.avrdudeID == id }, "\(id)")
+            #expect(part.hasNamedFuses, "\(id)")
+        }
     }
 }

@@ -126,7 +126,8 @@ public final class BusPirate: ISPProgrammer {
     // MARK: Memories
 
     public func readFlash(from address: UInt32, count: Int, part: AVRPart) throws(ISPError) -> [UInt8] {
-        guard hasAVRExtensions, part.flash.size <= 0x20000, address % 2 == 0 else {
+        if part.needsExtendedAddress { return try readFlashAboveWindow(from: address, count: count) }
+        guard hasAVRExtensions, address % 2 == 0 else {
             return try readFlashByInstructions(from: address, count: count, part: part)
         }
         // AVR extended command 0x02: bulk flash read from a word address.
@@ -151,6 +152,25 @@ public final class BusPirate: ISPProgrammer {
         return out
     }
 
+    /// Above 128 KiB: the firmware's bulk read sends 16-bit word addresses of its own, so the reads go as
+    /// raw instructions, four to a bulk transfer, with the extended address byte loaded for each 128 KiB window.
+    private func readFlashAboveWindow(from address: UInt32, count: Int) throws(ISPError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        var at = address
+        let end = address + UInt32(count)
+        while at < end {
+            _ = try transfer(.loadExtendedAddress(UInt8(at >> 17)))
+            let windowEnd = min(end, (at >> 17 + 1) << 17)
+            while at < windowEnd {
+                let n = min(4, Int(windowEnd - at))
+                out += try bulk((0..<UInt32(n)).map { ISPInstruction.readFlash(byteAddress: at + $0) }).map { $0[3] }
+                at += UInt32(n)
+            }
+        }
+        return out
+    }
+
     public func readEEPROM(from address: Int, count: Int, part: AVRPart) throws(ISPError) -> [UInt8] {
         var out: [UInt8] = []
         var at = address
@@ -163,7 +183,7 @@ public final class BusPirate: ISPProgrammer {
     }
 
     public func writeFlash(_ pages: [FlashPage], part: AVRPart, progress: (Int) -> Void) throws(ISPError) {
-        guard hasWriteThenRead, part.flash.size <= 0x20000 else {
+        guard hasWriteThenRead else {
             try writeFlashByInstructions(pages, part: part, progress: progress)
             return
         }
@@ -184,6 +204,8 @@ public final class BusPirate: ISPProgrammer {
             } catch {
                 throw .serialFailure(error, while: "loading the page at 0x\(String(page.address, radix: 16))")
             }
+            // The page buffer takes the word's low bits only; the write takes the page's full address.
+            if part.needsExtendedAddress { _ = try transfer(.loadExtendedAddress(UInt8(page.address >> 17))) }
             _ = try transfer(.writeFlashPage(byteAddress: page.address))
             try waitUntilReady(worstCaseMicroseconds: part.times.flashPageWrite, operation: "writing the flash page at 0x\(String(page.address, radix: 16))")
             done += page.bytes.count

@@ -135,7 +135,7 @@ public final class STK500v1: ISPProgrammer {
             while offset < run.bytes.count {
                 let n = min(Self.blockSize, run.bytes.count - offset)
                 let address = Int(run.address) + offset
-                try loadAddress(address / 2)
+                try loadAddress(address / 2, flashOf: part)
                 let block = Array(run.bytes[offset..<offset + n])
                 try expectEmpty(.programPage, [UInt8(n >> 8), UInt8(n & 0xFF), UInt8(ascii: "F")] + block,
                                 "writing flash at 0x\(String(address, radix: 16))")
@@ -211,7 +211,11 @@ public final class STK500v1: ISPProgrammer {
         devicePart = part
     }
 
-    private func loadAddress(_ word: Int) throws(ISPError) {
+    /// Loads a word address. Above 128 KiB the 16-bit address of the protocol needs the chip's extended
+    /// address byte too, sent through the universal command (the sketch passes it to the chip, whose
+    /// flash instructions then use it), as avrdude does.
+    private func loadAddress(_ word: Int, flashOf part: AVRPart? = nil) throws(ISPError) {
+        if let part, part.needsExtendedAddress { _ = try transfer(.loadExtendedAddress(UInt8(word >> 16 & 0xFF))) }
         try expectEmpty(.loadAddress, [UInt8(word & 0xFF), UInt8(word >> 8 & 0xFF)], "loading the address 0x\(String(word * 2, radix: 16))")
     }
 
@@ -219,8 +223,9 @@ public final class STK500v1: ISPProgrammer {
         var out: [UInt8] = []
         var address = start
         while address < end {
-            let n = min(Self.blockSize, end - address)
-            try loadAddress(address / 2)
+            // A block stays inside one 128 KiB window: the sketch's word counter has 16 bits.
+            let n = min(Self.blockSize, end - address, 0x20000 - address % 0x20000)
+            try loadAddress(address / 2, flashOf: memory == "F" ? part : nil)
             out += try exchange([Command.readPage.rawValue, UInt8(n >> 8), UInt8(n & 0xFF), memory.asciiValue!, Self.eop],
                                 reply: n, "reading \(memory == "F" ? "flash" : "EEPROM") at 0x\(String(address, radix: 16))")
             address += n

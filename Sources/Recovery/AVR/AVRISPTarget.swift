@@ -110,8 +110,8 @@ public final class AVRISPTarget: RestoreTarget {
               let divider = part.field("CKDIV8"), divider.byte == .low,
               divider.isProgrammed(in: current), !divider.isProgrammed(in: wanted),
               currentLock & 0x03 == 0x03 else { return nil }   // lock bits set also lock the fuses until the erase
-        let now = part.clock(low: current), final = part.clock(low: wanted)
-        guard now.source == final.source, now.source != .reserved else { return nil }
+        guard let now = part.clock(low: current), let final = part.clock(low: wanted),
+              now.source == final.source, now.source != .reserved else { return nil }
         let raised = current | divider.mask
         return ClockRaise(byte: .low, from: current, to: raised,
                           detail: "CKDIV8 cleared early, as the rule's low fuse \(String(cFormat: "0x%02X", wanted)) clears it: the \(now.detail) runs undivided",

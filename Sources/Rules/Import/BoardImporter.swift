@@ -124,8 +124,7 @@ public struct BoardImport: Sendable {
             lines.append("fuses = { " + fuses.map { "\($0.0) = 0x\(hex($0.1))" }.joined(separator: ", ") + " }")
         }
         if let lock { lines.append("lock = 0x\(hex(lock))") }
-        if let low = fuses.first(where: { $0.0 == "low" })?.1 {
-            let clock = part.clock(low: low)
+        if let low = fuses.first(where: { $0.0 == "low" })?.1, let clock = part.clock(low: low) {
             lines.append("clock = \(tomlString(clock.source.rawValue))")
             if let divided = clock.dividedBy8 { lines.append("clock_div8 = \(divided)") }
         }

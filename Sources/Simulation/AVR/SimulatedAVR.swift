@@ -80,7 +80,8 @@ public final class SimulatedAVR {
         eepromImage += [UInt8](repeating: 0xFF, count: max(0, part.eeprom.size - eepromImage.count))
         self.eeprom = Array(eepromImage.prefix(part.eeprom.size))
         let initial = fuses ?? part.factoryFuses
-        for layout in part.fuseBytes { storedFuses[layout.byte] = (initial[layout.byte] ?? layout.factoryDefault) & layout.implementedMask }
+        // A part without named semantics has no known factory value: it starts with every bit unprogrammed.
+        for layout in part.fuseBytes { storedFuses[layout.byte] = (initial[layout.byte] ?? layout.factoryDefault ?? 0xFF) & layout.implementedMask }
         storedLock = (lock ?? part.lock.factoryDefault) & part.lock.implementedMask
         pageBuffer = [UInt8](repeating: 0xFF, count: part.flash.pageSize)
         cpuHertz = clockHertz()
@@ -194,7 +195,7 @@ public final class SimulatedAVR {
         case 0x58 where b[1] == 0x08: return fuses.high ?? 0xFF
         case 0x50 where b[1] == 0x08: return fuses.extended ?? 0xFF
         case 0x58 where b[1] == 0x00: return lock
-        case 0x4D:
+        case 0x4D where part.needsExtendedAddress:
             extendedAddress = UInt32(b[2])
             return 0
         case 0x20, 0x28:
@@ -227,11 +228,11 @@ public final class SimulatedAVR {
             if lockMode == 0x03 { eeprom[eepromAddress(b)] = b[3] }
             busyUntil = clock.now + UInt64(part.times.eepromWrite) * 1000
             return 0
-        case 0xC1:
+        case 0xC1 where part.eepromHasPageBuffer:
             if ignoredWhileBusy() { return 0 }
             eepromBuffer[Int(b[2]) & (part.eeprom.pageSize - 1)] = b[3]
             return 0
-        case 0xC2:
+        case 0xC2 where part.eepromHasPageBuffer:
             if ignoredWhileBusy() { return 0 }
             let base = eepromAddress(b) / part.eeprom.pageSize * part.eeprom.pageSize
             if lockMode == 0x03 { for (offset, value) in eepromBuffer { eeprom[base + offset] = value } }
@@ -254,7 +255,7 @@ public final class SimulatedAVR {
     private func chipErase() {
         firstWrite.markOnce()
         flash = [UInt8](repeating: 0xFF, count: part.flash.size)
-        if let eesave = part.field("EESAVE"), let high = storedFuses[.high], eesave.isProgrammed(in: high) {
+        if let eesave = part.field("EESAVE"), let value = storedFuses[eesave.byte], eesave.isProgrammed(in: value) {
             // EESAVE keeps the EEPROM through a chip erase.
         } else {
             eeprom = [UInt8](repeating: 0xFF, count: part.eeprom.size)
@@ -283,15 +284,13 @@ public final class SimulatedAVR {
 
     /// The CPU clock the current fuses select on this board.
     private func clockHertz() -> Double {
-        guard let low = storedFuses[.low] else { return crystalHertz }
-        let setting = part.clock(low: low)
+        // Without named semantics the board is taken to run on its crystal.
+        guard let low = storedFuses[.low], let setting = part.clock(low: low) else { return crystalHertz }
         var hertz: Double
         switch setting.source {
         case .crystal: hertz = crystalHertz
         case .lowFrequencyCrystal: hertz = 32_768
-        case .internalRC:
-            hertz = part.clockFamily == .mega32 ? [1e6, 2e6, 4e6, 8e6][Int(max(1, min(4, setting.cksel))) - 1] : 8e6
-        case .internal128kHz: hertz = 128_000
+        case .internalRC, .internal128kHz, .pll: hertz = setting.internalHertz ?? 8e6
         case .externalClock: hertz = externalClockHertz ?? 0
         case .externalRC, .reserved: hertz = 0
         }
