@@ -66,10 +66,15 @@ public enum PartCatalog {
     }
 
     /// Every AVR part answering `signature` (several parts share one: AT90USB646 and 647, ATmega32 and
-    /// 32A), the one to name a chip by first: parts with named fuse semantics before those without.
+    /// 32A), the one to name a chip by first: parts with named fuse semantics before those without, and
+    /// among them the revision sold today (ATmega32A before ATmega32: the longer name).
     public static func avrParts(withSignature signature: Signature) -> [AVRPart] {
-        let siblings = avrParts.filter { $0.signature == signature }
-        return siblings.filter(\.hasNamedFuses) + siblings.filter { !$0.hasNamedFuses }
+        let siblings = avrParts.enumerated().filter { $0.element.signature == signature }
+        return siblings.sorted { a, b in
+            if a.element.hasNamedFuses != b.element.hasNamedFuses { return a.element.hasNamedFuses }
+            if a.element.name.count != b.element.name.count { return a.element.name.count > b.element.name.count }
+            return a.offset < b.offset
+        }.map(\.element)
     }
 
     /// The STM32 chip line for a DBGMCU_IDCODE DEV_ID.

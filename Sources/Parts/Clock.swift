@@ -102,8 +102,8 @@ extension AVRPart {
         case .tiny13:
             switch cksel {
             case 0x0: return (.externalClock, "external clock on CLKI", nil)
-            case 0x1: return (.internalRC, "calibrated internal RC oscillator, 9.6 MHz", 9.6e6)
-            case 0x2: return (.internalRC, "calibrated internal RC oscillator, 4.8 MHz", 4.8e6)
+            case 0x1: return (.internalRC, "calibrated internal RC oscillator, 4.8 MHz", 4.8e6)
+            case 0x2: return (.internalRC, "calibrated internal RC oscillator, 9.6 MHz", 9.6e6)
             default: return (.internal128kHz, "internal 128 kHz oscillator", 128_000)
             }
         case .tiny85, .tiny84:
@@ -121,8 +121,9 @@ extension AVRPart {
             switch cksel {
             case 0x8...0xF: return (.crystal, "crystal oscillator, " + crystalRanges[Int(cksel >> 1) - 4], nil)
             case 0x6: return (.internal128kHz, "internal 128 kHz oscillator", 128_000)
-            case 0x4: return (.internalRC, "calibrated internal RC oscillator, 8 MHz", 8e6)
-            case 0x2: return (.internalRC, "calibrated internal RC oscillator, 4 MHz", 4e6)
+            // CKSEL0 only lengthens the start-up of the two RC settings.
+            case 0x4, 0x5: return (.internalRC, "calibrated internal RC oscillator, 8 MHz", 8e6)
+            case 0x2, 0x3: return (.internalRC, "calibrated internal RC oscillator, 4 MHz", 4e6)
             case 0x0: return external
             default: return reserved
             }

@@ -95,9 +95,17 @@ public final class SimulatedBench {
         self.clock = clock
         var initialFuses = fuses ?? part.factoryFuses
         if faults.contains(.slowClock) {
-            // What a wrong fuse write leaves: the 128 kHz oscillator on the ATmega328P, the 8 MHz RC divided
-            // by 8 on the USB parts, the 1 MHz RC on the ATmega32A.
-            initialFuses.low = part.clockFamily == .mega32 ? 0xE1 : (part.clockFamily == .mega328 ? 0xE3 : 0x62)
+            // What a wrong fuse write leaves: the 128 kHz oscillator where the part has one, the 8 MHz RC
+            // divided by 8 on the USB parts, the 1 MHz RC on the ATmega8/16/32.
+            switch part.clockFamily {
+            case .mega32?: initialFuses.low = 0xE1
+            case .mega328?: initialFuses.low = 0xE3
+            case .usbMega?, .usbMegaU2?: initialFuses.low = 0x62
+            case .tiny13?: initialFuses.low = 0x7B
+            case .tiny85?, .tiny84?: initialFuses.low = 0xE4
+            case .tiny2313?: initialFuses.low = 0xE6
+            case nil: break
+            }
         }
         chip = SimulatedAVR(part: part, clock: clock, flash: flash, eeprom: eeprom, fuses: initialFuses,
                             lock: faults.contains(.locked) ? 0x3C : lock)
@@ -105,7 +113,7 @@ public final class SimulatedBench {
         if faults.contains(.noTarget) { chip.isAttached = false }
         if faults.contains(.misoLow) { chip.isAttached = false; chip.floatingMISO = 0x00 }
         if faults.contains(.wrongPart) {
-            chip.answeredSignature = PartCatalog.avrParts.first { $0.signature != part.signature && $0.flash.size == part.flash.size }?.signature
+            chip.answeredSignature = PartCatalog.avrParts.first { $0.hasNamedFuses && $0.signature != part.signature && $0.flash.size == part.flash.size }?.signature
                 ?? Signature(0x1E, 0x95, 0x0F)
         }
         if faults.contains(.targetVanishes) { chip.vanishAfterPageWrites = max(1, imagePages / 2) }

@@ -1,5 +1,6 @@
 import FirmwareImage
 import Foundation
+import Parts
 import TestSupport
 import Testing
 
@@ -126,12 +127,21 @@ func intelhexView(of path: String) throws -> [String: Any] {
         for id in ["atmega16u4", "atmega32u4", "at90usb646", "at90usb647", "at90usb1286", "at90usb1287", "atmega32a", "atmega328p"] {
             #expect(result.stdout.contains(id))
         }
-        #expect(result.stdout.contains("0x410        STM32F10x medium-density: flash up to 128 KiB in 1024 B pages, SRAM 20 KiB"))
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == PartCatalog.avrParts.count + PartCatalog.stm32Chips.count)
+        #expect(lines.contains("atmega2560     m2560    0x1E9801  flash 256 KiB/256 B pages  EEPROM 4096 B  fuses low/high/extended  named fuses"))
+        #expect(lines.contains("attiny441      t441     0x1E9215  flash 4 KiB/16 B pages  EEPROM 256 B  fuses low/high/extended"))
+        #expect(lines.contains("at90s2313      2313     0x1E9101  flash 2 KiB/1 B pages  EEPROM 128 B  fuses fuse  (listed only: AT90S-era instructions)"))
+        #expect(result.stdout.contains("0x410          STM32F10x medium-density: flash up to 128 KiB in 1024 B pages, SRAM 20 KiB"))
     }
 
     @Test func partsShowsOnePartAsJSON() throws {
-        let report = try json(try bootmedic("parts", "m32u4", "--json").stdout)
-        let avr = try #require((report["avr"] as? [[String: Any]])?.first)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(try bootmedic("parts", "m32u4", "--json").stdout.utf8)) as? [[String: Any]])
+        #expect(report.count == 1)
+        let avr = try #require(report.first)
+        #expect(avr["family"] as? String == "avr")
+        #expect(avr["namedFuses"] as? Bool == true)
+        #expect(avr["restorable"] as? Bool == true)
         #expect(avr["signature"] as? String == "0x1E9587")
         #expect(avr["flashSize"] as? Int == 32768)
         #expect(avr["flashPageSize"] as? Int == 128)
@@ -141,10 +151,24 @@ func intelhexView(of path: String) throws -> [String: Any] {
         #expect(avr["waitMicroseconds"] as? [String: Int] == ["flashPage": 4500, "eeprom": 9000, "chipErase": 9000, "fuse": 9000])
     }
 
+    /// Every part as one flat array, the AVR parts first: what `jq length` counts.
+    @Test func partsAsJSONListEveryPart() throws {
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(try bootmedic("parts", "--json").stdout.utf8)) as? [[String: Any]])
+        let avr = report.filter { $0["family"] as? String == "avr" }
+        #expect(avr.count >= 163)
+        #expect(report.count == avr.count + PartCatalog.stm32Chips.count)
+        let t441 = try #require(avr.first { $0["id"] as? String == "attiny441" })
+        #expect(t441["namedFuses"] as? Bool == false)
+        #expect((t441["fuses"] as? [[String: Any]])?.first?["factoryDefault"] == nil, "no factory value without named semantics")
+        let s2313 = try #require(avr.first { $0["id"] as? String == "at90s2313" })
+        #expect(s2313["restorable"] as? Bool == false)
+        #expect((s2313["refusal"] as? String)?.contains("AT90S-era") == true)
+    }
+
     @Test func unknownPartIsAnError() throws {
-        let result = try bootmedic("parts", "atmega2560")
+        let result = try bootmedic("parts", "atmega2561x")
         #expect(result.status == 1)
-        #expect(result.stderr.hasPrefix("bootmedic: error: unknown part 'atmega2560'; bootmedic knows atmega16u4, "))
+        #expect(result.stderr == "bootmedic: error: unknown part 'atmega2561x' (did you mean 'atmega2561'?); `bootmedic parts` lists the \(PartCatalog.allNames.count) names bootmedic knows\n")
     }
 
     @Test func fusesDecodeForPeopleAndScripts() throws {
@@ -206,7 +230,7 @@ func intelhexView(of path: String) throws -> [String: Any] {
         let result = try bootmedic("rules", "check", path)
         #expect(result.status == 1)
         let lines = result.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.first?.hasPrefix("\(path):3:18: error: [a] unknown part 'atmega32u5' (did you mean 'atmega32u4'?)") == true)
+        #expect(lines.first?.hasPrefix("\(path):3:18: error: [a] unknown part 'atmega32u5' (did you mean 'atmega32u2'?)") == true)
         #expect(lines.dropFirst().first == "\(path):8:45: error: [b] unknown programmer 'usbtinyy' (did you mean 'usbtiny'?); the kinds are usbasp, usbtiny, stk500v1, avrisp, buspirate, stlink")
         #expect(lines.last == "\(path): 0 rules, 2 errors, 0 warnings")
         let report = try json(try bootmedic("rules", "check", path, "--json").stdout)

@@ -42,18 +42,43 @@ func implemented(_ fuses: [String: Int], part: String) -> [String: Int] {
         let output = dir.appendingPathComponent("arduino.toml").path
         let imported = try run(Fixtures.bootmedicBinary, ["rules", "import", debianBoards, "-o", output])
         #expect(imported.status == 0, "\(imported.stderr)")
-        #expect(imported.stderr.hasPrefix("7 rules from \(debianBoards) written to \(output); 31 left out:\n"))
+        #expect(imported.stderr.hasPrefix("16 rules from \(debianBoards) written to \(output); 22 left out:\n"))
         // Debian 12 rebuilds optiboot 533 bytes long: past the 512-byte boot section, refused with the reason.
         #expect(imported.stderr.contains("  uno (Arduino UNO): its bootloader file cannot be used: /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot/optiboot_atmega328.hex:35:10: address 0x7FFE was already given 0x90 by an earlier record; this one says 0x04; it is optiboot for the ATmega328P (Uno, Nano), from an Arduino IDE's avr core"))
         let check = try run(Fixtures.bootmedicBinary, ["rules", "check", output])
         #expect(check.status == 0, "\(check.stdout)")
-        #expect(check.stdout.hasSuffix("\(output): 7 rules, 0 errors, 6 warnings\n"))
+        #expect(check.stdout.hasSuffix("\(output): 16 rules, 0 errors, 12 warnings\n"))
 
         let rehearsed = try rehearseFactoryChip(rules: output, rule: "nano-atmega328old", part: "atmega328p")
         #expect(rehearsed.result.status == 0, "\(rehearsed.result.stderr)")
         let image = try FirmwareFile(path: "/usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex").image
         #expect(rehearsed.flash == image.bytes(in: 0..<0x8000))
         #expect(implemented(rehearsed.fuses, part: "atmega328p") == implemented(["low": 0xFF, "high": 0xDA, "extended": 0xFD, "lock": 0x0F], part: "atmega328p"))
+    }
+
+    /// The Mega 2560's stk500v2 bootloader sits at 0x3E000, above 128 KiB: every programmer that can send
+    /// Load Extended Address writes, verifies and backs it up there; USBtinyISP is refused before erasing.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: debianBoards), "needs Debian's arduino-core-avr"),
+          arguments: ["usbasp", "stk500v1", "avrisp", "buspirate", "usbtiny"])
+    func theMega2560BootloaderGoesAbove128KiB(_ programmer: String) throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let rules = dir.appendingPathComponent("arduino.toml").path
+        #expect(try run(Fixtures.bootmedicBinary, ["rules", "import", debianBoards, "-o", rules]).status == 0)
+        let rehearsed = try rehearseFactoryChip(rules: rules, rule: "mega-atmega2560", part: "atmega2560", programmer: programmer)
+        if programmer == "usbtiny" {
+            #expect(rehearsed.result.status != 0)
+            #expect(rehearsed.result.stderr.contains("refused before erasing anything: USBtinyISP addresses only the first 64 KiB of flash, and ATmega2560 has 256 KiB"))
+            #expect(rehearsed.fuses["low"] == 0x62, "the factory chip is untouched")
+            #expect(rehearsed.flash.allSatisfy { $0 == 0xFF })
+            return
+        }
+        #expect(rehearsed.result.status == 0, "\(rehearsed.result.stderr)")
+        let image = try FirmwareFile(path: "/usr/share/arduino/hardware/arduino/avr/bootloaders/stk500v2/stk500boot_v2_mega2560.hex").image
+        #expect(image.span?.lowerBound == 0x3E000)
+        #expect(rehearsed.flash == image.bytes(in: 0..<0x40000))
+        #expect(implemented(rehearsed.fuses, part: "atmega2560") == implemented(["low": 0xFF, "high": 0xD8, "extended": 0xFD, "lock": 0x0F], part: "atmega2560"))
+        #expect(rehearsed.result.stdout.contains("verify-flash"))
     }
 
     /// An Uno as an Arduino IDE core describes it, with a made-up 512-byte image where optiboot goes.

@@ -39,7 +39,7 @@ import Testing
 
         """)
         #expect(imported.skipped.map(\.description) == [
-            "pro:8MHz168 (Pro Mini, ATmega168 (3.3V, 8 MHz)): bootmedic does not know the part 'atmega168'",
+            "pro:8MHz168 (Pro Mini, ATmega168 (3.3V, 8 MHz)): its bootloader file \(boot)/atmega/ATmegaBOOT_168_pro_8MHz.hex is not there; it is ATmegaBOOT for the ATmega168 at 8 MHz, from Debian package arduino-core-avr (1.8.7+dfsg), /usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/",
             "leo (Leonardo): its bootloader file \(boot)/caterina/Caterina-Leonardo.hex is not there; it is Caterina for the Arduino Leonardo, combined with a sketch, from an Arduino IDE's avr core, bootloaders/caterina/ (arduino/ArduinoCore-avr on GitHub); Debian's arduino-core-avr leaves the Caterina images out",
             "mini (MiniCore-style board): its menu 'clock' changes the bootloader or fuses, and a rule cannot tell which entry a board was built with; write those rules by hand",
             "wrong (Bootloader in the wrong place): rules check would refuse it: the bootloader starts at 0x7800, below the boot section at 0x7E00 that BOOTSZ=11 selects: reset would land in its middle; BOOTSZ=01 (2048 bytes at 0x7800) would match",
@@ -50,7 +50,7 @@ import Testing
         let (set, problems) = RuleChecker.check(RulesFile.parse(text, path: "imported.toml"), path: "imported.toml")
         #expect(set?.rules.count == 2)
         #expect(problems.filter { $0.severity == .error }.isEmpty, "\(problems)")
-        #expect(text.contains("# Boards left out (5):\n#   pro:8MHz168 (Pro Mini, ATmega168 (3.3V, 8 MHz)): bootmedic does not know the part 'atmega168'\n"))
+        #expect(text.contains("# Boards left out (5):\n#   pro:8MHz168 (Pro Mini, ATmega168 (3.3V, 8 MHz)): its bootloader file \(boot)/atmega/ATmegaBOOT_168_pro_8MHz.hex is not there;"))
     }
 
     @Test func selectsBoardsByID() throws {
@@ -63,6 +63,14 @@ import Testing
         #expect(throws: BoardImportError.unknownBoard("unoo", path: folder.boardsTxt, suggestion: " (did you mean 'uno'?)")) {
             try BoardImport(file: file, boards: ["unoo"])
         }
+    }
+
+    @Test func aBoardWhosePartISPCannotReachIsLeftOut() throws {
+        let folder = try BoardsFolder("x.name=XMEGA board\nx.bootloader.file=optiboot/optiboot_atmega328p.hex\nx.build.mcu=atxmega128a1\n")
+        defer { folder.remove() }
+        let imported = try BoardImport(file: BoardsFile.load(path: folder.boardsTxt))
+        #expect(imported.rules.isEmpty)
+        #expect(imported.skipped.map(\.description) == ["x (XMEGA board): bootmedic does not know the part 'atxmega128a1'"])
     }
 
     @Test func tomlStringsAreEscaped() throws {

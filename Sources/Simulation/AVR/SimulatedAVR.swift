@@ -195,8 +195,9 @@ public final class SimulatedAVR {
         case 0x58 where b[1] == 0x08: return fuses.high ?? 0xFF
         case 0x50 where b[1] == 0x08: return fuses.extended ?? 0xFF
         case 0x58 where b[1] == 0x00: return lock
-        case 0x4D where part.needsExtendedAddress:
-            extendedAddress = UInt32(b[2])
+        case 0x4D:
+            // Parts within 128 KiB ignore Load Extended Address, as a USBasp may send it to any part.
+            if part.needsExtendedAddress { extendedAddress = UInt32(b[2]) }
             return 0
         case 0x20, 0x28:
             let address = flashAddress(b)
