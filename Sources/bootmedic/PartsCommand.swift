@@ -60,15 +60,15 @@ struct PartsCommand: ParsableCommand {
                 let notes = part.restoreRefusal != nil ? "  (listed only: AT90S-era instructions)" : (part.hasNamedFuses ? "  named fuses" : "")
                 print("\(part.id.padding(14)) \(part.avrdudeID.padding(8)) \(part.signature)  flash \(kibibytes(part.flash.size))/\(part.flash.pageSize) B pages  EEPROM \(part.eeprom.size) B  fuses \(fuseNames(part))\(notes)")
             }
-            for chip in stm32 {
-                print("\(hex(UInt64(chip.chipID), width: 3).padding(14)) \(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize.map { "\($0) B pages" } ?? chip.geometry.description), SRAM \(chip.sram / 1024) KiB")
-            }
+            for chip in stm32 { print(hex(UInt64(chip.chipID), width: 3).padding(14) + " " + summary(of: chip)) }
             return
         }
         for part in avr { describe(part) }
-        for chip in stm32 {
-            print("\(hex(UInt64(chip.chipID), width: 3)) \(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize.map { "\($0) B pages" } ?? chip.geometry.description), SRAM \(chip.sram / 1024) KiB")
-        }
+        for chip in stm32 { print(hex(UInt64(chip.chipID), width: 3) + " " + summary(of: chip)) }
+    }
+
+    private func summary(of chip: STM32Chip) -> String {
+        "\(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize.map { "\($0) B pages" } ?? chip.geometry.description), SRAM \(chip.sram / 1024) KiB"
     }
 
     private func kibibytes(_ bytes: Int) -> String { bytes >= 1024 ? "\(bytes / 1024) KiB" : "\(bytes) B" }
