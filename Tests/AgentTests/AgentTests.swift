@@ -13,10 +13,10 @@ import VirtualBench
 /// Keeps entries in memory.
 final class RecordingJournal: JournalWriter {
     private let stored = Mutex<[(entry: JournalEntry, at: Date)]>([])
-    var entries: [JournalEntry] { stored.withLock { $0.map(\.entry) } }
+    var entries: [JournalEntry] { stored.withCheckedLock { $0.map(\.entry) } }
     /// When each entry was written.
-    var timedEntries: [(entry: JournalEntry, at: Date)] { stored.withLock { $0 } }
-    func write(_ entry: JournalEntry) { stored.withLock { $0.append((entry, Date())) } }
+    var timedEntries: [(entry: JournalEntry, at: Date)] { stored.withCheckedLock { $0 } }
+    func write(_ entry: JournalEntry) { stored.withCheckedLock { $0.append((entry, Date())) } }
 }
 
 func guideRules() throws -> RuleSet {
