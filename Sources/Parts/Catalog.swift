@@ -61,7 +61,7 @@ public enum PartCatalog {
         if let avr = avrParts.first(where: { $0.id == key || $0.avrdudeID == key || $0.name.lowercased() == key }) {
             return .avr(avr)
         }
-        if let family = STM32Family.all.first(where: { $0.partNames.contains(key) }) { return .stm32(STM32Line(name: key, family: family.id)) }
+        if let line = STM32Line.named(key) { return .stm32(line) }
         return nil
     }
 
@@ -81,7 +81,7 @@ public enum PartCatalog {
     public static func stm32Chip(id: UInt16) -> STM32Chip? { stm32Chips.first { $0.chipID == id } }
 
     /// Every name `part(named:)` accepts, for suggestions in error messages.
-    public static var allNames: [String] { avrParts.map(\.id) + STM32Family.all.flatMap(\.partNames) }
+    public static var allNames: [String] { avrParts.map(\.id) + STM32Line.all.map(\.name) }
 }
 
 /// A part as a rule names it: an AVR with a signature, or an STM32 line whose chips the chip id read
@@ -102,6 +102,11 @@ public enum Part: Hashable, Sendable, CustomStringConvertible {
         case let .avr(part): return part.name
         case let .stm32(line): return line.name.uppercased()
         }
+    }
+
+    public var isSTM32: Bool {
+        if case .stm32 = self { return true }
+        return false
     }
 }
 

@@ -85,7 +85,7 @@ public struct RecoveryResult: Sendable {
     public var totalSeconds: Double { Double(totalNanoseconds) / 1e9 }
 
     /// The target's name for people.
-    public var targetName: String? { part?.name ?? stm32?.chip.name }
+    public var targetName: String? { part?.name ?? stm32?.partName }
 
     /// One line for a terminal or a log.
     public var summary: String {

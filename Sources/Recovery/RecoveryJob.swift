@@ -169,7 +169,7 @@ public final class RecoveryJob {
         let rule: Rule
         if let name = ruleName {
             guard let named = rules.rule(named: name) else { throw .noSuchRule(name) }
-            if let mismatch = identified.mismatch(with: named) { throw mismatch }
+            if let mismatch = identified.mismatch(with: named, programmer: target.identity) { throw mismatch }
             rule = named
         } else {
             guard let matched = rules.firstMatch(for: identified.context(programmer: target.identity)) else {

@@ -139,7 +139,7 @@ public enum IdentifiedTarget: Sendable {
     public var name: String {
         switch self {
         case let .avr(part, _): return part.name
-        case let .stm32(target): return target.chip.name
+        case let .stm32(target): return target.partName
         }
     }
 
@@ -157,23 +157,28 @@ public enum IdentifiedTarget: Sendable {
         case let .avr(part, signature):
             return TargetContext(avrPart: part, signature: signature, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
         case let .stm32(target):
-            return TargetContext(chipID: target.chipID, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
+            return TargetContext(chipID: target.chipID, stm32Variant: target.variant.id, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
         }
     }
 
     /// Why a rule named on the command line is not for this target, or nil when it is.
-    public func mismatch(with rule: Rule) -> RecoveryError? {
-        switch (self, rule.part) {
-        case let (.avr(part, signature), .avr(expected)?) where expected.signature != part.signature:
-            return .wrongPart(signature: signature, found: part.name, rule: rule.name, expected: expected.name)
-        case let (.avr(part, signature), .stm32?):
-            return .wrongPart(signature: signature, found: part.name, rule: rule.name, expected: "an STM32")
-        case let (.stm32(target), .avr(expected)?):
-            return .wrongPart(signature: Signature(0, 0, 0), found: target.chip.name, rule: rule.name, expected: expected.name)
-        case let (.stm32(target), nil):
-            return .wrongPart(signature: Signature(0, 0, 0), found: target.chip.name, rule: rule.name, expected: "another part")
-        default:
-            return nil
+    public func mismatch(with rule: Rule, programmer: ProgrammerIdentity) -> RecoveryError? {
+        let signature: Signature
+        if case let .avr(_, found) = self { signature = found } else { signature = Signature(0, 0, 0) }
+        let parts = rule.parts
+        if parts.contains(where: { $0.covers(context(programmer: programmer)) }) { return nil }
+        if parts.isEmpty, case .avr = self { return nil }
+        let expected: String
+        switch parts.first {
+        case nil: expected = "another part"
+        case .stm32? where !isSTM32: expected = "an STM32"
+        default: expected = parts.map(\.description).joined(separator: " or ")
         }
+        return .wrongPart(signature: signature, found: name, rule: rule.name, expected: expected)
+    }
+
+    private var isSTM32: Bool {
+        if case .stm32 = self { return true }
+        return false
     }
 }

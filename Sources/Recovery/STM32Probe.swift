@@ -19,7 +19,7 @@ public enum STM32Probe {
             report.programmer.targetVoltage = try? link.targetVoltage()
             let target = try STM32Target.identify(through: link, debugPortIDCode: idcode)
             report.target = target
-            report.readProtected = try STM32FlashControllers.controller(for: target.chip.family, link: link).isReadProtected()
+            report.readProtected = try STM32FlashControllers.controller(for: target, link: link).isReadProtected()
         } catch let error as STLinkError {
             report.programmer = link.identity
             report.problem = .stm32(.link(error))

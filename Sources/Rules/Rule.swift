@@ -4,7 +4,8 @@ import Parts
 
 /// What a rule matches on. Every key given must match; none given matches everything.
 public struct RuleMatch: Hashable, Sendable {
-    public var part: Part?
+    /// The parts the rule is for, any of which matches (`part = "gd32f103"` or a list); empty for any part.
+    public var parts: [Part]
     public var signature: Signature?
     public var chipID: UInt16?
     public var programmer: ProgrammerKind?
@@ -13,9 +14,9 @@ public struct RuleMatch: Hashable, Sendable {
     /// The bench port: udev's ID_PATH of the programmer.
     public var port: String?
 
-    public init(part: Part? = nil, signature: Signature? = nil, chipID: UInt16? = nil, programmer: ProgrammerKind? = nil,
+    public init(parts: [Part] = [], signature: Signature? = nil, chipID: UInt16? = nil, programmer: ProgrammerKind? = nil,
                 serial: String? = nil, port: String? = nil) {
-        self.part = part
+        self.parts = parts
         self.signature = signature
         self.chipID = chipID
         self.programmer = programmer
@@ -27,7 +28,7 @@ public struct RuleMatch: Hashable, Sendable {
     /// then `other` can only match targets this one matches too.
     func covers(_ other: RuleMatch) -> Bool {
         func covers<T: Equatable>(_ a: T?, _ b: T?) -> Bool { a == nil || a == b }
-        return covers(part, other.part) && covers(signature, other.signature) && covers(chipID, other.chipID)
+        return (parts.isEmpty || Set(other.parts).isSubset(of: parts) && !other.parts.isEmpty) && covers(signature, other.signature) && covers(chipID, other.chipID)
             && covers(programmer, other.programmer) && covers(serial, other.serial) && covers(port, other.port)
     }
 }
@@ -39,33 +40,42 @@ public struct TargetContext: Hashable, Sendable {
     public var signature: Signature?
     /// The STM32 DEV_ID, if it is an STM32.
     public var chipID: UInt16?
+    /// Whose silicon the STM32 is (``STM32Variant/id``).
+    public var stm32Variant: String?
     public var programmer: ProgrammerKind
     public var serial: String?
     public var port: String?
 
-    public init(avrPart: AVRPart? = nil, signature: Signature? = nil, chipID: UInt16? = nil, programmer: ProgrammerKind,
-                serial: String? = nil, port: String? = nil) {
+    public init(avrPart: AVRPart? = nil, signature: Signature? = nil, chipID: UInt16? = nil, stm32Variant: String? = nil,
+                programmer: ProgrammerKind, serial: String? = nil, port: String? = nil) {
         self.avrPart = avrPart
         self.signature = signature
         self.chipID = chipID
+        self.stm32Variant = stm32Variant
         self.programmer = programmer
         self.serial = serial
         self.port = port
     }
 }
 
+extension Part {
+    /// Whether the target in `context` is this part. Parts that share a signature (ATmega32 and 32A)
+    /// cannot be told apart over ISP: either name matches. An STM32 line names chip ids and a maker.
+    public func covers(_ context: TargetContext) -> Bool {
+        switch self {
+        case let .avr(want):
+            return context.avrPart?.signature == want.signature
+        case let .stm32(line):
+            guard let chipID = context.chipID, let variant = context.stm32Variant else { return false }
+            return line.covers(chipID: chipID, variant: variant)
+        }
+    }
+}
+
 extension RuleMatch {
     /// True when the target in `context` satisfies every key of this match.
     public func matches(_ context: TargetContext) -> Bool {
-        switch part {
-        case let .avr(want)?:
-            // Parts that share a signature (ATmega32 and 32A) cannot be told apart over ISP: either name matches.
-            guard let have = context.avrPart, have.signature == want.signature else { return false }
-        case let .stm32(line)?:
-            guard context.chipID.flatMap(PartCatalog.stm32Chip(id:))?.family == line.family else { return false }
-        case nil:
-            break
-        }
+        if !parts.isEmpty, !parts.contains(where: { $0.covers(context) }) { return false }
         if let signature, signature != context.signature { return false }
         if let chipID, chipID != context.chipID { return false }
         if let programmer, programmer != context.programmer { return false }
@@ -118,13 +128,14 @@ public struct Rule: Sendable {
     public let policies: RulePolicies
     public let summary: String?
 
-    /// The part this rule is for, from `match.part` or the signature.
-    public var part: Part? {
-        if let part = match.part { return part }
-        if let signature = match.signature, let avr = PartCatalog.avrParts(withSignature: signature).first { return .avr(avr) }
-        if let id = match.chipID, let chip = PartCatalog.stm32Chip(id: id) { return .stm32(STM32Line(name: chip.family.rawValue, family: chip.family)) }
-        return nil
+    /// The parts this rule is for, from `match.part` or else the signature or chip id; empty when it names none.
+    public var parts: [Part] {
+        if !match.parts.isEmpty { return match.parts }
+        if let signature = match.signature, let avr = PartCatalog.avrParts(withSignature: signature).first { return [.avr(avr)] }
+        if let id = match.chipID, let chip = PartCatalog.stm32Chip(id: id), let line = STM32Line.named(chip.family.rawValue) { return [.stm32(line)] }
+        return []
     }
+
 }
 
 /// A parsed rules file.

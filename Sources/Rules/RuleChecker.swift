@@ -44,8 +44,7 @@ extension Rule {
     /// Loads the bootloader (and application), verifies pinned digests, and merges them.
     /// Raw binaries are placed at the STM32 flash base.
     public func loadFirmware() throws(RuleFirmwareError) -> PreparedFirmware {
-        let isSTM32: Bool
-        if case .stm32? = part { isSTM32 = true } else { isSTM32 = false }
+        let isSTM32 = parts.first?.isSTM32 ?? false
         func load(_ reference: FirmwareReference) throws(RuleFirmwareError) -> FirmwareFile {
             let file: FirmwareFile
             do { file = try FirmwareFile(path: reference.path, binaryBase: isSTM32 ? STM32Chip.flashBase : 0) } catch {
@@ -124,7 +123,7 @@ extension Rule {
                     String(cFormat: "the image spans 0x%08llX–0x%08llX, outside the flash at 0x%08llX–0x%08llX", span.lowerBound, span.upperBound - 1, base, base + limit - 1)))
             } else if span.lowerBound != base {
                 findings.append(Finding(.error, .noCodeAtBootSection,
-                    String(cFormat: "the image starts at 0x%08llX, but an STM32F1 boots from the vector table at 0x%08llX", span.lowerBound, base)))
+                    String(cFormat: "the image starts at 0x%08llX, but an STM32 boots from the vector table at 0x%08llX", span.lowerBound, base)))
             }
         }
         return findings
@@ -147,7 +146,7 @@ public enum RuleChecker {
             func report(_ severity: Severity, _ message: String, at position: SourcePosition?) {
                 problems.append(RuleProblem(file: path, position: position, severity: severity, rule: rule.name, message: message))
             }
-            guard let part = rule.part else {
+            guard !rule.parts.isEmpty else {
                 report(.error, "the rule names no part (match.part, match.signature or match.chip_id), so its image cannot be checked", at: rule.position)
                 continue
             }
@@ -167,10 +166,16 @@ public enum RuleChecker {
                 report(.error, error.description, at: position)
                 continue
             }
-            let findings: [Finding]
-            switch part {
-            case let .avr(avr): findings = rule.check(firmware, on: avr, programmer: nil)
-            case .stm32: findings = rule.checkSTM32(firmware, programmer: nil)
+            var findings: [Finding] = []
+            for part in rule.parts {
+                switch part {
+                case let .avr(avr):
+                    // Each listed part is checked; with several, each finding says whose it is.
+                    let own = rule.check(firmware, on: avr, programmer: nil)
+                    findings += rule.parts.count == 1 ? own : own.map { Finding($0.severity, $0.code, "\(avr.name): \($0.message)") }
+                case .stm32:
+                    if findings.isEmpty { findings = rule.checkSTM32(firmware, programmer: nil) }
+                }
             }
             for finding in findings {
                 let fuseCodes: Set<FindingCode> = [.disablesReset, .disablesSerialProgramming, .enablesDebugWIRE, .reservedClock,

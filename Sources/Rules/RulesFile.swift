@@ -178,17 +178,13 @@ private struct Decoder {
         var match = RuleMatch()
         if let node = table["match"], let m = self.table(node, "match") {
             rejectUnknownKeys(in: m, allowed: ["part", "signature", "chip_id", "programmer", "serial", "port"], context: "in match")
-            if let partName = string(m, "part") {
-                if let part = PartCatalog.part(named: partName) { match.part = part } else {
-                    report(.error, "unknown part '\(partName)'\(suggestion(for: partName, among: PartCatalog.allNames)); `bootmedic parts` lists the \(PartCatalog.allNames.count) names bootmedic knows", at: m["part"]!.position)
-                }
-            }
+            match.parts = parts(m)
             if let text = string(m, "signature") {
                 if let signature = Signature(text) {
                     match.signature = signature
-                    if case let .avr(part)? = match.part, part.signature != signature {
+                    if let part = match.parts.lazy.compactMap({ part -> AVRPart? in if case let .avr(avr) = part { avr } else { nil } }).first(where: { $0.signature != signature }) {
                         report(.error, "signature \(signature) is not \(part.name)'s (\(part.signature))", at: m["signature"]!.position)
-                    } else if match.part == nil, PartCatalog.avrParts(withSignature: signature).isEmpty {
+                    } else if match.parts.isEmpty, PartCatalog.avrParts(withSignature: signature).isEmpty {
                         report(.error, "signature \(signature) belongs to no part bootmedic knows", at: m["signature"]!.position)
                     }
                 } else {
@@ -198,7 +194,7 @@ private struct Decoder {
             if let id = integer(m, "chip_id", range: 0...0xFFF) {
                 match.chipID = UInt16(id)
                 if PartCatalog.stm32Chip(id: UInt16(id)) == nil {
-                    report(.error, "chip id \(String(cFormat: "0x%03X", id)) is no STM32F1 line bootmedic knows", at: m["chip_id"]!.position)
+                    report(.error, "chip id \(String(cFormat: "0x%03X", id)) is no STM32 line bootmedic knows", at: m["chip_id"]!.position)
                 }
             }
             if let kind = string(m, "programmer") {
@@ -294,6 +290,43 @@ private struct Decoder {
         for entry in table.entries where !allowed.contains(entry.key) {
             report(.error, "unknown key '\(entry.key)' \(context)\(suggestion(for: entry.key, among: allowed))", at: entry.keyPosition)
         }
+    }
+
+    /// `part = "gd32f103"` or `part = ["stm32f103", "gd32f103"]`: each name a part bootmedic knows, all
+    /// of one kind (a rule writes either an AVR's HEX or an STM32's binary).
+    mutating func parts(_ match: TOMLTable) -> [Part] {
+        guard let node = match["part"] else { return [] }
+        let names: [(String, SourcePosition)]
+        switch node.value {
+        case let .string(name): names = [(name, node.position)]
+        case let .array(items):
+            var found: [(String, SourcePosition)] = []
+            for item in items {
+                guard case let .string(name) = item.value else {
+                    report(.error, "each part in the list must be a string, not \(item.value.kindName)", at: item.position)
+                    return []
+                }
+                found.append((name, item.position))
+            }
+            if found.isEmpty { report(.error, "part is an empty list; name at least one part", at: node.position) }
+            names = found
+        default:
+            report(.error, "part must be a string or a list of strings, not \(node.value.kindName)", at: node.position)
+            return []
+        }
+        var parts: [Part] = []
+        for (name, position) in names {
+            guard let part = PartCatalog.part(named: name) else {
+                report(.error, "unknown part '\(name)'\(suggestion(for: name, among: PartCatalog.allNames)); `bootmedic parts` lists the \(PartCatalog.allNames.count) names bootmedic knows", at: position)
+                continue
+            }
+            if let first = parts.first, first.isSTM32 != part.isSTM32 {
+                report(.error, "part lists \(first) and \(part): one rule is for AVR parts or for STM32 chips, not both", at: position)
+                continue
+            }
+            if !parts.contains(part) { parts.append(part) }
+        }
+        return parts
     }
 
     mutating func table(_ node: TOMLNode, _ key: String) -> TOMLTable? {

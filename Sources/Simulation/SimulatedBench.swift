@@ -65,7 +65,7 @@ public enum SimulatedFault: String, CaseIterable, Sendable {
         case .swappedWires: return "SWDIO and SWCLK swapped"
         case .noPower: return "target without power"
         case .oldFirmware: return "ST-Link firmware V2J22"
-        case .clone: return "a clone STM32F103"
+        case .clone: return "a Bluepill clone (a CKS32F103: SW-DP IDCODE 0x2BA01477)"
         }
     }
 }

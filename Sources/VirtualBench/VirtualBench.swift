@@ -241,7 +241,7 @@ public final class VirtualBench {
     }
     /// The simulated chips last attached, for tests and dumps.
     public private(set) var chips: [String: SimulatedAVR] = [:]
-    public private(set) var stm32: [String: SimulatedSTM32F103] = [:]
+    public private(set) var stm32: [String: SimulatedSTM32] = [:]
 
     /// Seconds from each USB programmer's plug event to the agent's first command to it.
     private let latencyBox = Locked<[Double]>([])
@@ -276,7 +276,7 @@ public final class VirtualBench {
         return { id in
             connected.withCheckedLock { $0 }.contains { name, on in
                 guard on, let board = boards.withCheckedLock({ $0[name] }) else { return false }
-                return board.writes.value > 0 && rules.rules.contains { $0.expectUSB == id && $0.part?.id == board.part }
+                return board.writes.value > 0 && rules.rules.contains { $0.expectUSB == id && $0.parts.contains { $0.id == board.part } }
             }
         }
     }
@@ -367,7 +367,7 @@ public final class VirtualBench {
 
     /// How many flash pages the first rule for `part` writes, so that a mid-write fault strikes halfway.
     private func pagesToWrite(on part: AVRPart) -> Int {
-        guard let rule = rules.rules.first(where: { $0.match.part == .avr(part) }), let image = try? rule.loadFirmware().image else { return 32 }
+        guard let rule = rules.rules.first(where: { $0.match.parts.contains(.avr(part)) }), let image = try? rule.loadFirmware().image else { return 32 }
         return max(2, (image.byteCount + part.flash.pageSize - 1) / part.flash.pageSize)
     }
 
@@ -383,8 +383,9 @@ public final class VirtualBench {
                        faults: [SimulatedFault] = [], protected: Bool = false) throws(VirtualBenchError) -> USBDevice {
         let (flash, fuses, lock) = contents(of: healthyRule, on: kind)
         if kind == .stlink {
+            guard let model = SimulatedSTM32Model.named(part ?? "stm32f103") else { throw .file("no simulated STM32 is '\(part ?? "")'") }
             do {
-                let bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
+                let bench = try SimulatedSTM32Bench(model: model, flash: flash, protected: protected, faults: Set(part == nil ? [.noTarget] : faults), clock: clock)
                 stm32[name] = bench.target
                 return bench.device
             } catch { throw .file(error.description) }

@@ -251,16 +251,14 @@ struct RehearseCommand: ParsableCommand {
 }
 
 extension RehearseCommand {
-    /// The ST-Link path: a simulated ST-Link/V2 and Bluepill.
+    /// The ST-Link path: a simulated ST-Link/V2 and the STM32 `--part` names.
     func rehearseSTM32() throws {
-        guard case .stm32? = PartCatalog.part(named: chip.part) else {
-            throw fail("an ST-Link rehearsal needs an STM32 part (stm32f103), not '\(chip.part)'")
-        }
+        let model = try simulatedSTM32Model(chip.part)
         let set = try options.loadRules()
         let flash = try chip.initialFlash.map { try readBinary($0) }
         let bench: SimulatedSTM32Bench
         do {
-            bench = try SimulatedSTM32Bench(flash: flash, protected: protected, faults: Set(fault))
+            bench = try SimulatedSTM32Bench(model: model, flash: flash, protected: protected, faults: Set(fault))
         } catch { throw fail(error.description) }
         let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
         let device = try trace.recorder()?.recording(bench.device, time: bench.clock) ?? bench.device
@@ -271,11 +269,20 @@ extension RehearseCommand {
             do {
                 try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
                 try Data(bench.target.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
-                try STM32Family.f1.optionBytes.json(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
+                try model.family.optionBytes.json(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
             } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
         }
         try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.stlink.transfers))
     }
+}
+
+/// The simulated STM32 a `--part` names (an ST line, a clone, a family).
+func simulatedSTM32Model(_ part: String) throws -> SimulatedSTM32Model {
+    guard let model = SimulatedSTM32Model.named(part) else {
+        let names = SimulatedSTM32Model.all.map(\.part)
+        throw fail("an ST-Link simulation needs an STM32 part (\(names.joined(separator: ", "))), not '\(part)'")
+    }
+    return model
 }
 
 func readBinary(_ path: String) throws -> [UInt8] {
@@ -316,19 +323,28 @@ func printSTM32Probe(_ report: STM32ProbeReport, json: Bool) throws {
     if json {
         struct Out: Encodable {
             let programmer: String; let firmware: String?; let serial: String?; let targetVoltage: Double?
-            let chipID: String?; let part: String?; let flashSize: Int?; let readProtected: Bool?; let clone: String?; let problem: String?
+            let chipID: String?; let part: String?; let line: String?; let maker: String?; let flashSize: Int?; let readProtected: Bool?
+            /// The clone's name when the chip is not ST's.
+            let clone: String?
+            /// The values that told the maker: SW-DP IDCODE, CPUID, the ROM table's JEP106 designer.
+            let debugPortIDCode: String?; let cpuID: String?; let designer: String?
+            let problem: String?
         }
+        let target = report.target
         try printJSON(Out(programmer: report.programmer.name, firmware: report.programmer.firmware, serial: report.programmer.serialNumber,
-                          targetVoltage: report.programmer.targetVoltage, chipID: report.target.map { String(cFormat: "0x%03X", $0.chipID) },
-                          part: report.target?.chip.name, flashSize: report.target?.flashSize, readProtected: report.readProtected,
-                          clone: report.target?.cloneName, problem: report.problem?.description))
+                          targetVoltage: report.programmer.targetVoltage, chipID: target.map { String(cFormat: "0x%03X", $0.chipID) },
+                          part: target?.partName, line: target?.chip.name, maker: target?.variant.maker, flashSize: target?.flashSize,
+                          readProtected: report.readProtected, clone: target.flatMap { $0.variant.isGenuine ? nil : $0.variant.name },
+                          debugPortIDCode: target.map { String(cFormat: "0x%08X", $0.identity.debugPortIDCode) },
+                          cpuID: target.map { String(cFormat: "0x%08X", $0.identity.cpuID) },
+                          designer: target?.identity.designer.map { String(cFormat: "0x%03X", $0) }, problem: report.problem?.description))
     } else {
         let p = report.programmer
         print("programmer: \(p.name)" + (p.serialNumber.map { ", serial \($0)" } ?? "") + (p.firmware.map { ", firmware \($0)" } ?? ""))
         if let v = p.targetVoltage { print(String(cFormat: "target voltage: %.2f V", v)) }
         if let target = report.target {
             print("chip: \(target.summary)")
-            print(String(cFormat: "SW-DP IDCODE: 0x%08X", target.debugPortIDCode))
+            print("identity: \(target.identity.description) (\(target.variant.isGenuine ? "ST's own silicon" : "not ST's: \(target.variant.name)"))")
         }
         if let protected = report.readProtected { print("read protection: \(protected ? "active (flash cannot be read; unlocking erases it)" : "off")") }
     }

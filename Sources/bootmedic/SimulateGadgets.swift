@@ -61,12 +61,12 @@ extension SimulateCommand {
     }
 
     /// An ST-Link/V2 (0483:3748's endpoints: commands and data on 0x02, replies on 0x81, trace on 0x83)
-    /// behind FunctionFS, wired to a simulated STM32F103. Bulk transfers are served on their own thread;
-    /// ep0 carries nothing vendor-specific.
+    /// behind FunctionFS, wired to a simulated STM32 (`--part`: a Bluepill, one of its clones or a Black
+    /// Pill). Bulk transfers are served on their own thread; ep0 carries nothing vendor-specific.
     func serveSTLinkGadget(at directory: String) throws {
-        guard chipOptions.part.lowercased() == "stm32f103" else { throw fail("an ST-Link gadget serves an stm32f103, not \(chipOptions.part)") }
-        let target = SimulatedSTM32F103(clock: VirtualClock(), flash: try chipOptions.initialFlash.map { try readBinary($0) },
-                                        readProtected: readProtected)
+        let model = try simulatedSTM32Model(chipOptions.part)
+        let target = SimulatedSTM32(model: model, clock: VirtualClock(), flash: try chipOptions.initialFlash.map { try readBinary($0) },
+                                    readProtected: readProtected)
         let stlink = SimulatedSTLink(target: target)
         stlink.carriesUSBTiming = false
         let endpoint: FunctionFSEndpointZero
@@ -81,8 +81,8 @@ extension SimulateCommand {
         let summary = session.withSimulator { _ in
             String(cFormat: "{\"seconds\": %.6f, \"bulkTransfers\": %d, \"readProtected\": ", target.clock.seconds, stlink.transfers)
                 + (target.isReadProtected ? "true" : "false")
-                + String(cFormat: ", \"massErases\": %d, \"pagesErased\": %d, \"halfWordsProgrammed\": %d}\n",
-                         target.massErases, target.pagesErased, target.halfWordsProgrammed)
+                + String(cFormat: ", \"massErases\": %d, \"unitsErased\": %d, \"accessesProgrammed\": %d}\n",
+                         target.massErases, target.unitsErased, target.accessesProgrammed)
         }
         printError("simulated: " + summary.trimmingWhitespace)
         guard let state else { return }
@@ -138,7 +138,7 @@ final class STLinkGadgetSession: @unchecked Sendable {
                 guard stlink.pendingReplyCount > 0 else { return nil }
                 return try? stlink.bulkRead(endpoint: 0x81, length: stlink.pendingReplyCount, timeoutMilliseconds: 5000)
             }
-            if !announcedWriting, withSimulator({ $0.target.halfWordsProgrammed > 0 }) {
+            if !announcedWriting, withSimulator({ $0.target.accessesProgrammed > 0 }) {
                 announcedWriting = true
                 print("writing")
                 fflush(nil)

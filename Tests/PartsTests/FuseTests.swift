@@ -7,7 +7,7 @@ import Testing
     @Test func looksPartsUpByEveryName() {
         #expect(PartCatalog.part(named: "atmega32u4") == .avr(avr("m32u4")))
         #expect(PartCatalog.part(named: "ATmega32U4")?.id == "atmega32u4")
-        #expect(PartCatalog.part(named: "stm32f103") == .stm32(STM32Line(name: "stm32f103", family: .f1)))
+        #expect(PartCatalog.part(named: "stm32f103") == .stm32(STM32Line(name: "stm32f103", family: .f1, chipIDs: [0x412, 0x410, 0x414, 0x430], variant: "st-stm32f1")))
         #expect(PartCatalog.part(named: "atmega32u5") == nil)
         #expect(PartCatalog.avrParts(withSignature: Signature(0x1E, 0x96, 0x82)).map(\.id) == ["at90usb646", "at90usb647"])
         #expect(PartCatalog.stm32Chip(id: 0x410)?.pageSize == 1024)
@@ -249,7 +249,12 @@ import Testing
     @Test func everyChipBelongsToTheFamilyThatListsIt() {
         for family in STM32Family.all {
             #expect(family.chips.allSatisfy { $0.family == family.id }, "\(family.name)")
-            #expect(family.partNames.allSatisfy { PartCatalog.part(named: $0) == .stm32(STM32Line(name: $0, family: family.id)) })
+        }
+        #expect(STM32Line.all.allSatisfy { PartCatalog.part(named: $0.name) == .stm32($0) })
+        #expect(Set(STM32Line.all.map(\.name)).count == STM32Line.all.count)
+        for line in STM32Line.all {
+            #expect(line.chipIDs.allSatisfy { PartCatalog.stm32Chip(id: $0)?.family == line.family }, "\(line.name)")
+            #expect(line.variant.map { STM32Variant.variant(id: $0)?.family == line.family } ?? true, "\(line.name)")
         }
         #expect(PartCatalog.stm32Chip(id: 0x410)?.family == .f1)
         #expect(Set(PartCatalog.stm32Chips.map(\.chipID)).count == PartCatalog.stm32Chips.count, "chip ids are unique across families")
@@ -266,6 +271,34 @@ import Testing
         #expect(units.map(\.address) == [0x0800_0000, 0x0801_0000])
         #expect(units.map(\.size) == [16 * 1024, 64 * 1024])
         #expect(sectors.units(holding: [0x0802_0000..<0x0804_0001], base: 0x0800_0000, flashSize: 256 * 1024).map(\.index) == [5], "nothing past the flash")
+    }
+
+    /// What each maker's chip answers, and the name it gets; a genuine chip never matches a clone's name.
+    @Test(arguments: [
+        (STM32Identity(debugPortIDCode: 0x1BA0_1477, cpuID: 0x411F_C231, designer: 0x020, chipID: 0x410), STM32Family.ID.f1, "st-stm32f1"),
+        (STM32Identity(debugPortIDCode: 0x1BA0_1477, cpuID: 0x411F_C231, designer: 0x751, chipID: 0x410), .f1, "gd32f103"),
+        (STM32Identity(debugPortIDCode: 0x2BA0_1477, cpuID: 0x412F_C231, designer: 0x555, chipID: 0x410), .f1, "cs32f103"),
+        (STM32Identity(debugPortIDCode: 0x2BA0_1477, cpuID: 0x412F_C231, designer: 0x020, chipID: 0x410), .f1, "cks32f103"),
+        (STM32Identity(debugPortIDCode: 0x1BA0_1477, cpuID: 0x412F_C231, designer: 0x020, chipID: 0x410), .f1, "apm32f103"),
+        (STM32Identity(debugPortIDCode: 0x1BA0_1477, cpuID: 0x411F_C231, designer: nil, chipID: 0x410), .f1, "stm32f1-compatible"),
+        (STM32Identity(debugPortIDCode: 0x2BA0_1477, cpuID: 0x410F_C241, designer: 0x020, chipID: 0x431), .f4, "st-stm32f4"),
+        (STM32Identity(debugPortIDCode: 0x2BA0_1477, cpuID: 0x410F_C241, designer: 0x751, chipID: 0x431), .f4, "stm32f4-compatible"),
+    ])
+    func eachMakersChipIsRecognised(_ c: (STM32Identity, STM32Family.ID, String)) throws {
+        let variant = STM32Variant.recognise(c.0, family: c.1)
+        #expect(variant.id == c.2)
+        let lines = STM32Line.all.filter { $0.covers(chipID: c.0.chipID, variant: variant.id) }.map(\.name)
+        #expect(lines.contains(c.1.rawValue), "a family name takes clones too")
+        #expect(lines.contains("stm32f103") == (c.2 == "st-stm32f1"), "stm32f103 is ST's silicon only: \(lines)")
+        if STM32Variant.namedClones.contains(variant) { #expect(lines.contains(c.2)) }
+    }
+
+    @Test func aGD32HasOneKiBPagesWhereSTsHighDensityLineHasTwo() throws {
+        let highDensity = try #require(PartCatalog.stm32Chip(id: 0x414))
+        #expect(STM32Variant.stF1.geometry(of: highDensity) == .pages(size: 2048))
+        #expect(STM32Variant.gd32f103.geometry(of: highDensity) == .pages(size: 1024))
+        #expect(STM32Variant.gd32f103.flash.programWidths.first == 4)
+        #expect(STM32Variant.stF4.flash.eraseMilliseconds(unitSize: 128 * 1024) == 2000)
     }
 
     @Test func optionBytesAreWrittenAsTheFamilyLaysThemOut() {

@@ -31,7 +31,7 @@ func problems(_ text: String) -> [String] {
         #expect(result.problems.isEmpty)
         let rule = try #require(result.ruleSet?.rules.first)
         #expect(rule.name == "r")
-        #expect(rule.match.part?.id == "atmega32u4")
+        #expect(rule.match.parts.map(\.id) == ["atmega32u4"])
         #expect(rule.bootloader.path == "/fw/Caterina-promicro16.hex")
         #expect(rule.bootloader.sha256?.description == caterinaSHA)
         #expect(rule.fuses == FuseSet(low: 0xFF, high: 0xD8, extended: 0xFB))
@@ -70,7 +70,7 @@ func problems(_ text: String) -> [String] {
         ("unknown match key", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = \"atmega32u4\", pot = \"x\" }"),
          ["r.toml:3:32: error: [r] unknown key 'pot' in match (did you mean 'port'?)"]),
         ("unknown part", ruleText().replacingOccurrences(of: "\"atmega32u4\"", with: "\"atmega32u5\""),
-         ["r.toml:3:18: error: [r] unknown part 'atmega32u5' (did you mean 'atmega32u2'?); `bootmedic parts` lists the 170 names bootmedic knows"]),
+         ["r.toml:3:18: error: [r] unknown part 'atmega32u5' (did you mean 'atmega32u2'?); `bootmedic parts` lists the 177 names bootmedic knows"]),
         ("signature of another part", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = \"atmega32u4\", signature = \"0x1E950F\" }"),
          ["r.toml:3:44: error: [r] signature 0x1E950F is not ATmega32U4's (0x1E9587)"]),
         ("malformed signature", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ signature = \"1E95\" }"),
@@ -78,7 +78,15 @@ func problems(_ text: String) -> [String] {
         ("unknown signature", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ signature = \"0x1E9999\" }"),
          ["r.toml:3:23: error: [r] signature 0x1E9999 belongs to no part bootmedic knows"]),
         ("unknown chip id", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ chip_id = 0x999 }"),
-         ["r.toml:3:21: error: [r] chip id 0x999 is no STM32F1 line bootmedic knows"]),
+         ["r.toml:3:21: error: [r] chip id 0x999 is no STM32 line bootmedic knows"]),
+        ("AVR and STM32 parts in one rule", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = [\"atmega32u4\", \"gd32f103\"] }"),
+         ["r.toml:3:33: error: [r] part lists ATmega32U4 and GD32F103: one rule is for AVR parts or for STM32 chips, not both"]),
+        ("an unknown part in a list", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = [\"stm32f103\", \"gd32f130\"] }"),
+         ["r.toml:3:32: error: [r] unknown part 'gd32f130' (did you mean 'gd32f103'?); `bootmedic parts` lists the 177 names bootmedic knows"]),
+        ("an empty part list", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = [] }"),
+         ["r.toml:3:18: error: [r] part is an empty list; name at least one part"]),
+        ("a part list of numbers", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = [1] }"),
+         ["r.toml:3:19: error: [r] each part in the list must be a string, not an integer"]),
         ("chip id out of range", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ chip_id = 0x1000 }"),
          ["r.toml:3:21: error: [r] chip_id = 4096 is out of range (0…0xFFF)"]),
         ("unknown programmer", ruleText().replacingOccurrences(of: "{ part = \"atmega32u4\" }", with: "{ part = \"atmega32u4\", programmer = \"usbsap\" }"),
@@ -148,6 +156,16 @@ func problems(_ text: String) -> [String] {
         name = "bluepill"
         match = { part = "stm32f103" }
         bootloader = "d.bin"
+
+        [[rule]]
+        name = "bluepill-clones"
+        match = { part = ["gd32f103", "cks32f103"] }
+        bootloader = "d.bin"
+
+        [[rule]]
+        name = "black-pill"
+        match = { part = "stm32f4" }
+        bootloader = "e.bin"
         """
         let set = try #require(RulesFile.parse(text, path: "r.toml").ruleSet)
         let m32u4 = PartCatalog.avrParts.first { $0.id == "atmega32u4" }!
@@ -155,7 +173,13 @@ func problems(_ text: String) -> [String] {
         #expect(pick(TargetContext(avrPart: m32u4, signature: m32u4.signature, programmer: .usbasp, port: "pci-0000:00:14.0-usb-0:2:1.0")) == "bench-2")
         #expect(pick(TargetContext(avrPart: m32u4, signature: m32u4.signature, programmer: .usbtiny, serial: "T1")) == "tiny")
         #expect(pick(TargetContext(avrPart: m32u4, signature: m32u4.signature, programmer: .usbtiny, serial: "T2")) == "any-32u4")
-        #expect(pick(TargetContext(chipID: 0x410, programmer: .stlink)) == "bluepill")
+        #expect(pick(TargetContext(chipID: 0x410, stm32Variant: "st-stm32f1", programmer: .stlink)) == "bluepill")
+        #expect(pick(TargetContext(chipID: 0x418, stm32Variant: "st-stm32f1", programmer: .stlink)) == nil, "an F105 is not an F103")
+        #expect(pick(TargetContext(chipID: 0x410, stm32Variant: "gd32f103", programmer: .stlink)) == "bluepill-clones")
+        #expect(pick(TargetContext(chipID: 0x410, stm32Variant: "cks32f103", programmer: .stlink)) == "bluepill-clones")
+        #expect(pick(TargetContext(chipID: 0x410, stm32Variant: "apm32f103", programmer: .stlink)) == nil)
+        #expect(pick(TargetContext(chipID: 0x431, stm32Variant: "st-stm32f4", programmer: .stlink)) == "black-pill")
+        #expect(pick(TargetContext(chipID: 0x431, stm32Variant: "stm32f4-compatible", programmer: .stlink)) == "black-pill")
         #expect(pick(TargetContext(chipID: 0x999, programmer: .stlink)) == nil)
         let m328p = PartCatalog.avrParts.first { $0.id == "atmega328p" }!
         #expect(pick(TargetContext(avrPart: m328p, signature: m328p.signature, programmer: .usbasp)) == nil)

@@ -44,7 +44,7 @@ struct BluepillRestore {
         // Only the 8 pages the image covers were erased; the rest keeps the old contents.
         #expect(Array(run.bench.target.flash[8192...]) == Array(garbage(65536)[8192...]))
         #expect(run.bench.target.flash[boot.count..<8192].allSatisfy { $0 == 0xFF })
-        #expect(run.bench.target.pagesErased == 8)
+        #expect(run.bench.target.unitsErased == 8)
         #expect(run.bench.target.massErases == 0)
         #expect(run.sink.finishedSteps == [.connect, .identify, .selectRule, .check, .healthCheck, .backup, .erase, .writeFlash, .verifyFlash, .release])
         let backup = try #require(run.result.backupPath)
@@ -78,7 +78,7 @@ struct BluepillRestore {
     @Test(.needsFirmware) func aHealthyBluepillIsLeftAlone() throws {
         let run = try BluepillRestore(flash: try bootloader())
         #expect(run.result.outcome == .healthy)
-        #expect(run.bench.target.pagesErased == 0)
+        #expect(run.bench.target.unitsErased == 0)
         #expect(run.backupFolders.isEmpty)
     }
 
@@ -106,10 +106,16 @@ struct BluepillRestore {
         #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: backup + "/flash.bin"))) == garbage(65536))
     }
 
-    @Test(.needsFirmware) func aCloneIsNamed() throws {
-        let run = try BluepillRestore(faults: [.clone])
-        #expect(run.result.outcome == .restored)
-        #expect(run.sink.notices.contains("this chip is a clone (CKS32F103, APM32F103 or similar: a Cortex-M4-class SW-DP IDCODE 0x2BA01477 under an F1 chip id, where ST's answers 0x1BA01477); it usually programs like an STM32F103"))
+    /// A genuine chip answering a CKS32F103's SW-DP: `stm32f103` is ST's silicon only, so the Bluepill rule
+    /// leaves it alone, and a rule that lists the clone restores it.
+    @Test(.needsFirmware) func aCloneIsNamedAndMatchedOnlyByItsOwnName() throws {
+        let refused = try BluepillRestore(faults: [.clone])
+        #expect(refused.result.failure?.step == .selectRule)
+        #expect(refused.result.failure?.description.contains("CKS32F103") == true, "\(refused.result.summary)")
+        #expect(refused.bench.target.unitsErased == 0)
+        let run = try BluepillRestore(rules: bluepillRules.replacingOccurrences(of: "part = \"stm32f103\"", with: "part = [\"stm32f103\", \"cks32f103\"]"), faults: [.clone])
+        #expect(run.result.outcome == .restored, "\(run.result.summary)")
+        #expect(run.sink.notices.contains("this chip is not ST's: CKS32F103 (DPIDR 0x2BA01477, CPUID 0x411FC231, ROM table designer 0x020); programmed with its maker's differences"), "\(run.sink.notices)")
     }
 
     @Test func decodesTheFirmwareVersion() throws {

@@ -38,8 +38,11 @@ public final class STM32SWDTarget: RestoreTarget {
     public func identify(_ context: StepContext) throws(RecoveryError) -> (target: IdentifiedTarget, outcome: StepOutcome) {
         let found = try stm32 { () throws(STM32Error) in try STM32Target.identify(through: link, debugPortIDCode: debugPortIDCode) }
         target = found
-        controller = STM32FlashControllers.controller(for: found.chip.family, link: link)
-        if let clone = found.cloneName { context.notice(.warning, "this chip is \(clone); it usually programs like an STM32F103") }
+        controller = STM32FlashControllers.controller(for: found, link: link)
+        if !found.variant.isGenuine {
+            let how = found.variant.maker == "unknown" ? "programmed as ST documents the \(found.family.name)" : "programmed with its maker's differences"
+            context.notice(.warning, "this chip is not ST's: \(found.partName) (\(found.identity.description)); \(how)")
+        }
         return (.stm32(found), StepOutcome(bytes: 8, found.summary))
     }
 
@@ -87,12 +90,12 @@ public final class STM32SWDTarget: RestoreTarget {
 
     public func unlock(_ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let target = try identified()
-        try stm32 { () throws(STM32Error) in try flash().removeReadProtection() }
+        let done = try stm32 { () throws(STM32Error) in try flash().removeReadProtection() }
         debugPortIDCode = try stlink { () throws(STLinkError) in try link.connect() }
         if try isReadProtected() {
             throw .stm32(.controller("read protection is still active after the option bytes were reprogrammed"))
         }
-        return StepOutcome(bytes: target.flashSize, "option bytes erased, RDP = 0xA5: the chip mass-erased its flash (allowed by allow_unlock)")
+        return StepOutcome(bytes: target.flashSize, "\(done) (allowed by allow_unlock)")
     }
 
     public func erase(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
@@ -101,7 +104,7 @@ public final class STM32SWDTarget: RestoreTarget {
         try stm32 { () throws(STM32Error) in
             try flash().erase(units) { done in context.progress(done: done, total: units.count) }
         }
-        return StepOutcome(bytes: units.reduce(0) { $0 + $1.size }, "\(units.count) \(target.chip.geometry.unitName)")
+        return StepOutcome(bytes: units.reduce(0) { $0 + $1.size }, "\(units.count) \(target.geometry.unitName)")
     }
 
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
@@ -112,7 +115,7 @@ public final class STM32SWDTarget: RestoreTarget {
             }
             written += segment.bytes.count
         }
-        return StepOutcome(bytes: written, "\(written) bytes in half-words")
+        return StepOutcome(bytes: written, "\(written) bytes \(try stm32 { () throws(STM32Error) in try flash().programmingDescription })")
     }
 
     /// Reads back what was written; a mismatch is read again once, and a glitch that passes the second

@@ -1,18 +1,19 @@
 import Transport
 
-/// A simulated ST-Link/V2 with a simulated Bluepill (STM32F103C8) on its SWD cable.
+/// A simulated ST-Link/V2 with a simulated STM32 on its SWD cable: a Bluepill (STM32F103C8) unless a
+/// model says otherwise.
 public final class SimulatedSTM32Bench {
     public let clock: VirtualClock
-    public let target: SimulatedSTM32F103
+    public let target: SimulatedSTM32
     public let stlink: SimulatedSTLink
 
     /// - Parameters:
     ///   - protected: the chip starts read-protected (RDP not 0xA5).
     ///   - imageBlocks: how many 1 KiB programming blocks the restore writes, to place the mid-write unplug.
-    public init(flash: [UInt8]? = nil, protected: Bool = false, faults: Set<SimulatedFault> = [], imageBlocks: Int = 8,
-                clock: VirtualClock = VirtualClock()) throws(SimulationError) {
+    public init(model: SimulatedSTM32Model = .stm32f103, flash: [UInt8]? = nil, protected: Bool = false, faults: Set<SimulatedFault> = [],
+                imageBlocks: Int = 8, clock: VirtualClock = VirtualClock()) throws(SimulationError) {
         self.clock = clock
-        target = SimulatedSTM32F103(clock: clock, flash: flash, readProtected: protected)
+        target = SimulatedSTM32(model: model, clock: clock, flash: flash, readProtected: protected)
         stlink = SimulatedSTLink(target: target)
         for fault in faults {
             switch fault {

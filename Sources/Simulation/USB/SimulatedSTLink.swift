@@ -1,12 +1,12 @@
 import Transport
 
 /// An ST-Link/V2 answering its 16-byte command blocks on simulated full-speed bulk endpoints, wired by
-/// SWD to a ``SimulatedSTM32F103``. It reports its firmware version, mode and the target voltage, enters
+/// SWD to a ``SimulatedSTM32``. It reports its firmware version, mode and the target voltage, enters
 /// SWD, reads the IDCODE, performs 8/16/32-bit memory accesses through the access port (recording the
 /// last transfer's status), writes debug registers, and resets or runs the core.
 public final class SimulatedSTLink: USBDevice {
     public let description: USBDeviceDescription
-    public let target: SimulatedSTM32F103
+    public let target: SimulatedSTM32
     private let clock: VirtualClock
 
     /// Firmware version: 2 (ST-Link), JTAG API version, SWIM version. V2J37S7 by default.
@@ -15,7 +15,7 @@ public final class SimulatedSTLink: USBDevice {
     public var targetVolts = 3.27
     /// The SWD wires reach the target (false: no target, or SWDIO and SWCLK swapped).
     public var swdConnected = true
-    /// Fault: the ST-Link is unplugged after this many 16-bit memory writes (flash programming blocks).
+    /// Fault: the ST-Link is unplugged after this many memory writes into flash (programming blocks).
     public var unplugAfterWrites: Int?
     /// Whether the simulated bus time of each bulk transfer counts; false behind a real USB stack (a
     /// gadget), where the kernel carries the packets.
@@ -38,7 +38,7 @@ public final class SimulatedSTLink: USBDevice {
     private var lastStatus: UInt8 = 0x80
     private var lastFaultAddress: UInt32 = 0
 
-    public init(target: SimulatedSTM32F103, serialNumber: String = "2C1219002B135937334D4E00") {
+    public init(target: SimulatedSTM32, serialNumber: String = "2C1219002B135937334D4E00") {
         self.target = target
         clock = target.clock
         description = USBDeviceDescription(vendorID: 0x0483, productID: 0x3748, manufacturer: "STMicroelectronics", product: "STM32 STLink",
@@ -57,7 +57,7 @@ public final class SimulatedSTLink: USBDevice {
         if let pending = pendingWrite {
             pendingData += data
             if pendingData.count >= pending.count {
-                if pending.width == 2 { writes += 1 }
+                if isFlash(pending.address) { writes += 1 }
                 if let limit = unplugAfterWrites, writes > limit { unplugged = true; throw .noDevice }
                 performWrite(pending.address, Array(pendingData.prefix(pending.count)), width: pending.width)
                 pendingWrite = nil
@@ -158,10 +158,14 @@ public final class SimulatedSTLink: USBDevice {
         }
     }
 
+    private func isFlash(_ address: UInt32) -> Bool {
+        address >= SimulatedSTM32.flashBase && address < SimulatedSTM32.flashBase + UInt32(target.flashSize)
+    }
+
     private func performWrite(_ address: UInt32, _ bytes: [UInt8], width: Int) {
         // Into flash, each access's SWD time hides behind the previous half-word's programming (the AHB
         // stalls while the controller is busy); elsewhere it adds up.
-        let intoFlash = address >= SimulatedSTM32F103.flashBase && address < SimulatedSTM32F103.flashBase + UInt32(target.flashSize)
+        let intoFlash = isFlash(address)
         if !intoFlash { swd(words: (bytes.count + 3) / 4 * (width == 2 ? 2 : 1)) }
         if swdConnected, target.write(address, bytes, width: width) {
             lastStatus = 0x80
