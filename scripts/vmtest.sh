@@ -155,6 +155,14 @@ check "bootmedic unlocks the read-protected Bluepill and restores it over the ST
 check "the unlock mass-erased the chip once, and RDP is off" grep -q '"readProtected": false, "massErases": 1' "$out/stlink-chip/session.json"
 check "the chip's flash holds the STM32duino bootloader at 0x08000000" flash_holds "$out/stlink-chip/flash.bin" "$firmware/generic_boot20_pc13.bin"
 check "st-flash reads the same bootloader back through the gadget" last_line_is 0 "$out/stlink-stflash-cmp.txt"
+for chip in gd32f103 stm32f411 cks32f103; do
+  check "bootmedic unlocks and restores a read-protected $chip over the ST-Link gadget" grep -qx 0 "$out/stlink-$chip-restore-status.txt"
+  check "  the journal-facing summary names it" grep -q "^restored: $(case $chip in gd32f103) echo GD32F103;; stm32f411) echo 'STM32F411xC/E';; cks32f103) echo CKS32F103;; esac) now has" "$out/stlink-$chip-restore.txt"
+  check "  the unlock mass-erased it once, and RDP is off" grep -q '"readProtected": false, "massErases": 1' "$out/stlink-$chip/session.json"
+  check "  $( [ $chip = cks32f103 ] && echo openocd || echo st-flash ) reads the bootloader back" last_line_is 0 "$out/stlink-$chip-cmp.txt"
+done
+check "openocd's stm32f1x.cfg refuses the CKS32F103 without CPUTAPID (UNEXPECTED idcode 0x2ba01477)" \
+  sh -c '! grep -qx 0 "$1" && grep -qi "unexpected idcode: 0x2ba01477" "$2"' - "$out/openocd-default-status.txt" "$out/openocd-default.log"
 section 6
 check "the shipped rules with the guide's appended check clean (its files in /usr/local/share/bootmedic/firmware)" last_line_is 0 "$out/edited-rules-check.txt"
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"

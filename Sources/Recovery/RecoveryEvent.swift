@@ -137,4 +137,11 @@ public final class RecordingSink: RecoveryEventSink {
     public var notices: [String] {
         events.compactMap { if case let .notice(_, _, text) = $0 { return text } else { return nil } }
     }
+
+    /// Each finished step's report, by step (the last one where a step ran twice).
+    public var outcomes: [RecoveryStep: StepReport] {
+        var out: [RecoveryStep: StepReport] = [:]
+        for case let .stepFinished(report) in events { out[report.step] = report }
+        return out
+    }
 }

@@ -288,6 +288,42 @@ cmp /tmp/stlink-readback.bin "$VMTEST_FIRMWARE/generic_boot20_pc13.bin" > $out/s
 echo $? >> $out/stlink-stflash-cmp.txt
 step "st-flash read back"
 unplug stlink; unserve
+# The Bluepills a bench sees today and a Black Pill, each read-protected: a GD32F103 and an STM32F411
+# read back by st-flash, a CKS32F103 by openocd, which refuses the clone's SW-DP IDCODE (0x2BA01477)
+# until CPUTAPID says it, as benches do. The Black Pill's rule is the workshop's own: it writes the same
+# 7 KiB image (a stand-in for the F4 bootloader a workshop keeps).
+cat > /tmp/black-pill.toml <<'RULE'
+[[rule]]
+name = "black-pill"
+match = { part = ["stm32f401", "stm32f411"] }
+bootloader = "generic_boot20_pc13.bin"
+sha256 = "8738933a44363f2a3597c7bd6e13afb892b2a4ed304372c31e758745b23b903c"
+allow_unlock = true
+RULE
+for chip in gd32f103 stm32f411 cks32f103; do
+  rules="$guide" rule=bluepill
+  [ $chip = stm32f411 ] && rules=/tmp/black-pill.toml rule=black-pill
+  simpart=$chip serve stlink stlink stlink-$chip --functionfs /dev/ffs-stlink --read-protected
+  simpart=
+  plug stlink "$udc0"
+  bounded 120 restore-$chip "$bin" restore --rules "$rules" --firmware-dir "$VMTEST_FIRMWARE" --rule $rule --backup-dir /tmp/backups \
+    --programmer stlink > $out/stlink-$chip-restore.txt 2>&1
+  echo $? > $out/stlink-$chip-restore-status.txt
+  rm -f /tmp/readback-$chip.bin
+  if [ $chip = cks32f103 ]; then
+    timeout 60 openocd -f interface/stlink.cfg -f target/stm32f1x.cfg -c init -c shutdown > $out/openocd-default.log 2>&1
+    echo $? > $out/openocd-default-status.txt
+    timeout 60 openocd -c "set CPUTAPID 0x2ba01477" -f interface/stlink.cfg -f target/stm32f1x.cfg -c init \
+      -c "dump_image /tmp/readback-$chip.bin 0x08000000 $size" -c shutdown > $out/stlink-$chip-peer.log 2>&1
+  else
+    timeout 60 st-flash read /tmp/readback-$chip.bin 0x08000000 "$size" > $out/stlink-$chip-peer.log 2>&1
+  fi
+  echo $? > $out/stlink-$chip-peer-status.txt
+  cmp /tmp/readback-$chip.bin "$VMTEST_FIRMWARE/generic_boot20_pc13.bin" > $out/stlink-$chip-cmp.txt 2>&1
+  echo $? >> $out/stlink-$chip-cmp.txt
+  step "$chip restored and read back"
+  unplug stlink; unserve
+done
 fi
 
 # --- 5. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
