@@ -41,7 +41,7 @@ count = lambda name: steps.get(name, {}).get("bytes", 0)
 value, unit = r["sck"].split()
 sck = float(value) * {"Hz": 1, "kHz": 1e3, "MHz": 1e6}[unit]
 per_byte = 32 / sck + 107e-6 / 8
-part = next(p for p in parts["avr"] if p["id"] == r["part"])
+part = next(p for p in parts if p["family"] == "avr" and p["id"] == r["part"])
 wait = {k: v / 1e6 for k, v in part["waitMicroseconds"].items()}
 enable = 0.020
 if r["outcome"] == "healthy":
@@ -92,6 +92,22 @@ TOML
   rules=(--rules "$work/big.toml" --backup-dir "$work/backups")
   row usbasp "8 KiB at 0x1E000, factory AT90USB1286 (128 KiB)" at90usb1286-8k at90usb1286
   row usbtiny "8 KiB at 0x1E000, factory AT90USB1286 (128 KiB)" at90usb1286-8k at90usb1286
+  # Above 128 KiB: Debian's stk500v2 bootloader for the Mega 2560 at 0x3E000, with the Load Extended
+  # Address instruction; the whole 256 KiB is backed up at the factory chip's 1 MHz.
+  mega=/usr/share/arduino/hardware/arduino/avr/bootloaders/stk500v2/stk500boot_v2_mega2560.hex
+  if [ -f "$mega" ]; then
+    cat > "$work/mega.toml" <<TOML
+[[rule]]
+name = "mega2560"
+match = { part = "atmega2560" }
+bootloader = "$mega"
+fuses = { low = 0xFF, high = 0xD8, extended = 0xFD }
+clock = "crystal"
+clock_div8 = false
+TOML
+    rules=(--rules "$work/mega.toml" --backup-dir "$work/backups")
+    row usbasp "stk500v2 8 KiB at 0x3E000, factory ATmega2560 (256 KiB)" mega2560 atmega2560
+  fi
   rules=("${saved[@]}")
 } > "$work/table.md"
 
@@ -183,39 +199,45 @@ bootmedic_seconds() { bootmedic_run "$@" | cut -d' ' -f1; }
     done
   done
 } >> "$work/table.md"
-# ST-Link: erase + write + verify of the 7 KiB STM32duino bootloader and of a 64 KiB image, against the
-# floor of the same model: page erases (20 ms), half-word programs (52.5 µs), the data over full-speed
-# bulk both ways (64-byte packets, 50 µs), and the verify read over SWD at 4 MHz (46 clocks a word).
+# ST-Link: erase + write + verify of the 7 KiB STM32duino bootloader and of a 64 KiB image on a Bluepill
+# (ST's, and a GD32F103 with its word programming and slower erases) and a Black Pill (STM32F411,
+# sectors), against the floor of the same model: each erase unit's time (per KiB), each programming
+# access (a half-word, or a word), the data over full-speed bulk both ways (64-byte packets, 50 µs), and
+# the verify read over SWD at 4 MHz (46 clocks a word).
 python3 -c "import os,sys; sys.stdout.buffer.write(os.urandom(65536))" > "$work/image64k.bin"
 cat > "$work/stm32.toml" <<TOML
 [[rule]]
 name = "bluepill"
-match = { part = "stm32f103" }
+match = { part = ["stm32f103", "gd32f103", "stm32f411"] }
 bootloader = "$firmware/generic_boot20_pc13.bin"
 [[rule]]
 name = "full-64k"
-match = { part = "stm32f103" }
+match = { part = ["stm32f103", "gd32f103", "stm32f411"] }
 bootloader = "$work/image64k.bin"
 TOML
 {
   echo
-  echo "ST-Link/V2 on a Bluepill: erase, write and verify (simulated seconds) against the model's floor:"
+  echo "ST-Link/V2: erase, write and verify (simulated seconds) against the model's floor:"
   echo
-  echo "| image | erase s | write s | verify s | total s | floor s | ratio |"
-  echo "|---|---|---|---|---|---|---|"
-  for spec in "bluepill:STM32duino 7 KiB" "full-64k:64 KiB image"; do
-    rule=${spec%%:*}; label=${spec#*:}
-    "$bin" rehearse --rules "$work/stm32.toml" --backup-dir "$work/backups" --programmer stlink --part stm32f103 --rule "$rule" --json \
-      | python3 -c "
+  echo "| chip | image | erase s | write s | verify s | total s | floor s | ratio |"
+  echo "|---|---|---|---|---|---|---|---|"
+  # part: erase seconds per KiB, programming width (bytes), seconds per access (the simulators' typical figures)
+  for chip in "stm32f103:0.020:2:52.5e-6" "gd32f103:0.050:4:40e-6" "stm32f411:0.016:4:16e-6"; do
+    IFS=: read -r part per_kib width access <<< "$chip"
+    for spec in "bluepill:STM32duino 7 KiB" "full-64k:64 KiB image"; do
+      rule=${spec%%:*}; label=${spec#*:}
+      "$bin" rehearse --rules "$work/stm32.toml" --backup-dir "$work/backups" --programmer stlink --part "$part" --rule "$rule" --json \
+        | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
 steps = {s['step']: s for s in r['steps']}
-size = steps['write-flash']['bytes']; pages = (size + 1023) // 1024
-floor = pages * 0.020 + (size // 2) * 52.5e-6 + 2 * ((size + 63) // 64) * 50e-6 + (size // 4) * 46 / 4e6
+size = steps['write-flash']['bytes']; erased = steps['erase']['bytes']
+floor = erased / 1024 * $per_kib + (size // $width) * $access + 2 * ((size + 63) // 64) * 50e-6 + (size // 4) * 46 / 4e6
 total = steps['erase']['seconds'] + steps['write-flash']['seconds'] + steps['verify-flash']['seconds']
-print('| $label | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |' % (steps['erase']['seconds'], steps['write-flash']['seconds'], steps['verify-flash']['seconds'], total, floor, total / floor))
-open('$work/summary.tsv', 'a').write('stlink\t$label, erase+write+verify\t%s\t%.3f\t%.3f\t\n' % (r['outcome'], total, floor))
+print('| $part | $label | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |' % (steps['erase']['seconds'], steps['write-flash']['seconds'], steps['verify-flash']['seconds'], total, floor, total / floor))
+open('$work/summary.tsv', 'a').write('stlink\t$part: $label, erase+write+verify\t%s\t%.3f\t%.3f\t\n' % (r['outcome'], total, floor))
 "
+    done
   done
 } >> "$work/table.md"
 

@@ -69,7 +69,9 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case let .noSuchRule(name):
             return "the rules file has no rule named '\(name)'"
         case let .wrongPart(signature, found, rule, expected):
-            return "the chip's signature \(signature) is \(found), but rule '\(rule)' is for \(expected); nothing was written"
+            // An STM32 has no signature (its chip id and maker are in the name).
+            let chip = signature == Signature(0, 0, 0) ? "the chip is \(found)" : "the chip's signature \(signature) is \(found)"
+            return "\(chip), but rule '\(rule)' is for \(expected); nothing was written"
         case let .firmware(error): return error.description
         case let .refused(findings):
             return "refused before erasing anything: " + findings.map(\.message).joined(separator: "; ")

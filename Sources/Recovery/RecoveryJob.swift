@@ -173,7 +173,7 @@ public final class RecoveryJob {
             rule = named
         } else {
             guard let matched = rules.firstMatch(for: identified.context(programmer: target.identity)) else {
-                throw .noRule(part: identified.name, programmer: target.identity.name)
+                throw .noRule(part: identified.nameForRules, programmer: target.identity.name)
             }
             rule = matched
         }

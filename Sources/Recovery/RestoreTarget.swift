@@ -143,6 +143,15 @@ public enum IdentifiedTarget: Sendable {
         }
     }
 
+    /// The name, with how a rule names a clone ("CKS32F103 (a rule names it \"cks32f103\" or \"stm32f1\";
+    /// \"stm32f103\" is ST's own chip)"), for a "no rule" message.
+    public var nameForRules: String {
+        guard case let .stm32(target) = self, !target.variant.isGenuine else { return name }
+        let family = "\"\(target.chip.family.rawValue)\""
+        guard STM32Variant.namedClones.contains(target.variant) else { return "\(name) (only the family name \(family) matches a chip no maker's entry describes)" }
+        return "\(name) (a rule names it \"\(target.variant.id)\" or \(family); the ST line names are for ST's own chips)"
+    }
+
     /// What the journal's BOOTMEDIC_SIGNATURE holds: an AVR's signature, an STM32's chip id.
     public var id: String {
         switch self {

@@ -5,12 +5,12 @@ import Rules
 struct PartsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "parts", abstract: "List the parts bootmedic knows, or show one.")
 
-    @Argument(help: "A part name (atmega32u4, m32u4, stm32f103); all parts when omitted.")
+    @Argument(help: "A part name (atmega32u4, m32u4, stm32f103, gd32f103); all parts when omitted.")
     var name: String?
 
     @OptionGroup var output: OutputOptions
 
-    /// One entry of `parts --json`, a flat array: the AVR parts (`"family": "avr"`), then the STM32 chip lines.
+    /// One entry of `parts --json`, a flat array: the AVR parts (`"family": "avr"`), then the STM32 part names.
     struct AVRReport: Encodable {
         struct Fuse: Encodable {
             let byte: String; let implementedMask: UInt8; let factoryDefault: UInt8?
@@ -29,17 +29,30 @@ struct PartsCommand: ParsableCommand {
         let waitMicroseconds: [String: Int]
     }
 
+    /// An STM32 part name a rule can use: its family, whose silicon, how that is recognised, its chip lines.
     struct STM32Report: Encodable {
-        let chipID: UInt16; let name: String; let family: String; let maximumFlash: Int; let pageSize: Int?; let sram: Int
+        struct Chip: Encodable {
+            let chipID: UInt16; let name: String; let maximumFlash: Int; let pageSize: Int?; let sectorSizes: [Int]?; let sram: Int
+        }
+        struct Recognition: Encodable { let designers: [UInt16]; let debugPortIDCodes: [UInt32]; let cpuIDs: [UInt32] }
+        let family: String
+        let id: String
+        /// The maker whose silicon the name stands for; nil: any maker (a family name).
+        let maker: String?
+        /// How that maker's chip is told from the others (empty lists: any value); nil for a family name.
+        let recognition: Recognition?
+        /// The access widths flash is programmed with (bytes), preferred first; nil for a family name.
+        let programWidths: [Int]?
+        let chips: [Chip]
     }
 
     func run() throws {
         var avr = PartCatalog.avrParts
-        var stm32 = PartCatalog.stm32Chips
+        var stm32 = STM32Line.all
         if let name {
             switch PartCatalog.part(named: name) {
             case let .avr(part)?: avr = [part]; stm32 = []
-            case .stm32?: avr = []
+            case let .stm32(line)?: avr = []; stm32 = [line]
             case nil:
                 throw fail("unknown part '\(name)'\(suggestion(for: name, among: PartCatalog.allNames)); `bootmedic parts` lists the \(PartCatalog.allNames.count) names bootmedic knows")
             }
@@ -49,10 +62,7 @@ struct PartsCommand: ParsableCommand {
                 let avr: AVRReport?; let stm32: STM32Report?
                 func encode(to encoder: Encoder) throws { try avr?.encode(to: encoder); try stm32?.encode(to: encoder) }
             }
-            try printJSON(avr.map { Entry(avr: report($0), stm32: nil) } + stm32.map {
-                Entry(avr: nil, stm32: STM32Report(chipID: $0.chipID, name: $0.name, family: $0.family.rawValue, maximumFlash: $0.maximumFlash,
-                                                   pageSize: $0.pageSize, sram: $0.sram))
-            })
+            try printJSON(avr.map { Entry(avr: report($0), stm32: nil) } + stm32.map { Entry(avr: nil, stm32: report($0)) })
             return
         }
         if name == nil {
@@ -60,15 +70,52 @@ struct PartsCommand: ParsableCommand {
                 let notes = part.restoreRefusal != nil ? "  (listed only: AT90S-era instructions)" : (part.hasNamedFuses ? "  named fuses" : "")
                 print("\(part.id.padding(14)) \(part.avrdudeID.padding(8)) \(part.signature)  flash \(kibibytes(part.flash.size))/\(part.flash.pageSize) B pages  EEPROM \(part.eeprom.size) B  fuses \(fuseNames(part))\(notes)")
             }
-            for chip in stm32 { print(hex(UInt64(chip.chipID), width: 3).padding(14) + " " + summary(of: chip)) }
+            for line in stm32 { print(line.name.padding(14) + " " + summary(of: line)) }
+            for chip in PartCatalog.stm32Chips { print(hex(UInt64(chip.chipID), width: 3).padding(14) + " " + summary(of: chip)) }
             return
         }
         for part in avr { describe(part) }
-        for chip in stm32 { print(hex(UInt64(chip.chipID), width: 3) + " " + summary(of: chip)) }
+        for line in stm32 {
+            print("\(line.name): \(summary(of: line))")
+            if let variant = line.variant.flatMap(STM32Variant.variant(id:)), !variant.sources.isEmpty { print("facts: \(variant.sources)") }
+            for chip in chips(of: line) { print(hex(UInt64(chip.chipID), width: 3) + " " + summary(of: chip, as: line)) }
+        }
     }
 
-    private func summary(of chip: STM32Chip) -> String {
-        "\(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(chip.pageSize.map { "\($0) B pages" } ?? chip.geometry.description), SRAM \(chip.sram / 1024) KiB"
+    private func chips(of line: STM32Line) -> [STM32Chip] {
+        STM32Family.family(line.family).chips.filter { line.chipIDs.isEmpty || line.chipIDs.contains($0.chipID) }
+    }
+
+    /// "STM32F1  GigaDevice GD32F103, any STM32F1 chip id; ROM table designer 0x751; programs in words"
+    private func summary(of line: STM32Line) -> String {
+        let family = STM32Family.family(line.family).name
+        let ids = line.chipIDs.isEmpty ? "any \(family) chip id" : "chip ids " + chips(of: line).map { hex(UInt64($0.chipID), width: 3) }.joined(separator: "/")
+        guard let variant = line.variant.flatMap(STM32Variant.variant(id:)) else { return "\(family.padding(8)) any maker (clones included), \(ids)" }
+        let r = variant.recognition
+        let marks = [r.designers.map { "ROM table designer " + hex(UInt64($0), width: 3) }, r.debugPortIDCodes.map { "DPIDR " + hex(UInt64($0), width: 8) },
+                     r.cpuIDs.map { "CPUID " + hex(UInt64($0), width: 8) }].flatMap { $0 }.joined(separator: ", ")
+        let who = variant.isGenuine ? variant.maker : "\(variant.maker) \(variant.name)"
+        let widths = variant.flash.programWidths.map { ["", "bytes", "half-words", "", "words"][$0] }.joined(separator: " or ")
+        return "\(family.padding(8)) \(who), \(ids); \(marks); programs in \(widths)"
+    }
+
+    private func summary(of chip: STM32Chip, as line: STM32Line? = nil) -> String {
+        let geometry = line?.variant.flatMap(STM32Variant.variant(id:))?.geometry(of: chip) ?? chip.geometry
+        return "\(chip.name): flash up to \(chip.maximumFlash / 1024) KiB in \(geometry.pageSize.map { "\($0) B pages" } ?? geometry.description), SRAM \(chip.sram / 1024) KiB"
+    }
+
+    private func report(_ line: STM32Line) -> STM32Report {
+        let variant = line.variant.flatMap(STM32Variant.variant(id:))
+        return STM32Report(
+            family: line.family.rawValue, id: line.name, maker: variant?.maker,
+            recognition: variant.map { .init(designers: $0.recognition.designers.sorted(), debugPortIDCodes: $0.recognition.debugPortIDCodes.sorted(),
+                                             cpuIDs: $0.recognition.cpuIDs.sorted()) },
+            programWidths: variant?.flash.programWidths,
+            chips: chips(of: line).map { chip in
+                let geometry = variant?.geometry(of: chip) ?? chip.geometry
+                return .init(chipID: chip.chipID, name: chip.name, maximumFlash: chip.maximumFlash, pageSize: geometry.pageSize,
+                             sectorSizes: geometry.sectorSizes.isEmpty ? nil : geometry.sectorSizes, sram: chip.sram)
+            })
     }
 
     private func kibibytes(_ bytes: Int) -> String { bytes >= 1024 ? "\(bytes / 1024) KiB" : "\(bytes) B" }

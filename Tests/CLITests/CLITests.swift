@@ -128,11 +128,14 @@ func intelhexView(of path: String) throws -> [String: Any] {
             #expect(result.stdout.contains(id))
         }
         let lines = result.stdout.split(separator: "\n")
-        #expect(lines.count == PartCatalog.avrParts.count + PartCatalog.stm32Chips.count)
+        #expect(lines.count == PartCatalog.avrParts.count + STM32Line.all.count + PartCatalog.stm32Chips.count)
         #expect(lines.contains("atmega2560     m2560    0x1E9801  flash 256 KiB/256 B pages  EEPROM 4096 B  fuses low/high/extended  named fuses"))
         #expect(lines.contains("attiny441      t441     0x1E9215  flash 4 KiB/16 B pages  EEPROM 256 B  fuses low/high/extended"))
         #expect(lines.contains("at90s2313      2313     0x1E9101  flash 2 KiB/1 B pages  EEPROM 128 B  fuses fuse  (listed only: AT90S-era instructions)"))
         #expect(result.stdout.contains("0x410          STM32F10x medium-density: flash up to 128 KiB in 1024 B pages, SRAM 20 KiB"))
+        #expect(lines.contains("stm32f103      STM32F1  STMicroelectronics, chip ids 0x412/0x410/0x414/0x430; ROM table designer 0x020, DPIDR 0x1BA01477, CPUID 0x411FC231; programs in half-words"))
+        #expect(lines.contains("gd32f103       STM32F1  GigaDevice GD32F103, any STM32F1 chip id; ROM table designer 0x751; programs in words or half-words"))
+        #expect(lines.contains("stm32f4        STM32F4  any maker (clones included), any STM32F4 chip id"))
     }
 
     @Test func partsShowsOnePartAsJSON() throws {
@@ -156,7 +159,15 @@ func intelhexView(of path: String) throws -> [String: Any] {
         let report = try #require(try JSONSerialization.jsonObject(with: Data(try bootmedic("parts", "--json").stdout.utf8)) as? [[String: Any]])
         let avr = report.filter { $0["family"] as? String == "avr" }
         #expect(avr.count >= 163)
-        #expect(report.count == avr.count + PartCatalog.stm32Chips.count)
+        #expect(report.count == avr.count + STM32Line.all.count)
+        #expect(report.count == PartCatalog.allNames.count, "one entry per name a rule can use")
+        let gd32 = try #require(report.first { $0["id"] as? String == "gd32f103" })
+        #expect(gd32["maker"] as? String == "GigaDevice")
+        #expect((gd32["recognition"] as? [String: [Int]])?["designers"] == [0x751])
+        let highDensity = try #require((gd32["chips"] as? [[String: Any]])?.first { $0["chipID"] as? Int == 0x414 })
+        #expect(highDensity["pageSize"] as? Int == 1024, "a GD32's high-density line has 1 KiB pages")
+        let f411 = try #require((report.first { $0["id"] as? String == "stm32f411" })?["chips"] as? [[String: Any]])
+        #expect(f411.first?["sectorSizes"] as? [Int] == [16384, 16384, 16384, 16384, 65536, 131072, 131072, 131072])
         let t441 = try #require(avr.first { $0["id"] as? String == "attiny441" })
         #expect(t441["namedFuses"] as? Bool == false)
         #expect((t441["fuses"] as? [[String: Any]])?.first?["factoryDefault"] == nil, "no factory value without named semantics")

@@ -76,6 +76,7 @@ public final class SimulatedSTM32 {
     public private(set) var isHalted = false
     private var debugEnabled = false
     private var demcr: UInt32 = 0
+    private var debugMCUControl: UInt32 = 0
 
     private func systemControlRegister(_ address: UInt32) -> UInt32 {
         switch address {
@@ -162,6 +163,12 @@ public final class SimulatedSTM32 {
             return uniqueID[Int(a - model.uniqueIDAddress)]
         case 0xE004_2000..<0xE004_2004:
             return word(model.mcuIDCode, byte: a)
+        case 0xE004_2004..<0xE004_2008:
+            return word(debugMCUControl, byte: a)
+        case 0xE000_1000..<0xE000_1004:   // DWT_CTRL: four comparators (NUMCOMP)
+            return word(0x4000_0000, byte: a)
+        case 0xE000_2000..<0xE000_2004:   // FP_CTRL: six code and two literal comparators
+            return word(0x0000_0260, byte: a)
         case 0xE000_E000..<0xE000_F000:
             return word(systemControlRegister(a & ~3), byte: a)
         case 0xE00F_F000..<0xE010_0000:
@@ -186,6 +193,11 @@ public final class SimulatedSTM32 {
             return true
         case 0xE000_E000..<0xE000_F000:
             if width == 4 { storeSystemControlRegister(a, value) }
+            return true
+        case 0xE004_2004 where width == 4:   // DBGMCU_CR: debug in low-power modes, which openocd sets
+            debugMCUControl = value
+            return true
+        case 0xE000_1000..<0xE000_1100, 0xE000_2000..<0xE000_2100:   // DWT and FPB: accepted, not modelled
             return true
         case Self.flashBase..<Self.flashBase + UInt32(flashSize):
             stallWhileBusy()
