@@ -22,14 +22,14 @@ rules=(--rules config/examples/guide-rules.toml --firmware-dir "$firmware" --bac
 # at after the raise, plus the raise's own fuse write and second 20 ms to Programming Enable. Frame
 # scheduling (a control transfer starts on a 1 ms frame) is left out, so the floor is strictly below
 # anything the bus allows.
-waits=$("$bin" parts --json)
+"$bin" parts --json > "$work/parts.json"
 row() {
   local programmer=$1 label=$2 rule=$3 part=$4; shift 4
   local json
   json=$("$bin" rehearse "${rules[@]}" --programmer "$programmer" --part "$part" --rule "$rule" --json "$@" || true)
-  python3 - "$programmer" "$label" "$json" "$waits" "$work/summary.tsv" <<'PY'
+  python3 - "$programmer" "$label" "$json" "$work/parts.json" "$work/summary.tsv" <<'PY'
 import json, sys
-programmer, label, raw, parts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+programmer, label, raw, parts = sys.argv[1], sys.argv[2], sys.argv[3], json.load(open(sys.argv[4]))
 r = json.loads(raw)
 if r["outcome"] not in ("restored", "healthy"):
     # A refusal is a result too (the USBtinyISP and a part above 64 KiB): exit status and reason.
