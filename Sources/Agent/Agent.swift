@@ -79,11 +79,11 @@ public final class Agent: Sendable {
         if let records {
             let (pending, unreadable) = records.all()
             for record in pending {
-                var fields = ["BOOTMEDIC_JOB": record.job, "BOOTMEDIC_PROGRAMMER": record.programmer.rawValue, "BOOTMEDIC_STEP": record.step.rawValue,
+                var fields = ["BOOTMEDIC_JOB": record.job, "BOOTMEDIC_PROGRAMMER": record.programmer, "BOOTMEDIC_STEP": record.step.rawValue,
                               "BOOTMEDIC_PART": record.part, "BOOTMEDIC_SIGNATURE": record.target, "BOOTMEDIC_RULE": record.rule]
                 if let port = record.port { fields["BOOTMEDIC_PORT"] = port }
                 if let backup = record.backup { fields["BOOTMEDIC_BACKUP"] = backup }
-                journal.write(JournalEntry(.interruptedPending, "job \(record.job) left \(record.part) on \(record.programmer.description) at \(record.port ?? "?") part-way (\(record.step.rawValue)); it is finished when that chip is found again", fields: fields))
+                journal.write(JournalEntry(.interruptedPending, "job \(record.job) left \(record.part) on \(record.programmerDescription) at \(record.port ?? "?") part-way (\(record.step.rawValue)); it is finished when that chip is found again", fields: fields))
             }
             for problem in unreadable { journal.write(JournalEntry(.notice, problem.description, priority: 4)) }
         }

@@ -82,7 +82,8 @@ public final class JobJournal: RecoveryEventSink {
     public init(job: String, programmer: ProgrammerIdentity, writer: JournalWriter) {
         self.job = job
         self.writer = writer
-        var fields = ["BOOTMEDIC_JOB": job, "BOOTMEDIC_PROGRAMMER": programmer.kind.rawValue]
+        var fields = ["BOOTMEDIC_JOB": job, "BOOTMEDIC_PROGRAMMER": programmer.linkName]
+        if let bootloader = programmer.bootloader { fields["BOOTMEDIC_BOOTLOADER"] = bootloader.rawValue }
         if let serial = programmer.serialNumber { fields["BOOTMEDIC_PROGRAMMER_SERIAL"] = serial }
         if let port = programmer.port { fields["BOOTMEDIC_PORT"] = port }
         base = fields

@@ -28,6 +28,40 @@ public enum ProgrammerKind: String, CaseIterable, Sendable, Codable, CustomStrin
     public var flashAddressLimit: Int? { self == .usbtiny ? 0x10000 : nil }
 }
 
+/// The bootloaders a board may wait in, which bootmedic flashes an application through. The raw values
+/// are the names `rehearse --bootloader` and the journal use.
+public enum BootloaderKind: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    /// Atmel's (and LUFA's, QMK's) DFU bootloader with the FLIP commands, on the USB AVRs.
+    case atmelDFU = "atmel-dfu"
+    /// Arduino's Caterina on the 32U4 boards: AVR109 over USB CDC.
+    case caterina
+    /// PJRC's HalfKay on the Teensy: HID reports.
+    case halfkay
+    /// BootloadHID on V-USB boards: HID feature reports.
+    case bootloadhid
+    /// USBaspLoader on V-USB boards: the USBasp protocol.
+    case usbasploader
+    /// The STM32duino (Maple) DFU bootloader.
+    case stm32duino
+    /// The STM32 (and APM32) system bootloader: DfuSe.
+    case stm32DFU = "stm32-dfu"
+
+    public var description: String {
+        switch self {
+        case .atmelDFU: return "Atmel DFU"
+        case .caterina: return "Caterina"
+        case .halfkay: return "HalfKay"
+        case .bootloadhid: return "BootloadHID"
+        case .usbasploader: return "USBaspLoader"
+        case .stm32duino: return "STM32duino (Maple DFU)"
+        case .stm32DFU: return "STM32 DFU (DfuSe)"
+        }
+    }
+
+    /// Whether it is reached through a serial port (a CDC ACM tty).
+    public var isSerial: Bool { self == .caterina }
+}
+
 /// A USB vendor and product id, as `expect_usb = "1B4F:9205"` writes it.
 public struct USBID: Hashable, Sendable, Codable, CustomStringConvertible {
     public let vendor: UInt16
@@ -58,7 +92,10 @@ public struct USBID: Hashable, Sendable, Codable, CustomStringConvertible {
 
 /// What a programmer says about itself, for `probe` and the journal.
 public struct ProgrammerIdentity: Sendable, Hashable {
-    public var kind: ProgrammerKind
+    /// The programmer's kind; nil when the board is programmed through its own bootloader.
+    public var kind: ProgrammerKind?
+    /// The bootloader the board is programmed through, when it is.
+    public var bootloader: BootloaderKind?
     /// "USBasp", "USBtinyISP", …
     public var name: String
     public var firmware: String?
@@ -71,7 +108,17 @@ public struct ProgrammerIdentity: Sendable, Hashable {
 
     public init(kind: ProgrammerKind, name: String, firmware: String? = nil, serialNumber: String? = nil, port: String? = nil,
                 sck: String? = nil, targetVoltage: Double? = nil) {
+        self.init(name: name, firmware: firmware, serialNumber: serialNumber, port: port, sck: sck, targetVoltage: targetVoltage)
         self.kind = kind
+    }
+
+    /// A board's own bootloader, as the link a job programs through.
+    public init(bootloader: BootloaderKind, name: String, firmware: String? = nil, serialNumber: String? = nil, port: String? = nil) {
+        self.init(name: name, firmware: firmware, serialNumber: serialNumber, port: port, sck: nil, targetVoltage: nil)
+        self.bootloader = bootloader
+    }
+
+    private init(name: String, firmware: String?, serialNumber: String?, port: String?, sck: String?, targetVoltage: Double?) {
         self.name = name
         self.firmware = firmware
         self.serialNumber = serialNumber
@@ -79,5 +126,11 @@ public struct ProgrammerIdentity: Sendable, Hashable {
         self.sck = sck
         self.targetVoltage = targetVoltage
     }
+
+    /// The programmer kind's or the bootloader's name, as the journal's BOOTMEDIC_PROGRAMMER gives it.
+    public var linkName: String { kind?.rawValue ?? bootloader?.rawValue ?? "unknown" }
+
+    /// For people: "USBasp", "Caterina".
+    public var linkDescription: String { kind?.description ?? bootloader?.description ?? name }
 }
 

@@ -7,8 +7,8 @@ public enum DeviceRole: Sendable, Hashable {
     /// A USB-serial device that may carry one of these programmer firmwares: a harmless probe of its tty
     /// decides, and nothing else is ever sent to it.
     case serialCandidate([ProgrammerKind])
-    /// A board waiting in its bootloader (named): the ISP side never opens it.
-    case bootloader(String)
+    /// A board waiting in its bootloader: the ISP side never opens it; a rule may flash it through it.
+    case bootloader(BootloaderKind)
     /// Never opened, never probed.
     case ignore
 

@@ -1,5 +1,6 @@
 import AVRISP
 import BenchModel
+import Bootloaders
 import Parts
 import Rules
 import STLink
@@ -56,6 +57,8 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
     case stm32(STM32Error)
     /// The STM32 is read-protected and the rule does not allow removing the protection.
     case protectionNotAllowed(rule: String)
+    /// The board's own bootloader failed or went away.
+    case bootloader(BootloaderError)
 
     public var description: String {
         switch self {
@@ -89,6 +92,8 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case let .stm32(error): return error.description
         case let .protectionNotAllowed(rule):
             return "the chip is read-protected (the guide's \"Unknown memory region\"): removing the protection mass-erases it, and its contents cannot be read or saved first; set allow_unlock = true in rule '\(rule)' to allow that"
+        case let .bootloader(error):
+            return error.description
         }
     }
 
@@ -112,6 +117,9 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case .stm32(.unknownChip): return .wrongChip
         case .protectionNotAllowed: return .refused
         case .stm32(.controller): return .verificationFailed
+        case .bootloader(.gone): return .noTarget
+        case .bootloader(.serial), .bootloader(.protocolViolation): return .programmerFailed
+        case .bootloader(.refused): return .programmerCannot
         }
     }
 }

@@ -197,7 +197,7 @@ public final class RecoveryJob {
         guard let records else { return }
         let now = Date()
         let identity = recordIdentity
-        let opened = RestoreRecord(job: jobID, resumes: earlier?.job, programmer: identity.kind, programmerSerial: identity.serialNumber,
+        let opened = RestoreRecord(job: jobID, resumes: earlier?.job, programmer: identity.linkName, programmerSerial: identity.serialNumber,
                                    port: identity.port, part: identified.name, target: identified.id, rule: plan.rule.name,
                                    bootloaderSHA256: plan.firmware.bootloader.sha256.description, backup: result.backupPath,
                                    step: step, started: earlier?.started ?? now, updated: now)

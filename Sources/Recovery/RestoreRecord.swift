@@ -14,7 +14,8 @@ public struct RestoreRecord: Codable, Sendable, Equatable {
     public var job: String
     /// The job it resumed, if it was itself a resumption.
     public var resumes: String?
-    public var programmer: ProgrammerKind
+    /// What the chip was programmed through: a programmer kind ("usbasp") or a bootloader ("caterina").
+    public var programmer: String
     public var programmerSerial: String?
     /// The bench socket (udev ID_PATH) or serial port.
     public var port: String?
@@ -33,7 +34,7 @@ public struct RestoreRecord: Codable, Sendable, Equatable {
     /// Why the job stopped, when it failed rather than vanished.
     public var failure: String?
 
-    public init(job: String, resumes: String? = nil, programmer: ProgrammerKind, programmerSerial: String?, port: String?,
+    public init(job: String, resumes: String? = nil, programmer: String, programmerSerial: String?, port: String?,
                 part: String, target: String, rule: String, bootloaderSHA256: String, backup: String?,
                 step: RecoveryStep, started: Date, updated: Date, failure: String? = nil) {
         self.job = job
@@ -52,9 +53,14 @@ public struct RestoreRecord: Codable, Sendable, Equatable {
         self.failure = failure
     }
 
+    /// The programmer or bootloader for people: "USBasp", "Caterina".
+    public var programmerDescription: String {
+        ProgrammerKind(rawValue: programmer)?.description ?? BootloaderKind(rawValue: programmer)?.description ?? programmer
+    }
+
     /// Whether the record is about this chip on this programmer.
     public func matches(programmer identity: ProgrammerIdentity, target id: String) -> Bool {
-        guard identity.kind == programmer, id == target, identity.port == port else { return false }
+        guard identity.linkName == programmer, id == target, identity.port == port else { return false }
         if let serial = programmerSerial, let other = identity.serialNumber { return serial == other }
         return true
     }
@@ -78,7 +84,7 @@ public struct RestoreRecords: Sendable {
     /// The file of the record for a chip on a programmer.
     public func path(programmer identity: ProgrammerIdentity, target id: String) -> String {
         let place = identity.port ?? identity.serialNumber ?? "default"
-        let name = "\(identity.kind.rawValue)-\(place)-\(id)".map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }
+        let name = "\(identity.linkName)-\(place)-\(id)".map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }
         return directory + "/" + String(name) + ".json"
     }
 

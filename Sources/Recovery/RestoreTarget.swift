@@ -164,7 +164,8 @@ public enum IdentifiedTarget: Sendable {
     public func context(programmer: ProgrammerIdentity) -> TargetContext {
         switch self {
         case let .avr(part, signature):
-            return TargetContext(avrPart: part, signature: signature, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
+            return TargetContext(avrPart: part, signature: signature, programmer: programmer.kind, bootloader: programmer.bootloader,
+                                 serial: programmer.serialNumber, port: programmer.port)
         case let .stm32(target):
             return TargetContext(chipID: target.chipID, stm32Variant: target.variant.id, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
         }

@@ -9,6 +9,8 @@ public struct RuleMatch: Hashable, Sendable {
     public var signature: Signature?
     public var chipID: UInt16?
     public var programmer: ProgrammerKind?
+    /// The USB ids of the board in its bootloader (`usb = "1B4F:9205"`).
+    public var usb: USBID?
     /// The programmer's USB serial number.
     public var serial: String?
     /// The bench port: udev's ID_PATH of the programmer.
@@ -29,7 +31,7 @@ public struct RuleMatch: Hashable, Sendable {
     func covers(_ other: RuleMatch) -> Bool {
         func covers<T: Equatable>(_ a: T?, _ b: T?) -> Bool { a == nil || a == b }
         return (parts.isEmpty || Set(other.parts).isSubset(of: parts) && !other.parts.isEmpty) && covers(signature, other.signature) && covers(chipID, other.chipID)
-            && covers(programmer, other.programmer) && covers(serial, other.serial) && covers(port, other.port)
+            && covers(programmer, other.programmer) && covers(usb, other.usb) && covers(serial, other.serial) && covers(port, other.port)
     }
 }
 
@@ -42,17 +44,23 @@ public struct TargetContext: Hashable, Sendable {
     public var chipID: UInt16?
     /// Whose silicon the STM32 is (``STM32Variant/id``).
     public var stm32Variant: String?
-    public var programmer: ProgrammerKind
+    /// The programmer it sits behind; nil when the board is programmed through its own bootloader.
+    public var programmer: ProgrammerKind?
+    /// The bootloader it waits in, and the USB ids it enumerates with there.
+    public var bootloader: BootloaderKind?
+    public var usb: USBID?
     public var serial: String?
     public var port: String?
 
     public init(avrPart: AVRPart? = nil, signature: Signature? = nil, chipID: UInt16? = nil, stm32Variant: String? = nil,
-                programmer: ProgrammerKind, serial: String? = nil, port: String? = nil) {
+                programmer: ProgrammerKind? = nil, bootloader: BootloaderKind? = nil, usb: USBID? = nil, serial: String? = nil, port: String? = nil) {
         self.avrPart = avrPart
         self.signature = signature
         self.chipID = chipID
         self.stm32Variant = stm32Variant
         self.programmer = programmer
+        self.bootloader = bootloader
+        self.usb = usb
         self.serial = serial
         self.port = port
     }
@@ -79,6 +87,7 @@ extension RuleMatch {
         if let signature, signature != context.signature { return false }
         if let chipID, chipID != context.chipID { return false }
         if let programmer, programmer != context.programmer { return false }
+        if let usb, usb != context.usb { return false }
         if let serial, serial != context.serial { return false }
         if let port, port != context.port { return false }
         return true
@@ -156,7 +165,11 @@ public struct RuleSet: Sendable {
     public var deviceCatalog: DeviceCatalog { .standard(with: programmers) }
 
     /// The first rule that matches `context`, as udev picks the first matching rule.
-    public func firstMatch(for context: TargetContext) -> Rule? { rules.first { $0.match.matches(context) } }
+    /// The first rule that fits; for a board in its bootloader, the first that fits and has an
+    /// application to flash through it.
+    public func firstMatch(for context: TargetContext) -> Rule? {
+        rules.first { $0.match.matches(context) && (context.bootloader == nil || $0.application != nil) }
+    }
 
     /// The rule called `name`.
     public func rule(named name: String) -> Rule? { rules.first { $0.name == name } }

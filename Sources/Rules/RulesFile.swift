@@ -177,7 +177,7 @@ private struct Decoder {
 
         var match = RuleMatch()
         if let node = table["match"], let m = self.table(node, "match") {
-            rejectUnknownKeys(in: m, allowed: ["part", "signature", "chip_id", "programmer", "serial", "port"], context: "in match")
+            rejectUnknownKeys(in: m, allowed: ["part", "signature", "chip_id", "programmer", "usb", "serial", "port"], context: "in match")
             match.parts = parts(m)
             if let text = string(m, "signature") {
                 if let signature = Signature(text) {
@@ -202,6 +202,10 @@ private struct Decoder {
                     let names = ProgrammerKind.allCases.map(\.rawValue)
                     report(.error, "unknown programmer '\(kind)'\(suggestion(for: kind, among: names)); the kinds are \(names.joined(separator: ", "))", at: m["programmer"]!.position)
                 }
+            }
+            if let text = string(m, "usb") {
+                match.usb = USBID(text)
+                if match.usb == nil { report(.error, "usb '\(text)' is not VID:PID in hex (e.g. \"1B4F:9205\")", at: m["usb"]!.position) }
             }
             match.serial = string(m, "serial")
             match.port = string(m, "port")

@@ -7,7 +7,7 @@ struct Bootmedic: ParsableCommand {
         commandName: "bootmedic",
         abstract: "Restores bootloaders and fuses on AVR and STM32 boards through ISP and SWD programmers.",
         version: "0.1.0",
-        subcommands: [ProbeCommand.self, RestoreCommand.self, RehearseCommand.self, SimulateCommand.self, AgentCommand.self, StatusCommand.self, ReplayCommand.self, SelfTestCommand.self, RulesCommand.self, DevicesCommand.self, HexCommand.self, PartsCommand.self, FusesCommand.self]
+        subcommands: [ProbeCommand.self, RestoreCommand.self, FlashCommand.self, RehearseCommand.self, SimulateCommand.self, AgentCommand.self, StatusCommand.self, ReplayCommand.self, SelfTestCommand.self, RulesCommand.self, DevicesCommand.self, HexCommand.self, PartsCommand.self, FusesCommand.self]
     )
 
     /// swift-argument-parser's main, except that a failure bootmedic has already reported (`fail`: an

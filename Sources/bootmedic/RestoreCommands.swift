@@ -120,7 +120,7 @@ struct ResultReport: Encodable {
 
     init(_ r: RecoveryResult, simulation: Simulation?) {
         outcome = r.outcome.rawValue
-        programmer = r.programmer.kind.rawValue
+        programmer = r.programmer.linkName
         sck = r.programmer.sck
         part = r.part?.id
         signature = r.signature?.description
@@ -184,7 +184,10 @@ struct RehearseCommand: ParsableCommand {
     @OptionGroup var options: RestoreOptions
 
     @Option(help: "The simulated programmer: usbasp, usbtiny, stk500v1, avrisp or buspirate (served on a pseudo-terminal).")
-    var programmer: ProgrammerKind
+    var programmer: ProgrammerKind?
+
+    @Option(help: "Instead of a programmer: the board's own simulated bootloader, which the rule's application is flashed through (caterina).")
+    var bootloader: BootloaderKind?
 
     @OptionGroup var chip: SimulatedChipOptions
 
@@ -199,7 +202,15 @@ struct RehearseCommand: ParsableCommand {
 
     @OptionGroup var trace: TraceOption
 
+    func validate() throws {
+        if (programmer == nil) == (bootloader == nil) { throw ValidationError("give either --programmer or --bootloader") }
+        if let bootloader, bootloader != .caterina {
+            throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; caterina has")
+        }
+    }
+
     func run() throws {
+        guard let programmer else { return try rehearseBootloader() }
         if programmer == .stlink { return try rehearseSTM32() }
         let avr = try chip.avrPart()
         let set = try options.loadRules()
@@ -363,7 +374,7 @@ func printProbe(_ report: ProbeReport, json: Bool) throws {
             let fuses: FuseSet?; let lock: UInt8?; let problem: String?
         }
         let p = report.programmer
-        try printJSON(Out(programmer: p.kind.rawValue, name: p.name, firmware: p.firmware, serial: p.serialNumber, port: p.port,
+        try printJSON(Out(programmer: p.linkName, name: p.name, firmware: p.firmware, serial: p.serialNumber, port: p.port,
                           sck: p.sck, targetVoltage: p.targetVoltage, signature: report.signature?.description, part: report.part?.id,
                           fuses: report.fuses, lock: report.lock, problem: report.problem?.description))
     } else {

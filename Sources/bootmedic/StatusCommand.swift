@@ -92,7 +92,7 @@ struct StatusCommand: ParsableCommand {
             print("job \(resumption.job) finished the interrupted job \(resumption.resumes): \(resumption.result)")
         }
         for record in pending {
-            print("interrupted: job \(record.job) left \(record.part) on \(record.programmer.description) at \(record.port ?? "?") at \(record.step.rawValue)"
+            print("interrupted: job \(record.job) left \(record.part) on \(record.programmerDescription) at \(record.port ?? "?") at \(record.step.rawValue)"
                   + (record.failure.map { " (\($0))" } ?? "") + "; finished when that chip is found again"
                   + (record.backup.map { "; backup \($0)" } ?? ""))
         }

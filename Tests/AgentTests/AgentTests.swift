@@ -322,7 +322,7 @@ struct PlayedScenario {
         #expect(role(0x1209, 0x5BF0, "Clone") == .programmer(.usbasp))
         #expect(role(0x1781, 0x0C9F, "Not a programmer") == .ignore)
         #expect(role(0x1781, 0x0C9F, "USBtiny") == .programmer(.usbtiny))
-        #expect(role(0x16C0, 0x05DC, "USBaspLoader") == .bootloader("USBaspLoader"))
+        #expect(role(0x16C0, 0x05DC, "USBaspLoader") == .bootloader(.usbasploader))
         #expect(role(0x16C0, 0x05DC, "USBasp") == .programmer(.usbasp))
         #expect(role(0x0483, 0x3748, nil) == .programmer(.stlink))
 

@@ -38,18 +38,6 @@ func avrdude(_ arguments: [String]) throws -> CommandResult {
     try run("/usr/bin/avrdude", arguments)
 }
 
-/// An image that stands in for a part no packaged bootloader exists for: seeded bytes over `range`.
-func syntheticHex(_ range: Range<UInt32>, in dir: URL) throws -> String {
-    var state: UInt32 = range.lowerBound | 1
-    let bytes = range.map { _ -> UInt8 in
-        state = state &* 1_103_515_245 &+ 12_345
-        return UInt8(state >> 24)
-    }
-    let path = dir.appendingPathComponent("synthetic-\(String(range.lowerBound, radix: 16)).hex").path
-    try IntelHex.format(try MemoryImage(bytes: bytes, at: range.lowerBound)).write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
-
 @Suite(.serialized) struct AvrdudeInteropTests {
     static let cases: [(programmer: [String], kind: String, part: String, avrPart: String, file: String, fuses: [(String, Int, Int)])] = [
         (["-c", "stk500v1", "-b", "19200"], "stk500v1", "atmega32u4", "m32u4", "Caterina-promicro16.hex", [("lfuse", 0xFF, 0xFF), ("hfuse", 0xD8, 0xD8), ("efuse", 0xCB, 0xCB)]),

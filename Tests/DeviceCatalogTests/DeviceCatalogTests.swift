@@ -27,12 +27,12 @@ import Testing
         let catalog = DeviceCatalog.builtIn
         let vusb = USBID(vendor: 0x16C0, product: 0x05DC)
         #expect(catalog.entry(for: vusb, product: "USBasp")?.role == .programmer(.usbasp))
-        #expect(catalog.entry(for: vusb, product: "USBaspLoader")?.role == .bootloader("USBaspLoader"))
-        #expect(catalog.entry(for: vusb, product: nil)?.role == .bootloader("USBaspLoader"))
+        #expect(catalog.entry(for: vusb, product: "USBaspLoader")?.role == .bootloader(.usbasploader))
+        #expect(catalog.entry(for: vusb, product: nil)?.role == .bootloader(.usbasploader))
         #expect(catalog.mayBeUSBProgrammer(vusb), "opened to read its product string")
         #expect(!catalog.mayBeUSBProgrammer(USBID(vendor: 0x03EB, product: 0x2FF4)), "a bootloader alone is never opened")
         #expect(catalog.entry(for: USBID(vendor: 0x0483, product: 0x3748), product: "STM32 STLink")?.role == .programmer(.stlink))
-        #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.role == .bootloader("Caterina"))
+        #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.role == .bootloader(.caterina))
         #expect(catalog.entry(for: USBID(vendor: 0x0BDA, product: 0x8153), product: nil) == nil)
     }
 
@@ -68,7 +68,7 @@ import Testing
         isp.leaveProgrammingMode()
         #expect(isp.identity.name == "USBasp (USBasp-clone)")
         // Without the declaration the same device is a V-USB device to leave alone.
-        #expect(DeviceCatalog.builtIn.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.role == .bootloader("USBaspLoader"))
+        #expect(DeviceCatalog.builtIn.entry(for: USBID(vendor: d.vendorID, product: d.productID), product: d.product)?.role == .bootloader(.usbasploader))
     }
 
     @Test func declaredEntriesComeFirstInTheUdevRules() throws {

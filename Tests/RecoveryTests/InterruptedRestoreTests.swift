@@ -91,7 +91,7 @@ import Testing
         let records = RestoreRecords(directory: folder.path + "/jobs")
         let bench = try SimulatedBench(kind: .usbasp, part: Self.part, flash: garbage(32768))
         let identity = USBasp(device: bench.usbDevice!, time: bench.clock).identity
-        let other = RestoreRecord(job: "older", programmer: .usbasp, programmerSerial: identity.serialNumber, port: identity.port,
+        let other = RestoreRecord(job: "older", programmer: "usbasp", programmerSerial: identity.serialNumber, port: identity.port,
                                   part: "ATmega32U4", target: avr("atmega32u4").signature.description, rule: "pro-micro-5v",
                                   bootloaderSHA256: String(repeating: "0", count: 64), backup: nil, step: .writeFlash, started: Date(), updated: Date())
         try records.write(other, programmer: identity)

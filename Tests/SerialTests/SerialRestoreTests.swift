@@ -133,7 +133,7 @@ struct SerialRehearsal {
         let catalog = DeviceCatalog.builtIn
         #expect(catalog.entry(for: USBID(vendor: 0x2341, product: 0x0043), product: nil)?.role == .serialCandidate([.stk500v1]))
         #expect(catalog.entry(for: USBID(vendor: 0x0403, product: 0x6001), product: nil)?.role == .serialCandidate([.stk500v1, .buspirate]))
-        #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.role == .bootloader("Caterina"))
+        #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.role == .bootloader(.caterina))
         #expect(catalog.entry(for: USBID(vendor: 0x1B4F, product: 0x9205), product: nil)?.name == "SparkFun Pro Micro 5V in Caterina")
         #expect(catalog.entry(for: USBID(vendor: 0x0BDA, product: 0x8153), product: nil) == nil)
     }

@@ -1,3 +1,4 @@
+import FirmwareImage
 import Foundation
 import Parts
 import Testing
@@ -162,4 +163,17 @@ extension Trait where Self == ConditionTrait {
     public static var needsFirmware: Self {
         .enabled(if: Fixtures.hasFirmware, "needs the real bootloader files (../shared/firmware or BOOTMEDIC_FIRMWARE_DIR)")
     }
+}
+
+/// An image that stands in for a part no packaged bootloader exists for (or a sketch): seeded bytes over
+/// `range`, written as Intel HEX into `dir`.
+public func syntheticHex(_ range: Range<UInt32>, in dir: URL) throws -> String {
+    var state: UInt32 = range.lowerBound | 1
+    let bytes = range.map { _ -> UInt8 in
+        state = state &* 1_103_515_245 &+ 12_345
+        return UInt8(state >> 24)
+    }
+    let path = dir.appendingPathComponent("synthetic-\(String(range.lowerBound, radix: 16)).hex").path
+    try IntelHex.format(try MemoryImage(bytes: bytes, at: range.lowerBound)).write(toFile: path, atomically: true, encoding: .utf8)
+    return path
 }

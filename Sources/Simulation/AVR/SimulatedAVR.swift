@@ -110,6 +110,44 @@ public final class SimulatedAVR {
         return storedLock | (unimplementedBits & ~part.lock.implementedMask)
     }
 
+    // MARK: Self-programming (what a bootloader running on the chip does with SPM)
+
+    /// Where the boot section the fuses select begins (the flash end on a part without one).
+    public var bootSectionStart: Int {
+        Int(part.bootSection(in: fuses)?.start ?? UInt32(part.flash.size))
+    }
+
+    /// Whether the lock bits let SPM write the boot section: BLB1 mode 1 (BLB12 and BLB11 unprogrammed).
+    private var bootSectionWritable: Bool { storedLock & 0x30 == 0x30 }
+
+    /// SPM's page erase and page write of the page at `start`, as a bootloader issues them: the page is
+    /// erased and written with `data`, taking tWD_FLASH for each; a page in the boot section is left alone
+    /// when the lock bits forbid it (as the hardware ignores such an SPM). Returns whether it was written.
+    @discardableResult
+    public func selfProgramPage(at start: Int, _ data: [UInt8]) -> Bool {
+        settle()
+        clock.advance(to: busyUntil)
+        guard start + part.flash.pageSize <= part.flash.size, start % part.flash.pageSize == 0 else { return false }
+        if start >= bootSectionStart && !bootSectionWritable { return false }
+        firstWrite.markOnce()
+        for i in 0..<part.flash.pageSize { flash[start + i] = i < data.count ? data[i] : 0xFF }
+        busyUntil = clock.now + 2 * UInt64(part.times.flashPageWrite) * 1000
+        writtenPages.insert(start / part.flash.pageSize)
+        pageWriteCount.increment()
+        if let limit = vanishAfterPageWrites, pageWrites >= limit { isAttached = false }
+        return true
+    }
+
+    /// SPM's page erase of every page below the boot section (a bootloader's "erase the application").
+    public func selfEraseApplication() {
+        settle()
+        for page in stride(from: 0, to: bootSectionStart, by: part.flash.pageSize) {
+            clock.advance(to: busyUntil)
+            for i in page..<page + part.flash.pageSize { flash[i] = 0xFF }
+            busyUntil = clock.now + UInt64(part.times.flashPageWrite) * 1000
+        }
+    }
+
     /// True while a self-timed write is in progress.
     public var isBusy: Bool { clock.now < busyUntil }
 

@@ -8,6 +8,13 @@ public protocol SerialProgrammerSimulator: AnyObject {
     func receive(_ bytes: [UInt8]) -> [UInt8]
     /// The chip on the programmer's cable.
     var chip: SimulatedAVR { get }
+    /// Whether the device has left the line after its last answer (a bootloader that started the
+    /// application detaches from USB): the server then closes the line.
+    var hasHungUp: Bool { get }
+}
+
+extension SerialProgrammerSimulator {
+    public var hasHungUp: Bool { false }
 }
 
 /// Faults on the serial line, injected between the host and the simulated programmer.
@@ -159,6 +166,12 @@ public final class SerialSimulatorServer: @unchecked Sendable {
             bytesToHost += reply.count
             line.carry(reply.count, on: clock, baudRate: terminal.baudRate)
             send(reply)
+            if simulator.hasHungUp {
+                usleep(20_000)   // the host reads the last answer before the device goes, as a USB CDC one does
+                terminal.close()
+                waitForStop()
+                return
+            }
         }
     }
 

@@ -1,0 +1,67 @@
+import BenchModel
+import Parts
+import Transport
+
+/// Why talking to a board's bootloader failed.
+public enum BootloaderError: Error, Equatable, Sendable, CustomStringConvertible {
+    case serial(SerialError, operation: String)
+    /// The bootloader answered something its protocol does not allow.
+    case protocolViolation(String)
+    /// The bootloader refused a command (AVR109's '?').
+    case refused(String)
+    /// The bootloader's device is gone (the board was pulled, or it left the bootloader).
+    case gone(operation: String)
+
+    public var description: String {
+        switch self {
+        case let .serial(error, operation): return "\(error) while \(operation)"
+        case let .protocolViolation(text): return "the bootloader answered out of protocol: \(text)"
+        case let .refused(text): return "the bootloader refused \(text)"
+        case let .gone(operation): return "the board's bootloader went away while \(operation) (unplugged, or it reset)"
+        }
+    }
+}
+
+/// What a bootloader says about the chip it runs on.
+public struct BootloaderReport: Sendable, Equatable {
+    /// The signature, where the protocol reads it (AVR109 does; HalfKay does not).
+    public var signature: Signature?
+    /// The fuses and lock, where the protocol reads them.
+    public var fuses: FuseSet?
+    public var lock: UInt8?
+    /// The bootloader's own name and version ("CATERIN 1.0").
+    public var software: String
+    /// The unit a block write takes, bytes.
+    public var blockSize: Int
+
+    public init(signature: Signature?, fuses: FuseSet?, lock: UInt8?, software: String, blockSize: Int) {
+        self.signature = signature
+        self.fuses = fuses
+        self.lock = lock
+        self.software = software
+        self.blockSize = blockSize
+    }
+}
+
+/// A board's own bootloader, driven to flash an application: the seam between the flash job and each
+/// bootloader's protocol (AVR109, DFU, HalfKay, …). The job owns the order and the checks; a session
+/// only knows its protocol's commands.
+public protocol BootloaderSession: AnyObject {
+    /// The bootloader as the journal names it (kind, port, serial).
+    var identity: ProgrammerIdentity { get }
+    var time: TimeSource { get }
+    /// Opens the session and reads what the bootloader says of itself and the chip.
+    func identify() throws(BootloaderError) -> BootloaderReport
+    /// Whether the protocol reads flash back (for the backup, the health check and the verify).
+    var canReadFlash: Bool { get }
+    func readFlash(at address: Int, count: Int, progress: (Int) -> Void) throws(BootloaderError) -> [UInt8]
+    /// Erases the application section (never the bootloader's own).
+    func eraseApplication() throws(BootloaderError)
+    /// Writes `bytes` at `address` (block-aligned) into the erased application section.
+    func writeFlash(at address: Int, _ bytes: [UInt8], progress: (Int) -> Void) throws(BootloaderError)
+    /// Leaves the bootloader so the application starts.
+    func startApplication() throws(BootloaderError)
+    /// Whether the bootloader's device is gone (the application runs), waiting at most `milliseconds`.
+    func hasGone(withinMilliseconds milliseconds: Int) -> Bool
+    func close()
+}
