@@ -199,7 +199,7 @@ public final class RecoveryJob {
         let identity = recordIdentity
         let opened = RestoreRecord(job: jobID, resumes: earlier?.job, programmer: identity.linkName, programmerSerial: identity.serialNumber,
                                    port: identity.port, part: identified.name, target: identified.id, rule: plan.rule.name,
-                                   bootloaderSHA256: plan.firmware.bootloader.sha256.description, backup: result.backupPath,
+                                   bootloaderSHA256: plan.firmware.sha256.description, backup: result.backupPath,
                                    step: step, started: earlier?.started ?? now, updated: now)
         do { try records.write(opened, programmer: identity) } catch {
             throw RecoveryFailure(step: step, reason: .backupFailed("\(error)"), backupPath: result.backupPath)

@@ -127,7 +127,9 @@ public struct Rule: Sendable {
     /// Where the rule's `[[rule]]` header stands.
     public let position: SourcePosition
     public let match: RuleMatch
-    public let bootloader: FirmwareReference
+    /// What an ISP or SWD restore writes; nil for a rule that only flashes an application through the
+    /// board's own bootloader.
+    public let bootloader: FirmwareReference?
     public let application: FirmwareReference?
     public let fuses: FuseSet?
     public let fusesPosition: SourcePosition?
@@ -136,6 +138,9 @@ public struct Rule: Sendable {
     public let expectUSB: USBID?
     public let policies: RulePolicies
     public let summary: String?
+
+    /// Where the rule names what it writes: its bootloader, else its application.
+    public var firmwarePosition: SourcePosition { (bootloader ?? application)?.position ?? position }
 
     /// The parts this rule is for, from `match.part` or else the signature or chip id; empty when it names none.
     public var parts: [Part] {
@@ -165,10 +170,10 @@ public struct RuleSet: Sendable {
     public var deviceCatalog: DeviceCatalog { .standard(with: programmers) }
 
     /// The first rule that matches `context`, as udev picks the first matching rule.
-    /// The first rule that fits; for a board in its bootloader, the first that fits and has an
-    /// application to flash through it.
+    /// The first rule that fits and has something for this job: a bootloader to write over ISP or SWD,
+    /// or, for a board in its bootloader, an application to flash through it.
     public func firstMatch(for context: TargetContext) -> Rule? {
-        rules.first { $0.match.matches(context) && (context.bootloader == nil || $0.application != nil) }
+        rules.first { $0.match.matches(context) && (context.bootloader == nil ? $0.bootloader != nil : $0.application != nil) }
     }
 
     /// The rule called `name`.

@@ -34,10 +34,14 @@ public enum RuleFirmwareError: Error, Equatable, Sendable, CustomStringConvertib
 
 /// A rule's firmware, read from disk, checked against its pins and merged into one image.
 public struct PreparedFirmware: Sendable {
-    public let bootloader: FirmwareFile
+    public let bootloader: FirmwareFile?
     public let application: FirmwareFile?
-    /// What gets written: the bootloader, merged with the application if the rule has one.
+    /// What an ISP or SWD restore writes: the bootloader, merged with the application if the rule has
+    /// one (the application alone for a rule without a bootloader).
     public let image: MemoryImage
+
+    /// The digest that names what the job writes, for the restore record.
+    public var sha256: SHA256Digest { (bootloader ?? application)!.sha256 }
 }
 
 extension Rule {
@@ -60,9 +64,10 @@ extension Rule {
             }
             return file
         }
+        let app = try application.map { (reference) throws(RuleFirmwareError) in try load(reference) }
+        guard let bootloader else { return PreparedFirmware(bootloader: nil, application: app, image: app!.image) }
         let boot = try load(bootloader)
-        guard let application else { return PreparedFirmware(bootloader: boot, application: nil, image: boot.image) }
-        let app = try load(application)
+        guard let app else { return PreparedFirmware(bootloader: boot, application: nil, image: boot.image) }
         do {
             let merged = try MemoryImage.merging(application: app.image, bootloader: boot.image)
             return PreparedFirmware(bootloader: boot, application: app, image: merged)
@@ -150,8 +155,8 @@ public enum RuleChecker {
                 report(.error, "the rule names no part (match.part, match.signature or match.chip_id), so its image cannot be checked", at: rule.position)
                 continue
             }
-            if rule.bootloader.sha256 == nil {
-                report(.warning, "the bootloader is not pinned: add sha256 = \"…\" so a changed file is refused", at: rule.bootloader.position)
+            if let bootloader = rule.bootloader, bootloader.sha256 == nil {
+                report(.warning, "the bootloader is not pinned: add sha256 = \"…\" so a changed file is refused", at: bootloader.position)
             }
             let firmware: PreparedFirmware
             do { firmware = try rule.loadFirmware() } catch {
@@ -161,7 +166,7 @@ public enum RuleChecker {
                 case let .missing(path, _, _) where path == rule.application?.path: position = rule.application!.position
                 case let .digestMismatch(path, _, _) where path == rule.application?.path: position = rule.application!.position
                 case .overlap: position = rule.application!.position
-                default: position = rule.bootloader.position
+                default: position = rule.firmwarePosition
                 }
                 report(.error, error.description, at: position)
                 continue
@@ -181,7 +186,7 @@ public enum RuleChecker {
                 let fuseCodes: Set<FindingCode> = [.disablesReset, .disablesSerialProgramming, .enablesDebugWIRE, .reservedClock,
                                                    .changesClockSource, .changesClockDivider, .changesClockOutput, .changesStartUpTime, .noSuchFuseByte, .unimplementedBits,
                                                    .watchdogAlwaysOn, .resetMissesBootloader, .clockNotDeclared]
-                report(finding.severity, finding.message, at: fuseCodes.contains(finding.code) ? (rule.fusesPosition ?? rule.position) : rule.bootloader.position)
+                report(finding.severity, finding.message, at: fuseCodes.contains(finding.code) ? (rule.fusesPosition ?? rule.position) : rule.firmwarePosition)
             }
         }
         problems.sort { ($0.line, $0.column) < ($1.line, $1.column) }

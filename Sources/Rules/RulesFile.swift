@@ -213,8 +213,13 @@ private struct Decoder {
             report(.error, "the rule has no match table; add match = { part = \"…\" }", at: table.position)
         }
 
-        let bootloader = firmware(table, "bootloader", "sha256", root: firmwareRoot, required: true)
+        // A rule writes a bootloader (over ISP or SWD), flashes an application through the board's own
+        // bootloader, or both.
+        let bootloader = firmware(table, "bootloader", "sha256", root: firmwareRoot, required: false)
         let application = firmware(table, "application", "application_sha256", root: firmwareRoot, required: false)
+        if bootloader == nil, application == nil, table["bootloader"] == nil, table["application"] == nil {
+            report(.error, "the rule has no bootloader (written over ISP or SWD) and no application (flashed through the board's bootloader)", at: table.position)
+        }
         var fuses: FuseSet?
         if let node = table["fuses"], let f = self.table(node, "fuses") {
             rejectUnknownKeys(in: f, allowed: ["low", "high", "extended"], context: "in fuses")
@@ -252,7 +257,7 @@ private struct Decoder {
         }
 
         let errorsAfter = problems.filter { $0.severity == .error }.count
-        guard errorsAfter == errorsBefore, let bootloader else { return nil }
+        guard errorsAfter == errorsBefore, bootloader != nil || application != nil else { return nil }
         return Rule(name: name, position: table.position, match: match, bootloader: bootloader, application: application,
                     fuses: fuses, fusesPosition: table["fuses"]?.position, lock: lock, clock: clock, expectUSB: expectUSB,
                     policies: policies, summary: string(table, "description"))

@@ -62,7 +62,7 @@ extension RehearseCommand {
             ?? set.firstMatch(for: TargetContext(avrPart: avr, signature: avr.signature, bootloader: .caterina))
         var (flash, eeprom, fuses) = try chip.contents()
         var lock: UInt8?
-        if flash == nil, let rule = chosen, let image = try? rule.loadFirmware().bootloader.image, let span = image.span {
+        if flash == nil, let rule = chosen, let image = try? rule.loadFirmware().bootloader?.image, let span = image.span {
             flash = image.bytes(in: 0..<UInt32(span.upperBound))
             fuses = fuses ?? rule.fuses
             lock = rule.lock ?? 0x2F

@@ -32,8 +32,8 @@ func problems(_ text: String) -> [String] {
         let rule = try #require(result.ruleSet?.rules.first)
         #expect(rule.name == "r")
         #expect(rule.match.parts.map(\.id) == ["atmega32u4"])
-        #expect(rule.bootloader.path == "/fw/Caterina-promicro16.hex")
-        #expect(rule.bootloader.sha256?.description == caterinaSHA)
+        #expect(rule.bootloader?.path == "/fw/Caterina-promicro16.hex")
+        #expect(rule.bootloader?.sha256?.description == caterinaSHA)
         #expect(rule.fuses == FuseSet(low: 0xFF, high: 0xD8, extended: 0xFB))
         #expect(rule.clock == BoardClock(source: .crystal, dividedBy8: false))
         #expect(rule.expectUSB == USBID(vendor: 0x1B4F, product: 0x9205))
@@ -43,10 +43,10 @@ func problems(_ text: String) -> [String] {
 
     @Test func resolvesFirmwareAgainstDefaultsOrTheFileFolder() throws {
         let withDefault = RulesFile.parse("[defaults]\nfirmware_dir = \"fw\"\nbackup_dir = \"/b\"\n" + ruleText(), path: "/etc/bootmedic/rules.toml")
-        #expect(withDefault.ruleSet?.rules.first?.bootloader.path == "/etc/bootmedic/fw/Caterina-promicro16.hex")
+        #expect(withDefault.ruleSet?.rules.first?.bootloader?.path == "/etc/bootmedic/fw/Caterina-promicro16.hex")
         #expect(withDefault.ruleSet?.backupDirectory == "/b")
         let plain = RulesFile.parse(ruleText(), path: "/etc/bootmedic/rules.toml")
-        #expect(plain.ruleSet?.rules.first?.bootloader.path == "/etc/bootmedic/Caterina-promicro16.hex")
+        #expect(plain.ruleSet?.rules.first?.bootloader?.path == "/etc/bootmedic/Caterina-promicro16.hex")
     }
 
     /// Malformed rules and the exact problems each must produce.
@@ -61,8 +61,8 @@ func problems(_ text: String) -> [String] {
         ("name not a string", ruleText().replacingOccurrences(of: "name = \"r\"", with: "name = 3"), ["r.toml:2:8: error: name must be a string, not an integer"]),
         ("misspelt key", ruleText().replacingOccurrences(of: "bootloader =", with: "bootlaoder ="), [
             "r.toml:4:1: error: [r] unknown key 'bootlaoder' in a rule (did you mean 'bootloader'?)",
-            "r.toml:1:1: error: [r] the rule has no bootloader",
-            "r.toml:5:10: error: [r] sha256 is given but bootloader is not"]),
+            "r.toml:5:10: error: [r] sha256 is given but bootloader is not",
+            "r.toml:1:1: error: [r] the rule has no bootloader (written over ISP or SWD) and no application (flashed through the board's bootloader)"]),
         ("no match", ruleText().replacingOccurrences(of: "match = { part = \"atmega32u4\" }\n", with: ""),
          ["r.toml:1:1: error: [r] the rule has no match table; add match = { part = \"…\" }"]),
         ("match not a table", ruleText().replacingOccurrences(of: "match = { part = \"atmega32u4\" }", with: "match = \"atmega32u4\""),

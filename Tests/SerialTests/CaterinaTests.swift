@@ -77,6 +77,27 @@ struct CaterinaFlash {
         #expect(run.result.part?.id == "atmega32u4")
     }
 
+    /// A rule that only flashes through the bootloader needs no bootloader key, and an ISP restore of the
+    /// same part never picks it.
+    @Test(.needsFirmware) func aRuleWithOnlyAnApplicationFlashesIt() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = try syntheticHex(0..<2048, in: dir)
+        let rules = """
+        [[rule]]
+        name = "keyboard"
+        match = { part = "atmega32u4" }
+        application = "\(app)"
+        """
+        let chip = try proMicroInCaterina()
+        let run = try CaterinaFlash(chip, rules: rules)
+        #expect(run.result.outcome == .restored, "\(run.result.summary)")
+        #expect(Array(chip.flash[0..<2048]) == (try FirmwareFile(path: app).image.bytes(in: 0..<2048)))
+        let set = try #require(RulesFile.parse(rules, path: "t.toml").ruleSet)
+        let m32u4 = avr("atmega32u4")
+        #expect(set.firstMatch(for: TargetContext(avrPart: m32u4, signature: m32u4.signature, programmer: .usbasp)) == nil)
+    }
+
     @Test(.needsFirmware) func aRuleForAnotherPartFlashesNothing() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
