@@ -70,6 +70,7 @@ check() {  # description, command...
   selected || return 0
   if "$@"; then echo "ok    $what"; else echo "FAIL  $what"; fail=1; fi
 }
+both_held() { flash_holds "$1" "$2" && flash_holds "$1" "$3"; }  # flash.bin, two images
 flash_holds() {  # flash.bin, image (Intel HEX, or raw binary from the flash's first byte)
   python3 - "$1" "$2" <<'PY'
 import sys
@@ -163,6 +164,13 @@ for chip in gd32f103 stm32f411 cks32f103; do
 done
 check "openocd's stm32f1x.cfg refuses the CKS32F103 without CPUTAPID (UNEXPECTED idcode 0x2ba01477)" \
   sh -c '! grep -qx 0 "$1" && grep -qi "unexpected idcode: 0x2ba01477" "$2"' - "$out/openocd-default-status.txt" "$out/openocd-default.log"
+section 9
+for client in avrdude bootmedic; do
+  check "$client flashes a sketch through the Caterina gadget ($(cat "$out/pm-port.txt" 2>/dev/null))" grep -qx 0 "$out/pm-$client-status.txt"
+  check "  the chip holds the sketch below Caterina, which is untouched" \
+    both_held "$out/pm-$client-chip/flash.bin" "$out/sketch.hex" "$firmware/Caterina-promicro16.hex"
+done
+check "bootmedic flash saw the bootloader leave USB once the sketch started" grep -q "the application runs: the bootloader's device went away" "$out/pm-bootmedic.log"
 section 6
 check "the shipped rules with the guide's appended check clean (its files in /usr/local/share/bootmedic/firmware)" last_line_is 0 "$out/edited-rules-check.txt"
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"

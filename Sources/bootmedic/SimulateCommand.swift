@@ -22,7 +22,10 @@ struct SimulateCommand: ParsableCommand {
         """)
 
     @Option(help: "The programmer to simulate: stk500v1 (Arduino as ISP), avrisp (Pro Micro/Teensy ISP firmware) or buspirate.")
-    var programmer: ProgrammerKind
+    var programmer: ProgrammerKind?
+
+    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application, and stops serving.")
+    var bootloader: BootloaderKind?
 
     @OptionGroup var chipOptions: SimulatedChipOptions
 
@@ -42,6 +45,12 @@ struct SimulateCommand: ParsableCommand {
     var functionfs: String?
 
     func validate() throws {
+        if let bootloader {
+            guard programmer == nil, functionfs == nil else { throw ValidationError("--bootloader serves a board on a serial line, instead of --programmer") }
+            guard bootloader == .caterina else { throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; caterina has") }
+            return
+        }
+        guard let programmer else { throw ValidationError("give --programmer or --bootloader") }
         if functionfs != nil {
             guard [.usbasp, .usbtiny, .stlink].contains(programmer) else {
                 throw ValidationError("--functionfs serves USB programmers: usbasp, usbtiny or stlink")
@@ -55,16 +64,21 @@ struct SimulateCommand: ParsableCommand {
     func run() throws {
         if programmer == .stlink, let functionfs { return try serveSTLinkGadget(at: functionfs) }
         let (flash, eeprom, fuses) = try chipOptions.contents()
-        let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses)
+        let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses,
+                                lock: bootloader == nil ? nil : 0x2F)
         if let functionfs { return try serveGadget(at: functionfs, chip: chip) }
+        let simulator: SerialProgrammerSimulator = bootloader == nil ? simulatedSerialProgrammer(programmer!, chip: chip) : SimulatedCaterina(chip: chip)
         let server: SerialSimulatorServer
         do {
-            server = try SerialSimulatorServer(simulator: simulatedSerialProgrammer(programmer, chip: chip),
-                                               line: tty.map(GadgetSerialLine.init(path:)))
+            server = try SerialSimulatorServer(simulator: simulator, line: tty.map(GadgetSerialLine.init(path:)))
         } catch { throw fail(error.description) }
         server.fault = fault
         // A gadget tty is USB CDC end to end; on a pty, ArduinoISP's line is a UART behind a USB bridge.
-        server.line = programmer == .avrisp || tty != nil ? .usbCDC : .uart
+        server.line = programmer == .avrisp || tty != nil || bootloader != nil ? .usbCDC : .uart
+        server.onHangUp = {
+            print("left")
+            fflush(nil)
+        }
         server.start()
         announce(server.path).wait()
         server.stop()

@@ -14,6 +14,7 @@ extension SimulateCommand {
     /// carries the USB frames; the programmer's and the chip's own times (SPI bits, write waits) are
     /// served in real time, so a restore through the gadget takes as long as on the hardware.
     func serveGadget(at directory: String, chip: SimulatedAVR) throws {
+        guard let programmer else { throw fail("--functionfs serves a USB programmer") }
         let device = simulatedUSBProgrammer(programmer, chip: chip)
         device.linkTiming = .carriedElsewhere
         let pace = RealTimePacer(clock: chip.clock)

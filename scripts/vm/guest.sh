@@ -54,7 +54,9 @@ gadget() {
 serve() {
   name=$1 kind=$2 state=$3; shift 3
   rm -f /tmp/sim-in /tmp/sim-out; mkfifo /tmp/sim-in /tmp/sim-out
-  "$bin" simulate --programmer $kind --part ${simpart:-atmega32u4} --state $out/$state ${@:---functionfs /dev/ffs-$name} \
+  # KIND is a programmer, or bootloader:NAME for a board waiting in that bootloader.
+  what="--programmer $kind"; [ "${kind#bootloader:}" != "$kind" ] && what="--bootloader ${kind#bootloader:}"
+  "$bin" simulate $what --part ${simpart:-atmega32u4} --state $out/$state ${@:---functionfs /dev/ffs-$name} \
     < /tmp/sim-in > /tmp/sim-out 2> $out/$state.log &
   sim=$!
   exec 4> /tmp/sim-in 5< /tmp/sim-out
@@ -132,7 +134,18 @@ gadget uno 0x2341 0x0043 "Arduino (www.arduino.cc)" "Arduino Uno" acm.uno
 gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
 echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed
 gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
+gadget promicro 0x1b4f 0x9205 "SparkFun" "SparkFun Pro Micro" acm.promicro
 uno_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
+promicro_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/promicro/functions/acm.promicro/port_num)
+# acm_of NAME: the host's /dev/ttyACM* of the plugged gadget NAME (bounded wait), or nothing.
+acm_of() {
+  for _ in $(seq 100); do
+    for t in /sys/class/tty/ttyACM*; do
+      [ "$(cat "$(readlink -f "$t/device")/../serial" 2>/dev/null)" = "$(serial_of $1)" ] && [ -e /dev/${t##*/} ] && { echo /dev/${t##*/}; return; }
+    done
+    sleep 0.05
+  done
+}
 
 id_restored=f5b3ae2d1d914a1ebba540e8109c9a9b
 id_failed=d02e1e2fa81049678dae0160f32217eb
@@ -323,6 +336,45 @@ for chip in gd32f103 stm32f411 cks32f103; do
   echo $? >> $out/stlink-$chip-cmp.txt
   step "$chip restored and read back"
   unplug stlink; unserve
+done
+fi
+
+# --- 9. A Pro Micro waiting in Caterina (1B4F:9205, its CDC ACM tty), the chip holding Caterina at
+# 0x7000: avrdude -c avr109 flashes a sketch through the simulated bootloader, then `bootmedic flash`
+# does it with a rule that has only an application. Told to start the application, the board leaves
+# USB: the simulator says "left" and the script unbinds the gadget, as the real board drops off the bus.
+if part 9; then
+/usr/bin/python3 - /tmp/sketch.hex <<'PY'
+import random, sys
+from intelhex import IntelHex
+rng = random.Random(9)
+image = IntelHex()
+image.frombytes(bytes(rng.randrange(256) for _ in range(12000)), offset=0)
+image.write_hex_file(sys.argv[1])
+PY
+cp /tmp/sketch.hex $out/sketch.hex
+cat > /tmp/sketch.toml <<'RULE'
+[[rule]]
+name = "pro-micro-sketch"
+match = { part = "atmega32u4" }
+application = "/tmp/sketch.hex"
+RULE
+for client in avrdude bootmedic; do
+  serve promicro bootloader:caterina pm-$client-chip --tty "$promicro_tty" --initial-flash "$VMTEST_FIRMWARE/Caterina-promicro16.hex" --initial-fuses FF:D8:CB
+  plug promicro "$udc0"
+  acm=$(acm_of promicro)
+  echo "$acm" > $out/pm-port.txt
+  ( [ "$(read_line 150 left-$client)" = left ] && unplug promicro ) &
+  leaver=$!
+  if [ $client = avrdude ]; then
+    bounded 120 avr109-flash avrdude -c avr109 -P "$acm" -b 57600 -p m32u4 -U flash:w:/tmp/sketch.hex:i > $out/pm-avrdude.log 2>&1
+  else
+    bounded 120 bootmedic-flash "$bin" flash --rules /tmp/sketch.toml --port "$acm" --backup-dir /tmp/backups > $out/pm-bootmedic.log 2>&1
+  fi
+  echo $? > $out/pm-$client-status.txt
+  wait $leaver
+  unplug promicro; unserve
+  step "$client flashed the Pro Micro through Caterina"
 done
 fi
 

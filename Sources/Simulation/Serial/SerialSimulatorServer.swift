@@ -76,6 +76,9 @@ public final class SerialSimulatorServer: @unchecked Sendable {
     public var slowAnswerMilliseconds = 3000
     /// How bytes cross the line, for the simulated time.
     public var line: SerialLineTiming = .uart
+    /// Called on the serving thread when the device has left the line (a bootloader that started the
+    /// application): a gadget's script unbinds it then, as the real board drops off USB.
+    public var onHangUp: (@Sendable () -> Void)?
 
     /// Bytes that crossed the line in each direction.
     public private(set) var bytesFromHost = 0
@@ -169,6 +172,7 @@ public final class SerialSimulatorServer: @unchecked Sendable {
             if simulator.hasHungUp {
                 usleep(20_000)   // the host reads the last answer before the device goes, as a USB CDC one does
                 terminal.close()
+                onHangUp?()
                 waitForStop()
                 return
             }
