@@ -241,6 +241,60 @@ open('$work/summary.tsv', 'a').write('stlink\t$part: $label, erase+write+verify\
   done
 } >> "$work/table.md"
 
+# Through a bootloader: a 12 KiB sketch into a Pro Micro waiting in Caterina (AVR109 over USB CDC), by
+# `bootmedic flash` (rehearse --bootloader, no backup) and by avrdude -c avr109 on the same simulator,
+# median of RUNS runs each. The floor in the simulator's model: the application section's 224 page
+# erases at tWD_FLASH (4.5 ms), each block's page erased and written again (9 ms), and one 1 ms USB frame
+# for each block written and each block read back.
+/usr/bin/python3 - "$work/sketch.hex" <<'PY'  # Debian's python3-intelhex
+import os, sys
+from intelhex import IntelHex
+image = IntelHex()
+image.frombytes(os.urandom(12000), offset=0)
+image.write_hex_file(sys.argv[1])
+PY
+cat > "$work/sketch.toml" <<TOML
+[[rule]]
+name = "sketch"
+match = { part = "atmega32u4" }
+bootloader = "$firmware/Caterina-promicro16.hex"
+application = "$work/sketch.hex"
+fuses = { low = 0xFF, high = 0xD8, extended = 0xCB }
+clock = "crystal"
+clock_div8 = false
+backup = false
+restore_eeprom = false
+TOML
+caterina_bootmedic() {
+  "$bin" rehearse --rules "$work/sketch.toml" --backup-dir "$work/backups" --bootloader caterina --part atmega32u4 --json \
+    | python3 -c "import json,sys; print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
+}
+caterina_avrdude() {
+  rm -rf "$work/state" "$work/fifo"
+  mkfifo "$work/fifo"
+  "$bin" simulate --bootloader caterina --part atmega32u4 --initial-flash "$firmware/Caterina-promicro16.hex" --initial-fuses FF:D8:CB \
+    --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
+  local sim=$!
+  exec 4> "$work/fifo"
+  for _ in $(seq 100); do [ -s "$work/sim.out" ] && break; sleep 0.05; done
+  avrdude -c avr109 -b 57600 -p m32u4 -P "$(head -1 "$work/sim.out")" -U "flash:w:$work/sketch.hex:i" >/dev/null 2>&1
+  exec 4>&-
+  wait $sim 2>/dev/null || true
+  python3 -c "import json;print('%.2f' % json.load(open('$work/state/session.json'))['seconds'])"
+}
+{
+  a=$(median "$runs" caterina_avrdude); b=$(median "$runs" caterina_bootmedic)
+  pages=$(( (12000 + 127) / 128 ))
+  f=$(python3 -c "print('%.2f' % (224 * 0.0045 + $pages * 0.009 + 2 * $pages * 0.001))")
+  echo
+  echo "Through Caterina (AVR109 over USB CDC), a 12 KiB sketch, no backup (simulated seconds, median of $runs):"
+  echo
+  echo "| bootloader | payload | avrdude -c avr109 s | bootmedic s | bootmedic/avrdude | floor s | ratio |"
+  echo "|---|---|---|---|---|---|---|"
+  echo "| caterina | 12 KiB sketch | $a | $b | $(python3 -c "print('%.2f' % ($b/$a))") | $f | $(python3 -c "print('%.2f' % ($b/$f))") |"
+  printf 'caterina\t12 KiB sketch through the bootloader, no backup\trestored\t%s\t%s\t%s\n' "$b" "$f" "$a" >> "$work/summary.tsv"
+} >> "$work/table.md"
+
 # Agent costs (wall time on this machine, not simulated): one round of the load test, then the idle agent.
 {
   echo
