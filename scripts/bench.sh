@@ -117,14 +117,22 @@ avrdude_seconds() {  # programmer kind, part, HEX file, avrdude -c arguments...
   # The rule's fuses, as avrdude writes them (it writes them whatever the chip holds).
   local fuses=(-p m32u4 -U lfuse:w:0xFF:m -U hfuse:w:0xD8:m -U efuse:w:0xCB:m)
   [ "$part" = at90usb1286 ] && fuses=(-p usb1286 -U lfuse:w:0x5E:m -U hfuse:w:0x99:m -U efuse:w:0xF3:m)
+  avrdude_on_simulator --programmer "$kind" --part "$part" -- "$@" -U "flash:w:$hex:i" "${fuses[@]}"
+}
+# avrdude_on_simulator SIMULATE-ARGUMENTS... -- AVRDUDE-ARGUMENTS...: avrdude against `bootmedic simulate`
+# (-P its pseudo-terminal); prints the simulated seconds of the session.
+avrdude_on_simulator() {
+  local simulate=()
+  while [ "$1" != -- ]; do simulate+=("$1"); shift; done
+  shift
   rm -rf "$work/state" "$work/fifo"
   mkfifo "$work/fifo"
   # The simulator serves until its standard input closes: a FIFO whose writer is this shell's fd 4.
-  "$bin" simulate --programmer "$kind" --part "$part" --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
+  "$bin" simulate "${simulate[@]}" --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
   local sim=$!
   exec 4> "$work/fifo"
   for _ in $(seq 100); do [ -s "$work/sim.out" ] && break; sleep 0.05; done
-  avrdude "$@" -P "$(head -1 "$work/sim.out")" -U "flash:w:$hex:i" "${fuses[@]}" >/dev/null 2>&1
+  avrdude "$@" -P "$(head -1 "$work/sim.out")" >/dev/null 2>&1
   exec 4>&-
   wait $sim 2>/dev/null || true
   python3 -c "import json;print('%.2f' % json.load(open('$work/state/session.json'))['seconds'])"
@@ -270,17 +278,8 @@ caterina_bootmedic() {
     | python3 -c "import json,sys; print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
 }
 caterina_avrdude() {
-  rm -rf "$work/state" "$work/fifo"
-  mkfifo "$work/fifo"
-  "$bin" simulate --bootloader caterina --part atmega32u4 --initial-flash "$firmware/Caterina-promicro16.hex" --initial-fuses FF:D8:CB \
-    --state "$work/state" < "$work/fifo" > "$work/sim.out" 2>/dev/null &
-  local sim=$!
-  exec 4> "$work/fifo"
-  for _ in $(seq 100); do [ -s "$work/sim.out" ] && break; sleep 0.05; done
-  avrdude -c avr109 -b 57600 -p m32u4 -P "$(head -1 "$work/sim.out")" -U "flash:w:$work/sketch.hex:i" >/dev/null 2>&1
-  exec 4>&-
-  wait $sim 2>/dev/null || true
-  python3 -c "import json;print('%.2f' % json.load(open('$work/state/session.json'))['seconds'])"
+  avrdude_on_simulator --bootloader caterina --part atmega32u4 --initial-flash "$firmware/Caterina-promicro16.hex" --initial-fuses FF:D8:CB \
+    -- -c avr109 -b 57600 -p m32u4 -U "flash:w:$work/sketch.hex:i"
 }
 {
   a=$(median "$runs" caterina_avrdude); b=$(median "$runs" caterina_bootmedic)
