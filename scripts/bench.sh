@@ -11,6 +11,17 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rules=(--rules config/examples/guide-rules.toml --firmware-dir "$firmware" --backup-dir "$work/backups")
 
+# random_hex FILE BYTES ADDRESS: random bytes at ADDRESS as Intel HEX (Debian's python3-intelhex).
+random_hex() {
+  /usr/bin/python3 - "$@" <<'PY'
+import os, sys
+from intelhex import IntelHex
+image = IntelHex()
+image.frombytes(os.urandom(int(sys.argv[2])), offset=int(sys.argv[3], 0))
+image.write_hex_file(sys.argv[1])
+PY
+}
+
 # The floor of a USB ISP restore under the same timing model: every byte read or written crosses the
 # ISP link as one 4-byte instruction (32 SCK cycles at the SCK the run used) and the low-speed USB bus
 # once (8-byte packets of 107 µs: LowSpeedUSB.swift), plus the chip's own waits: the 20 ms after RESET
@@ -72,13 +83,7 @@ PY
   done
   # A part above 64 KiB: a synthetic 8 KiB bootloader at the top of an AT90USB1286 (the USBtinyISP
   # cannot address it and is refused before anything is erased; the serial programmers below, too).
-  /usr/bin/python3 - "$work/dfu128.hex" <<'PY'  # Debian's python3-intelhex
-import os, sys
-from intelhex import IntelHex
-image = IntelHex()
-image.frombytes(os.urandom(8192), offset=0x1E000)
-image.write_hex_file(sys.argv[1])
-PY
+  random_hex "$work/dfu128.hex" 8192 0x1E000
   cat > "$work/big.toml" <<TOML
 [[rule]]
 name = "at90usb1286-8k"
@@ -254,13 +259,7 @@ open('$work/summary.tsv', 'a').write('stlink\t$part: $label, erase+write+verify\
 # median of RUNS runs each. The floor in the simulator's model: the application section's 224 page
 # erases at tWD_FLASH (4.5 ms), each block's page erased and written again (9 ms), and one 1 ms USB frame
 # for each block written and each block read back.
-/usr/bin/python3 - "$work/sketch.hex" <<'PY'  # Debian's python3-intelhex
-import os, sys
-from intelhex import IntelHex
-image = IntelHex()
-image.frombytes(os.urandom(12000), offset=0)
-image.write_hex_file(sys.argv[1])
-PY
+random_hex "$work/sketch.hex" 12000 0
 cat > "$work/sketch.toml" <<TOML
 [[rule]]
 name = "sketch"
