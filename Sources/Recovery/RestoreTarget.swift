@@ -144,7 +144,7 @@ public enum IdentifiedTarget: Sendable {
     }
 
     /// The name, with how a rule names a clone ("CKS32F103 (a rule names it \"cks32f103\" or \"stm32f1\";
-    /// \"stm32f103\" is ST's own chip)"), for a "no rule" message.
+    /// the ST line names are for ST's own chips)"), for a "no rule" message.
     public var nameForRules: String {
         guard case let .stm32(target) = self, !target.variant.isGenuine else { return name }
         let family = "\"\(target.chip.family.rawValue)\""
