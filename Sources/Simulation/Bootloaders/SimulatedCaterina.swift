@@ -9,8 +9,6 @@ import Parts
 public final class SimulatedCaterina: SerialProgrammerSimulator {
     public let chip: SimulatedAVR
     public private(set) var hasHungUp = false
-    /// Commands answered, for summaries.
-    public private(set) var commands = 0
 
     private var input: [UInt8] = []
     /// The current byte address ('A' takes a word address).
@@ -23,7 +21,6 @@ public final class SimulatedCaterina: SerialProgrammerSimulator {
         var out: [UInt8] = []
         while !hasHungUp, let (consumed, reply) = command() {
             input.removeFirst(consumed)
-            commands += 1
             out += reply
         }
         return out
