@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "DeviceTrace", dependencies: ["Transport"]),
         .target(name: "Bootloaders", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "Programmers", dependencies: ["AVRISP", "DeviceCatalog", "DeviceTrace", "STLink", "Transport"]),
-        .target(name: "Simulation", dependencies: ["BenchModel", "Parts", "Transport"]),
+        .target(name: "Simulation", dependencies: ["BenchModel", "Bootloaders", "Parts", "Transport"]),
         .target(name: "Agent", dependencies: ["CLibUDev", "CSystemd", "DeviceCatalog", "DeviceTrace", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
         .target(name: "VirtualBench", dependencies: ["Agent", "FirmwareImage", "Parts", "Programmers", "Rules", "Simulation", "Transport"]),
         .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "Bootloaders", "FirmwareImage", "Parts", "Programmers", "Rules", "STLink", "Transport"]),

@@ -5,6 +5,7 @@ import Transport
 /// Why talking to a board's bootloader failed.
 public enum BootloaderError: Error, Equatable, Sendable, CustomStringConvertible {
     case serial(SerialError, operation: String)
+    case usb(USBError, operation: String)
     /// The bootloader answered something its protocol does not allow.
     case protocolViolation(String)
     /// The bootloader refused a command (AVR109's '?').
@@ -15,6 +16,7 @@ public enum BootloaderError: Error, Equatable, Sendable, CustomStringConvertible
     public var description: String {
         switch self {
         case let .serial(error, operation): return "\(error) while \(operation)"
+        case let .usb(error, operation): return "\(error) while \(operation)"
         case let .protocolViolation(text): return "the bootloader answered out of protocol: \(text)"
         case let .refused(text): return "the bootloader refused \(text)"
         case let .gone(operation): return "the board's bootloader went away while \(operation) (unplugged, or it reset)"
@@ -33,13 +35,17 @@ public struct BootloaderReport: Sendable, Equatable {
     public var software: String
     /// The unit a block write takes, bytes.
     public var blockSize: Int
+    /// How many bytes at the top of flash the bootloader keeps, where its kind tells and the fuses are
+    /// not read (Atmel's DFU bootloaders fill the largest boot section).
+    public var bootloaderBytes: Int?
 
-    public init(signature: Signature?, fuses: FuseSet?, lock: UInt8?, software: String, blockSize: Int) {
+    public init(signature: Signature?, fuses: FuseSet?, lock: UInt8?, software: String, blockSize: Int, bootloaderBytes: Int? = nil) {
         self.signature = signature
         self.fuses = fuses
         self.lock = lock
         self.software = software
         self.blockSize = blockSize
+        self.bootloaderBytes = bootloaderBytes
     }
 }
 
@@ -52,8 +58,9 @@ public protocol BootloaderSession: AnyObject {
     var time: TimeSource { get }
     /// Opens the session and reads what the bootloader says of itself and the chip.
     func identify() throws(BootloaderError) -> BootloaderReport
-    /// Whether the protocol reads flash back (for the backup, the health check and the verify).
-    var canReadFlash: Bool { get }
+    /// Why flash cannot be read back now (for the backup, the health check and the verify), or nil
+    /// when it can: the protocol has no read (HalfKay), or the bootloader refuses it until an erase.
+    var readRefusal: String? { get }
     func readFlash(at address: Int, count: Int, progress: (Int) -> Void) throws(BootloaderError) -> [UInt8]
     /// Erases the application section (never the bootloader's own).
     func eraseApplication() throws(BootloaderError)

@@ -37,18 +37,32 @@ extension DeviceCatalog {
         DeviceEntry(id(0x04D8, 0xFB00), .serialCandidate([.buspirate]), "Bus Pirate v4"),
     ]
 
+    /// The product id Atmel's DFU bootloader enumerates with on each USB AVR (vendor 03EB; Atmel's
+    /// bootloader datasheets, dfu-programmer's target table), with the parts that answer it.
+    public static let atmelDFUProducts: [(productID: UInt16, parts: [String], label: String)] = [
+        (0x2FEE, ["atmega8u2"], "ATmega8U2"),
+        (0x2FEF, ["atmega16u2"], "ATmega16U2"),
+        (0x2FF0, ["atmega32u2"], "ATmega32U2"),
+        (0x2FF3, ["atmega16u4"], "ATmega16U4"),
+        (0x2FF4, ["atmega32u4"], "ATmega32U4"),
+        (0x2FF7, ["at90usb82"], "AT90USB82"),
+        (0x2FF9, ["at90usb646", "at90usb647"], "AT90USB64"),
+        (0x2FFA, ["at90usb162"], "AT90USB162"),
+        (0x2FFB, ["at90usb1286", "at90usb1287"], "AT90USB128"),
+    ]
+
+    /// The id Atmel's DFU bootloader answers with on `part` (a part id such as "atmega32u4").
+    public static func atmelDFUProductID(for part: String) -> UInt16? {
+        atmelDFUProducts.first { $0.parts.contains(part) }?.productID
+    }
+
     /// Boards in their bootloaders: waiting to be flashed over USB, never driven as programmers.
-    static let bootloaders: [DeviceEntry] = [
+    static let bootloaders: [DeviceEntry] = atmelDFUProducts.map {
+        DeviceEntry(id(0x03EB, $0.productID), .bootloader(.atmelDFU), "\($0.label) in Atmel DFU")
+    } + [
         DeviceEntry(id(0x16C0, 0x05DC), .bootloader(.usbasploader), "USBaspLoader, or another V-USB device sharing the USBasp ids"),
         DeviceEntry(id(0x16C0, 0x05DF), .bootloader(.bootloadhid), "BootloadHID (PS2AVRGB and other V-USB boards)"),
         DeviceEntry(id(0x16C0, 0x0478), .bootloader(.halfkay), "Teensy in HalfKay"),
-        DeviceEntry(id(0x03EB, 0x2FEF), .bootloader(.atmelDFU), "ATmega16U2 in Atmel DFU"),
-        DeviceEntry(id(0x03EB, 0x2FF0), .bootloader(.atmelDFU), "ATmega32U2 in Atmel DFU"),
-        DeviceEntry(id(0x03EB, 0x2FF3), .bootloader(.atmelDFU), "ATmega16U4 in Atmel DFU"),
-        DeviceEntry(id(0x03EB, 0x2FF4), .bootloader(.atmelDFU), "ATmega32U4 in Atmel DFU"),
-        DeviceEntry(id(0x03EB, 0x2FF9), .bootloader(.atmelDFU), "AT90USB64 in Atmel DFU"),
-        DeviceEntry(id(0x03EB, 0x2FFA), .bootloader(.atmelDFU), "AT90USB162 in Atmel DFU"),
-        DeviceEntry(id(0x03EB, 0x2FFB), .bootloader(.atmelDFU), "AT90USB128 in Atmel DFU"),
         DeviceEntry(id(0x2341, 0x0036), .bootloader(.caterina), "Arduino Leonardo in Caterina"),
         DeviceEntry(id(0x2341, 0x0037), .bootloader(.caterina), "Arduino Micro in Caterina"),
         DeviceEntry(id(0x1B4F, 0x9203), .bootloader(.caterina), "SparkFun Pro Micro 3V3 in Caterina"),

@@ -118,7 +118,7 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case .protectionNotAllowed: return .refused
         case .stm32(.controller): return .verificationFailed
         case .bootloader(.gone): return .noTarget
-        case .bootloader(.serial), .bootloader(.protocolViolation): return .programmerFailed
+        case .bootloader(.serial), .bootloader(.usb), .bootloader(.protocolViolation): return .programmerFailed
         case .bootloader(.refused): return .programmerCannot
         }
     }

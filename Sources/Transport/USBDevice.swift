@@ -80,6 +80,33 @@ func hex4(_ v: UInt16) -> String {
     return String(repeating: "0", count: 4 - s.count) + s
 }
 
+/// Which request space a control transfer addresses: bmRequestType's type and recipient (USB 2.0 §9.3.1).
+/// Programmers speak vendor requests to the device; DFU and HID bootloaders class requests to an interface.
+public struct USBControlTarget: Hashable, Sendable {
+    public enum Kind: UInt8, Sendable { case standard = 0x00, `class` = 0x20, vendor = 0x40 }
+    public enum Recipient: UInt8, Sendable { case device = 0, interface = 1, endpoint = 2 }
+
+    public var kind: Kind
+    public var recipient: Recipient
+
+    public init(_ kind: Kind, to recipient: Recipient) {
+        self.kind = kind
+        self.recipient = recipient
+    }
+
+    public static let vendorDevice = USBControlTarget(.vendor, to: .device)
+    public static let classInterface = USBControlTarget(.class, to: .interface)
+
+    /// bmRequestType for a transfer whose data stage goes to the host (`deviceToHost`) or to the device.
+    public func requestType(deviceToHost: Bool) -> UInt8 { (deviceToHost ? 0x80 : 0) | kind.rawValue | recipient.rawValue }
+
+    /// The target a device-side setup packet addresses, if it is one of the three kinds.
+    public init?(requestType: UInt8) {
+        guard let kind = Kind(rawValue: requestType & 0x60), let recipient = Recipient(rawValue: requestType & 0x1F) else { return nil }
+        self.init(kind, to: recipient)
+    }
+}
+
 /// A USB device a driver talks to: a real one through libusb, or a simulated one speaking the same
 /// requests. Only this seam differs between a bench and a rehearsal.
 public protocol USBDevice: AnyObject {
@@ -99,8 +126,18 @@ public protocol USBDevice: AnyObject {
     /// A bulk IN transfer on `endpoint` of at most `length` bytes.
     func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8]
 
+    /// A control transfer to `target` (a class request to an interface, say), data stage to the host.
+    func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8]
+
+    /// A control transfer to `target`, data stage to the device. Returns the bytes sent.
+    @discardableResult
+    func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int
+
     /// Claims an interface before bulk transfers on it (`libusb_claim_interface` on a real device).
     func claimInterface(_ number: Int32) throws(USBError)
+
+    /// Selects an alternate setting of a claimed interface (SET_INTERFACE).
+    func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError)
 
     /// Releases the device; later calls fail with ``USBError/noDevice``.
     func close()
@@ -109,4 +146,21 @@ public protocol USBDevice: AnyObject {
 extension USBDevice {
     /// A simulated device has nothing to claim.
     public func claimInterface(_ number: Int32) throws(USBError) {}
+
+    /// A device without alternate settings has only setting 0.
+    public func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError) {
+        guard setting == 0 else { throw .stall(request: 11) }
+    }
+
+    /// A device that answers only vendor requests stalls every other kind.
+    public func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        guard target == .vendorDevice else { throw .stall(request: request) }
+        return try controlIn(request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    @discardableResult
+    public func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        guard target == .vendorDevice else { throw .stall(request: request) }
+        return try controlOut(request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds)
+    }
 }

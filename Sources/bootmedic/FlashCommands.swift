@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bootloaders
+import DeviceCatalog
 import FirmwareImage
 import FoundationEssentials
 import Parts
@@ -11,6 +12,11 @@ import Transport
 extension BootloaderKind: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
     public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+extension BootloaderKind {
+    /// The bootloaders `rehearse` and `simulate` have simulators for.
+    static let simulated: [BootloaderKind] = [.caterina, .atmelDFU]
 }
 
 /// `bootmedic flash`: the board waiting in its bootloader now gets its rule's application, as
@@ -25,41 +31,80 @@ struct FlashCommand: ParsableCommand {
         bootloader reads flash, erased, written and verified; the bootloader's own section is never \
         written, and an application that reaches into it is refused before anything is erased. Then the \
         application is started and the bootloader's device must go away. Same output and exit status \
-        as `restore`.
+        as `restore`. A serial bootloader (Caterina) is reached through --port; a USB one (Atmel DFU) is \
+        found on the bus by the device catalog's ids, or at --port BUS-PORTS ("1-2.3").
         """)
 
     @OptionGroup var options: RestoreOptions
 
-    @Option(help: "The bootloader's serial port (Caterina: the board's /dev/ttyACM*).")
-    var port: String
+    @Option(help: "Caterina: the board's serial port (/dev/ttyACM*). A USB bootloader: its place on the bus (\"1-2.3\") when several are plugged in.")
+    var port: String?
 
-    @Option(help: "The bootloader on that port.")
-    var bootloader: BootloaderKind = .caterina
+    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu); by default the one a USB bootloader on the bus is, else caterina.")
+    var bootloader: BootloaderKind?
 
     func validate() throws {
-        guard bootloader.isSerial else { throw ValidationError("--bootloader \(bootloader.rawValue) is not reached through a serial port") }
+        if let bootloader, !bootloader.isSerial, ![.atmelDFU].contains(bootloader) {
+            throw ValidationError("--bootloader \(bootloader.rawValue) cannot be flashed yet; caterina and atmel-dfu can")
+        }
+        if bootloader?.isSerial == true, port == nil { throw ValidationError("--bootloader \(bootloader!.rawValue) needs --port, the board's serial port") }
     }
 
     func run() throws {
         let set = try options.loadRules()
-        let line: SerialPort
-        do { line = try SerialPort(path: port, baudRate: 57600) } catch { throw fail(error.description, code: FailureClass.programmerFailed.rawValue) }
-        let session = AVR109Bootloader(line: line, time: SystemTimeSource(), kind: bootloader)
+        let session: BootloaderSession
+        if let port, bootloader?.isSerial ?? port.hasPrefix("/") {
+            let line: SerialPort
+            do { line = try SerialPort(path: port, baudRate: 57600) } catch { throw fail(error.description, code: FailureClass.programmerFailed.rawValue) }
+            session = AVR109Bootloader(line: line, time: SystemTimeSource(), kind: bootloader ?? .caterina)
+        } else {
+            session = try openUSBBootloader()
+        }
         let backups = BackupStore(directory: options.backupDir ?? set.backupDirectory)
         let result = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule, backups: backups, sink: ConsoleSink(quiet: options.json)).run()
         try finish(result, json: options.json)
+    }
+
+    /// The one board on the bus whose ids the catalog knows as a USB bootloader bootmedic flashes (at
+    /// --port, if given).
+    private func openUSBBootloader() throws -> BootloaderSession {
+        let catalog = DeviceCatalog.builtIn
+        func kind(_ vendor: UInt16, _ product: UInt16) -> BootloaderKind? {
+            guard case let .bootloader(found)? = catalog.entry(for: USBID(vendor: vendor, product: product), product: nil)?.role,
+                  found == .atmelDFU, bootloader == nil || bootloader == found else { return nil }
+            return found
+        }
+        do {
+            let context = try USBContext()
+            return try context.withDevices(matching: { kind($0, $1) != nil }) { candidates -> BootloaderSession in
+                let here = candidates.filter { port == nil || $0.portPath == port }
+                guard let candidate = here.first else {
+                    throw fail("no board in a USB bootloader bootmedic flashes" + (port.map { " at \($0)" } ?? "") + " (Atmel DFU: 03EB:2FEE–2FFB)",
+                               code: FailureClass.noTarget.rawValue)
+                }
+                guard here.count == 1 else {
+                    throw fail("\(here.count) boards wait in a bootloader (at " + here.map(\.portPath).joined(separator: ", ") + "): say which with --port",
+                               code: FailureClass.refused.rawValue)
+                }
+                let device = try context.open(candidate)
+                return AtmelDFUBootloader(device: device, time: SystemTimeSource(), kind: kind(candidate.vendorID, candidate.productID) ?? .atmelDFU)
+            }
+        } catch let error as USBError {
+            throw fail(error.description, code: FailureClass.programmerFailed.rawValue)
+        }
     }
 }
 
 extension RehearseCommand {
     /// A board in its bootloader: the simulated chip holds the rule's bootloader (at its section, with the
-    /// rule's fuses and Arduino's lock 0x2F) unless --initial-* say otherwise, and the bootloader is
-    /// served on a pseudo-terminal with USB CDC timing.
+    /// rule's fuses and Arduino's lock 0x2F) unless --initial-* say otherwise. Caterina is served on a
+    /// pseudo-terminal with USB CDC timing; Atmel DFU answers control transfers with full-speed timing.
     func rehearseBootloader() throws {
+        let kind = bootloader ?? .caterina
         let avr = try chip.avrPart()
         let set = try options.loadRules()
         let chosen = options.rule.flatMap(set.rule(named:))
-            ?? set.firstMatch(for: TargetContext(avrPart: avr, signature: avr.signature, bootloader: .caterina))
+            ?? set.firstMatch(for: TargetContext(avrPart: avr, signature: avr.signature, bootloader: kind))
         var (flash, eeprom, fuses) = try chip.contents()
         var lock: UInt8?
         if flash == nil, let rule = chosen, let image = try? rule.loadFirmware().bootloader?.image, let span = image.span {
@@ -69,29 +114,46 @@ extension RehearseCommand {
         }
         let clock = VirtualClock()
         let simulated = SimulatedAVR(part: avr, clock: clock, flash: flash, eeprom: eeprom, fuses: fuses, lock: lock)
-        let server: SerialSimulatorServer
-        do { server = try SerialSimulatorServer(simulator: SimulatedCaterina(chip: simulated)) } catch { throw fail(error.description) }
-        server.line = .usbCDC
-        // The board pulled mid-flash: its port goes once two pages are written.
-        if fault.contains(.programmerUnplugged) {
-            server.fault = .cablePulled
-            server.faultAfterPageWrites = 2
+        let session: BootloaderSession
+        var server: SerialSimulatorServer?
+        var dfu: SimulatedAtmelDFU?
+        switch kind {
+        case .atmelDFU:
+            guard let productID = DeviceCatalog.atmelDFUProductID(for: avr.id) else {
+                throw fail("Atmel's DFU bootloader runs on the USB AVRs (\(DeviceCatalog.atmelDFUProducts.flatMap(\.parts).joined(separator: ", "))), not on \(avr.name)")
+            }
+            let device = SimulatedAtmelDFU(chip: simulated, productID: productID, secured: protected)
+            // The board pulled mid-flash: its device goes once two blocks are written.
+            if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
+            dfu = device
+            session = AtmelDFUBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
+        default:
+            let served: SerialSimulatorServer
+            do { served = try SerialSimulatorServer(simulator: SimulatedCaterina(chip: simulated)) } catch { throw fail(error.description) }
+            served.line = .usbCDC
+            // The board pulled mid-flash: its port goes once two pages are written.
+            if fault.contains(.programmerUnplugged) {
+                served.fault = .cablePulled
+                served.faultAfterPageWrites = 2
+            }
+            served.start()
+            server = served
+            let line: SerialPort
+            do { line = try SerialPort(path: served.path, baudRate: 57600) } catch { throw fail(error.description) }
+            session = AVR109Bootloader(line: line, time: SystemTimeSource())
         }
-        server.start()
-        let line: SerialPort
-        do { line = try SerialPort(path: server.path, baudRate: 57600) } catch { throw fail(error.description) }
         let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
-        let job = RecoveryJob(bootloader: AVR109Bootloader(line: line, time: SystemTimeSource()), rules: set, ruleName: options.rule,
+        let job = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule,
                               backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
         job.stepClock = clock
         let result = job.run()
-        line.close()
-        server.stop()
+        session.close()
+        server?.stop()
         if let dump {
             do {
                 try ChipState(flash: simulated.flash, eeprom: simulated.eeprom, fuses: simulated.fuses, lock: simulated.lock).write(to: dump)
             } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
         }
-        try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: nil))
+        try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: dfu?.transferCount))
     }
 }

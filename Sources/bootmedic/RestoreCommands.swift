@@ -186,7 +186,7 @@ struct RehearseCommand: ParsableCommand {
     @Option(help: "The simulated programmer: usbasp, usbtiny, stk500v1, avrisp or buspirate (served on a pseudo-terminal).")
     var programmer: ProgrammerKind?
 
-    @Option(help: "Instead of a programmer: the board's own simulated bootloader, which the rule's application is flashed through (caterina).")
+    @Option(help: "Instead of a programmer: the board's own simulated bootloader, which the rule's application is flashed through (caterina, atmel-dfu).")
     var bootloader: BootloaderKind?
 
     @OptionGroup var chip: SimulatedChipOptions
@@ -197,15 +197,15 @@ struct RehearseCommand: ParsableCommand {
     @Option(help: "Write the chip's final flash.bin, eeprom.bin and fuses.json here (STM32: flash.bin and option-bytes.json).")
     var dump: String?
 
-    @Flag(help: "STM32: start the chip read-protected.")
+    @Flag(help: "STM32: start the chip read-protected. Atmel DFU: start with the bootloader's security bit set (no reads until an erase).")
     var protected = false
 
     @OptionGroup var trace: TraceOption
 
     func validate() throws {
         if (programmer == nil) == (bootloader == nil) { throw ValidationError("give either --programmer or --bootloader") }
-        if let bootloader, bootloader != .caterina {
-            throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; caterina has")
+        if let bootloader, !BootloaderKind.simulated.contains(bootloader) {
+            throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.simulated.map(\.rawValue).joined(separator: " and ")) have")
         }
     }
 

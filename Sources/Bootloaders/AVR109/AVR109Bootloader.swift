@@ -23,7 +23,7 @@ public final class AVR109Bootloader: BootloaderSession {
         identity = ProgrammerIdentity(bootloader: kind, name: kind.description, serialNumber: serialNumber, port: line.path)
     }
 
-    public var canReadFlash: Bool { true }
+    public var readRefusal: String? { nil }
 
     public func identify() throws(BootloaderError) -> BootloaderReport {
         // ESC leaves any half-typed command; what it may echo is drained.

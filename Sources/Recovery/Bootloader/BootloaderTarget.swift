@@ -34,7 +34,8 @@ public final class BootloaderTarget: RestoreTarget {
         if signature.meansNoTarget { throw .noTargetSignature(signature) }
         guard let found = PartCatalog.avrParts(withSignature: signature).first else { throw .unknownSignature(signature) }
         part = found
-        applicationEnd = report?.fuses.flatMap { found.bootSection(in: $0) }.map { Int($0.start) } ?? found.flash.size
+        applicationEnd = report?.fuses.flatMap { found.bootSection(in: $0) }.map { Int($0.start) }
+            ?? report?.bootloaderBytes.map { found.flash.size - $0 } ?? found.flash.size
         return (.avr(found, signature), StepOutcome(bytes: 3, "\(found.name) (\(signature)), application section 0x0000–" + String(cFormat: "0x%04X", UInt32(applicationEnd - 1))))
     }
 
@@ -54,9 +55,8 @@ public final class BootloaderTarget: RestoreTarget {
     public func isReadProtected() throws(RecoveryError) -> Bool { false }
 
     public func healthCheck(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> HealthVerdict {
-        guard session.canReadFlash, let image = plan.firmware.application?.image, let span = image.span else {
-            return .needsRestore(bytesRead: 0, reason: "the bootloader cannot read flash back")
-        }
+        guard let image = plan.firmware.application?.image, let span = image.span else { return .needsRestore(bytesRead: 0, reason: "no application") }
+        if let refusal = session.readRefusal { return .needsRestore(bytesRead: 0, reason: refusal) }
         let current = try readFlash(UInt32(span.lowerBound)..<UInt32(span.upperBound))
         let wanted = image.bytes(in: UInt32(span.lowerBound)..<UInt32(span.upperBound))
         return current == wanted ? .healthy(bytesRead: current.count, detail: "the application is already there")
@@ -66,7 +66,7 @@ public final class BootloaderTarget: RestoreTarget {
     /// The application section as it was (the bootloader's own is left out: it is not changed).
     public func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int) {
         let part = try identified()
-        guard session.canReadFlash else { throw .backupFailed("the \(identity.linkDescription) bootloader cannot read flash back; set backup = false in rule '\(plan.rule.name)' to flash without one") }
+        if let refusal = session.readRefusal { throw .backupFailed("\(refusal); set backup = false in rule '\(plan.rule.name)' to flash without one") }
         let flash = try readFlash(0..<UInt32(applicationEnd)) { done in context.progress(done: done, total: self.applicationEnd) }
         do {
             let path = try store.saveFolder(named: part.id, date: Date(), manifest: [
@@ -105,7 +105,7 @@ public final class BootloaderTarget: RestoreTarget {
 
     public func verify(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let image = try application(of: plan)
-        guard session.canReadFlash else { return StepOutcome(bytes: 0, "the bootloader cannot read flash back: not verified") }
+        if let refusal = session.readRefusal { return StepOutcome(bytes: 0, "not verified: \(refusal)") }
         for segment in image.segments {
             let back = try readFlash(segment.address..<segment.address + UInt32(segment.bytes.count))
             if let i = segment.bytes.indices.first(where: { segment.bytes[$0] != back[$0] }) {

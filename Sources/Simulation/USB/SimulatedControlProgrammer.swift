@@ -22,8 +22,8 @@ public class SimulatedControlProgrammer: USBDevice {
         set { link.faults = newValue }
     }
 
-    /// How long the USB side takes; ``LowSpeedUSBTiming/carriedElsewhere`` when a real bus carries it.
-    public var linkTiming: LowSpeedUSBTiming {
+    /// How long the USB side takes; ``USBWireTiming/carriedElsewhere`` when a real bus carries it.
+    public var linkTiming: USBWireTiming {
         get { link.timing }
         set { link.timing = newValue }
     }

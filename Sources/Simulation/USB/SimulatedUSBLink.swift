@@ -4,7 +4,7 @@ import Transport
 /// faults (unplugged, hung) that strike after a number of flash writes.
 final class SimulatedUSBLink {
     let clock: VirtualClock
-    var timing = LowSpeedUSBTiming()
+    var timing = USBWireTiming()
     var faults = USBFaults()
     private(set) var transfers: [UInt8: Int] = [:]
     private var flashWrites = 0

@@ -41,23 +41,39 @@ public final class LibUSBDevice: USBDevice {
 
     /// `libusb_control_transfer` with a vendor, device-recipient IN request.
     public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
-        guard let handle else { throw .noDevice }
-        var buffer = [UInt8](repeating: 0, count: max(length, 0))
-        let requestType = UInt8(LIBUSB_ENDPOINT_IN.rawValue) | UInt8(LIBUSB_REQUEST_TYPE_VENDOR.rawValue) | UInt8(LIBUSB_RECIPIENT_DEVICE.rawValue)
-        let n = libusb_control_transfer(handle, requestType, request, value, index, &buffer, UInt16(length), UInt32(timeoutMilliseconds))
-        guard n >= 0 else { throw failure(n, request: request, timeoutMilliseconds: timeoutMilliseconds) }
-        return Array(buffer.prefix(Int(n)))
+        try controlIn(to: .vendorDevice, request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     /// `libusb_control_transfer` with a vendor, device-recipient OUT request.
     @discardableResult
     public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        try controlOut(to: .vendorDevice, request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// `libusb_control_transfer`, device to host.
+    public func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        guard let handle else { throw .noDevice }
+        var buffer = [UInt8](repeating: 0, count: max(length, 0))
+        let n = libusb_control_transfer(handle, target.requestType(deviceToHost: true), request, value, index, &buffer, UInt16(length), UInt32(timeoutMilliseconds))
+        guard n >= 0 else { throw failure(n, request: request, timeoutMilliseconds: timeoutMilliseconds) }
+        return Array(buffer.prefix(Int(n)))
+    }
+
+    /// `libusb_control_transfer`, host to device.
+    @discardableResult
+    public func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
         guard let handle else { throw .noDevice }
         var buffer = data
-        let requestType = UInt8(LIBUSB_ENDPOINT_OUT.rawValue) | UInt8(LIBUSB_REQUEST_TYPE_VENDOR.rawValue) | UInt8(LIBUSB_RECIPIENT_DEVICE.rawValue)
-        let n = libusb_control_transfer(handle, requestType, request, value, index, &buffer, UInt16(data.count), UInt32(timeoutMilliseconds))
+        let n = libusb_control_transfer(handle, target.requestType(deviceToHost: false), request, value, index, &buffer, UInt16(data.count), UInt32(timeoutMilliseconds))
         guard n >= 0 else { throw failure(n, request: request, timeoutMilliseconds: timeoutMilliseconds) }
         return Int(n)
+    }
+
+    /// `libusb_set_interface_alt_setting`.
+    public func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError) {
+        guard let handle else { throw .noDevice }
+        let result = libusb_set_interface_alt_setting(handle, number, setting)
+        guard result == 0 else { throw failure(result, request: 11) }
     }
 
     /// `libusb_bulk_transfer` OUT.
