@@ -30,6 +30,7 @@ if [ "${1:-}" = "--vm" ]; then
     cpio               # packs the initramfs
     stlink-tools       # st-flash, the reference client for the ST-Link gadget
     openocd            # the other reference client: reads back a Bluepill clone through the gadget
+    dfu-programmer     # the reference client for the Atmel DFU bootloader gadget
     modemmanager       # as a desktop bench PC runs it: it must leave the serial programmers alone
   )
 fi

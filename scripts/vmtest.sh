@@ -171,6 +171,17 @@ for client in avrdude bootmedic; do
     both_held "$out/pm-$client-chip/flash.bin" "$out/sketch.hex" "$firmware/Caterina-promicro16.hex"
 done
 check "bootmedic flash saw the bootloader leave USB once the sketch started" grep -q "the application runs: the bootloader's device went away" "$out/pm-bootmedic.log"
+section 10
+check "the Atmel DFU gadget enumerates with a DFU-mode interface (class fe, subclass 01, protocol 02)" grep -qx "fe 01 02" "$out/kb-interface.txt"
+for client in dfu-programmer bootmedic; do
+  check "$client flashes a sketch through the Atmel DFU gadget" grep -qx 0 "$out/kb-$client-status.txt"
+  check "  the chip holds the sketch below QMK's Atmel DFU bootloader, which is untouched" \
+    both_held "$out/kb-$client-chip/flash.bin" "$out/sketch.hex" "$firmware/bootloader_atmega32u4_1_0_0.hex"
+  check "  and the reset took it out of the bootloader" grep -q '"left": true' "$out/kb-$client-chip/session.json"
+done
+check "dfu-programmer 0.6.1 validated its write against the simulated bootloader" sh -c 'grep -q "Validating" "$1" && ! grep -qi "did not validate" "$1"' - "$out/kb-dfu-programmer.log"
+check "bootmedic flash found the board by its ids and saw it leave USB" \
+  sh -c 'grep -q "Atmel DFU bootloader version 0x10 at 1-" "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/kb-bootmedic.log"
 section 6
 check "the shipped rules with the guide's appended check clean (its files in /usr/local/share/bootmedic/firmware)" last_line_is 0 "$out/edited-rules-check.txt"
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"
@@ -301,6 +312,7 @@ for kind, t in rows.items():
           f"  busy: bootmedic {bb:.2f} s, avrdude 7.1 {ab:.2f} s, ratio {bb / ab:.2f}")
 PY
 fi
+[ -s "$out/kb-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 12 KiB sketch through the Atmel DFU gadget, wall time in the guest (TCG): bootmedic flash %.2f s (backup, erase, write, verify, start), dfu-programmer 0.6.1 %.2f s (erase + blank check, flash + validate, reset: three processes)\n", t["bootmedic"], t["dfu-programmer"] }' "$out/kb-times.txt"
 first=$(sed -n 's/.*"firstRequestMonotonicMicroseconds": \([0-9]*\).*/\1/p' "$out/agent-chip.log" 2>/dev/null || true)
 seen=$(cat "$out/agent-udev-usec.txt" 2>/dev/null || true)
 [ -n "$first" ] && [ -n "$seen" ] && echo "bootmedic.service: udev's first sight of the USBasp (USEC_INITIALIZED) to the agent's first" \

@@ -179,3 +179,33 @@ public struct RuleSet: Sendable {
     /// The rule called `name`.
     public func rule(named name: String) -> Rule? { rules.first { $0.name == name } }
 }
+
+extension Rule {
+    /// This rule with `path` as its application, unpinned (the file was named on the command line).
+    public func flashing(_ path: String) -> Rule {
+        Rule(name: name, position: position, match: match, bootloader: bootloader,
+             application: FirmwareReference(declaredPath: path, path: path, sha256: nil, position: application?.position ?? position),
+             fuses: fuses, fusesPosition: fusesPosition, lock: lock, clock: clock, expectUSB: expectUSB, policies: policies, summary: summary)
+    }
+}
+
+extension RuleSet {
+    /// These rules with `path` as every rule's application: what `bootmedic flash --rules R FILE` does
+    /// (the rules choose the board's rule and policies, the file is what is flashed).
+    public func flashing(_ path: String) -> RuleSet {
+        var set = RuleSet(path: self.path, backupDirectory: backupDirectory, firmwareDirectory: firmwareDirectory, rules: rules.map { $0.flashing(path) })
+        set.programmers = programmers
+        set.bench = bench
+        return set
+    }
+
+    /// One rule that flashes `path` through whatever bootloader a board waits in, on the part the
+    /// bootloader reports: `bootmedic flash FILE` with no rules file, as `qmk flash` does.
+    public static func flashing(_ path: String, backupDirectory: String) -> RuleSet {
+        let rule = Rule(name: "flash " + (path.split(separator: "/").last.map(String.init) ?? path), position: SourcePosition(line: 1, column: 1),
+                        match: RuleMatch(), bootloader: nil,
+                        application: FirmwareReference(declaredPath: path, path: path, sha256: nil, position: SourcePosition(line: 1, column: 1)),
+                        fuses: nil, fusesPosition: nil, lock: nil, clock: nil, expectUSB: nil, policies: RulePolicies(), summary: nil)
+        return RuleSet(path: "(the command line)", backupDirectory: backupDirectory, firmwareDirectory: "", rules: [rule])
+    }
+}

@@ -31,7 +31,8 @@ struct FlashCommand: ParsableCommand {
         bootloader reads flash, erased, written and verified; the bootloader's own section is never \
         written, and an application that reaches into it is refused before anything is erased. Then the \
         application is started and the bootloader's device must go away. Same output and exit status \
-        as `restore`. A serial bootloader (Caterina) is reached through --port; a USB one (Atmel DFU) is \
+        as `restore`. With FILE, that file is flashed instead of the rule's application; with FILE and no \
+        --rules, on whatever part the bootloader reports, if it fits below the bootloader. A serial bootloader (Caterina) is reached through --port; a USB one (Atmel DFU) is \
         found on the bus by the device catalog's ids, or at --port BUS-PORTS ("1-2.3").
         """)
 
@@ -40,6 +41,9 @@ struct FlashCommand: ParsableCommand {
     @Option(help: "Caterina: the board's serial port (/dev/ttyACM*). A USB bootloader: its place on the bus (\"1-2.3\") when several are plugged in.")
     var port: String?
 
+    @Argument(help: ArgumentHelp("An application to flash (Intel HEX, or a raw binary from address 0) instead of the rule's.", valueName: "file"))
+    var file: String?
+
     @Option(help: "The bootloader the board waits in (caterina, atmel-dfu); by default the one a USB bootloader on the bus is, else caterina.")
     var bootloader: BootloaderKind?
 
@@ -47,11 +51,18 @@ struct FlashCommand: ParsableCommand {
         if let bootloader, !bootloader.isSerial, ![.atmelDFU].contains(bootloader) {
             throw ValidationError("--bootloader \(bootloader.rawValue) cannot be flashed yet; caterina and atmel-dfu can")
         }
+        if options.rule != nil, options.rules == nil { throw ValidationError("--rule names a rule of the --rules file") }
         if bootloader?.isSerial == true, port == nil { throw ValidationError("--bootloader \(bootloader!.rawValue) needs --port, the board's serial port") }
     }
 
     func run() throws {
-        let set = try options.loadRules()
+        let set: RuleSet
+        switch (options.rules, file) {
+        case (nil, nil): throw fail("give the application to flash, or the rules that name it (--rules FILE)", code: FailureClass.refused.rawValue)
+        case let (nil, file?): set = RuleSet.flashing(absolutePath(file), backupDirectory: RulesFile.defaultBackupDirectory)
+        case let (_, file?): set = try options.loadRules().flashing(absolutePath(file))
+        case (_, nil): set = try options.loadRules()
+        }
         let session: BootloaderSession
         if let port, bootloader?.isSerial ?? port.hasPrefix("/") {
             let line: SerialPort
@@ -156,4 +167,9 @@ extension RehearseCommand {
         }
         try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: dfu?.transferCount))
     }
+}
+
+/// `path` from the working directory, as a rule's firmware path is resolved.
+private func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }

@@ -14,8 +14,8 @@ import Transport
 
 /// Options `restore` and `rehearse` share.
 struct RestoreOptions: ParsableArguments {
-    @Option(help: "The rules file (TOML).")
-    var rules: String
+    @Option(help: "The rules file (TOML); required, except by `flash FILE`.")
+    var rules: String?
 
     @Option(help: "Use this rule instead of the first one that matches.")
     var rule: String?
@@ -31,6 +31,7 @@ struct RestoreOptions: ParsableArguments {
 
     /// Loads the rules, or exits with every problem printed.
     func loadRules() throws -> RuleSet {
+        guard let rules else { throw fail("give the rules file with --rules FILE", code: FailureClass.refused.rawValue) }
         let loaded = RulesFile.load(path: rules, firmwareDirectory: firmwareDir)
         let errors = loaded.errors
         guard let set = loaded.ruleSet, errors.isEmpty else {

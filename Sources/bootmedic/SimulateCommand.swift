@@ -24,7 +24,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "The programmer to simulate: stk500v1 (Arduino as ISP), avrisp (Pro Micro/Teensy ISP firmware) or buspirate.")
     var programmer: ProgrammerKind?
 
-    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application, and stops serving.")
+    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line, atmel-dfu with --functionfs), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
     var bootloader: BootloaderKind?
 
     @OptionGroup var chipOptions: SimulatedChipOptions
@@ -38,7 +38,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve the serial programmer on this existing tty instead of a new pseudo-terminal: the gadget side of a USB CDC ACM function (/dev/ttyGS0), which the host sees as /dev/ttyACM0.", valueName: "path"))
     var tty: String?
 
-    @Flag(help: "STM32: the chip starts read-protected (RDP level 1).")
+    @Flag(help: "STM32: the chip starts read-protected (RDP level 1). Atmel DFU: the bootloader's security bit is set.")
     var readProtected = false
 
     @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny, stlink) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound, and \"writing\" once the host has written a flash page.", valueName: "dir"))
@@ -46,8 +46,12 @@ struct SimulateCommand: ParsableCommand {
 
     func validate() throws {
         if let bootloader {
-            guard programmer == nil, functionfs == nil else { throw ValidationError("--bootloader serves a board on a serial line, instead of --programmer") }
-            guard bootloader == .caterina else { throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; caterina has") }
+            guard programmer == nil else { throw ValidationError("give --bootloader or --programmer, not both") }
+            guard BootloaderKind.simulated.contains(bootloader) else {
+                throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.simulated.map(\.rawValue).joined(separator: " and ")) have")
+            }
+            if bootloader.isSerial, functionfs != nil { throw ValidationError("--bootloader \(bootloader.rawValue) is served on a serial line (--tty), not --functionfs") }
+            if !bootloader.isSerial, functionfs == nil { throw ValidationError("--bootloader \(bootloader.rawValue) is a USB device: give --functionfs DIR") }
             return
         }
         guard let programmer else { throw ValidationError("give --programmer or --bootloader") }
@@ -66,7 +70,9 @@ struct SimulateCommand: ParsableCommand {
         let (flash, eeprom, fuses) = try chipOptions.contents()
         let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses,
                                 lock: bootloader == nil ? nil : 0x2F)
-        if let functionfs { return try serveGadget(at: functionfs, chip: chip) }
+        if let functionfs {
+            return bootloader == .atmelDFU ? try serveAtmelDFUGadget(at: functionfs, chip: chip) : try serveGadget(at: functionfs, chip: chip)
+        }
         let simulator: SerialProgrammerSimulator = bootloader == nil ? simulatedSerialProgrammer(programmer!, chip: chip) : SimulatedCaterina(chip: chip)
         let server: SerialSimulatorServer
         do {

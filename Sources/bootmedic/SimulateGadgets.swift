@@ -1,4 +1,5 @@
 import BenchModel
+import DeviceCatalog
 import Dispatch
 import FirmwareImage
 import FoundationEssentials
@@ -92,6 +93,46 @@ extension SimulateCommand {
             try Data(session.withSimulator { _ in target.flash }).write(to: URL(fileURLWithPath: state + "/flash.bin"))
             try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
         } catch { throw fail("cannot write the state to \(state): \(InputFile.reason(error))") }
+    }
+}
+
+extension SimulateCommand {
+    /// Atmel's DFU bootloader on the simulated chip behind FunctionFS: a DFU-mode interface (0xFE/01/02)
+    /// whose class requests reach ``SimulatedAtmelDFU`` as the in-process tests call it, the chip's
+    /// write times served in real time. Prints "writing" at the first program command and "left" when
+    /// told to start the application, after which it answers nothing (the script unbinds the gadget).
+    func serveAtmelDFUGadget(at directory: String, chip: SimulatedAVR) throws {
+        guard let productID = DeviceCatalog.atmelDFUProductID(for: chip.part.id) else {
+            throw fail("Atmel's DFU bootloader runs on the USB AVRs, not on \(chip.part.name)")
+        }
+        let device = SimulatedAtmelDFU(chip: chip, productID: productID, secured: readProtected)
+        device.linkTiming = .carriedElsewhere
+        let pace = RealTimePacer(clock: chip.clock)
+        let endpoint: FunctionFSEndpointZero
+        do { endpoint = try FunctionFSEndpointZero(directory: directory, interfaceClass: .dfuMode) } catch { throw fail(error.description) }
+        let signals = announce("ready")
+        var requests = 0, announcedWriting = false, announcedLeaving = false
+        do {
+            try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
+                guard let target = USBControlTarget(requestType: setup.requestType) else { return nil }
+                requests += 1
+                pace.catchUp()
+                defer {
+                    pace.holdBack()
+                    if !announcedWriting, device.programCommands > 0 { announcedWriting = true; print("writing"); fflush(nil) }
+                    if !announcedLeaving, device.hasLeft { announcedLeaving = true; print("left"); fflush(nil) }
+                }
+                if setup.isDeviceToHost {
+                    return try? device.controlIn(to: target, request: setup.request, value: setup.value, index: setup.index,
+                                                 length: Int(setup.length), timeoutMilliseconds: 5000)
+                }
+                return (try? device.controlOut(to: target, request: setup.request, value: setup.value, index: setup.index,
+                                               data: data, timeoutMilliseconds: 5000)).map { _ in [] }
+            }
+        } catch { throw fail(error.description) }
+        let summary = String(cFormat: "{\"seconds\": %.6f, \"controlRequests\": %d, \"programCommands\": %d, \"left\": ",
+                             chip.clock.seconds, requests, device.programCommands) + (device.hasLeft ? "true" : "false") + "}\n"
+        try finish(chip: chip, summary: summary)
     }
 }
 

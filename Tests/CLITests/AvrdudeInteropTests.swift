@@ -11,10 +11,15 @@ final class SimulatorProcess {
     let state: URL
     private(set) var path = ""
 
-    init(_ programmer: String, part: String, state: URL) throws {
+    convenience init(_ programmer: String, part: String, state: URL) throws {
+        try self.init(["--programmer", programmer, "--part", part], state: state)
+    }
+
+    /// `bootmedic simulate ARGUMENTS --state STATE`.
+    init(_ arguments: [String], state: URL) throws {
         self.state = state
         process.executableURL = URL(fileURLWithPath: Fixtures.bootmedicBinary)
-        process.arguments = ["simulate", "--programmer", programmer, "--part", part, "--state", state.path]
+        process.arguments = ["simulate"] + arguments + ["--state", state.path]
         process.standardInput = input
         process.standardOutput = output
         try process.run()

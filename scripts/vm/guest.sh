@@ -378,6 +378,55 @@ for client in avrdude bootmedic; do
 done
 fi
 
+# --- 10. A QMK keyboard's ATmega32U4 waiting in Atmel DFU (03EB:2FF4, a full-speed FunctionFS gadget
+# with a DFU-mode interface), the chip holding QMK's bootloader_atmega32u4_1_0_0.hex: dfu-programmer
+# erases, flashes (and verifies) the 12 KiB sketch and resets it, then `bootmedic flash` finds the board
+# on the bus by the catalog's ids and does the same with the application-only rule. On the reset the
+# simulator says "left" and the script unbinds the gadget, as the board drops off the bus.
+if part 10; then
+[ -f /tmp/sketch.hex ] || /usr/bin/python3 - /tmp/sketch.hex <<'PY'
+import random, sys
+from intelhex import IntelHex
+rng = random.Random(9)
+image = IntelHex()
+image.frombytes(bytes(rng.randrange(256) for _ in range(12000)), offset=0)
+image.write_hex_file(sys.argv[1])
+PY
+cp /tmp/sketch.hex $out/sketch.hex
+: > $out/kb-times.txt
+cat > /tmp/keyboard.toml <<'RULE'
+[[rule]]
+name = "keyboard"
+match = { part = "atmega32u4" }
+application = "/tmp/sketch.hex"
+RULE
+gadget qmkdfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU"
+echo 0x00 > /sys/kernel/config/usb_gadget/qmkdfu/bDeviceClass
+echo full-speed > /sys/kernel/config/usb_gadget/qmkdfu/max_speed
+for client in dfu-programmer bootmedic; do
+  serve qmkdfu bootloader:atmel-dfu kb-$client-chip --functionfs /dev/ffs-qmkdfu --initial-flash "$VMTEST_FIRMWARE/bootloader_atmega32u4_1_0_0.hex" --initial-fuses 5E:99:F3
+  plug qmkdfu "$udc0"
+  interface=$(ls -d "$(hostdev qmkdfu)"/*:1.0 | head -1)
+  echo "$(cat $interface/bInterfaceClass) $(cat $interface/bInterfaceSubClass) $(cat $interface/bInterfaceProtocol)" > $out/kb-interface.txt
+  t0=$(now_ms)
+  ( [ "$(read_line 150 left-$client)" = writing ] && [ "$(read_line 150 left-$client)" = left ] && unplug qmkdfu ) &
+  leaver=$!
+  if [ $client = dfu-programmer ]; then
+    { bounded 60 dfu-erase dfu-programmer atmega32u4 erase &&
+      bounded 120 dfu-flash dfu-programmer atmega32u4 flash /tmp/sketch.hex &&
+      bounded 60 dfu-reset dfu-programmer atmega32u4 reset; } > $out/kb-dfu-programmer.log 2>&1
+  else
+    bounded 120 bootmedic-dfu-flash "$bin" flash --rules /tmp/keyboard.toml --backup-dir /tmp/backups > $out/kb-bootmedic.log 2>&1
+  fi
+  status=$?
+  echo $status > $out/kb-$client-status.txt
+  echo "$client $status $(( $(now_ms) - t0 ))" >> $out/kb-times.txt
+  wait $leaver
+  unplug qmkdfu; unserve
+  step "$client flashed the keyboard through Atmel DFU"
+done
+fi
+
 # --- 5. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
 # fuses onto a factory ATmega32U4, no backup (avrdude takes none), each on a fresh gadget chip; wall
 # time of the client process in the guest (TCG: the host CPU is emulated, the USB frames are

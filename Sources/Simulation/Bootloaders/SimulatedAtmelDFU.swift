@@ -5,7 +5,7 @@ import Transport
 /// Atmel's DFU bootloader (FLIP commands over DFU 1.1) running on a simulated USB AVR, as the host sees
 /// it through control transfers to interface 0: the DFU state machine (dfuIDLE, dfuDNLOAD-IDLE,
 /// dfuUPLOAD-IDLE, dfuERROR with its status), the configuration reads (version, the signature), 64 KiB
-/// page selection, reads (refused with errFILE while the security bit is set), the chip erase of the
+/// page selection, reads (refused with errFILE while the security bit is set), the blank check, the chip erase of the
 /// application section, programming through SPM page by page (so the boot section stays as the lock
 /// bits keep it), and the watchdog reset into the application, which takes the device off the bus.
 /// Like Atmel's own, it answers DFU_UPLOAD after a read command in dfuDNLOAD-IDLE.
@@ -24,7 +24,7 @@ public final class SimulatedAtmelDFU: USBDevice {
     private var state = DFUState.idle
     private var status = DFUStatus.ok
     private var page = 0
-    private var pendingRead: (memory: UInt8, range: ClosedRange<Int>)?
+    private var pendingRead: ClosedRange<Int>?
     private var pendingConfiguration: UInt8?
     private var resetRequested = false
 
@@ -126,9 +126,17 @@ public final class SimulatedAtmelDFU: USBDevice {
             guard memory == 0x00 else { throw stall(DFURequest.download.rawValue, .target) }
             try link.flashWrite(timeoutMilliseconds: timeoutMilliseconds)
             try program(from: page * 0x10000 + word(2), through: page * 0x10000 + word(4), data)
-        case (0x03, let memory):
-            guard memory == 0x00, data.count >= 6 else { throw stall(DFURequest.download.rawValue, .target) }
-            pendingRead = (memory, page * 0x10000 + word(2)...page * 0x10000 + word(4))
+        case (0x03, 0x00):
+            guard data.count >= 6 else { throw stall(DFURequest.download.rawValue, .target) }
+            pendingRead = page * 0x10000 + word(2)...page * 0x10000 + word(4)
+        case (0x03, 0x01):
+            // Blank check: the status says whether the range is erased.
+            guard data.count >= 6 else { throw stall(DFURequest.download.rawValue, .target) }
+            let range = page * 0x10000 + word(2)...min(page * 0x10000 + word(4), chip.part.flash.size - 1)
+            if !range.allSatisfy({ chip.flash[$0] == 0xFF }) {
+                status = .checkErased
+                state = .error
+            }
         case (0x04, 0x00):
             chip.selfEraseApplication()
             isSecured = false
@@ -177,9 +185,9 @@ public final class SimulatedAtmelDFU: USBDevice {
         }
         guard let read = pendingRead else { throw stall(DFURequest.upload.rawValue) }
         if isSecured { throw stall(DFURequest.upload.rawValue, .file) }
-        guard read.range.upperBound < chip.part.flash.size else { throw stall(DFURequest.upload.rawValue, .address) }
+        guard read.upperBound < chip.part.flash.size else { throw stall(DFURequest.upload.rawValue, .address) }
         pendingRead = nil
         state = .idle
-        return read.range.prefix(length).map { chip.flash[$0] }
+        return read.prefix(length).map { chip.flash[$0] }
     }
 }

@@ -30,8 +30,25 @@ public enum GadgetError: Error, CustomStringConvertible {
     }
 }
 
-/// The device side of a vendor-specific USB function served from user space through the kernel's
-/// FunctionFS (Documentation/usb/functionfs.rst): one interface, with bulk endpoints if asked for, and
+/// An interface's class, subclass and protocol (bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol).
+public struct USBInterfaceClass: Sendable, Equatable {
+    public var code: UInt8, subclass: UInt8, `protocol`: UInt8
+
+    public init(_ code: UInt8, subclass: UInt8, protocol: UInt8) {
+        self.code = code
+        self.subclass = subclass
+        self.protocol = `protocol`
+    }
+
+    public static let vendorSpecific = USBInterfaceClass(0xFF, subclass: 0xFF, protocol: 0xFF)
+    /// DFU 1.1 in DFU mode (application-specific class 0xFE, subclass 1, protocol 2).
+    public static let dfuMode = USBInterfaceClass(0xFE, subclass: 0x01, protocol: 0x02)
+}
+
+/// The device side of a USB function served from user space through the kernel's FunctionFS
+/// (Documentation/usb/functionfs.rst): one interface (vendor-specific unless told otherwise; no
+/// class-specific descriptors, which Linux 6.1's FunctionFS refuses for any class but HID and CCID),
+/// with bulk endpoints if asked for, and
 /// every control request, device-recipient ones included (FUNCTIONFS_ALL_CTRL_RECIP), handed to Swift.
 /// The device descriptor (ids, strings) is the configfs gadget's; this owns the ep0 file, and the bulk
 /// endpoints' files are opened with ``bulkEndpoint(_:)``.
@@ -46,16 +63,16 @@ public final class FunctionFSEndpointZero {
     private static let hasFullSpeed: UInt32 = 1, hasHighSpeed: UInt32 = 2, allControlRecipients: UInt32 = 64
     private static let eventSetup: UInt8 = 4, eventUnbind: UInt8 = 1
 
-    /// Opens `directory/ep0` and writes the descriptors — a vendor-specific interface with a bulk
+    /// Opens `directory/ep0` and writes the descriptors — an interface of `interfaceClass` with a bulk
     /// endpoint for each of `bulkEndpoints` (bit 7: IN), 64-byte packets at full speed and 512 at high
     /// speed — and (empty) strings: the function is then ready for the gadget to be bound to a UDC.
-    public init(directory: String, bulkEndpoints: [UInt8] = []) throws(GadgetError) {
+    public init(directory: String, interfaceClass: USBInterfaceClass = .vendorSpecific, bulkEndpoints: [UInt8] = []) throws(GadgetError) {
         self.directory = directory
         endpointAddresses = bulkEndpoints
         let path = directory + "/ep0"
         fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        let interface: [UInt8] = [9, 4, 0, 0, UInt8(bulkEndpoints.count), 0xFF, 0xFF, 0xFF, 0]
+        let interface: [UInt8] = [9, 4, 0, 0, UInt8(bulkEndpoints.count), interfaceClass.code, interfaceClass.subclass, interfaceClass.protocol, 0]
         func endpoints(packet: UInt16) -> [UInt8] {
             bulkEndpoints.flatMap { [7, 5, $0, 2, UInt8(packet & 0xFF), UInt8(packet >> 8), 0] }
         }
