@@ -66,6 +66,10 @@ public protocol BootloaderSession: AnyObject {
     func eraseApplication() throws(BootloaderError)
     /// Writes `bytes` at `address` (block-aligned) into the erased application section.
     func writeFlash(at address: Int, _ bytes: [UInt8], progress: (Int) -> Void) throws(BootloaderError)
+    /// Reads `count` bytes of EEPROM from `address`.
+    func readEEPROM(at address: Int, count: Int) throws(BootloaderError) -> [UInt8]
+    /// Writes `bytes` into the EEPROM at `address`.
+    func writeEEPROM(at address: Int, _ bytes: [UInt8]) throws(BootloaderError)
     /// Leaves the bootloader so the application starts.
     func startApplication() throws(BootloaderError)
     /// Whether the bootloader's device is gone (the application runs), waiting at most `milliseconds`.

@@ -49,6 +49,8 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
     case refused([Finding])
     case backupFailed(String)
     case verifyFailed(address: UInt32, expected: UInt8, actual: UInt8)
+    /// The EEPROM read back differs from what was written.
+    case eepromVerifyFailed(address: UInt32, expected: UInt8, actual: UInt8)
     /// The target stopped answering during the write.
     case targetVanished(step: RecoveryStep, detail: String)
     case fusesDidNotTake([FuseMismatch])
@@ -82,6 +84,8 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
             return "could not save the backup, so nothing was erased: \(reason)"
         case let .verifyFailed(address, expected, actual):
             return String(cFormat: "verification failed at 0x%04X: wrote 0x%02X, read 0x%02X twice; the flash cell or the cable is bad", address, expected, actual)
+        case let .eepromVerifyFailed(address, expected, actual):
+            return String(cFormat: "the EEPROM did not take at 0x%04X: wrote 0x%02X, read 0x%02X", address, expected, actual)
         case let .targetVanished(step, detail):
             return "the target stopped answering while \(step.title) (\(detail)); check the ISP cable and the target's power"
         case let .fusesDidNotTake(mismatches):
@@ -108,7 +112,7 @@ public enum RecoveryError: Error, Sendable, CustomStringConvertible {
         case .programmer(.flashBeyondReach), .programmer(.firmwareLimitation): return .programmerCannot
         case .unknownSignature, .wrongPart: return .wrongChip
         case .noRule, .noSuchRule, .firmware, .refused: return .refused
-        case .verifyFailed, .fusesDidNotTake, .lockDidNotTake: return .verificationFailed
+        case .verifyFailed, .eepromVerifyFailed, .fusesDidNotTake, .lockDidNotTake: return .verificationFailed
         case .backupFailed: return .backupFailed
         case .cancelled: return .cancelled
         case .stm32(.link(.noTarget)), .stm32(.link(.noPower)): return .noTarget

@@ -104,6 +104,14 @@ public struct FirmwareReference: Hashable, Sendable {
     public let position: SourcePosition
 }
 
+/// A rule's `eeprom` key: the EEPROM written after an application is flashed through the bootloader.
+public enum EEPROMAction: Hashable, Sendable {
+    /// `eeprom = "erase"`: every byte 0xFF.
+    case erase
+    /// `eeprom = "settings.eep"`: that image (Intel HEX from address 0, or a raw binary).
+    case write(FirmwareReference)
+}
+
 /// What a rule lets bootmedic do beyond the safe defaults.
 public struct RulePolicies: Hashable, Sendable {
     /// Save flash, EEPROM, fuses and lock before erasing.
@@ -138,6 +146,9 @@ public struct Rule: Sendable {
     public let expectUSB: USBID?
     public let policies: RulePolicies
     public let summary: String?
+    /// What a flash through the board's bootloader does to the EEPROM: nothing (nil), write a file, or
+    /// erase it (QMK Toolbox's "Clear EEPROM").
+    public internal(set) var eeprom: EEPROMAction? = nil
 
     /// Where the rule names what it writes: its bootloader, else its application.
     public var firmwarePosition: SourcePosition { (bootloader ?? application)?.position ?? position }
@@ -185,7 +196,8 @@ extension Rule {
     public func flashing(_ path: String) -> Rule {
         Rule(name: name, position: position, match: match, bootloader: bootloader,
              application: FirmwareReference(declaredPath: path, path: path, sha256: nil, position: application?.position ?? position),
-             fuses: fuses, fusesPosition: fusesPosition, lock: lock, clock: clock, expectUSB: expectUSB, policies: policies, summary: summary)
+             fuses: fuses, fusesPosition: fusesPosition, lock: lock, clock: clock, expectUSB: expectUSB, policies: policies, summary: summary,
+             eeprom: eeprom)
     }
 }
 

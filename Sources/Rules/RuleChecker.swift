@@ -42,6 +42,28 @@ public struct PreparedFirmware: Sendable {
 
     /// The digest that names what the job writes, for the restore record.
     public var sha256: SHA256Digest { (bootloader ?? application)!.sha256 }
+    /// What the EEPROM gets after a flash through the bootloader, when the rule says.
+    public internal(set) var eeprom: EEPROMContents? = nil
+}
+
+/// A rule's EEPROM, read from disk.
+public enum EEPROMContents: Sendable {
+    case erase
+    case image(FirmwareFile)
+
+    /// The bytes to write on a part with `size` bytes of EEPROM, by address.
+    public func segments(size: Int) -> [(address: Int, bytes: [UInt8])] {
+        switch self {
+        case .erase: return [(0, [UInt8](repeating: 0xFF, count: size))]
+        case let .image(file): return file.image.segments.map { (Int($0.address), $0.bytes) }
+        }
+    }
+
+    /// Why it does not fit a part with `size` bytes of EEPROM, or nil.
+    public func misfit(size: Int, part: String) -> String? {
+        guard case let .image(file) = self, let span = file.image.span, span.upperBound > UInt64(size) else { return nil }
+        return "the EEPROM image \(file.path) reaches " + String(cFormat: "0x%04llX", span.upperBound - 1) + ", beyond the \(size) bytes of EEPROM of \(part)"
+    }
 }
 
 extension Rule {
@@ -64,6 +86,24 @@ extension Rule {
             }
             return file
         }
+        var prepared = try loadImages(load)
+        switch eeprom {
+        case nil: break
+        case .erase: prepared.eeprom = .erase
+        case let .write(reference):
+            // An EEPROM image has no flash base: a raw binary starts at EEPROM address 0.
+            let file: FirmwareFile
+            do { file = try FirmwareFile(path: reference.path, binaryBase: 0) } catch {
+                if case .missing = error { throw .missing(path: reference.path, pinned: reference.sha256, known: nil) }
+                throw .file(error)
+            }
+            if let pinned = reference.sha256, pinned != file.sha256 { throw .digestMismatch(path: reference.path, pinned: pinned, actual: file.sha256) }
+            prepared.eeprom = .image(file)
+        }
+        return prepared
+    }
+
+    private func loadImages(_ load: (FirmwareReference) throws(RuleFirmwareError) -> FirmwareFile) throws(RuleFirmwareError) -> PreparedFirmware {
         let app = try application.map { (reference) throws(RuleFirmwareError) in try load(reference) }
         guard let bootloader else { return PreparedFirmware(bootloader: nil, application: app, image: app!.image) }
         let boot = try load(bootloader)

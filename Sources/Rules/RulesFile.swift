@@ -164,7 +164,7 @@ private struct Decoder {
     }
 
     static let ruleKeys = ["name", "description", "match", "bootloader", "sha256", "application", "application_sha256",
-                           "fuses", "lock", "clock", "clock_div8", "expect_usb", "backup", "restore_eeprom",
+                           "fuses", "lock", "clock", "clock_div8", "expect_usb", "backup", "restore_eeprom", "eeprom", "eeprom_sha256",
                            "allow_unsafe_fuses", "allow_unlock", "raise_clock"]
 
     mutating func rule(_ table: TOMLTable, firmwareRoot: String) -> Rule? {
@@ -256,11 +256,26 @@ private struct Decoder {
             report(.error, "restore_eeprom needs the backup it restores from, but backup = false", at: table["restore_eeprom"]!.position)
         }
 
+        var eeprom: EEPROMAction?
+        if table["eeprom"] != nil {
+            if string(table, "eeprom") == "erase" {
+                eeprom = .erase
+                if let pin = table["eeprom_sha256"] { report(.error, "eeprom = \"erase\" writes no file for eeprom_sha256 to pin", at: pin.position) }
+            } else {
+                eeprom = firmware(table, "eeprom", "eeprom_sha256", root: firmwareRoot, required: false).map(EEPROMAction.write)
+            }
+            if application == nil, let node = table["eeprom"] {
+                report(.error, "eeprom is written after the application is flashed through the bootloader; the rule has no application", at: node.position)
+            }
+        } else if let pin = table["eeprom_sha256"] {
+            report(.error, "eeprom_sha256 is given but eeprom is not", at: pin.position)
+        }
+
         let errorsAfter = problems.filter { $0.severity == .error }.count
         guard errorsAfter == errorsBefore, bootloader != nil || application != nil else { return nil }
         return Rule(name: name, position: table.position, match: match, bootloader: bootloader, application: application,
                     fuses: fuses, fusesPosition: table["fuses"]?.position, lock: lock, clock: clock, expectUSB: expectUSB,
-                    policies: policies, summary: string(table, "description"))
+                    policies: policies, summary: string(table, "description"), eeprom: eeprom)
     }
 
     mutating func firmware(_ table: TOMLTable, _ key: String, _ digestKey: String, root: String, required: Bool) -> FirmwareReference? {

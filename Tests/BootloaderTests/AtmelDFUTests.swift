@@ -163,3 +163,56 @@ struct AtmelDFUFlash {
         #expect(try dfu.status("checking") == DFUStatusReport(status: .ok, pollMilliseconds: 0, state: .idle))
     }
 }
+
+/// The rule's `eeprom` after the application, through both bootloaders that write EEPROM.
+@Suite(.serialized) struct BootloaderEEPROMTests {
+    @Test(.needsFirmware) func eraseClearsTheEEPROM() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = try syntheticHex(0..<3000, in: dir)
+        let chip = try keyboardInAtmelDFU(flash: garbage(0x7000))
+        let settings = garbage(1024, seed: 3)
+        chip.selfWriteEEPROM(at: 0, settings)
+        let run = try AtmelDFUFlash(chip, rules: atmelDFURules(application: app, extra: "eeprom = \"erase\""))
+        #expect(run.result.outcome == .restored, "\(run.result.summary)")
+        #expect(chip.eeprom.allSatisfy { $0 == 0xFF })
+        #expect(run.sink.finishedSteps.suffix(3) == [.verifyFlash, .writeEEPROM, .release])
+        let differing = settings.filter { $0 != 0xFF }.count
+        #expect(run.sink.outcomes[.writeEEPROM]?.detail.hasPrefix("erased (") == true, "\(run.sink.outcomes[.writeEEPROM]?.detail ?? "")")
+        #expect((run.sink.outcomes[.writeEEPROM]?.bytes ?? 0) >= differing)
+    }
+
+    /// Through Caterina: a file is written where it differs, read back; the rest of the EEPROM stays.
+    @Test(.needsFirmware) func aFileIsWrittenThroughCaterina() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = try syntheticHex(0..<2000, in: dir)
+        let file = dir.appendingPathComponent("settings.bin")
+        let settings = garbage(64, seed: 5)
+        try Data(settings).write(to: file)
+        let chip = try proMicroInCaterina()
+        chip.selfWriteEEPROM(at: 0, [UInt8](repeating: 0x11, count: 1024))
+        let run = try CaterinaFlash(chip, rules: caterinaRules(application: app) + "\neeprom = \"\(file.path)\"")
+        #expect(run.result.outcome == .restored, "\(run.result.summary)")
+        #expect(Array(chip.eeprom[0..<64]) == settings)
+        #expect(chip.eeprom[64...].allSatisfy { $0 == 0x11 })
+        #expect(run.sink.outcomes[.writeEEPROM]?.detail == "64 bytes in place (64 written), read back")
+        // Flashed again, nothing differs: the board is left alone.
+        let again = try CaterinaFlash(chip, rules: caterinaRules(application: app) + "\neeprom = \"\(file.path)\"")
+        #expect(again.result.outcome == .healthy, "\(again.result.summary)")
+    }
+
+    @Test(.needsFirmware) func anEEPROMFileLargerThanThePartsIsRefused() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = try syntheticHex(0..<2000, in: dir)
+        let file = dir.appendingPathComponent("big.bin")
+        try Data(garbage(1500)).write(to: file)
+        let chip = try keyboardInAtmelDFU(flash: garbage(0x7000))
+        let before = chip.flash
+        let run = try AtmelDFUFlash(chip, rules: atmelDFURules(application: app, extra: "eeprom = \"\(file.path)\""))
+        #expect(run.result.failure?.step == .check)
+        #expect(run.result.failure?.description.contains("reaches 0x05DB, beyond the 1024 bytes of EEPROM of ATmega32U4") == true, "\(run.result.summary)")
+        #expect(chip.flash == before)
+    }
+}

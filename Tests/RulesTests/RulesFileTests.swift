@@ -213,3 +213,23 @@ func problems(_ text: String) -> [String] {
         }
     }
 }
+
+/// `eeprom = "erase"` or a file, for a flash through the bootloader.
+@Suite struct EEPROMKeyTests {
+    @Test func eraseAndAFileAreRead() throws {
+        let erase = RulesFile.parse(ruleText("application = \"app.hex\"\neeprom = \"erase\""), path: "r.toml", firmwareDirectory: "/fw")
+        #expect(erase.problems.isEmpty)
+        #expect(erase.ruleSet?.rules.first?.eeprom == .erase)
+        let file = RulesFile.parse(ruleText("application = \"app.hex\"\neeprom = \"settings.eep\"\neeprom_sha256 = \"\(caterinaSHA)\""), path: "r.toml", firmwareDirectory: "/fw")
+        #expect(file.problems.isEmpty)
+        guard case let .write(reference)? = file.ruleSet?.rules.first?.eeprom else { Issue.record("no eeprom file"); return }
+        #expect(reference.path == "/fw/settings.eep" && reference.sha256?.description == caterinaSHA)
+    }
+
+    @Test func misuseIsNamedWithItsPosition() {
+        #expect(problems(ruleText("eeprom = \"erase\"")) == ["r.toml:9:10: error: [r] eeprom is written after the application is flashed through the bootloader; the rule has no application"])
+        #expect(problems(ruleText("application = \"Caterina-Micro.hex\"\neeprom = \"erase\"\neeprom_sha256 = \"\(caterinaSHA)\"")).first?.contains("eeprom = \"erase\" writes no file for eeprom_sha256 to pin") == true)
+        #expect(problems(ruleText("eeprom_sha256 = \"\(caterinaSHA)\"")).first?.contains("eeprom_sha256 is given but eeprom is not") == true)
+        #expect(problems(ruleText("application = \"Caterina-Micro.hex\"\neeprom = 5")).first?.contains("eeprom") == true)
+    }
+}

@@ -83,6 +83,28 @@ public final class AVR109Bootloader: BootloaderSession {
         }
     }
 
+    /// EEPROM addresses go to 'A' as bytes (the bootloader halves its word address for EEPROM).
+    public func readEEPROM(at address: Int, count: Int) throws(BootloaderError) -> [UInt8] {
+        try setAddress(words: address)
+        var out: [UInt8] = []
+        while out.count < count {
+            let n = min(blockSize, count - out.count)
+            out += try ask([UInt8(ascii: "g"), UInt8(n >> 8), UInt8(n & 0xFF), UInt8(ascii: "E")], answer: n,
+                           "reading EEPROM at " + String(cFormat: "0x%04X", UInt32(address + out.count)))
+        }
+        return out
+    }
+
+    /// Each byte takes the chip's EEPROM write time: a block of them gets the time of all.
+    public func writeEEPROM(at address: Int, _ bytes: [UInt8]) throws(BootloaderError) {
+        try setAddress(words: address)
+        for offset in stride(from: 0, to: bytes.count, by: blockSize) {
+            let block = Array(bytes[offset..<min(offset + blockSize, bytes.count)])
+            try acknowledged([UInt8(ascii: "B"), UInt8(block.count >> 8), UInt8(block.count & 0xFF), UInt8(ascii: "E")] + block,
+                             "writing EEPROM at " + String(cFormat: "0x%04X", UInt32(address + offset)), within: Self.answerMilliseconds + 10 * block.count)
+        }
+    }
+
     public func startApplication() throws(BootloaderError) {
         try acknowledged([UInt8(ascii: "L")], "leaving programming mode")
         // A bootloader that detaches before its answer reaches the host has done what was asked.

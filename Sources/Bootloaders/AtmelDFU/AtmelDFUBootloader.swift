@@ -8,10 +8,10 @@ import Transport
 /// - read configuration `05 d0 d1`, then one byte by DFU_UPLOAD: bootloader version `00 00`, the
 ///   signature bytes as manufacturer `01 30`, family `01 31` and product name `01 60`;
 /// - select the 64 KiB flash page `06 03 00 p`;
-/// - read `03 00 start end` (big-endian, end inclusive), then DFU_UPLOAD; with the security bit set the
+/// - read `03 00 start end` (big-endian, end inclusive; `03 02` for EEPROM), then DFU_UPLOAD; with the security bit set the
 ///   upload stalls and the status is errFILE until the chip is erased;
 /// - chip erase `04 00 FF` (the application section; the bootloader's stays), polled with DFU_GETSTATUS;
-/// - program `01 00 start end`, zero-padded to a 32-byte control block, then the data and a 16-byte DFU
+/// - program `01 00 start end` (`01 01` for EEPROM), zero-padded to a 32-byte control block, then the data and a 16-byte DFU
 ///   suffix, in one DFU_DNLOAD;
 /// - start the application with a watchdog reset `04 03 00` and a zero-length DFU_DNLOAD.
 public final class AtmelDFUBootloader: BootloaderSession {
@@ -92,16 +92,30 @@ public final class AtmelDFUBootloader: BootloaderSession {
             while end < data.count, end - offset < Self.transferBytes, (address + end) % 0x10000 != 0,
                   !data[end..<end + page].allSatisfy({ $0 == 0xFF }) { end += page }
             try select(pageOf: start)
-            let low = start % 0x10000, last = low + (end - offset) - 1
-            var message = [0x01, 0x00, UInt8(low >> 8), UInt8(low & 0xFF), UInt8(last >> 8), UInt8(last & 0xFF)]
-            message += [UInt8](repeating: 0, count: Self.controlBlockBytes - message.count)
-            message += data[offset..<end]
-            message += Self.suffix
-            let operation = "writing flash at " + String(cFormat: "0x%05X", UInt32(start))
-            try dfu.download(message, operation)
-            try dfu.awaitCompletion(operation, limitMilliseconds: Self.writeMilliseconds)
+            try program(Array(data[offset..<end]), at: start % 0x10000, memory: 0x00, "writing flash at " + String(cFormat: "0x%05X", UInt32(start)),
+                        limitMilliseconds: Self.writeMilliseconds)
             offset = end
             progress(min(offset, bytes.count))
+        }
+    }
+
+    /// EEPROM is read with memory 0x02 in the read command and written with memory 0x01 in the
+    /// program command; it has no 64 KiB pages.
+    public func readEEPROM(at address: Int, count: Int) throws(BootloaderError) -> [UInt8] {
+        var out: [UInt8] = []
+        while out.count < count {
+            let n = min(Self.transferBytes, count - out.count)
+            out += try readBlock(at: address + out.count, count: n, memory: 0x02)
+        }
+        return out
+    }
+
+    public func writeEEPROM(at address: Int, _ bytes: [UInt8]) throws(BootloaderError) {
+        for offset in stride(from: 0, to: bytes.count, by: Self.transferBytes) {
+            let chunk = Array(bytes[offset..<min(offset + Self.transferBytes, bytes.count)])
+            // Each byte takes the EEPROM's write time (up to 9 ms on the 8-bit AVRs).
+            try program(chunk, at: address + offset, memory: 0x01, "writing EEPROM at " + String(cFormat: "0x%04X", UInt32(address + offset)),
+                        limitMilliseconds: Self.writeMilliseconds + 10 * chunk.count)
         }
     }
 
@@ -138,11 +152,30 @@ public final class AtmelDFUBootloader: BootloaderSession {
         selectedPage = page
     }
 
-    private func readBlock(at start: Int, count: Int) throws(BootloaderError) -> [UInt8] {
-        try select(pageOf: start)
-        let low = start % 0x10000, last = low + count - 1
-        let operation = "reading flash at " + String(cFormat: "0x%05X", UInt32(start))
-        try dfu.download([0x03, 0x00, UInt8(low >> 8), UInt8(low & 0xFF), UInt8(last >> 8), UInt8(last & 0xFF)], operation)
+    /// The program command for `bytes` at `low` (an address within the selected page) of `memory`
+    /// (0x00 flash, 0x01 EEPROM): control block, data and suffix in one download.
+    private func program(_ bytes: [UInt8], at low: Int, memory: UInt8, _ operation: String, limitMilliseconds: Int) throws(BootloaderError) {
+        let last = low + bytes.count - 1
+        var message = [0x01, memory, UInt8(low >> 8), UInt8(low & 0xFF), UInt8(last >> 8), UInt8(last & 0xFF)]
+        message += [UInt8](repeating: 0, count: Self.controlBlockBytes - message.count)
+        message += bytes
+        message += Self.suffix
+        try dfu.download(message, operation)
+        try dfu.awaitCompletion(operation, limitMilliseconds: limitMilliseconds)
+    }
+
+    /// A read of `memory` (0x00 flash, 0x02 EEPROM).
+    private func readBlock(at start: Int, count: Int, memory: UInt8 = 0x00) throws(BootloaderError) -> [UInt8] {
+        let low: Int
+        if memory == 0x00 {
+            try select(pageOf: start)
+            low = start % 0x10000
+        } else {
+            low = start
+        }
+        let last = low + count - 1
+        let operation = "reading \(memory == 0x00 ? "flash" : "EEPROM") at " + String(cFormat: "0x%05X", UInt32(start))
+        try dfu.download([0x03, memory, UInt8(low >> 8), UInt8(low & 0xFF), UInt8(last >> 8), UInt8(last & 0xFF)], operation)
         let bytes: [UInt8]
         do { bytes = try dfu.upload(length: count, operation) } catch .usb(.stall, _) {
             let report = try dfu.status(operation)

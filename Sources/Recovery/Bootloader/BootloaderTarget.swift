@@ -49,6 +49,9 @@ public final class BootloaderTarget: RestoreTarget {
         if let span = application.span, span.upperBound > UInt64(applicationEnd) {
             findings.append(Finding(.error, .imageBeyondFlash, String(cFormat: "the application reaches 0x%04llX, into the bootloader's section at 0x%04X: the bootloader would be damaged or refuse it", span.upperBound - 1, UInt32(applicationEnd))))
         }
+        if let misfit = plan.firmware.eeprom?.misfit(size: part.eeprom.size, part: part.name) {
+            findings.append(Finding(.error, .imageBeyondFlash, misfit))
+        }
         return (findings, StepOutcome(bytes: application.byteCount, "\(application.byteCount) bytes of application for \(part.name)"))
     }
 
@@ -59,8 +62,15 @@ public final class BootloaderTarget: RestoreTarget {
         if let refusal = session.readRefusal { return .needsRestore(bytesRead: 0, reason: refusal) }
         let current = try readFlash(UInt32(span.lowerBound)..<UInt32(span.upperBound))
         let wanted = image.bytes(in: UInt32(span.lowerBound)..<UInt32(span.upperBound))
-        return current == wanted ? .healthy(bytesRead: current.count, detail: "the application is already there")
-                                 : .needsRestore(bytesRead: current.count, reason: "the flash differs from the application")
+        guard current == wanted else { return .needsRestore(bytesRead: current.count, reason: "the flash differs from the application") }
+        guard let eeprom = plan.firmware.eeprom else { return .healthy(bytesRead: current.count, detail: "the application is already there") }
+        var read = current.count
+        for segment in eeprom.segments(size: try identified().eeprom.size) {
+            let there = try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: segment.address, count: segment.bytes.count) }
+            read += there.count
+            if there != segment.bytes { return .needsRestore(bytesRead: read, reason: "the application is there, the EEPROM differs from the rule's") }
+        }
+        return .healthy(bytesRead: read, detail: "the application and the rule's EEPROM are already there")
     }
 
     /// The application section as it was (the bootloader's own is left out: it is not changed).
@@ -68,12 +78,18 @@ public final class BootloaderTarget: RestoreTarget {
         let part = try identified()
         if let refusal = session.readRefusal { throw .backupFailed("\(refusal); set backup = false in rule '\(plan.rule.name)' to flash without one") }
         let flash = try readFlash(0..<UInt32(applicationEnd)) { done in context.progress(done: done, total: self.applicationEnd) }
+        // The EEPROM too, when the rule rewrites it.
+        let eeprom = plan.firmware.eeprom == nil || part.eeprom.size == 0 ? nil
+            : try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: 0, count: part.eeprom.size) }
         do {
             let path = try store.saveFolder(named: part.id, date: Date(), manifest: [
                 "part": part.name, "signature": part.signature.description, "programmer": identity.linkName, "rule": plan.rule.name,
-                "contents": String(cFormat: "the application section, 0x0000–0x%04X", UInt32(applicationEnd - 1)),
-            ]) { folder in try writeDurably(Data(flash), to: folder + "/flash.bin") }
-            return (path, flash.count)
+                "contents": String(cFormat: "the application section, 0x0000–0x%04X", UInt32(applicationEnd - 1)) + (plan.firmware.eeprom == nil ? "" : ", and the EEPROM"),
+            ]) { folder in
+                try writeDurably(Data(flash), to: folder + "/flash.bin")
+                if let eeprom { try writeDurably(Data(eeprom), to: folder + "/eeprom.bin") }
+            }
+            return (path, flash.count + (eeprom?.count ?? 0))
         } catch {
             throw .backupFailed("\(store.directory): \(InputFile.reason(error))")
         }
@@ -115,7 +131,42 @@ public final class BootloaderTarget: RestoreTarget {
         return StepOutcome(bytes: image.byteCount, "\(image.byteCount) bytes match")
     }
 
-    public func finishingSteps(_ plan: RestorePlan, backup: String?) -> [FinishingStep] { [] }
+    /// The rule's EEPROM (a file, or erased), written and read back where the bootloader reads.
+    public func finishingSteps(_ plan: RestorePlan, backup: String?) -> [FinishingStep] {
+        guard let eeprom = plan.firmware.eeprom, let part else { return [] }
+        return [FinishingStep(.writeEEPROM) { [self] (_) throws(RecoveryError) in
+            var written = 0
+            for segment in eeprom.segments(size: part.eeprom.size) {
+                // Each EEPROM byte costs milliseconds: where the bootloader reads, only the runs that differ are written.
+                let current = session.readRefusal == nil
+                    ? try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: segment.address, count: segment.bytes.count) } : nil
+                for run in Self.differingRuns(segment.bytes, from: current) {
+                    try bootloader { () throws(BootloaderError) in try session.writeEEPROM(at: segment.address + run.lowerBound, Array(segment.bytes[run])) }
+                    written += run.count
+                }
+                if session.readRefusal == nil {
+                    let back = try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: segment.address, count: segment.bytes.count) }
+                    if let i = segment.bytes.indices.first(where: { segment.bytes[$0] != back[$0] }) {
+                        throw .eepromVerifyFailed(address: UInt32(segment.address + i), expected: segment.bytes[i], actual: back[i])
+                    }
+                }
+            }
+            let what = eeprom.segments(size: part.eeprom.size).reduce(0) { $0 + $1.bytes.count }
+            if case .erase = eeprom { return StepOutcome(bytes: written, "erased (\(written) of \(what) bytes were not 0xFF), read back") }
+            return StepOutcome(bytes: written, "\(what) bytes in place (\(written) written), read back")
+        }]
+    }
+
+    /// The index ranges where `wanted` differs from `current` (all of it when nothing was read), runs
+    /// closer than 16 bytes joined: one command costs more than a few bytes rewritten.
+    static func differingRuns(_ wanted: [UInt8], from current: [UInt8]?) -> [Range<Int>] {
+        guard let current, current.count == wanted.count else { return wanted.isEmpty ? [] : [0..<wanted.count] }
+        var runs: [Range<Int>] = []
+        for i in wanted.indices where wanted[i] != current[i] {
+            if let last = runs.last, i - last.upperBound < 16 { runs[runs.count - 1] = last.lowerBound..<i + 1 } else { runs.append(i..<i + 1) }
+        }
+        return runs
+    }
 
     /// Starts the application and confirms the bootloader's device went away (within 3 s).
     public func release(_ context: StepContext) throws(RecoveryError) -> StepOutcome {

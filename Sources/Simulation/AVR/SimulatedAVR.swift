@@ -148,6 +148,18 @@ public final class SimulatedAVR {
         }
     }
 
+    /// The application's (or a bootloader's) EEPROM writes through EEAR/EEDR: each byte takes tWD_EEPROM,
+    /// one after the other. Bytes beyond the EEPROM wrap, as the address register does.
+    public func selfWriteEEPROM(at start: Int, _ bytes: [UInt8]) {
+        settle()
+        guard !eeprom.isEmpty else { return }
+        for (i, byte) in bytes.enumerated() {
+            clock.advance(to: busyUntil)
+            eeprom[(start + i) % eeprom.count] = byte
+            busyUntil = clock.now + UInt64(part.times.eepromWrite) * 1000
+        }
+    }
+
     /// True while a self-timed write is in progress.
     public var isBusy: Bool { clock.now < busyUntil }
 

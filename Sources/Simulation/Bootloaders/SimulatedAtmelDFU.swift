@@ -5,7 +5,7 @@ import Transport
 /// Atmel's DFU bootloader (FLIP commands over DFU 1.1) running on a simulated USB AVR, as the host sees
 /// it through control transfers to interface 0: the DFU state machine (dfuIDLE, dfuDNLOAD-IDLE,
 /// dfuUPLOAD-IDLE, dfuERROR with its status), the configuration reads (version, the signature), 64 KiB
-/// page selection, reads (refused with errFILE while the security bit is set), the blank check, the chip erase of the
+/// page selection, EEPROM reads and writes, reads (refused with errFILE while the security bit is set), the blank check, the chip erase of the
 /// application section, programming through SPM page by page (so the boot section stays as the lock
 /// bits keep it), and the watchdog reset into the application, which takes the device off the bus.
 /// Like Atmel's own, it answers DFU_UPLOAD after a read command in dfuDNLOAD-IDLE.
@@ -25,6 +25,7 @@ public final class SimulatedAtmelDFU: USBDevice {
     private var status = DFUStatus.ok
     private var page = 0
     private var pendingRead: ClosedRange<Int>?
+    private var readsEEPROM = false
     private var pendingConfiguration: UInt8?
     private var resetRequested = false
 
@@ -122,13 +123,21 @@ public final class SimulatedAtmelDFU: USBDevice {
         state = .downloadIdle
         func word(_ at: Int) -> Int { data.count > at + 1 ? Int(data[at]) << 8 | Int(data[at + 1]) : 0 }
         switch (data[0], data.count > 1 ? data[1] : 0) {
-        case (0x01, let memory):
-            guard memory == 0x00 else { throw stall(DFURequest.download.rawValue, .target) }
+        case (0x01, 0x00):
             try link.flashWrite(timeoutMilliseconds: timeoutMilliseconds)
             try program(from: page * 0x10000 + word(2), through: page * 0x10000 + word(4), data)
+        case (0x01, 0x01):
+            let start = word(2), end = word(4), payload = Array(data.dropFirst(32))
+            guard start <= end, end < chip.part.eeprom.size, payload.count >= end - start + 1 else { throw stall(DFURequest.download.rawValue, .address) }
+            chip.selfWriteEEPROM(at: start, Array(payload[0...(end - start)]))
         case (0x03, 0x00):
             guard data.count >= 6 else { throw stall(DFURequest.download.rawValue, .target) }
             pendingRead = page * 0x10000 + word(2)...page * 0x10000 + word(4)
+            readsEEPROM = false
+        case (0x03, 0x02):
+            guard data.count >= 6, word(2) <= word(4) else { throw stall(DFURequest.download.rawValue, .target) }
+            pendingRead = word(2)...word(4)
+            readsEEPROM = true
         case (0x03, 0x01):
             // Blank check: the status says whether the range is erased.
             guard data.count >= 6 else { throw stall(DFURequest.download.rawValue, .target) }
@@ -185,9 +194,10 @@ public final class SimulatedAtmelDFU: USBDevice {
         }
         guard let read = pendingRead else { throw stall(DFURequest.upload.rawValue) }
         if isSecured { throw stall(DFURequest.upload.rawValue, .file) }
-        guard read.upperBound < chip.part.flash.size else { throw stall(DFURequest.upload.rawValue, .address) }
+        let memory = readsEEPROM ? chip.eeprom : chip.flash
+        guard read.upperBound < memory.count else { throw stall(DFURequest.upload.rawValue, .address) }
         pendingRead = nil
         state = .idle
-        return read.prefix(length).map { chip.flash[$0] }
+        return read.prefix(length).map { memory[$0] }
     }
 }

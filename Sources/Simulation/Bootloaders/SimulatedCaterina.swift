@@ -91,8 +91,14 @@ public final class SimulatedCaterina: SerialProgrammerSimulator {
         }
     }
 
-    /// A flash block is written page by page from the current address (each page erased first).
+    /// A flash block is written page by page from the current address (each page erased first); an
+    /// EEPROM block byte by byte from the halved address.
     private func write(_ data: [UInt8], memory: UInt8) -> [UInt8] {
+        if memory == UInt8(ascii: "E") {
+            chip.selfWriteEEPROM(at: address >> 1, data)
+            address += 2 * data.count
+            return Self.cr
+        }
         guard memory == UInt8(ascii: "F") else { return Self.unknown }
         let page = chip.part.flash.pageSize
         for offset in stride(from: 0, to: data.count, by: page) {
