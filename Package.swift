@@ -32,8 +32,8 @@ let package = Package(
         .target(name: "Bootloaders", dependencies: ["BenchModel", "Parts", "Transport"]),
         .target(name: "Programmers", dependencies: ["AVRISP", "DeviceCatalog", "DeviceTrace", "STLink", "Transport"]),
         .target(name: "Simulation", dependencies: ["BenchModel", "Bootloaders", "Parts", "Transport"]),
-        .target(name: "Agent", dependencies: ["CLibUDev", "CSystemd", "DeviceCatalog", "DeviceTrace", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
-        .target(name: "VirtualBench", dependencies: ["Agent", "FirmwareImage", "Parts", "Programmers", "Rules", "Simulation", "Transport"]),
+        .target(name: "Agent", dependencies: ["Bootloaders", "CLibUDev", "CSystemd", "DeviceCatalog", "DeviceTrace", "Parts", "Programmers", "Recovery", "Rules", "Transport"]),
+        .target(name: "VirtualBench", dependencies: ["Agent", "Bootloaders", "FirmwareImage", "Parts", "Programmers", "Rules", "Simulation", "Transport"]),
         .target(name: "Recovery", dependencies: ["AVRISP", "BenchModel", "Bootloaders", "FirmwareImage", "Parts", "Programmers", "Rules", "STLink", "Transport"]),
         // The parsers fed arbitrary bytes: run under libFuzzer by bootmedic-fuzz (`make fuzz`), replayed by the tests.
         .target(name: "FuzzTargets", dependencies: ["Agent", "AVRISP", "FirmwareImage", "Parts", "Rules", "Simulation", "STLink", "Transport"]),

@@ -33,6 +33,11 @@ public final class Agent: Sendable {
         var nextProbe: UInt64 = 0
         var presenceOverride: (@Sendable (USBID) -> Bool)?
         var expectUSBTimeout: Double = 10
+        /// Boards waiting in a bootloader the agent flashes through, by syspath.
+        var bootloaders: [String: BenchBootloader] = [:]
+        var bootloaderOverride: (@Sendable (USBID) -> BenchBootloader?)?
+        /// Flashes through a bootloader that arrived on its own (not after a restore), running or done.
+        var bootloaderJobs: [WorkerThread] = []
     }
     private let state = Mutex(State())
     private let probes: ProbeQueue
@@ -65,6 +70,17 @@ public final class Agent: Sendable {
             }
         }
         set { state.withCheckedLock { $0.presenceOverride = newValue } }
+    }
+
+    /// The board waiting in a bootloader with these ids: what udev reported, unless a virtual bench
+    /// answers instead.
+    public var bootloaderOnBus: @Sendable (USBID) -> BenchBootloader? {
+        get {
+            state.withCheckedLock { state in
+                state.bootloaderOverride ?? { [weak self] id in self?.state.withCheckedLock { $0.bootloaders.values.first { $0.usb == id } } ?? nil }
+            }
+        }
+        set { state.withCheckedLock { $0.bootloaderOverride = newValue } }
     }
 
     /// How long a slot waits for a restored bootloader to enumerate.
@@ -104,6 +120,8 @@ public final class Agent: Sendable {
                 add(BenchProgrammer.usb(device, kind: kind, trace: trace))
             case let .serialCandidate(kinds)? where device.subsystem == "tty":
                 probe(device, candidates: kinds)
+            case let .bootloader(kind)? where BenchBootloader.subsystems[kind] == device.subsystem:
+                if let bootloader = BenchBootloader.udev(device, kind: kind) { arrived(bootloader) }
             default:
                 break
             }
@@ -111,6 +129,7 @@ public final class Agent: Sendable {
             state.withCheckedLock {
                 $0.present[syspath] = nil
                 $0.probing[syspath] = nil
+                $0.bootloaders[syspath] = nil
             }
             remove(id: syspath)
         }
@@ -144,12 +163,36 @@ public final class Agent: Sendable {
         if current, let programmer { add(programmer) }
     }
 
+    // MARK: Boards in their bootloaders
+
+    /// A board arrived in its bootloader. If a slot's restore is under way whose rules expect this
+    /// bootloader, that slot flashes it as part of its job; otherwise, when any rule has an application
+    /// to flash, a job of its own does (on a thread, so the udev thread never waits).
+    public func arrived(_ bootloader: BenchBootloader) {
+        let expectedBySlot = rules.rules.contains { $0.expectUSB == bootloader.usb && $0.application != nil }
+        let start = state.withCheckedLock { state -> Bool in
+            state.bootloaders[bootloader.id] = bootloader
+            guard !state.stopping, rules.rules.contains(where: { $0.application != nil }) else { return false }
+            let restoring = state.slots.values.contains { if case .restoring = $0.state { return true }; return false }
+            return !(restoring && expectedBySlot)
+        }
+        guard start else { return }
+        let job = UUID().uuidString.replacing("-", with: "").lowercased()
+        var fields = ["BOOTMEDIC_JOB": job, "BOOTMEDIC_BOOTLOADER": bootloader.kind.rawValue, "BOOTMEDIC_USB_ID": bootloader.usb.description]
+        if let port = bootloader.port { fields["BOOTMEDIC_PORT"] = port }
+        journal.write(JournalEntry(.targetFound, "\(bootloader.kind.description) at \(bootloader.port ?? bootloader.id): a board waits in its bootloader", fields: fields))
+        let thread = WorkerThread(name: "bootloader \(bootloader.port ?? bootloader.id)") { [self] thread in
+            _ = bootloader.flash(job: job, ruleName: nil, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
+        }
+        state.withCheckedLock { $0.bootloaderJobs.append(thread) }
+    }
+
     // MARK: Slots
 
     /// A programmer arrived: give it a slot (a second report of the same device is ignored).
     public func add(_ programmer: BenchProgrammer) {
         let context = SlotContext(rules: rules, journal: journal, backups: backups, records: records, pollInterval: pollInterval,
-                                  expectUSBTimeout: expectUSBTimeout, usbPresence: usbPresence)
+                                  expectUSBTimeout: expectUSBTimeout, usbPresence: usbPresence, bootloaderOnBus: bootloaderOnBus)
         let slot: BenchSlot? = state.withCheckedLock { state in
             guard !state.stopping, state.slots[programmer.id] == nil else { return nil }
             let slot = BenchSlot(programmer: programmer, context: context)
@@ -178,13 +221,15 @@ public final class Agent: Sendable {
     /// No new jobs; every slot stops at its next safe point, and this waits until all have.
     public func stop() {
         ServiceNotifier.notify("STOPPING=1")
-        let (active, retiring) = state.withCheckedLock { state in
+        let (active, retiring, flashes) = state.withCheckedLock { state in
             state.stopping = true
             state.probing.removeAll()
-            defer { state.slots.removeAll(); state.retiring.removeAll() }
-            return (Array(state.slots.values), state.retiring)
+            defer { state.slots.removeAll(); state.retiring.removeAll(); state.bootloaderJobs.removeAll() }
+            return (Array(state.slots.values), state.retiring, state.bootloaderJobs)
         }
         probes.stop()
+        flashes.forEach { $0.requestStop() }
+        flashes.forEach { $0.join() }
         // The removed slots first, so that their last words come before the agent's.
         retiring.forEach { $0.join() }
         journal.write(JournalEntry(.agentStopping, "bootmedic agent stopping"))

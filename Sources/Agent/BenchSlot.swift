@@ -61,6 +61,7 @@ struct SlotContext: Sendable {
     let pollInterval: Double
     let expectUSBTimeout: Double
     let usbPresence: @Sendable (USBID) -> Bool
+    let bootloaderOnBus: @Sendable (USBID) -> BenchBootloader?
 }
 
 /// One programmer's loop, on its own thread: look for a target at a bounded rate, restore it, wait until
@@ -158,8 +159,12 @@ public final class BenchSlot: Sendable {
             set(.restoring(job: job))
             let result = restore(open, job: job, thread: thread)
             shared.withCheckedLock { $0.outcomes.append(result.outcome) }
-            if result.outcome == .restored, let expected = result.rule.flatMap(context.rules.rule(named:))?.expectUSB {
-                confirmEnumeration(expected, job: job, thread: thread)
+            if result.outcome == .restored, let rule = result.rule.flatMap(context.rules.rule(named:)), let expected = rule.expectUSB,
+               confirmEnumeration(expected, job: job, thread: thread), rule.application != nil {
+                // The whole bench in one job: the restored bootloader now flashes the rule's application.
+                if let flashed = flashApplication(through: expected, rule: rule, job: job, thread: thread) {
+                    shared.withCheckedLock { $0.outcomes.append(flashed.outcome) }
+                }
             }
             set(.waitingForRemoval(result: result.outcome.rawValue))
             // One board is never flashed twice: wait until it leaves the cable.
@@ -176,8 +181,8 @@ public final class BenchSlot: Sendable {
         }
     }
 
-    /// After a restore: waits (bounded) for the bootloader the rule expects to show up on USB.
-    private func confirmEnumeration(_ id: USBID, job: String, thread: WorkerThread) {
+    /// After a restore: waits (bounded) for the bootloader the rule expects to show up on USB; whether it did.
+    private func confirmEnumeration(_ id: USBID, job: String, thread: WorkerThread) -> Bool {
         var fields = programmer.fields
         fields["BOOTMEDIC_JOB"] = job
         fields["BOOTMEDIC_USB_ID"] = id.description
@@ -185,12 +190,34 @@ public final class BenchSlot: Sendable {
         while !thread.isStopRequested, Date() < deadline {
             if context.usbPresence(id) {
                 context.journal.write(JournalEntry(.bootloaderEnumerated, "job \(job): the bootloader enumerated as \(id)", fields: fields))
-                return
+                return true
             }
             thread.sleep(min(0.1, context.pollInterval))
         }
-        guard !thread.isStopRequested else { return }   // the programmer left; the bench moved on, nothing to say
+        guard !thread.isStopRequested else { return false }   // the programmer left; the bench moved on, nothing to say
         context.journal.write(JournalEntry(.bootloaderMissing, "job \(job): no USB device \(id) appeared within \(Int(context.expectUSBTimeout)) s; is the board's USB connected?", fields: fields))
+        return false
+    }
+
+    /// The restored board's bootloader (its tty may follow its USB device by a moment: up to 3 s) flashes
+    /// the rule's application as the same job.
+    private func flashApplication(through id: USBID, rule: Rule, job: String, thread: WorkerThread) -> RecoveryResult? {
+        let deadline = Date().addingTimeInterval(3)
+        var board = context.bootloaderOnBus(id)
+        while board == nil, !thread.isStopRequested, Date() < deadline {
+            thread.sleep(0.05)
+            board = context.bootloaderOnBus(id)
+        }
+        guard let board else {
+            var fields = programmer.fields
+            fields["BOOTMEDIC_JOB"] = job
+            fields["BOOTMEDIC_USB_ID"] = id.description
+            if !thread.isStopRequested {
+                context.journal.write(JournalEntry(.notice, "job \(job): \(id) enumerated, but is no bootloader bootmedic flashes through; rule '\(rule.name)' has its application left unflashed", priority: 4, fields: fields))
+            }
+            return nil
+        }
+        return board.flash(job: job, ruleName: rule.name, rules: context.rules, backups: context.backups, journal: context.journal) { thread.isStopRequested }
     }
 
     enum Look { case present, absent, broken }

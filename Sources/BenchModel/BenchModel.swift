@@ -60,6 +60,10 @@ public enum BootloaderKind: String, CaseIterable, Sendable, Codable, CustomStrin
 
     /// Whether it is reached through a serial port (a CDC ACM tty).
     public var isSerial: Bool { self == .caterina }
+
+    /// The bootloaders bootmedic flashes through today (`flash`, the agent, the simulators); the others
+    /// are recognised and left alone.
+    public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU]
 }
 
 /// A USB vendor and product id, as `expect_usb = "1B4F:9205"` writes it.

@@ -7,8 +7,9 @@ public enum UdevRules {
     public static func render(_ catalog: DeviceCatalog) -> String {
         var out = """
         # bootmedic: give the bootmedic group (the service) and the person at the seat access to ISP and SWD
-        # programmers, tag each with its kind so `udevadm info` and the agent show it, and keep ModemManager
-        # off the serial devices that may carry programmer firmware (its AT probes break an STK500 sync).
+        # programmers and to the bootloaders it flashes through, tag each with its kind so `udevadm info` and
+        # the agent show it, and keep ModemManager off the serial devices that may carry programmer firmware
+        # or a Caterina bootloader (its AT probes break an STK500 sync and AVR109).
         # Generated from bootmedic's device catalog by `bootmedic devices udev-rules`; do not edit. The first
         # matching line wins, as in the catalog: a line that only jumps to the end shadows the lines after it.
 
@@ -27,6 +28,9 @@ public enum UdevRules {
                 out += "\(match), ENV{BOOTMEDIC_PROGRAMMER}=\"\(kind.rawValue)\", GOTO=\"bootmedic_access\"\n"
             case .serialCandidate:
                 out += "\(match), ENV{ID_MM_DEVICE_IGNORE}=\"1\", GOTO=\"bootmedic_usb_end\"\n"
+            case let .bootloader(kind) where BootloaderKind.flashable.contains(kind):
+                // The service flashes through it; ModemManager's AT probes would break a Caterina's AVR109.
+                out += "\(match), ENV{BOOTMEDIC_BOOTLOADER}=\"\(kind.rawValue)\", ENV{ID_MM_DEVICE_IGNORE}=\"1\", GOTO=\"bootmedic_access\"\n"
             case .bootloader, .ignore:
                 out += "\(match), GOTO=\"bootmedic_usb_end\"\n"
             }
@@ -51,6 +55,8 @@ public enum UdevRules {
             switch entry.role {
             case .serialCandidate:
                 out += "\(match), ENV{ID_MM_DEVICE_IGNORE}=\"1\", GOTO=\"bootmedic_end\"\n"
+            case let .bootloader(kind) where kind.isSerial && BootloaderKind.flashable.contains(kind):
+                out += "\(match), ENV{ID_MM_DEVICE_IGNORE}=\"1\", GOTO=\"bootmedic_end\"\n"
             case .programmer, .bootloader, .ignore:
                 if shadows(index, in: entries, where: isSerialCandidate) { out += "\(match), GOTO=\"bootmedic_end\"\n" }
             }
@@ -59,8 +65,9 @@ public enum UdevRules {
         return out
     }
 
-    /// The entries that change what udev does: every programmer and serial candidate, and a bootloader or
-    /// ignored device only where it shadows one of those further down (the USBaspLoader under the
+    /// The entries that change what udev does: every programmer and serial candidate, every bootloader
+    /// bootmedic flashes through, and another bootloader or an ignored device only where it shadows one
+    /// of those further down (the USBaspLoader under the
     /// USBasp's ids; a workshop's `ignore` of an adapter the built-in table would probe).
     static func relevant(_ entries: [DeviceEntry]) -> [DeviceEntry] {
         entries.indices.filter { index in
@@ -80,7 +87,8 @@ public enum UdevRules {
     private static func actsOnDevice(_ entry: DeviceEntry) -> Bool {
         switch entry.role {
         case .programmer, .serialCandidate: return true
-        case .bootloader, .ignore: return false
+        case let .bootloader(kind): return BootloaderKind.flashable.contains(kind)
+        case .ignore: return false
         }
     }
 

@@ -1,4 +1,5 @@
 import Agent
+import Bootloaders
 import Dispatch
 import FirmwareImage
 import FoundationEssentials
@@ -262,6 +263,8 @@ public final class VirtualBench {
     private let usbConnected = Locked<[String: Bool]>([:])
     /// Each attached board's part and page-write count, for what its USB would show.
     private let boards = Locked<[String: (part: String, writes: SharedCounter)]>([:])
+    /// The Atmel DFU bootloader each attached board runs once restored, when its rule expects one.
+    private let dfuBoards = Locked<[String: BenchBootloader]>([:])
 
     /// Whether programmers plugged from now on are held to the wall clock (the scenario's `real_time`).
     private var realTime = false
@@ -278,6 +281,19 @@ public final class VirtualBench {
                 guard on, let board = boards.withCheckedLock({ $0[name] }) else { return false }
                 return board.writes.value > 0 && rules.rules.contains { $0.expectUSB == id && $0.parts.contains { $0.id == board.part } }
             }
+        }
+    }
+
+    /// What the bus would show of a restored, USB-connected board's Atmel DFU bootloader: a simulated one
+    /// on the board's own chip, as the ISP restore left it.
+    public var bootloaderOnBus: @Sendable (USBID) -> BenchBootloader? {
+        let presence = usbPresence
+        let dfuBoards = self.dfuBoards
+        let connected = usbConnected
+        return { id in
+            guard presence(id) else { return nil }
+            let on = connected.withCheckedLock { $0 }
+            return dfuBoards.withCheckedLock { $0 }.first { name, board in board.usb == id && on[name] == true }?.value
         }
     }
 
@@ -378,6 +394,17 @@ public final class VirtualBench {
         return found
     }
 
+    /// The Atmel DFU bootloader a restored `chip` enumerates as, when a rule for its part expects one.
+    private func atmelDFU(on chip: SimulatedAVR, name: String) -> BenchBootloader? {
+        guard let id = rules.rules.first(where: { rule in rule.expectUSB != nil && rule.parts.contains { $0.id == chip.part.id } })?.expectUSB,
+              case .bootloader(.atmelDFU)? = rules.deviceCatalog.entry(for: id, product: nil)?.role else { return nil }
+        // The job that flashes through it runs after the ISP restore, on the slot's thread: never beside it.
+        nonisolated(unsafe) let chip = chip
+        return BenchBootloader(id: "virtual-\(name)-dfu", kind: .atmelDFU, usb: id, port: "virtual-\(name)-usb") {
+            AtmelDFUBootloader(device: SimulatedAtmelDFU(chip: chip, productID: id.product), time: chip.clock)
+        }
+    }
+
     /// A programmer with `part` on its cable, or with nothing on it (part nil).
     private func board(kind: ProgrammerKind, part: String?, name: String, clock: VirtualClock, healthyRule: String? = nil,
                        faults: [SimulatedFault] = [], protected: Bool = false) throws(VirtualBenchError) -> USBDevice {
@@ -397,6 +424,7 @@ public final class VirtualBench {
             if part != nil {
                 chips[name] = bench.chip
                 boards.withCheckedLock { $0[name] = (bench.chip.part.id, bench.chip.pageWriteCount) }
+                dfuBoards.withCheckedLock { $0[name] = atmelDFU(on: bench.chip, name: name) }
             }
             guard let device = bench.usbDevice else { throw VirtualBenchError.file("\(kind.rawValue) is not simulated on the virtual bench yet") }
             return device

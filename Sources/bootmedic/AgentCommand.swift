@@ -77,6 +77,7 @@ struct AgentCommand: ParsableCommand {
                               pollInterval: min(pollInterval, scenario.pollInterval))
             let bench = VirtualBench(rules: rules)
             agent.usbPresence = bench.usbPresence
+            agent.bootloaderOnBus = bench.bootloaderOnBus
             agent.expectUSBTimeout = 2
             agent.start()
             do { try bench.play(scenario, on: agent) } catch {

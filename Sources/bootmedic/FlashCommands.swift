@@ -14,11 +14,6 @@ extension BootloaderKind: ExpressibleByArgument {
     public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }
 
-extension BootloaderKind {
-    /// The bootloaders `rehearse` and `simulate` have simulators for.
-    static let simulated: [BootloaderKind] = [.caterina, .atmelDFU]
-}
-
 /// `bootmedic flash`: the board waiting in its bootloader now gets its rule's application, as
 /// `qmk flash` does it.
 struct FlashCommand: ParsableCommand {
@@ -48,8 +43,8 @@ struct FlashCommand: ParsableCommand {
     var bootloader: BootloaderKind?
 
     func validate() throws {
-        if let bootloader, !bootloader.isSerial, ![.atmelDFU].contains(bootloader) {
-            throw ValidationError("--bootloader \(bootloader.rawValue) cannot be flashed yet; caterina and atmel-dfu can")
+        if let bootloader, !BootloaderKind.flashable.contains(bootloader) {
+            throw ValidationError("--bootloader \(bootloader.rawValue) cannot be flashed yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) can")
         }
         if options.rule != nil, options.rules == nil { throw ValidationError("--rule names a rule of the --rules file") }
         if bootloader?.isSerial == true, port == nil { throw ValidationError("--bootloader \(bootloader!.rawValue) needs --port, the board's serial port") }

@@ -205,8 +205,8 @@ struct RehearseCommand: ParsableCommand {
 
     func validate() throws {
         if (programmer == nil) == (bootloader == nil) { throw ValidationError("give either --programmer or --bootloader") }
-        if let bootloader, !BootloaderKind.simulated.contains(bootloader) {
-            throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.simulated.map(\.rawValue).joined(separator: " and ")) have")
+        if let bootloader, !BootloaderKind.flashable.contains(bootloader) {
+            throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) have")
         }
     }
 

@@ -47,8 +47,8 @@ struct SimulateCommand: ParsableCommand {
     func validate() throws {
         if let bootloader {
             guard programmer == nil else { throw ValidationError("give --bootloader or --programmer, not both") }
-            guard BootloaderKind.simulated.contains(bootloader) else {
-                throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.simulated.map(\.rawValue).joined(separator: " and ")) have")
+            guard BootloaderKind.flashable.contains(bootloader) else {
+                throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) have")
             }
             if bootloader.isSerial, functionfs != nil { throw ValidationError("--bootloader \(bootloader.rawValue) is served on a serial line (--tty), not --functionfs") }
             if !bootloader.isSerial, functionfs == nil { throw ValidationError("--bootloader \(bootloader.rawValue) is a USB device: give --functionfs DIR") }

@@ -37,11 +37,12 @@ struct PlayedScenario {
     let agent: Agent
     let bench: VirtualBench
 
-    init(_ scenario: VirtualBenchScenario, pollInterval: Double, expectUSBTimeout: Double? = nil, backups: BackupStore? = nil) throws {
-        let rules = try guideRules()
+    init(_ scenario: VirtualBenchScenario, pollInterval: Double, expectUSBTimeout: Double? = nil, backups: BackupStore? = nil, rules: RuleSet? = nil) throws {
+        let rules = try rules ?? guideRules()
         agent = Agent(rules: rules, journal: journal, backups: backups, pollInterval: pollInterval)
         bench = VirtualBench(rules: rules)
         agent.usbPresence = bench.usbPresence
+        agent.bootloaderOnBus = bench.bootloaderOnBus
         if let expectUSBTimeout { agent.expectUSBTimeout = expectUSBTimeout }
         agent.start()
         defer { agent.stop() }
