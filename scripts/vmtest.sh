@@ -182,6 +182,30 @@ done
 check "dfu-programmer 0.6.1 validated its write against the simulated bootloader" sh -c 'grep -q "Validating" "$1" && ! grep -qi "did not validate" "$1"' - "$out/kb-dfu-programmer.log"
 check "bootmedic flash found the board by its ids and saw it leave USB" \
   sh -c 'grep -q "Atmel DFU bootloader version 0x10 at 1-" "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/kb-bootmedic.log"
+section 11
+check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
+check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"
+check "  its chip holds QMK's Atmel DFU bootloader, with the rule's fuses" chip_holds "$out/wb-isp-chip" "$firmware/bootloader_atmega32u4_1_0_0.hex" 5E 99 F3
+check "  and the sketch below it" flash_holds "$out/wb-isp-chip/flash.bin" "$out/sketch.hex"
+check "the restored board's bootloader enumerated and was told to start the application" grep -qx left "$out/wb-left.txt"
+check "  the bootloader flashed the sketch and wrote the rule's EEPROM settings" sh -c '
+  grep -qx restored "$1" && python3 -c "import sys; e = open(sys.argv[1], \"rb\").read(); s = open(sys.argv[2], \"rb\").read(); sys.exit(0 if e[:256] == s else 1)" "$2/eeprom.bin" "$3"' - \
+  "$out/wb-flash-outcome.txt" "$out/wb-dfu-chip" "$out/wb-settings.bin"
+check "  its chip holds the bootloader and the sketch" both_held "$out/wb-dfu-chip/flash.bin" "$out/sketch.hex" "$firmware/bootloader_atmega32u4_1_0_0.hex"
+check "one BOOTMEDIC_JOB from the ISP restore to the application running, in the journal" python3 - "$out/wb-journal.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+jobs = {e["BOOTMEDIC_JOB"] for e in entries if "BOOTMEDIC_JOB" in e}
+results = [e for e in entries if "BOOTMEDIC_RESULT" in e]
+steps = [e.get("BOOTMEDIC_STEP") for e in entries if e.get("BOOTMEDIC_BOOTLOADER") == "atmel-dfu"]
+enumerated = [e for e in entries if e.get("MESSAGE_ID") == "ee05e6630eb74003a90387372c2d57d3"]
+ok = (len(jobs) == 1 and [r["BOOTMEDIC_PROGRAMMER"] for r in results] == ["usbasp", "atmel-dfu"]
+      and all(r["BOOTMEDIC_RESULT"] == "restored" for r in results) and len(enumerated) == 1
+      and "write-eeprom" in steps and "release" in steps
+      and any("the application runs" in e.get("MESSAGE", "") for e in entries))
+for e in entries: print(e.get("BOOTMEDIC_JOB", "-")[:8], e.get("BOOTMEDIC_PROGRAMMER", "-"), e.get("BOOTMEDIC_STEP", "-"), e.get("MESSAGE", ""), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
 section 6
 check "the shipped rules with the guide's appended check clean (its files in /usr/local/share/bootmedic/firmware)" last_line_is 0 "$out/edited-rules-check.txt"
 check "bootmedic.service starts (Type=notify, as user bootmedic)" grep -qx active "$out/agent-active.txt"

@@ -135,6 +135,10 @@ gadget stlink 0x0483 0x3748 "STMicroelectronics" "STM32 STLink"
 echo full-speed > /sys/kernel/config/usb_gadget/stlink/max_speed
 gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
 gadget promicro 0x1b4f 0x9205 "SparkFun" "SparkFun Pro Micro" acm.promicro
+# A keyboard's ATmega32U4 in Atmel DFU: a full-speed FunctionFS gadget with a DFU-mode interface.
+gadget qmkdfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU"
+echo 0x00 > /sys/kernel/config/usb_gadget/qmkdfu/bDeviceClass
+echo full-speed > /sys/kernel/config/usb_gadget/qmkdfu/max_speed
 uno_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
 promicro_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/promicro/functions/acm.promicro/port_num)
 # acm_of NAME: the host's /dev/ttyACM* of the plugged gadget NAME (bounded wait), or nothing.
@@ -343,7 +347,7 @@ fi
 # 0x7000: avrdude -c avr109 flashes a sketch through the simulated bootloader, then `bootmedic flash`
 # does it with a rule that has only an application. Told to start the application, the board leaves
 # USB: the simulator says "left" and the script unbinds the gadget, as the real board drops off the bus.
-if part 9; then
+# The 12 KiB sketch parts 9, 10 and 11 flash (at /tmp/sketch.hex and in $out).
 /usr/bin/python3 - /tmp/sketch.hex <<'PY'
 import random, sys
 from intelhex import IntelHex
@@ -353,6 +357,7 @@ image.frombytes(bytes(rng.randrange(256) for _ in range(12000)), offset=0)
 image.write_hex_file(sys.argv[1])
 PY
 cp /tmp/sketch.hex $out/sketch.hex
+if part 9; then
 cat > /tmp/sketch.toml <<'RULE'
 [[rule]]
 name = "pro-micro-sketch"
@@ -384,15 +389,6 @@ fi
 # on the bus by the catalog's ids and does the same with the application-only rule. On the reset the
 # simulator says "left" and the script unbinds the gadget, as the board drops off the bus.
 if part 10; then
-[ -f /tmp/sketch.hex ] || /usr/bin/python3 - /tmp/sketch.hex <<'PY'
-import random, sys
-from intelhex import IntelHex
-rng = random.Random(9)
-image = IntelHex()
-image.frombytes(bytes(rng.randrange(256) for _ in range(12000)), offset=0)
-image.write_hex_file(sys.argv[1])
-PY
-cp /tmp/sketch.hex $out/sketch.hex
 : > $out/kb-times.txt
 cat > /tmp/keyboard.toml <<'RULE'
 [[rule]]
@@ -400,9 +396,6 @@ name = "keyboard"
 match = { part = "atmega32u4" }
 application = "/tmp/sketch.hex"
 RULE
-gadget qmkdfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU"
-echo 0x00 > /sys/kernel/config/usb_gadget/qmkdfu/bDeviceClass
-echo full-speed > /sys/kernel/config/usb_gadget/qmkdfu/max_speed
 for client in dfu-programmer bootmedic; do
   serve qmkdfu bootloader:atmel-dfu kb-$client-chip --functionfs /dev/ffs-qmkdfu --initial-flash "$VMTEST_FIRMWARE/bootloader_atmega32u4_1_0_0.hex" --initial-fuses 5E:99:F3
   plug qmkdfu "$udc0"
@@ -425,6 +418,58 @@ for client in dfu-programmer bootmedic; do
   unplug qmkdfu; unserve
   step "$client flashed the keyboard through Atmel DFU"
 done
+fi
+
+# --- 11. The whole bench on one board, by bootmedic.service: a factory ATmega32U4 behind the USBasp
+# gadget gets QMK's Atmel DFU bootloader merged with the sketch, and the rule's fuses, over ISP; then
+# its own USB (the Atmel DFU gadget on the board's socket, its chip as the restore leaves it) enumerates
+# as 03EB:2FF4, and the same job flashes through the bootloader what the ISP side cannot give: the
+# rule's EEPROM settings (the sketch erased, written and verified again with them). The bootloader is
+# told to start the application and the board leaves USB.
+if part 11; then
+mkdir -p /usr/local/share/bootmedic/firmware
+cp "$VMTEST_FIRMWARE/bootloader_atmega32u4_1_0_0.hex" /tmp/sketch.hex /usr/local/share/bootmedic/firmware/
+/usr/bin/python3 -c 'import random, sys; sys.stdout.buffer.write(bytes(random.Random(11).randrange(256) for _ in range(256)))' \
+  > /usr/local/share/bootmedic/firmware/settings.bin
+cp /usr/local/share/bootmedic/firmware/settings.bin $out/wb-settings.bin
+"$bin" hex merge /tmp/sketch.hex "$VMTEST_FIRMWARE/bootloader_atmega32u4_1_0_0.hex" -o /tmp/wb-merged.hex > /dev/null
+cp /etc/bootmedic/rules.toml /tmp/rules.toml.orig
+cat > /etc/bootmedic/rules.toml <<'RULE'
+[[rule]]
+name = "keyboard-bench"
+match = { part = "atmega32u4" }
+bootloader = "bootloader_atmega32u4_1_0_0.hex"
+application = "sketch.hex"
+eeprom = "settings.bin"
+fuses = { low = 0x5E, high = 0x99, extended = 0xF3 }
+clock = "crystal"
+clock_div8 = false
+expect_usb = "03EB:2FF4"
+RULE
+sed -i '1i [defaults]\nfirmware_dir = "/usr/local/share/bootmedic/firmware"\n' /etc/bootmedic/rules.toml
+"$bin" rules check /etc/bootmedic/rules.toml > $out/wb-rules-check.txt 2>&1; echo $? >> $out/wb-rules-check.txt
+mark_journal
+timeout 60 systemctl start bootmedic.service
+# The board's own USB: its Atmel DFU bootloader on the second socket, served beside the USBasp (fds 6, 7).
+rm -f /tmp/dfu-in /tmp/dfu-out; mkfifo /tmp/dfu-in /tmp/dfu-out
+"$bin" simulate --bootloader atmel-dfu --part atmega32u4 --functionfs /dev/ffs-qmkdfu --initial-flash /tmp/wb-merged.hex \
+  --initial-fuses 5E:99:F3 --state $out/wb-dfu-chip < /tmp/dfu-in > /tmp/dfu-out 2> $out/wb-dfu-chip.log &
+dfusim=$!
+exec 6> /tmp/dfu-in 7< /tmp/dfu-out
+timeout 60 sh -c 'read -r line <&7 && echo "$line"' > /dev/null || diagnose serve-wb-dfu
+serve usbasp usbasp wb-isp-chip
+plug usbasp "$udc0"
+wait_count $id_restored 1 60 && echo restored > $out/wb-isp-outcome.txt
+plug qmkdfu "$udc1"
+{ timeout 120 sh -c 'while read -r line <&7; do [ "$line" = left ] && exit 0; done; exit 1' && echo left > $out/wb-left.txt; } || diagnose wb-left
+unplug qmkdfu
+wait_count $id_restored 2 60 && echo restored > $out/wb-flash-outcome.txt
+since_mark -o json > $out/wb-journal.json
+unplug usbasp; unserve
+exec 6>&- 7<&-; watch_over $dfusim 60 unserve-wb-dfu
+timeout 30 systemctl stop bootmedic.service
+cp /tmp/rules.toml.orig /etc/bootmedic/rules.toml
+step "the service ran the whole bench on one board: ISP restore, bootloader, application"
 fi
 
 # --- 5. The same job through the real USB stack by bootmedic and by avrdude: Caterina and the rule's
