@@ -293,6 +293,41 @@ caterina_avrdude() {
   printf 'caterina\t12 KiB sketch through the bootloader, no backup\trestored\t%s\t%s\t%s\n' "$b" "$f" "$a" >> "$work/summary.tsv"
 } >> "$work/table.md"
 
+# Through Atmel DFU: the same sketch into a keyboard's ATmega32U4 waiting in QMK's Atmel DFU bootloader
+# (DFU 1.1 + FLIP over full-speed control transfers), by `bootmedic flash` (rehearse --bootloader
+# atmel-dfu, no backup). dfu-programmer needs a USB bus: it runs against the same simulator as a gadget
+# in `make vmtest` part 10, which prints both wall times. The floor in the model: the 224 page erases,
+# each written page erased and programmed (9 ms), and each 1 KiB program or read-back command's frame and
+# 16 full-speed packets (about 1.9 ms).
+cat > "$work/keyboard.toml" <<TOML
+[[rule]]
+name = "keyboard"
+match = { part = "atmega32u4" }
+bootloader = "$firmware/bootloader_atmega32u4_1_0_0.hex"
+application = "$work/sketch.hex"
+fuses = { low = 0x5E, high = 0x99, extended = 0xF3 }
+clock = "crystal"
+clock_div8 = false
+backup = false
+restore_eeprom = false
+TOML
+atmel_dfu_bootmedic() {
+  "$bin" rehearse --rules "$work/keyboard.toml" --backup-dir "$work/backups" --bootloader atmel-dfu --part atmega32u4 --json \
+    | python3 -c "import json,sys; print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
+}
+{
+  b=$(median "$runs" atmel_dfu_bootmedic)
+  pages=$(( (12000 + 127) / 128 )) blocks=$(( (12000 + 1023) / 1024 ))
+  f=$(python3 -c "print('%.2f' % (224 * 0.0045 + $pages * 0.009 + 2 * $blocks * 0.0019))")
+  echo
+  echo "Through Atmel DFU (DFU 1.1 + FLIP), the same sketch, no backup (simulated seconds, median of $runs; dfu-programmer: vmtest part 10):"
+  echo
+  echo "| bootloader | payload | bootmedic s | floor s | ratio |"
+  echo "|---|---|---|---|---|"
+  echo "| atmel-dfu | 12 KiB sketch | $b | $f | $(python3 -c "print('%.2f' % ($b/$f))") |"
+  printf 'atmel-dfu\t12 KiB sketch through the bootloader, no backup\trestored\t%s\t%s\t\n' "$b" "$f" >> "$work/summary.tsv"
+} >> "$work/table.md"
+
 # Agent costs (wall time on this machine, not simulated): one round of the load test, then the idle agent.
 {
   echo

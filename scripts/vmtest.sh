@@ -203,7 +203,8 @@ ok = (len(jobs) == 1 and [r["BOOTMEDIC_PROGRAMMER"] for r in results] == ["usbas
       and all(r["BOOTMEDIC_RESULT"] == "restored" for r in results) and len(enumerated) == 1
       and "write-eeprom" in steps and "release" in steps
       and any("the application runs" in e.get("MESSAGE", "") for e in entries))
-for e in entries: print(e.get("BOOTMEDIC_JOB", "-")[:8], e.get("BOOTMEDIC_PROGRAMMER", "-"), e.get("BOOTMEDIC_STEP", "-"), e.get("MESSAGE", ""), file=sys.stderr)
+if not ok:
+    for e in entries: print(e.get("BOOTMEDIC_JOB", "-")[:8], e.get("BOOTMEDIC_PROGRAMMER", "-"), e.get("BOOTMEDIC_STEP", "-"), e.get("MESSAGE", ""), file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
 section 6

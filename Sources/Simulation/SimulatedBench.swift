@@ -79,7 +79,7 @@ public final class SimulatedBench {
 
     /// How a driver reaches the programmer.
     public enum Link {
-        case usb(SimulatedControlProgrammer)
+        case usb(SimulatedControlDevice)
         /// A serial device path, served until ``SimulatedBench/stop()``.
         case serial(SerialSimulatorServer)
     }
@@ -175,7 +175,7 @@ public final class SimulatedBench {
 
 /// Why a simulated bench cannot be built.
 /// The simulator of a USB ISP programmer kind (USBasp; USBtinyISP otherwise), wired to `chip`.
-public func simulatedUSBProgrammer(_ kind: ProgrammerKind, chip: SimulatedAVR, serialNumber: String? = nil) -> SimulatedControlProgrammer {
+public func simulatedUSBProgrammer(_ kind: ProgrammerKind, chip: SimulatedAVR, serialNumber: String? = nil) -> SimulatedControlDevice {
     kind == .usbasp ? SimulatedUSBasp(chip: chip, serialNumber: serialNumber) : SimulatedUSBtiny(chip: chip)
 }
 

@@ -5,14 +5,12 @@ import Transport
 /// Atmel's DFU bootloader (FLIP commands over DFU 1.1) running on a simulated USB AVR, as the host sees
 /// it through control transfers to interface 0: the DFU state machine (dfuIDLE, dfuDNLOAD-IDLE,
 /// dfuUPLOAD-IDLE, dfuERROR with its status), the configuration reads (version, the signature), 64 KiB
-/// page selection, EEPROM reads and writes, reads (refused with errFILE while the security bit is set), the blank check, the chip erase of the
-/// application section, programming through SPM page by page (so the boot section stays as the lock
-/// bits keep it), and the watchdog reset into the application, which takes the device off the bus.
+/// page selection, flash reads (refused with errFILE while the security bit is set), the blank check,
+/// the chip erase of the application section, programming through SPM page by page (so the boot
+/// section stays as the lock bits keep it), EEPROM reads and writes, and the watchdog reset into the
+/// application, which takes the device off the bus.
 /// Like Atmel's own, it answers DFU_UPLOAD after a read command in dfuDNLOAD-IDLE.
-public final class SimulatedAtmelDFU: USBDevice {
-    public let description: USBDeviceDescription
-    public let chip: SimulatedAVR
-    let link: SimulatedUSBLink
+public final class SimulatedAtmelDFU: SimulatedControlDevice {
     /// The security bit: set after programming on Atmel's bootloader; here as the rehearsal asks.
     public var isSecured: Bool
     /// Whether the host told it to start the application (the device is then gone).
@@ -30,43 +28,13 @@ public final class SimulatedAtmelDFU: USBDevice {
     private var resetRequested = false
 
     public init(chip: SimulatedAVR, productID: UInt16, secured: Bool = false) {
-        self.chip = chip
         isSecured = secured
-        description = USBDeviceDescription(vendorID: 0x03EB, productID: productID, manufacturer: "ATMEL", product: "DFU bootloader",
-                                           serialNumber: "1.0.0", deviceRelease: 0x0000)
-        link = SimulatedUSBLink(clock: chip.clock)
+        super.init(chip: chip, description: USBDeviceDescription(vendorID: 0x03EB, productID: productID, manufacturer: "ATMEL",
+                                                                 product: "DFU bootloader", serialNumber: "1.0.0", deviceRelease: 0x0000))
         link.timing = .fullSpeed
     }
 
-    /// How long the USB side takes; ``USBWireTiming/carriedElsewhere`` when a real bus carries it.
-    public var linkTiming: USBWireTiming {
-        get { link.timing }
-        set { link.timing = newValue }
-    }
-
-    /// Faults that strike after a number of program commands.
-    public var faults: USBFaults {
-        get { link.faults }
-        set { link.faults = newValue }
-    }
-
-    public var transferCount: Int { link.transferCount }
-
-    public func unplug() { link.unplug() }
-
-    public func controlIn(request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
-        throw .stall(request: request)
-    }
-
-    public func controlOut(request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
-        throw .stall(request: request)
-    }
-
-    public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int { throw .stall(request: 0) }
-    public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] { throw .stall(request: 0) }
-    public func close() {}
-
-    public func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+    public override func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
         try begin(target, request, index: index, timeoutMilliseconds: timeoutMilliseconds)
         let reply: [UInt8]
         switch DFURequest(rawValue: request) {
@@ -79,7 +47,7 @@ public final class SimulatedAtmelDFU: USBDevice {
         return Array(reply.prefix(length))
     }
 
-    public func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+    public override func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
         try begin(target, request, index: index, timeoutMilliseconds: timeoutMilliseconds)
         switch DFURequest(rawValue: request) {
         case .download: try download(data, timeoutMilliseconds: timeoutMilliseconds)

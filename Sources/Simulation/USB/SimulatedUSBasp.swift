@@ -6,7 +6,7 @@ import Transport
 /// SETLONGADDRESS "new mode" addressing, the page counter with first/last block flags, a 4.8 ms wait
 /// after a page whose last byte is 0xFF and flash polling otherwise, byte-wise EEPROM writes with a
 /// 9.6 ms wait each.
-public final class SimulatedUSBasp: SimulatedControlProgrammer {
+public final class SimulatedUSBasp: SimulatedControlDevice {
     /// Firmware that answers GETCAPABILITIES and SETISPSCK (2011 and later).
     public var hasSCKSetting = true
 

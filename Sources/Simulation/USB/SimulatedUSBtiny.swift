@@ -4,7 +4,7 @@ import Transport
 /// A USBtinyISP (or SparkFun PocketAVR) answering the real vendor requests over a simulated low-speed
 /// USB link, wired to a ``SimulatedAVR``. Like the firmware, it keeps a 16-bit byte address, so flash
 /// beyond 64 KiB wraps around to the bottom: the cause of the verification failures the guide warns of.
-public final class SimulatedUSBtiny: SimulatedControlProgrammer {
+public final class SimulatedUSBtiny: SimulatedControlDevice {
 
     private var sckPeriodMicroseconds = 10
     private var poll1: UInt8 = 0xFF, poll2: UInt8 = 0xFF

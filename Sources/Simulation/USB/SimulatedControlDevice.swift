@@ -1,9 +1,10 @@
 import Transport
 
-/// What the USBasp and USBtinyISP simulators share: a programmer that speaks only vendor control
-/// requests over a simulated low-speed USB link, wired to a ``SimulatedAVR``. Subclasses answer the
-/// requests; everything else (faults, timing, the stalled bulk endpoints, unplugging) lives here.
-public class SimulatedControlProgrammer: USBDevice {
+/// What the USBasp, USBtinyISP and Atmel DFU simulators share: a device that speaks only control
+/// requests over a simulated USB link (low speed unless told otherwise), wired to a ``SimulatedAVR``.
+/// Subclasses answer the requests (vendor ones, or class requests to an interface); everything else
+/// (faults, timing, the stalled bulk endpoints, unplugging) lives here.
+public class SimulatedControlDevice: USBDevice {
     public let description: USBDeviceDescription
     public let chip: SimulatedAVR
     let clock: VirtualClock
@@ -39,7 +40,18 @@ public class SimulatedControlProgrammer: USBDevice {
         throw .stall(request: request)
     }
 
-    /// V-USB programmers have no bulk endpoints.
+    /// Vendor requests to the device go to the methods above; a subclass answers other kinds.
+    public func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        guard target == .vendorDevice else { throw .stall(request: request) }
+        return try controlIn(request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    public func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        guard target == .vendorDevice else { throw .stall(request: request) }
+        return try controlOut(request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// V-USB programmers and DFU bootloaders have no bulk endpoints.
     public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int { throw .stall(request: 0) }
     public func bulkRead(endpoint: UInt8, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] { throw .stall(request: 0) }
 
