@@ -182,6 +182,17 @@ done
 check "dfu-programmer 0.6.1 validated its write against the simulated bootloader" sh -c 'grep -q "Validating" "$1" && ! grep -qi "did not validate" "$1"' - "$out/kb-dfu-programmer.log"
 check "bootmedic flash found the board by its ids and saw it leave USB" \
   sh -c 'grep -q "Atmel DFU bootloader version 0x10 at 1-" "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/kb-bootmedic.log"
+section 12
+for client in avrdude bootmedic; do
+  check "$client flashes a sketch through the USBaspLoader gadget" grep -qx 0 "$out/vl-$client-status.txt"
+  check "  the chip holds the sketch below the loader's section, which is untouched" \
+    both_held "$out/vl-$client-chip/flash.bin" "$out/sketch.hex" "$arduino"
+  check "  and the loader left for the application" grep -q '"left": true' "$out/vl-$client-chip/session.json"
+done
+check "avrdude 7.1 verified its write through the simulated loader" grep -q "12000 bytes of flash verified" "$out/vl-avrdude.log"
+check "bootmedic flash told USBaspLoader from a USBasp by its product string and saw it leave USB" \
+  sh -c 'grep -q "^USBaspLoader at " "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/vl-bootmedic.log"
+[ -s "$out/vl-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 12 KiB sketch through the USBaspLoader gadget, wall time in the guest (TCG): bootmedic flash %.2f s, avrdude -c usbasp-clone %.2f s\n", t["bootmedic"], t["avrdude"] }' "$out/vl-times.txt"
 section 11
 check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
 check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"

@@ -23,13 +23,18 @@ public struct BenchBootloader: Sendable {
     }
 
     /// The bootloaders the agent flashes through, and the udev subsystem each one is reached on.
-    static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .caterina: "tty"]
+    static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .usbasploader: "usb", .caterina: "tty"]
 
-    /// The bootloader udev reported: Atmel DFU opened through libusb by bus and address, Caterina on its tty.
+    /// The bootloader udev reported: a USB one opened through libusb by bus and address, Caterina on its tty.
     static func udev(_ device: UdevDevice, kind: BootloaderKind) -> BenchBootloader? {
         let usb = USBID(vendor: device.vendorID, product: device.productID)
         switch kind {
-        case .atmelDFU:
+        case .caterina:
+            guard let path = device.devnode else { return nil }
+            return BenchBootloader(id: device.syspath, kind: kind, usb: usb, port: device.idPath) {
+                AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource(), kind: kind, serialNumber: device.serial)
+            }
+        default:
             return BenchBootloader(id: device.syspath, kind: kind, usb: usb, port: device.idPath) {
                 let context = try USBContext()
                 let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == device.vendorID && $1 == device.productID }) { candidates in
@@ -37,15 +42,12 @@ public struct BenchBootloader: Sendable {
                     return try context.open(match)
                 }
                 guard let opened else { throw USBError.noDevice }
-                return AtmelDFUBootloader(device: opened, time: SystemTimeSource(), kind: kind)
+                guard let session = kind.session(on: opened, time: SystemTimeSource()) else {
+                    opened.close()
+                    throw USBError.other("bootmedic does not flash through \(kind.description)")
+                }
+                return session
             }
-        case .caterina:
-            guard let path = device.devnode else { return nil }
-            return BenchBootloader(id: device.syspath, kind: kind, usb: usb, port: device.idPath) {
-                AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource(), kind: kind, serialNumber: device.serial)
-            }
-        default:
-            return nil
         }
     }
 

@@ -76,3 +76,15 @@ public protocol BootloaderSession: AnyObject {
     func hasGone(withinMilliseconds milliseconds: Int) -> Bool
     func close()
 }
+
+extension BootloaderKind {
+    /// The session that flashes through a USB bootloader of this kind on `device`; nil for a serial one
+    /// (Caterina opens a tty) and for those bootmedic does not flash yet.
+    public func session(on device: USBDevice, time: TimeSource) -> BootloaderSession? {
+        switch self {
+        case .atmelDFU: return AtmelDFUBootloader(device: device, time: time, kind: self)
+        case .usbasploader: return USBaspLoaderBootloader(device: device, time: time)
+        default: return nil
+        }
+    }
+}

@@ -27,8 +27,9 @@ struct FlashCommand: ParsableCommand {
         written, and an application that reaches into it is refused before anything is erased. Then the \
         application is started and the bootloader's device must go away. Same output and exit status \
         as `restore`. With FILE, that file is flashed instead of the rule's application; with FILE and no \
-        --rules, on whatever part the bootloader reports, if it fits below the bootloader. A serial bootloader (Caterina) is reached through --port; a USB one (Atmel DFU) is \
-        found on the bus by the device catalog's ids, or at --port BUS-PORTS ("1-2.3").
+        --rules, on whatever part the bootloader reports, if it fits below the bootloader. A serial \
+        bootloader (Caterina) is reached through --port; a USB one (Atmel DFU, USBaspLoader) is found on \
+        the bus by the device catalog's ids and product string, or at --port BUS-PORTS ("1-2.3").
         """)
 
     @OptionGroup var options: RestoreOptions
@@ -39,7 +40,7 @@ struct FlashCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("An application to flash (Intel HEX, or a raw binary from address 0) instead of the rule's.", valueName: "file"))
     var file: String?
 
-    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu); by default the one a USB bootloader on the bus is, else caterina.")
+    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader); by default the one a USB bootloader on the bus is, else caterina.")
     var bootloader: BootloaderKind?
 
     func validate() throws {
@@ -71,29 +72,40 @@ struct FlashCommand: ParsableCommand {
         try finish(result, json: options.json)
     }
 
-    /// The one board on the bus whose ids the catalog knows as a USB bootloader bootmedic flashes (at
-    /// --port, if given).
+    /// The one board on the bus that the catalog knows, by its ids and product string, as a USB
+    /// bootloader bootmedic flashes through (at --port, if given).
     private func openUSBBootloader() throws -> BootloaderSession {
         let catalog = DeviceCatalog.builtIn
-        func kind(_ vendor: UInt16, _ product: UInt16) -> BootloaderKind? {
-            guard case let .bootloader(found)? = catalog.entry(for: USBID(vendor: vendor, product: product), product: nil)?.role,
-                  found == .atmelDFU, bootloader == nil || bootloader == found else { return nil }
-            return found
+        func flashable(_ entry: DeviceEntry) -> BootloaderKind? {
+            guard case let .bootloader(kind) = entry.role, !kind.isSerial, BootloaderKind.flashable.contains(kind),
+                  bootloader == nil || bootloader == kind else { return nil }
+            return kind
         }
+        let ids = Set(catalog.entries.filter { flashable($0) != nil }.map(\.usb))
         do {
             let context = try USBContext()
-            return try context.withDevices(matching: { kind($0, $1) != nil }) { candidates -> BootloaderSession in
-                let here = candidates.filter { port == nil || $0.portPath == port }
-                guard let candidate = here.first else {
-                    throw fail("no board in a USB bootloader bootmedic flashes" + (port.map { " at \($0)" } ?? "") + " (Atmel DFU: 03EB:2FEE–2FFB)",
-                               code: FailureClass.noTarget.rawValue)
+            return try context.withDevices(matching: { ids.contains(USBID(vendor: $0, product: $1)) }) { candidates -> BootloaderSession in
+                // The product string tells a USBaspLoader from a USBasp programmer with the same ids.
+                var found: [(device: LibUSBDevice, kind: BootloaderKind)] = []
+                for candidate in candidates where port == nil || candidate.portPath == port {
+                    guard let device = try? context.open(candidate) else { continue }
+                    let usb = USBID(vendor: candidate.vendorID, product: candidate.productID)
+                    if let entry = catalog.entry(for: usb, product: device.description.product), let kind = flashable(entry) {
+                        found.append((device, kind))
+                    } else {
+                        device.close()
+                    }
                 }
-                guard here.count == 1 else {
-                    throw fail("\(here.count) boards wait in a bootloader (at " + here.map(\.portPath).joined(separator: ", ") + "): say which with --port",
-                               code: FailureClass.refused.rawValue)
+                guard let chosen = found.first, let session = chosen.kind.session(on: chosen.device, time: SystemTimeSource()) else {
+                    throw fail("no board in a USB bootloader bootmedic flashes" + (port.map { " at \($0)" } ?? "")
+                               + " (Atmel DFU: 03EB:2FEE–2FFB; USBaspLoader: 16C0:05DC \"USBaspLoader\")", code: FailureClass.noTarget.rawValue)
                 }
-                let device = try context.open(candidate)
-                return AtmelDFUBootloader(device: device, time: SystemTimeSource(), kind: kind(candidate.vendorID, candidate.productID) ?? .atmelDFU)
+                guard found.count == 1 else {
+                    found.forEach { $0.device.close() }
+                    throw fail("\(found.count) boards wait in a bootloader (at " + found.map(\.device.description.portPath).joined(separator: ", ")
+                               + "): say which with --port", code: FailureClass.refused.rawValue)
+                }
+                return session
             }
         } catch let error as USBError {
             throw fail(error.description, code: FailureClass.programmerFailed.rawValue)
@@ -104,7 +116,8 @@ struct FlashCommand: ParsableCommand {
 extension RehearseCommand {
     /// A board in its bootloader: the simulated chip holds the rule's bootloader (at its section, with the
     /// rule's fuses and Arduino's lock 0x2F) unless --initial-* say otherwise. Caterina is served on a
-    /// pseudo-terminal with USB CDC timing; Atmel DFU answers control transfers with full-speed timing.
+    /// pseudo-terminal with USB CDC timing; Atmel DFU answers control transfers with full-speed timing,
+    /// USBaspLoader with V-USB's low-speed timing.
     func rehearseBootloader() throws {
         let kind = bootloader ?? .caterina
         let avr = try chip.avrPart()
@@ -122,7 +135,7 @@ extension RehearseCommand {
         let simulated = SimulatedAVR(part: avr, clock: clock, flash: flash, eeprom: eeprom, fuses: fuses, lock: lock)
         let session: BootloaderSession
         var server: SerialSimulatorServer?
-        var dfu: SimulatedAtmelDFU?
+        var usbDevice: SimulatedControlDevice?
         switch kind {
         case .atmelDFU:
             guard let productID = DeviceCatalog.atmelDFUProductID(for: avr.id) else {
@@ -131,8 +144,13 @@ extension RehearseCommand {
             let device = SimulatedAtmelDFU(chip: simulated, productID: productID, secured: protected)
             // The board pulled mid-flash: its device goes once two blocks are written.
             if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
-            dfu = device
+            usbDevice = device
             session = AtmelDFUBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
+        case .usbasploader:
+            let device = SimulatedUSBaspLoader(chip: simulated)
+            if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
+            usbDevice = device
+            session = USBaspLoaderBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
         default:
             let served: SerialSimulatorServer
             do { served = try SerialSimulatorServer(simulator: SimulatedCaterina(chip: simulated)) } catch { throw fail(error.description) }
@@ -160,7 +178,7 @@ extension RehearseCommand {
                 try ChipState(flash: simulated.flash, eeprom: simulated.eeprom, fuses: simulated.fuses, lock: simulated.lock).write(to: dump)
             } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
         }
-        try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: dfu?.transferCount))
+        try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: usbDevice?.transferCount))
     }
 }
 

@@ -24,7 +24,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "The programmer to simulate: stk500v1 (Arduino as ISP), avrisp (Pro Micro/Teensy ISP firmware) or buspirate.")
     var programmer: ProgrammerKind?
 
-    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line, atmel-dfu with --functionfs), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
+    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line, atmel-dfu or usbasploader with --functionfs), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
     var bootloader: BootloaderKind?
 
     @OptionGroup var chipOptions: SimulatedChipOptions
@@ -71,7 +71,8 @@ struct SimulateCommand: ParsableCommand {
         let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses,
                                 lock: bootloader == nil ? nil : 0x2F)
         if let functionfs {
-            return bootloader == .atmelDFU ? try serveAtmelDFUGadget(at: functionfs, chip: chip) : try serveGadget(at: functionfs, chip: chip)
+            if let bootloader { return try serveBootloaderGadget(bootloader, at: functionfs, chip: chip) }
+            return try serveGadget(at: functionfs, chip: chip)
         }
         let simulator: SerialProgrammerSimulator = bootloader == nil ? simulatedSerialProgrammer(programmer!, chip: chip) : SimulatedCaterina(chip: chip)
         let server: SerialSimulatorServer

@@ -97,20 +97,32 @@ extension SimulateCommand {
 }
 
 extension SimulateCommand {
-    /// Atmel's DFU bootloader on the simulated chip behind FunctionFS: a DFU-mode interface (0xFE/01/02)
-    /// whose class requests reach ``SimulatedAtmelDFU`` as the in-process tests call it, the chip's
-    /// write times served in real time. Prints "writing" at the first program command and "left" when
-    /// told to start the application, after which it answers nothing (the script unbinds the gadget).
-    func serveAtmelDFUGadget(at directory: String, chip: SimulatedAVR) throws {
-        guard let productID = DeviceCatalog.atmelDFUProductID(for: chip.part.id) else {
-            throw fail("Atmel's DFU bootloader runs on the USB AVRs, not on \(chip.part.name)")
+    /// A USB bootloader on the simulated chip behind FunctionFS: Atmel DFU (a DFU-mode interface,
+    /// 0xFE/01/02, class requests) or USBaspLoader (vendor-specific, the USBasp requests). Each control
+    /// request reaches the simulator as the in-process tests send it, the chip's write times served in
+    /// real time. Prints "writing" at the first flash page written and "left" when told to start the
+    /// application, after which it answers nothing (the script unbinds the gadget).
+    func serveBootloaderGadget(_ kind: BootloaderKind, at directory: String, chip: SimulatedAVR) throws {
+        let device: SimulatedControlDevice
+        let interfaceClass: USBInterfaceClass
+        let hasLeft: () -> Bool
+        switch kind {
+        case .atmelDFU:
+            guard let productID = DeviceCatalog.atmelDFUProductID(for: chip.part.id) else {
+                throw fail("Atmel's DFU bootloader runs on the USB AVRs, not on \(chip.part.name)")
+            }
+            let dfu = SimulatedAtmelDFU(chip: chip, productID: productID, secured: readProtected)
+            (device, interfaceClass, hasLeft) = (dfu, .dfuMode, { dfu.hasLeft })
+        default:
+            let loader = SimulatedUSBaspLoader(chip: chip)
+            (device, interfaceClass, hasLeft) = (loader, .vendorSpecific, { loader.hasLeft })
         }
-        let device = SimulatedAtmelDFU(chip: chip, productID: productID, secured: readProtected)
         device.linkTiming = .carriedElsewhere
         let pace = RealTimePacer(clock: chip.clock)
         let endpoint: FunctionFSEndpointZero
-        do { endpoint = try FunctionFSEndpointZero(directory: directory, interfaceClass: .dfuMode) } catch { throw fail(error.description) }
+        do { endpoint = try FunctionFSEndpointZero(directory: directory, interfaceClass: interfaceClass) } catch { throw fail(error.description) }
         let signals = announce("ready")
+        let flashWrites = chip.pageWrites
         var requests = 0, announcedWriting = false, announcedLeaving = false
         do {
             try endpoint.serve(until: { signals.wait(until: .now()) }) { setup, data in
@@ -119,8 +131,8 @@ extension SimulateCommand {
                 pace.catchUp()
                 defer {
                     pace.holdBack()
-                    if !announcedWriting, device.programCommands > 0 { announcedWriting = true; print("writing"); fflush(nil) }
-                    if !announcedLeaving, device.hasLeft { announcedLeaving = true; print("left"); fflush(nil) }
+                    if !announcedWriting, chip.pageWrites > flashWrites { announcedWriting = true; print("writing"); fflush(nil) }
+                    if !announcedLeaving, hasLeft() { announcedLeaving = true; print("left"); fflush(nil) }
                 }
                 if setup.isDeviceToHost {
                     return try? device.controlIn(to: target, request: setup.request, value: setup.value, index: setup.index,
@@ -130,8 +142,8 @@ extension SimulateCommand {
                                                data: data, timeoutMilliseconds: 5000)).map { _ in [] }
             }
         } catch { throw fail(error.description) }
-        let summary = String(cFormat: "{\"seconds\": %.6f, \"controlRequests\": %d, \"programCommands\": %d, \"left\": ",
-                             chip.clock.seconds, requests, device.programCommands) + (device.hasLeft ? "true" : "false") + "}\n"
+        let summary = String(cFormat: "{\"seconds\": %.6f, \"controlRequests\": %d, \"pageWrites\": %d, \"left\": ",
+                             chip.clock.seconds, requests, chip.pageWrites - flashWrites) + (hasLeft() ? "true" : "false") + "}\n"
         try finish(chip: chip, summary: summary)
     }
 }

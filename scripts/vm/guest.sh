@@ -137,6 +137,8 @@ gadget dfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU" acm.dfu
 gadget promicro 0x1b4f 0x9205 "SparkFun" "SparkFun Pro Micro" acm.promicro
 # A keyboard's ATmega32U4 in Atmel DFU: a full-speed FunctionFS gadget with a DFU-mode interface.
 gadget qmkdfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU"
+# A V-USB board's ATmega328P in USBaspLoader: the USBasp's ids, its own product string.
+gadget usbasploader 0x16c0 0x05dc "www.fischl.de" "USBaspLoader"
 echo 0x00 > /sys/kernel/config/usb_gadget/qmkdfu/bDeviceClass
 echo full-speed > /sys/kernel/config/usb_gadget/qmkdfu/max_speed
 uno_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
@@ -417,6 +419,41 @@ for client in dfu-programmer bootmedic; do
   wait $leaver
   unplug qmkdfu; unserve
   step "$client flashed the keyboard through Atmel DFU"
+done
+fi
+
+# --- 12. A V-USB board's ATmega328P waiting in USBaspLoader (16C0:05DC, product "USBaspLoader"; the
+# chip holds Debian's ATmegaBOOT at 0x7800 standing in for the loader's own code): avrdude -c
+# usbasp-clone writes and verifies the sketch through the simulated loader, then `bootmedic flash`
+# finds the board by its ids and product string and does it with an application-only rule. Told to
+# leave (USBasp's DISCONNECT), the loader starts the application and the board leaves USB.
+if part 12; then
+cat > /tmp/vusb.toml <<'RULE'
+[[rule]]
+name = "v-usb-sketch"
+match = { part = "atmega328p" }
+application = "/tmp/sketch.hex"
+RULE
+: > $out/vl-times.txt
+for client in avrdude bootmedic; do
+  simpart=atmega328p serve usbasploader bootloader:usbasploader vl-$client-chip --functionfs /dev/ffs-usbasploader \
+    --initial-flash /usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex --initial-fuses FF:DA:FD
+  simpart=
+  plug usbasploader "$udc0"
+  ( [ "$(read_line 150 vl-left-$client)" = writing ] && [ "$(read_line 150 vl-left-$client)" = left ] && unplug usbasploader ) &
+  leaver=$!
+  t0=$(now_ms)
+  if [ $client = avrdude ]; then
+    bounded 120 vl-avrdude avrdude -c usbasp-clone -p m328p -U flash:w:/tmp/sketch.hex:i > $out/vl-avrdude.log 2>&1
+  else
+    bounded 120 vl-bootmedic "$bin" flash --rules /tmp/vusb.toml --backup-dir /tmp/backups > $out/vl-bootmedic.log 2>&1
+  fi
+  status=$?
+  echo $status > $out/vl-$client-status.txt
+  echo "$client $status $(( $(now_ms) - t0 ))" >> $out/vl-times.txt
+  wait $leaver
+  unplug usbasploader; unserve
+  step "$client flashed the V-USB board through USBaspLoader"
 done
 fi
 
