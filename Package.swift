@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "SerialTests", dependencies: ["TestSupport", "AVRISP", "Programmers", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage", "Transport"]),
         .testTarget(name: "BootloaderTests", dependencies: ["TestSupport", "Bootloaders", "DeviceCatalog", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage", "Transport"]),
         .testTarget(name: "STM32Tests", dependencies: ["TestSupport", "STLink", "Simulation", "Recovery", "Rules", "Parts", "FirmwareImage"]),
-        .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "Programmers", "Transport", "Recovery", "Rules", "Simulation", "Parts", "VirtualBench"]),
+        .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "Bootloaders", "Programmers", "Transport", "Recovery", "Rules", "Simulation", "Parts", "VirtualBench"]),
         .testTarget(name: "DeviceCatalogTests", dependencies: ["TestSupport", "DeviceCatalog", "Programmers", "Rules", "Simulation", "Transport"]),
         .testTarget(name: "DeviceTraceTests", dependencies: ["TestSupport", "AVRISP", "DeviceTrace", "Parts", "Recovery", "Rules", "Simulation", "Transport"]),
         .testTarget(name: "FuzzTests", dependencies: ["TestSupport", "FuzzTargets", "FirmwareImage"]),

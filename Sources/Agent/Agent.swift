@@ -171,8 +171,10 @@ public final class Agent: Sendable {
     public func arrived(_ bootloader: BenchBootloader) {
         let expectedBySlot = rules.rules.contains { $0.expectUSB == bootloader.usb && $0.application != nil }
         let start = state.withCheckedLock { state -> Bool in
+            // udev's enumeration at start and its event may both report a device: one job for it.
+            let known = state.bootloaders[bootloader.id] != nil
             state.bootloaders[bootloader.id] = bootloader
-            guard !state.stopping, rules.rules.contains(where: { $0.application != nil }) else { return false }
+            guard !known, !state.stopping, rules.rules.contains(where: { $0.application != nil }) else { return false }
             let restoring = state.slots.values.contains { if case .restoring = $0.state { return true }; return false }
             return !(restoring && expectedBySlot)
         }
@@ -184,7 +186,10 @@ public final class Agent: Sendable {
         let thread = WorkerThread(name: "bootloader \(bootloader.port ?? bootloader.id)") { [self] thread in
             _ = bootloader.flash(job: job, ruleName: nil, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
         }
-        state.withCheckedLock { $0.bootloaderJobs.append(thread) }
+        state.withCheckedLock { state in
+            state.bootloaderJobs.removeAll { $0.join(timeout: 0) }
+            state.bootloaderJobs.append(thread)
+        }
     }
 
     // MARK: Slots

@@ -1,4 +1,9 @@
 import Agent
+import Bootloaders
+import Parts
+import Simulation
+import Synchronization
+import Transport
 import FirmwareImage
 import Foundation
 import Recovery
@@ -61,5 +66,57 @@ import VirtualBench
         #expect(boot.segments.allSatisfy { s in Array(chip.flash[Int(s.address)..<Int(s.address) + s.bytes.count]) == s.bytes })
         #expect(Array(chip.eeprom[0..<256]) == settings && chip.eeprom[256...].allSatisfy { $0 == 0xFF })
         #expect(chip.fuses.low == 0x5E && chip.fuses.high == 0x99)
+    }
+}
+
+/// A board that arrives in its bootloader on its own is flashed by a job of its own, once.
+@Suite(.serialized) struct BootloaderArrivalTests {
+    @Test(.needsFirmware) func aBoardArrivingInAtmelDFUIsFlashedOnce() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = try syntheticHex(0..<3000, in: dir)
+        let rules = try #require(RulesFile.parse("""
+        [[rule]]
+        name = "keyboard"
+        match = { part = "atmega32u4" }
+        application = "\(app)"
+        backup = false
+        restore_eeprom = false
+        """, path: "r.toml").ruleSet)
+        let journal = RecordingJournal()
+        let agent = Agent(rules: rules, journal: journal, backups: nil, pollInterval: 0.05)
+        let boot = try FirmwareFile(path: Fixtures.firmware("bootloader_atmega32u4_1_0_0.hex")).image
+        nonisolated(unsafe) let chip = SimulatedAVR(part: avr("atmega32u4"), clock: VirtualClock(), flash: boot.bytes(in: 0..<0x8000),
+                                                    fuses: FuseSet(low: 0x5E, high: 0x99, extended: 0xF3), lock: 0x2F)
+        let opens = Mutex(0)
+        let board = BenchBootloader(id: "/sys/devices/virtual/kb", kind: .atmelDFU, usb: USBID(vendor: 0x03EB, product: 0x2FF4), port: "pci-0-usb-0:3") {
+            opens.withLock { $0 += 1 }
+            return AtmelDFUBootloader(device: SimulatedAtmelDFU(chip: chip, productID: 0x2FF4), time: chip.clock)
+        }
+        agent.start()
+        agent.arrived(board)
+        agent.arrived(board)   // udev's enumeration and its event both reporting it
+        let deadline = Date().addingTimeInterval(10)
+        while !journal.entries.contains(where: { $0.kind == .restored || $0.kind == .failed }), Date() < deadline { usleep(10_000) }
+        agent.stop()
+        let entries = journal.entries
+        let result = try #require(entries.first { $0.kind == .restored }, "\(entries.map(\.message))")
+        #expect(result.fields["BOOTMEDIC_BOOTLOADER"] == "atmel-dfu" && result.fields["BOOTMEDIC_PORT"] == "pci-0-usb-0:3")
+        #expect(entries.first { $0.kind == .targetFound }?.fields["BOOTMEDIC_USB_ID"] == "03EB:2FF4")
+        #expect(Set(entries.compactMap { $0.fields["BOOTMEDIC_JOB"] }).count == 1)
+        #expect(opens.withLock { $0 } == 1, "one job for one board")
+        #expect(Array(chip.flash[0..<3000]) == (try FirmwareFile(path: app).image.bytes(in: 0..<3000)))
+    }
+
+    /// Without a rule that has an application, a board in its bootloader is left alone.
+    @Test(.needsFirmware) func withoutAnApplicationTheBoardIsLeftAlone() throws {
+        let journal = RecordingJournal()
+        let agent = Agent(rules: try guideRules(), journal: journal, backups: nil, pollInterval: 0.05)
+        agent.start()
+        agent.arrived(BenchBootloader(id: "kb", kind: .atmelDFU, usb: USBID(vendor: 0x03EB, product: 0x2FF4), port: nil) {
+            throw USBError.noDevice
+        })
+        agent.stop()
+        #expect(journal.entries.map(\.kind) == [.agentStarted, .agentStopping])
     }
 }
