@@ -31,6 +31,7 @@ if [ "${1:-}" = "--vm" ]; then
     stlink-tools       # st-flash, the reference client for the ST-Link gadget
     openocd            # the other reference client: reads back a Bluepill clone through the gadget
     dfu-programmer     # the reference client for the Atmel DFU bootloader gadget
+    teensy-loader-cli  # the reference client for the HalfKay gadget
     modemmanager       # as a desktop bench PC runs it: it must leave the serial programmers alone
   )
 fi

@@ -190,9 +190,26 @@ for client in avrdude bootmedic; do
   check "  and the loader left for the application" grep -q '"left": true' "$out/vl-$client-chip/session.json"
 done
 check "avrdude 7.1 verified its write through the simulated loader" grep -q "12000 bytes of flash verified" "$out/vl-avrdude.log"
-check "bootmedic flash told USBaspLoader from a USBasp by its product string and saw it leave USB" \
+check "bootmedic flash --bootloader usbasploader found it (not the USBasp) by its product string and saw it leave USB" \
   sh -c 'grep -q "^USBaspLoader at " "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/vl-bootmedic.log"
 [ -s "$out/vl-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 12 KiB sketch through the USBaspLoader gadget, wall time in the guest (TCG): bootmedic flash %.2f s, avrdude -c usbasp-clone %.2f s\n", t["bootmedic"], t["avrdude"] }' "$out/vl-times.txt"
+section 13
+for client in teensy_loader_cli bootmedic; do
+  check "$client flashes a sketch through the HalfKay gadget" grep -qx 0 "$out/tk-$client-status.txt"
+  check "  the chip holds the sketch, the rest of the application area erased" python3 - "$out/tk-$client-chip/flash.bin" "$out/sketch.hex" <<'PY'
+import sys
+flash = open(sys.argv[1], "rb").read()
+data = {}
+for line in open(sys.argv[2]):
+    raw = bytes.fromhex(line.strip()[1:])
+    if raw[3] == 0:
+        for i in range(raw[0]): data[(raw[1] << 8 | raw[2]) + i] = raw[4 + i]
+sys.exit(0 if all(flash[a] == v for a, v in data.items()) and all(b == 0xFF for b in flash[max(data) + 1:0x7E00]) else 1)
+PY
+  check "  and it rebooted into the application" grep -q '"left": true' "$out/tk-$client-chip/session.json"
+done
+check "bootmedic flash knew the Teensy 2.0 by HalfKay's 130-byte report" grep -q "HalfKay on a Teensy 2.0 (130-byte reports)" "$out/tk-bootmedic.log"
+[ -s "$out/tk-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 12 KiB sketch through the HalfKay gadget, wall time in the guest (TCG): bootmedic flash %.2f s, teensy_loader_cli %.2f s\n", t["bootmedic"], t["teensy_loader_cli"] }' "$out/tk-times.txt"
 section 11
 check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
 check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"

@@ -84,6 +84,7 @@ extension BootloaderKind {
         switch self {
         case .atmelDFU: return AtmelDFUBootloader(device: device, time: time, kind: self)
         case .usbasploader: return USBaspLoaderBootloader(device: device, time: time)
+        case .halfkay: return HalfKayBootloader(device: device, time: time)
         default: return nil
         }
     }

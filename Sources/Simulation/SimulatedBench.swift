@@ -189,6 +189,8 @@ public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible
     case pseudoTerminal(String)
     case serialLine(String)
     case faultNotApplicable(SimulatedFault, ProgrammerKind)
+    /// The bootloader does not run on the simulated part.
+    case bootloaderNotOnPart(String)
 
     public var description: String {
         switch self {
@@ -196,6 +198,7 @@ public enum SimulationError: Error, Equatable, Sendable, CustomStringConvertible
         case let .pseudoTerminal(reason): return "cannot create a pseudo-terminal: \(reason)"
         case let .serialLine(reason): return "cannot serve the serial line \(reason)"
         case let .faultNotApplicable(fault, kind): return "the \(fault.rawValue) fault does not apply to \(kind.rawValue) rehearsals"
+        case let .bootloaderNotOnPart(text): return text
         }
     }
 }

@@ -28,7 +28,7 @@ struct FlashCommand: ParsableCommand {
         application is started and the bootloader's device must go away. Same output and exit status \
         as `restore`. With FILE, that file is flashed instead of the rule's application; with FILE and no \
         --rules, on whatever part the bootloader reports, if it fits below the bootloader. A serial \
-        bootloader (Caterina) is reached through --port; a USB one (Atmel DFU, USBaspLoader) is found on \
+        bootloader (Caterina) is reached through --port; a USB one (Atmel DFU, USBaspLoader, HalfKay) is found on \
         the bus by the device catalog's ids and product string, or at --port BUS-PORTS ("1-2.3").
         """)
 
@@ -40,7 +40,7 @@ struct FlashCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("An application to flash (Intel HEX, or a raw binary from address 0) instead of the rule's.", valueName: "file"))
     var file: String?
 
-    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader); by default the one a USB bootloader on the bus is, else caterina.")
+    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader, halfkay); by default the one a USB bootloader on the bus is, else caterina.")
     var bootloader: BootloaderKind?
 
     func validate() throws {
@@ -73,12 +73,14 @@ struct FlashCommand: ParsableCommand {
     }
 
     /// The one board on the bus that the catalog knows, by its ids and product string, as a USB
-    /// bootloader bootmedic flashes through (at --port, if given).
+    /// bootloader bootmedic flashes through (at --port, if given; USBaspLoader only when --bootloader names it).
     private func openUSBBootloader() throws -> BootloaderSession {
         let catalog = DeviceCatalog.builtIn
+        // A USBaspLoader only when named: a USBasp clone with its own product string looks the same,
+        // and driving a programmer as the loader would ISP-erase the board's bootloader.
         func flashable(_ entry: DeviceEntry) -> BootloaderKind? {
             guard case let .bootloader(kind) = entry.role, !kind.isSerial, BootloaderKind.flashable.contains(kind),
-                  bootloader == nil || bootloader == kind else { return nil }
+                  bootloader == kind || (bootloader == nil && kind != .usbasploader) else { return nil }
             return kind
         }
         let ids = Set(catalog.entries.filter { flashable($0) != nil }.map(\.usb))
@@ -98,7 +100,7 @@ struct FlashCommand: ParsableCommand {
                 }
                 guard let chosen = found.first, let session = chosen.kind.session(on: chosen.device, time: SystemTimeSource()) else {
                     throw fail("no board in a USB bootloader bootmedic flashes" + (port.map { " at \($0)" } ?? "")
-                               + " (Atmel DFU: 03EB:2FEE–2FFB; USBaspLoader: 16C0:05DC \"USBaspLoader\")", code: FailureClass.noTarget.rawValue)
+                               + " (Atmel DFU: 03EB:2FEE–2FFB; HalfKay: 16C0:0478; USBaspLoader, with --bootloader usbasploader: 16C0:05DC)", code: FailureClass.noTarget.rawValue)
                 }
                 guard found.count == 1 else {
                     found.forEach { $0.device.close() }
@@ -131,6 +133,8 @@ extension RehearseCommand {
             fuses = fuses ?? rule.fuses
             lock = rule.lock ?? 0x2F
         }
+        // A Teensy's fuses give HalfKay the smallest boot section (BOOTSZ=11).
+        if kind == .halfkay, fuses == nil { fuses = FuseSet(low: 0x5F, high: 0xDF, extended: 0xF4) }
         let clock = VirtualClock()
         let simulated = SimulatedAVR(part: avr, clock: clock, flash: flash, eeprom: eeprom, fuses: fuses, lock: lock)
         let session: BootloaderSession
@@ -146,6 +150,12 @@ extension RehearseCommand {
             if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
             usbDevice = device
             session = AtmelDFUBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
+        case .halfkay:
+            let device: SimulatedHalfKay
+            do { device = try SimulatedHalfKay(chip: simulated) } catch { throw fail(error.description) }
+            if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
+            usbDevice = device
+            session = HalfKayBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
         case .usbasploader:
             let device = SimulatedUSBaspLoader(chip: simulated)
             if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }

@@ -98,13 +98,15 @@ extension SimulateCommand {
 
 extension SimulateCommand {
     /// A USB bootloader on the simulated chip behind FunctionFS: Atmel DFU (a DFU-mode interface,
-    /// 0xFE/01/02, class requests) or USBaspLoader (vendor-specific, the USBasp requests). Each control
+    /// 0xFE/01/02, class requests), USBaspLoader (vendor-specific, the USBasp requests) or HalfKay (a HID
+    /// interface: its report descriptor, SET_REPORT). Each control
     /// request reaches the simulator as the in-process tests send it, the chip's write times served in
     /// real time. Prints "writing" at the first flash page written and "left" when told to start the
     /// application, after which it answers nothing (the script unbinds the gadget).
     func serveBootloaderGadget(_ kind: BootloaderKind, at directory: String, chip: SimulatedAVR) throws {
         let device: SimulatedControlDevice
-        let interfaceClass: USBInterfaceClass
+        var interfaceClass = USBInterfaceClass.vendorSpecific
+        var reportDescriptorLength: Int?
         let hasLeft: () -> Bool
         switch kind {
         case .atmelDFU:
@@ -113,14 +115,20 @@ extension SimulateCommand {
             }
             let dfu = SimulatedAtmelDFU(chip: chip, productID: productID, secured: readProtected)
             (device, interfaceClass, hasLeft) = (dfu, .dfuMode, { dfu.hasLeft })
+        case .halfkay:
+            let halfkay: SimulatedHalfKay
+            do { halfkay = try SimulatedHalfKay(chip: chip) } catch { throw fail(error.description) }
+            (device, reportDescriptorLength, hasLeft) = (halfkay, halfkay.reportDescriptor.count, { halfkay.hasLeft })
         default:
             let loader = SimulatedUSBaspLoader(chip: chip)
-            (device, interfaceClass, hasLeft) = (loader, .vendorSpecific, { loader.hasLeft })
+            (device, hasLeft) = (loader, { loader.hasLeft })
         }
         device.linkTiming = .carriedElsewhere
         let pace = RealTimePacer(clock: chip.clock)
         let endpoint: FunctionFSEndpointZero
-        do { endpoint = try FunctionFSEndpointZero(directory: directory, interfaceClass: interfaceClass) } catch { throw fail(error.description) }
+        do {
+            endpoint = try FunctionFSEndpointZero(directory: directory, interfaceClass: interfaceClass, hidReportDescriptorLength: reportDescriptorLength)
+        } catch { throw fail(error.description) }
         let signals = announce("ready")
         let flashWrites = chip.pageWrites
         var requests = 0, announcedWriting = false, announcedLeaving = false

@@ -139,6 +139,10 @@ gadget promicro 0x1b4f 0x9205 "SparkFun" "SparkFun Pro Micro" acm.promicro
 gadget qmkdfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU"
 # A V-USB board's ATmega328P in USBaspLoader: the USBasp's ids, its own product string.
 gadget usbasploader 0x16c0 0x05dc "www.fischl.de" "USBaspLoader"
+# A Teensy 2.0 in HalfKay: a full-speed HID interface (FunctionFS with its HID descriptor).
+gadget teensy 0x16c0 0x0478 "PJRC" "Teensy HalfKay"
+echo 0x00 > /sys/kernel/config/usb_gadget/teensy/bDeviceClass
+echo full-speed > /sys/kernel/config/usb_gadget/teensy/max_speed
 echo 0x00 > /sys/kernel/config/usb_gadget/qmkdfu/bDeviceClass
 echo full-speed > /sys/kernel/config/usb_gadget/qmkdfu/max_speed
 uno_tty=/dev/ttyGS$(cat /sys/kernel/config/usb_gadget/uno/functions/acm.uno/port_num)
@@ -424,8 +428,9 @@ fi
 
 # --- 12. A V-USB board's ATmega328P waiting in USBaspLoader (16C0:05DC, product "USBaspLoader"; the
 # chip holds Debian's ATmegaBOOT at 0x7800 standing in for the loader's own code): avrdude -c
-# usbasp-clone writes and verifies the sketch through the simulated loader, then `bootmedic flash`
-# finds the board by its ids and product string and does it with an application-only rule. Told to
+# usbasp-clone writes and verifies the sketch through the simulated loader, then `bootmedic flash
+# --bootloader usbasploader` finds the board by its ids and product string and does it with an
+# application-only rule (never unasked: a USBasp clone looks the same). Told to
 # leave (USBasp's DISCONNECT), the loader starts the application and the board leaves USB.
 if part 12; then
 cat > /tmp/vusb.toml <<'RULE'
@@ -446,7 +451,7 @@ for client in avrdude bootmedic; do
   if [ $client = avrdude ]; then
     bounded 120 vl-avrdude avrdude -c usbasp-clone -p m328p -U flash:w:/tmp/sketch.hex:i > $out/vl-avrdude.log 2>&1
   else
-    bounded 120 vl-bootmedic "$bin" flash --rules /tmp/vusb.toml --backup-dir /tmp/backups > $out/vl-bootmedic.log 2>&1
+    bounded 120 vl-bootmedic "$bin" flash --bootloader usbasploader --rules /tmp/vusb.toml --backup-dir /tmp/backups > $out/vl-bootmedic.log 2>&1
   fi
   status=$?
   echo $status > $out/vl-$client-status.txt
@@ -454,6 +459,38 @@ for client in avrdude bootmedic; do
   wait $leaver
   unplug usbasploader; unserve
   step "$client flashed the V-USB board through USBaspLoader"
+done
+fi
+
+# --- 13. A Teensy 2.0 in HalfKay (16C0:0478, a HID interface whose 130-byte output report tells the
+# board): teensy_loader_cli writes the sketch and reboots it, then `bootmedic flash` finds the board by
+# its ids and does it with an application-only rule (backup = false: HalfKay reads nothing back).
+if part 13; then
+cat > /tmp/teensy.toml <<'RULE'
+[[rule]]
+name = "teensy-sketch"
+match = { part = "atmega32u4" }
+application = "/tmp/sketch.hex"
+backup = false
+RULE
+: > $out/tk-times.txt
+for client in teensy_loader_cli bootmedic; do
+  serve teensy bootloader:halfkay tk-$client-chip --functionfs /dev/ffs-teensy --initial-fuses 5F:DF:F4
+  plug teensy "$udc0"
+  ( [ "$(read_line 150 tk-left-$client)" = writing ] && [ "$(read_line 150 tk-left-$client)" = left ] && unplug teensy ) &
+  leaver=$!
+  t0=$(now_ms)
+  if [ $client = teensy_loader_cli ]; then
+    bounded 120 tk-teensy teensy_loader_cli --mcu=atmega32u4 -v /tmp/sketch.hex > $out/tk-teensy_loader_cli.log 2>&1
+  else
+    bounded 120 tk-bootmedic "$bin" flash --rules /tmp/teensy.toml > $out/tk-bootmedic.log 2>&1
+  fi
+  status=$?
+  echo $status > $out/tk-$client-status.txt
+  echo "$client $status $(( $(now_ms) - t0 ))" >> $out/tk-times.txt
+  wait $leaver
+  unplug teensy; unserve
+  step "$client flashed the Teensy through HalfKay"
 done
 fi
 

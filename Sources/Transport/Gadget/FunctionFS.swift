@@ -43,6 +43,8 @@ public struct USBInterfaceClass: Sendable, Equatable {
     public static let vendorSpecific = USBInterfaceClass(0xFF, subclass: 0xFF, protocol: 0xFF)
     /// DFU 1.1 in DFU mode (application-specific class 0xFE, subclass 1, protocol 2).
     public static let dfuMode = USBInterfaceClass(0xFE, subclass: 0x01, protocol: 0x02)
+    /// HID without a boot protocol.
+    public static let hid = USBInterfaceClass(0x03, subclass: 0x00, protocol: 0x00)
 }
 
 /// The device side of a USB function served from user space through the kernel's FunctionFS
@@ -65,19 +67,26 @@ public final class FunctionFSEndpointZero {
 
     /// Opens `directory/ep0` and writes the descriptors — an interface of `interfaceClass` with a bulk
     /// endpoint for each of `bulkEndpoints` (bit 7: IN), 64-byte packets at full speed and 512 at high
-    /// speed — and (empty) strings: the function is then ready for the gadget to be bound to a UDC.
-    public init(directory: String, interfaceClass: USBInterfaceClass = .vendorSpecific, bulkEndpoints: [UInt8] = []) throws(GadgetError) {
+    /// speed; with `hidReportDescriptorLength`, a HID interface with its HID descriptor and the interrupt
+    /// IN endpoint (0x81 after the bulk ones) HID requires — and (empty) strings: the function is then
+    /// ready for the gadget to be bound to a UDC.
+    public init(directory: String, interfaceClass: USBInterfaceClass = .vendorSpecific, bulkEndpoints: [UInt8] = [],
+                hidReportDescriptorLength: Int? = nil) throws(GadgetError) {
         self.directory = directory
         endpointAddresses = bulkEndpoints
         let path = directory + "/ep0"
         fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        let interface: [UInt8] = [9, 4, 0, 0, UInt8(bulkEndpoints.count), interfaceClass.code, interfaceClass.subclass, interfaceClass.protocol, 0]
+        let kind = hidReportDescriptorLength == nil ? interfaceClass : .hid
+        let interrupt = hidReportDescriptorLength == nil ? 0 : 1
+        let interface: [UInt8] = [9, 4, 0, 0, UInt8(bulkEndpoints.count + interrupt), kind.code, kind.subclass, kind.protocol, 0]
+        // HID 1.11 §6.2.1: one report descriptor of this length.
+        let hid: [UInt8] = hidReportDescriptorLength.map { [9, 0x21, 0x11, 0x01, 0, 1, 0x22, UInt8($0 & 0xFF), UInt8($0 >> 8)] } ?? []
         func endpoints(packet: UInt16) -> [UInt8] {
-            bulkEndpoints.flatMap { [7, 5, $0, 2, UInt8(packet & 0xFF), UInt8(packet >> 8), 0] }
+            bulkEndpoints.flatMap { [7, 5, $0, 2, UInt8(packet & 0xFF), UInt8(packet >> 8), 0] } + (interrupt == 1 ? [7, 5, 0x81, 3, 64, 0, 1] : [])
         }
-        let fullSpeed = interface + endpoints(packet: 64), highSpeed = interface + endpoints(packet: 512)
-        let count = UInt32(1 + bulkEndpoints.count)
+        let fullSpeed = interface + hid + endpoints(packet: 64), highSpeed = interface + hid + endpoints(packet: 512)
+        let count = UInt32(1 + (hid.isEmpty ? 0 : 1) + bulkEndpoints.count + interrupt)
         var descriptors: [UInt8] = []
         let flags = Self.hasFullSpeed | Self.hasHighSpeed | Self.allControlRecipients
         let length = UInt32(12 + 8 + fullSpeed.count + highSpeed.count)
