@@ -37,7 +37,7 @@ public final class HalfKayBootloader: BootloaderSession {
     public private(set) var identity: ProgrammerIdentity
     public private(set) var model: HalfKayModel?
     static let requestMilliseconds = 500, eraseMilliseconds = 5000
-    private var erased = false
+    private var erased = false, wroteSinceErase = false
 
     public init(device: USBDevice, time: TimeSource) {
         self.device = device
@@ -83,9 +83,11 @@ public final class HalfKayBootloader: BootloaderSession {
             defer { progress(min(offset + model.blockSize, bytes.count)) }
             if block.allSatisfy({ $0 == 0xFF }) && erased { continue }
             block += [UInt8](repeating: 0xFF, count: model.blockSize - block.count)
+            // The first block after the erase may wait for it to finish.
             try report(address: address + offset, block, "writing flash at " + String(cFormat: "0x%05X", UInt32(address + offset)),
-                       within: erased ? Self.requestMilliseconds : Self.eraseMilliseconds)
+                       within: wroteSinceErase ? 2 * Self.requestMilliseconds : Self.eraseMilliseconds)
             erased = true
+            wroteSinceErase = true
         }
     }
 
@@ -118,10 +120,20 @@ public final class HalfKayBootloader: BootloaderSession {
         return model
     }
 
+    /// A block's report, sent again while the board is still busy (its first report's erase may outlast
+    /// one request's bound) until `milliseconds` have passed; writing a block twice leaves the same bytes.
     private func report(address: Int, _ block: [UInt8], _ operation: String, within milliseconds: Int) throws(BootloaderError) {
         let model = try identified()
         let header = model.addressesInPages ? [UInt8(address >> 8 & 0xFF), UInt8(address >> 16 & 0xFF)] : [UInt8(address & 0xFF), UInt8(address >> 8 & 0xFF)]
-        try send(header + block, operation, within: milliseconds)
+        let start = time.now
+        while true {
+            do { return try send(header + block, operation, within: min(milliseconds, Self.requestMilliseconds)) } catch .usb(.timeout, _) {
+                guard time.elapsed(since: start) < UInt64(milliseconds) * 1_000_000 else {
+                    throw .usb(.timeout(milliseconds: milliseconds), operation: operation)
+                }
+                time.sleep(microseconds: 10_000)
+            }
+        }
     }
 
     private func send(_ report: [UInt8], _ operation: String, within milliseconds: Int = requestMilliseconds) throws(BootloaderError) {
