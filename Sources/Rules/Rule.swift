@@ -212,12 +212,16 @@ extension RuleSet {
     }
 
     /// One rule that flashes `path` through whatever bootloader a board waits in, on the part the
-    /// bootloader reports: `bootmedic flash FILE` with no rules file, as `qmk flash` does.
-    public static func flashing(_ path: String, backupDirectory: String) -> RuleSet {
+    /// bootloader reports: `bootmedic flash FILE` with no rules file, as `qmk flash` does; `backup`
+    /// false for a bootloader that reads nothing back (HalfKay).
+    public static func flashing(_ path: String, backupDirectory: String, backup: Bool = true) -> RuleSet {
+        var policies = RulePolicies()
+        policies.backup = backup
+        policies.restoreEEPROM = false
         let rule = Rule(name: "flash " + (path.split(separator: "/").last.map(String.init) ?? path), position: SourcePosition(line: 1, column: 1),
                         match: RuleMatch(), bootloader: nil,
                         application: FirmwareReference(declaredPath: path, path: path, sha256: nil, position: SourcePosition(line: 1, column: 1)),
-                        fuses: nil, fusesPosition: nil, lock: nil, clock: nil, expectUSB: nil, policies: RulePolicies(), summary: nil)
+                        fuses: nil, fusesPosition: nil, lock: nil, clock: nil, expectUSB: nil, policies: policies, summary: nil)
         return RuleSet(path: "(the command line)", backupDirectory: backupDirectory, firmwareDirectory: "", rules: [rule])
     }
 }

@@ -43,11 +43,15 @@ struct FlashCommand: ParsableCommand {
     @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader, halfkay); by default the one a USB bootloader on the bus is, else caterina.")
     var bootloader: BootloaderKind?
 
+    @Flag(help: "With FILE and no --rules: flash without backing up the application section first (HalfKay reads nothing back); with --rules, the rule's backup key decides.")
+    var noBackup = false
+
     func validate() throws {
         if let bootloader, !BootloaderKind.flashable.contains(bootloader) {
             throw ValidationError("--bootloader \(bootloader.rawValue) cannot be flashed yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) can")
         }
         if options.rule != nil, options.rules == nil { throw ValidationError("--rule names a rule of the --rules file") }
+        if noBackup, options.rules != nil { throw ValidationError("--no-backup is for FILE without --rules; a rule says backup = false") }
         if bootloader?.isSerial == true, port == nil { throw ValidationError("--bootloader \(bootloader!.rawValue) needs --port, the board's serial port") }
     }
 
@@ -55,7 +59,7 @@ struct FlashCommand: ParsableCommand {
         let set: RuleSet
         switch (options.rules, file) {
         case (nil, nil): throw fail("give the application to flash, or the rules that name it (--rules FILE)", code: FailureClass.refused.rawValue)
-        case let (nil, file?): set = RuleSet.flashing(absolutePath(file), backupDirectory: RulesFile.defaultBackupDirectory)
+        case let (nil, file?): set = RuleSet.flashing(absolutePath(file), backupDirectory: RulesFile.defaultBackupDirectory, backup: !noBackup)
         case let (_, file?): set = try options.loadRules().flashing(absolutePath(file))
         case (_, nil): set = try options.loadRules()
         }

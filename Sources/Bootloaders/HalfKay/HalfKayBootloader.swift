@@ -37,6 +37,8 @@ public final class HalfKayBootloader: BootloaderSession {
     public private(set) var identity: ProgrammerIdentity
     public private(set) var model: HalfKayModel?
     static let requestMilliseconds = 500, eraseMilliseconds = 5000
+    /// One try of a block's report: a page write takes milliseconds, a busy board is asked again.
+    static let attemptMilliseconds = 200
     private var erased = false, wroteSinceErase = false
 
     public init(device: USBDevice, time: TimeSource) {
@@ -127,7 +129,7 @@ public final class HalfKayBootloader: BootloaderSession {
         let header = model.addressesInPages ? [UInt8(address >> 8 & 0xFF), UInt8(address >> 16 & 0xFF)] : [UInt8(address & 0xFF), UInt8(address >> 8 & 0xFF)]
         let start = time.now
         while true {
-            do { return try send(header + block, operation, within: min(milliseconds, Self.requestMilliseconds)) } catch .usb(.timeout, _) {
+            do { return try send(header + block, operation, within: min(milliseconds, Self.attemptMilliseconds)) } catch .usb(.timeout, _) {
                 guard time.elapsed(since: start) < UInt64(milliseconds) * 1_000_000 else {
                     throw .usb(.timeout(milliseconds: milliseconds), operation: operation)
                 }
