@@ -36,18 +36,12 @@ func atmelDFURules(application: String, part: String = "atmega32u4", extra: Stri
 struct AtmelDFUFlash {
     let device: SimulatedAtmelDFU
     let result: RecoveryResult
-    let sink = RecordingSink()
+    let sink: RecordingSink
 
     init(_ chip: SimulatedAVR, rules: String, rule: String? = nil, secured: Bool = false, pulledAfterBlocks: Int? = nil) throws {
         device = SimulatedAtmelDFU(chip: chip, productID: try #require(DeviceCatalog.atmelDFUProductID(for: chip.part.id)), secured: secured)
         device.faults.unplugAfterFlashWrites = pulledAfterBlocks
-        let set = try #require(RulesFile.parse(rules, path: "t.toml", firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
-        let backups = try Fixtures.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: backups) }
-        let job = RecoveryJob(bootloader: AtmelDFUBootloader(device: device, time: chip.clock), rules: set, ruleName: rule,
-                              backups: BackupStore(directory: backups.path), sink: sink)
-        job.stepClock = chip.clock
-        result = job.run()
+        (result, sink) = try runBootloaderJob(AtmelDFUBootloader(device: device, time: chip.clock), clock: chip.clock, rules: rules, rule: rule)
     }
 }
 

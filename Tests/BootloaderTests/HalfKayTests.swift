@@ -17,13 +17,8 @@ import Transport
     private func flash(_ chip: SimulatedAVR, rules: String, pulledAfterBlocks: Int? = nil) throws -> (SimulatedHalfKay, RecoveryResult, RecordingSink) {
         let device = try SimulatedHalfKay(chip: chip)
         device.faults.unplugAfterFlashWrites = pulledAfterBlocks
-        let set = try #require(RulesFile.parse(rules, path: "t.toml").ruleSet)
-        let sink = RecordingSink()
-        let backups = try Fixtures.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: backups) }
-        let job = RecoveryJob(bootloader: HalfKayBootloader(device: device, time: chip.clock), rules: set, backups: BackupStore(directory: backups.path), sink: sink)
-        job.stepClock = chip.clock
-        return (device, job.run(), sink)
+        let (result, sink) = try runBootloaderJob(HalfKayBootloader(device: device, time: chip.clock), clock: chip.clock, rules: rules)
+        return (device, result, sink)
     }
 
     @Test func aTeensy2IsFlashedBelowHalfKay() throws {

@@ -22,18 +22,12 @@ func vusbBoardInUSBaspLoader(flash extra: [UInt8]? = nil) throws -> SimulatedAVR
 struct USBaspLoaderFlash {
     let device: SimulatedUSBaspLoader
     let result: RecoveryResult
-    let sink = RecordingSink()
+    let sink: RecordingSink
 
     init(_ chip: SimulatedAVR, rules: String, rule: String? = nil, pulledAfterPages: Int? = nil) throws {
         device = SimulatedUSBaspLoader(chip: chip)
         device.faults.unplugAfterFlashWrites = pulledAfterPages
-        let set = try #require(RulesFile.parse(rules, path: "t.toml", firmwareDirectory: Fixtures.firmwareDirectory.path).ruleSet)
-        let backups = try Fixtures.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: backups) }
-        let job = RecoveryJob(bootloader: USBaspLoaderBootloader(device: device, time: chip.clock), rules: set, ruleName: rule,
-                              backups: BackupStore(directory: backups.path), sink: sink)
-        job.stepClock = chip.clock
-        result = job.run()
+        (result, sink) = try runBootloaderJob(USBaspLoaderBootloader(device: device, time: chip.clock), clock: chip.clock, rules: rules, rule: rule)
     }
 }
 

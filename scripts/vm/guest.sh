@@ -353,6 +353,30 @@ fi
 # 0x7000: avrdude -c avr109 flashes a sketch through the simulated bootloader, then `bootmedic flash`
 # does it with a rule that has only an application. Told to start the application, the board leaves
 # USB: the simulator says "left" and the script unbinds the gadget, as the real board drops off the bus.
+# through_bootloader NAME KIND PREFIX CLIENT [SIMULATE-ARGS...] -- COMMAND...: serves the board waiting
+# in bootloader KIND behind gadget NAME (FunctionFS at /dev/ffs-NAME), plugs it in, runs the client
+# COMMAND (bounded; output in $out/PREFIX-CLIENT.log, status in PREFIX-CLIENT-status.txt, wall time in
+# PREFIX-times.txt) and unplugs the gadget once the simulator says "left", as the board drops off the
+# bus when its application starts. $after_plug, if set, runs once the gadget is plugged in.
+through_bootloader() {
+  tb_name=$1 tb_kind=$2 tb_prefix=$3 tb_client=$4; shift 4
+  tb_args=""
+  while [ "$1" != "--" ]; do tb_args="$tb_args $1"; shift; done
+  shift
+  serve $tb_name bootloader:$tb_kind $tb_prefix-$tb_client-chip --functionfs /dev/ffs-$tb_name $tb_args
+  plug $tb_name "$udc0"
+  [ -n "${after_plug:-}" ] && eval "$after_plug"
+  ( [ "$(read_line 150 $tb_prefix-left-$tb_client)" = writing ] && [ "$(read_line 150 $tb_prefix-left-$tb_client)" = left ] && unplug $tb_name ) &
+  tb_leaver=$!
+  tb_t0=$(now_ms)
+  bounded 120 $tb_prefix-$tb_client "$@" > $out/$tb_prefix-$tb_client.log 2>&1
+  tb_status=$?
+  echo $tb_status > $out/$tb_prefix-$tb_client-status.txt
+  echo "$tb_client $tb_status $(( $(now_ms) - tb_t0 ))" >> $out/$tb_prefix-times.txt
+  wait $tb_leaver
+  unplug $tb_name; unserve
+}
+
 # The 12 KiB sketch parts 9, 10 and 11 flash (at /tmp/sketch.hex and in $out).
 /usr/bin/python3 - /tmp/sketch.hex <<'PY'
 import random, sys
@@ -402,28 +426,18 @@ name = "keyboard"
 match = { part = "atmega32u4" }
 application = "/tmp/sketch.hex"
 RULE
+after_plug='interface=$(ls -d "$(hostdev qmkdfu)"/*:1.0 | head -1)
+  echo "$(cat $interface/bInterfaceClass) $(cat $interface/bInterfaceSubClass) $(cat $interface/bInterfaceProtocol)" > $out/kb-interface.txt'
 for client in dfu-programmer bootmedic; do
-  serve qmkdfu bootloader:atmel-dfu kb-$client-chip --functionfs /dev/ffs-qmkdfu --initial-flash "$VMTEST_FIRMWARE/bootloader_atmega32u4_1_0_0.hex" --initial-fuses 5E:99:F3
-  plug qmkdfu "$udc0"
-  interface=$(ls -d "$(hostdev qmkdfu)"/*:1.0 | head -1)
-  echo "$(cat $interface/bInterfaceClass) $(cat $interface/bInterfaceSubClass) $(cat $interface/bInterfaceProtocol)" > $out/kb-interface.txt
-  t0=$(now_ms)
-  ( [ "$(read_line 150 left-$client)" = writing ] && [ "$(read_line 150 left-$client)" = left ] && unplug qmkdfu ) &
-  leaver=$!
   if [ $client = dfu-programmer ]; then
-    { bounded 60 dfu-erase dfu-programmer atmega32u4 erase &&
-      bounded 120 dfu-flash dfu-programmer atmega32u4 flash /tmp/sketch.hex &&
-      bounded 60 dfu-reset dfu-programmer atmega32u4 reset; } > $out/kb-dfu-programmer.log 2>&1
+    set -- sh -c 'dfu-programmer atmega32u4 erase && dfu-programmer atmega32u4 flash /tmp/sketch.hex && dfu-programmer atmega32u4 reset'
   else
-    bounded 120 bootmedic-dfu-flash "$bin" flash --rules /tmp/keyboard.toml --backup-dir /tmp/backups > $out/kb-bootmedic.log 2>&1
+    set -- "$bin" flash --rules /tmp/keyboard.toml --backup-dir /tmp/backups
   fi
-  status=$?
-  echo $status > $out/kb-$client-status.txt
-  echo "$client $status $(( $(now_ms) - t0 ))" >> $out/kb-times.txt
-  wait $leaver
-  unplug qmkdfu; unserve
+  through_bootloader qmkdfu atmel-dfu kb $client --initial-flash "$VMTEST_FIRMWARE/bootloader_atmega32u4_1_0_0.hex" --initial-fuses 5E:99:F3 -- "$@"
   step "$client flashed the keyboard through Atmel DFU"
 done
+after_plug=
 fi
 
 # --- 12. A V-USB board's ATmega328P waiting in USBaspLoader (16C0:05DC, product "USBaspLoader"; the
@@ -440,26 +454,18 @@ match = { part = "atmega328p" }
 application = "/tmp/sketch.hex"
 RULE
 : > $out/vl-times.txt
+simpart=atmega328p
 for client in avrdude bootmedic; do
-  simpart=atmega328p serve usbasploader bootloader:usbasploader vl-$client-chip --functionfs /dev/ffs-usbasploader \
-    --initial-flash /usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex --initial-fuses FF:DA:FD
-  simpart=
-  plug usbasploader "$udc0"
-  ( [ "$(read_line 150 vl-left-$client)" = writing ] && [ "$(read_line 150 vl-left-$client)" = left ] && unplug usbasploader ) &
-  leaver=$!
-  t0=$(now_ms)
   if [ $client = avrdude ]; then
-    bounded 120 vl-avrdude avrdude -c usbasp-clone -p m328p -U flash:w:/tmp/sketch.hex:i > $out/vl-avrdude.log 2>&1
+    set -- avrdude -c usbasp-clone -p m328p -U flash:w:/tmp/sketch.hex:i
   else
-    bounded 120 vl-bootmedic "$bin" flash --bootloader usbasploader --rules /tmp/vusb.toml --backup-dir /tmp/backups > $out/vl-bootmedic.log 2>&1
+    set -- "$bin" flash --bootloader usbasploader --rules /tmp/vusb.toml --backup-dir /tmp/backups
   fi
-  status=$?
-  echo $status > $out/vl-$client-status.txt
-  echo "$client $status $(( $(now_ms) - t0 ))" >> $out/vl-times.txt
-  wait $leaver
-  unplug usbasploader; unserve
+  through_bootloader usbasploader usbasploader vl $client \
+    --initial-flash /usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex --initial-fuses FF:DA:FD -- "$@"
   step "$client flashed the V-USB board through USBaspLoader"
 done
+simpart=
 fi
 
 # --- 13. A Teensy 2.0 in HalfKay (16C0:0478, a HID interface whose 130-byte output report tells the
@@ -475,21 +481,12 @@ backup = false
 RULE
 : > $out/tk-times.txt
 for client in teensy_loader_cli bootmedic; do
-  serve teensy bootloader:halfkay tk-$client-chip --functionfs /dev/ffs-teensy --initial-fuses 5F:DF:F4
-  plug teensy "$udc0"
-  ( [ "$(read_line 150 tk-left-$client)" = writing ] && [ "$(read_line 150 tk-left-$client)" = left ] && unplug teensy ) &
-  leaver=$!
-  t0=$(now_ms)
   if [ $client = teensy_loader_cli ]; then
-    bounded 120 tk-teensy teensy_loader_cli --mcu=atmega32u4 -v /tmp/sketch.hex > $out/tk-teensy_loader_cli.log 2>&1
+    set -- teensy_loader_cli --mcu=atmega32u4 -v /tmp/sketch.hex
   else
-    bounded 120 tk-bootmedic "$bin" flash --rules /tmp/teensy.toml > $out/tk-bootmedic.log 2>&1
+    set -- "$bin" flash --rules /tmp/teensy.toml
   fi
-  status=$?
-  echo $status > $out/tk-$client-status.txt
-  echo "$client $status $(( $(now_ms) - t0 ))" >> $out/tk-times.txt
-  wait $leaver
-  unplug teensy; unserve
+  through_bootloader teensy halfkay tk $client --initial-fuses 5F:DF:F4 -- "$@"
   step "$client flashed the Teensy through HalfKay"
 done
 fi
