@@ -319,12 +319,7 @@ extension BenchProgrammer {
     /// A USB programmer udev reported, opened through libusb by its bus and address when the slot needs it.
     static func usb(_ device: UdevDevice, kind: ProgrammerKind, trace: TraceRecorder?) -> BenchProgrammer {
         BenchProgrammer(id: device.syspath, kind: kind, serial: device.serial, port: device.idPath) {
-            let context = try USBContext()
-            let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == device.vendorID && $1 == device.productID }) { candidates in
-                guard let match = candidates.first(where: { $0.busNumber == device.busNumber && $0.deviceAddress == device.deviceAddress }) else { return nil }
-                return try context.open(match)
-            }
-            guard let usb = opened else { throw USBError.noDevice }
+            let usb = try device.openUSB()
             return try ProgrammerRegistry.driver(for: kind).open(usb: trace?.recording(usb) ?? usb, time: SystemTimeSource())
         }
     }

@@ -38,12 +38,7 @@ public struct BenchBootloader: Sendable {
             }
         default:
             return BenchBootloader(id: device.syspath, kind: kind, usb: usb, port: device.idPath) {
-                let context = try USBContext()
-                let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == device.vendorID && $1 == device.productID }) { candidates in
-                    guard let match = candidates.first(where: { $0.busNumber == device.busNumber && $0.deviceAddress == device.deviceAddress }) else { return nil }
-                    return try context.open(match)
-                }
-                guard let opened else { throw USBError.noDevice }
+                let opened = try device.openUSB()
                 guard let session = kind.session(on: opened, time: SystemTimeSource()) else {
                     opened.close()
                     throw USBError.other("bootmedic does not flash through \(kind.description)")
@@ -72,5 +67,18 @@ public struct BenchBootloader: Sendable {
         recovery.benchPort = port
         recovery.shouldStop = shouldStop
         return recovery.run()
+    }
+}
+
+extension UdevDevice {
+    /// The USB device udev reported, opened through libusb by its bus and address.
+    func openUSB() throws -> LibUSBDevice {
+        let context = try USBContext()
+        let opened: LibUSBDevice? = try context.withDevices(matching: { $0 == vendorID && $1 == productID }) { candidates in
+            guard let match = candidates.first(where: { $0.busNumber == busNumber && $0.deviceAddress == deviceAddress }) else { return nil }
+            return try context.open(match)
+        }
+        guard let opened else { throw USBError.noDevice }
+        return opened
     }
 }

@@ -89,3 +89,14 @@ extension BootloaderKind {
         }
     }
 }
+
+/// Polls `probe` (a harmless request) every 50 ms until it says the device is gone, for at most
+/// `milliseconds`: whether the bootloader's device left.
+func pollUntilGone(within milliseconds: Int, on time: TimeSource, probe: () throws(BootloaderError) -> Void) -> Bool {
+    let start = time.now
+    repeat {
+        do { try probe() } catch .gone { return true } catch {}
+        time.sleep(microseconds: 50_000)
+    } while time.elapsed(since: start) < UInt64(milliseconds) * 1_000_000
+    return false
+}

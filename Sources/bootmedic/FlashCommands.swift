@@ -137,8 +137,8 @@ extension RehearseCommand {
             fuses = fuses ?? rule.fuses
             lock = rule.lock ?? 0x2F
         }
-        // A Teensy's fuses give HalfKay the smallest boot section (BOOTSZ=11).
-        if kind == .halfkay, fuses == nil { fuses = FuseSet(low: 0x5F, high: 0xDF, extended: 0xF4) }
+        // A Teensy's own fuses: HalfKay in the smallest boot section.
+        if kind == .halfkay, fuses == nil { fuses = HalfKayModel.all.first { $0.part == avr.id }?.fuses }
         let clock = VirtualClock()
         let simulated = SimulatedAVR(part: avr, clock: clock, flash: flash, eeprom: eeprom, fuses: fuses, lock: lock)
         let session: BootloaderSession

@@ -167,12 +167,7 @@ public final class DFUInterface {
 
     /// Whether the device is gone from the bus within `milliseconds` (it left for the application).
     public func hasGone(withinMilliseconds milliseconds: Int) -> Bool {
-        let start = time.now
-        repeat {
-            do { _ = try state("seeing whether the bootloader left") } catch .gone { return true } catch {}
-            time.sleep(microseconds: 50_000)
-        } while time.elapsed(since: start) < UInt64(milliseconds) * 1_000_000
-        return false
+        pollUntilGone(within: milliseconds, on: time) { () throws(BootloaderError) in _ = try state("seeing whether the bootloader left") }
     }
 
     private func request(_ request: DFURequest, _ operation: String) throws(BootloaderError) {

@@ -14,6 +14,8 @@ public struct HalfKayModel: Sendable, Equatable {
     public let codeSize: Int
     /// Whether a block's address goes in the report as `addr >> 8` (over 64 KiB of 256-byte blocks).
     public let addressesInPages: Bool
+    /// The fuses PJRC ships: BOOTSZ=11, the smallest boot section, which HalfKay fills.
+    public var fuses: FuseSet { FuseSet(low: 0x5F, high: 0xDF, extended: 0xF4) }
 
     public var reportBytes: Int { blockSize + 2 }
 
@@ -105,12 +107,7 @@ public final class HalfKayBootloader: BootloaderSession {
     }
 
     public func hasGone(withinMilliseconds milliseconds: Int) -> Bool {
-        let start = time.now
-        repeat {
-            do { _ = try reportDescriptor() } catch .gone { return true } catch {}
-            time.sleep(microseconds: 50_000)
-        } while time.elapsed(since: start) < UInt64(milliseconds) * 1_000_000
-        return false
+        pollUntilGone(within: milliseconds, on: time) { () throws(BootloaderError) in _ = try reportDescriptor() }
     }
 
     public func close() { device.close() }

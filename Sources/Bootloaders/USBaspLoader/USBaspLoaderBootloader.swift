@@ -98,12 +98,7 @@ public final class USBaspLoaderBootloader: BootloaderSession {
 
     /// A read of one byte until the device is gone (a CONNECT would keep the loader waiting).
     public func hasGone(withinMilliseconds milliseconds: Int) -> Bool {
-        let start = time.now
-        repeat {
-            do { _ = try request(4, value: 0, length: 1, "seeing whether the bootloader left") } catch .gone { return true } catch {}
-            time.sleep(microseconds: 50_000)
-        } while time.elapsed(since: start) < UInt64(milliseconds) * 1_000_000
-        return false
+        pollUntilGone(within: milliseconds, on: time) { () throws(BootloaderError) in _ = try request(4, value: 0, length: 1, "seeing whether the bootloader left") }
     }
 
     public func close() { device.close() }
