@@ -210,6 +210,30 @@ PY
 done
 check "bootmedic flash knew the Teensy 2.0 by HalfKay's 130-byte report" grep -q "HalfKay on a Teensy 2.0 (130-byte reports)" "$out/tk-bootmedic.log"
 [ -s "$out/tk-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 12 KiB sketch through the HalfKay gadget, wall time in the guest (TCG): bootmedic flash %.2f s, teensy_loader_cli %.2f s\n", t["bootmedic"], t["teensy_loader_cli"] }' "$out/tk-times.txt"
+section 14
+check "the kernel's HID driver gave the BootloadHID gadget a hidraw node ($(cat "$out/bh-hidraw.txt" 2>/dev/null))" grep -q '^hidraw' "$out/bh-hidraw.txt"
+check "  whose HIDIOCGFEATURE reads the device info report: 128-byte pages, 32 KiB of flash" grep -qx "01 80 00 00 80 00 00" "$out/bh-feature.txt"
+check "bootmedic flashes a sketch through the BootloadHID gadget" grep -qx 0 "$out/bh-bootmedic-status.txt"
+check "  the chip holds the sketch, the rest below BootloadHID blank, BootloadHID untouched" python3 - "$out/bh-bootmedic-chip/flash.bin" "$out/sketch.hex" "$firmware/bootloader_ps2avrgb_bootloadhid_1.0.1.hex" <<'PY'
+import sys
+flash = open(sys.argv[1], "rb").read()
+def records(path):
+    data, base = {}, 0
+    for line in open(path):
+        raw = bytes.fromhex(line.strip()[1:])
+        if raw[3] == 0:
+            for i in range(raw[0]): data[base + (raw[1] << 8 | raw[2]) + i] = raw[4 + i]
+        elif raw[3] in (2, 4):
+            base = int.from_bytes(raw[4:6], "big") << (4 if raw[3] == 2 else 16)
+    return data
+sketch, loader = records(sys.argv[2]), records(sys.argv[3])
+ok = all(flash[a] == v for a, v in sketch.items()) and all(flash[a] == 0xFF for a in range(max(sketch) + 1, 0x7000))
+sys.exit(0 if ok and all(flash[a] == v for a, v in loader.items()) else 1)
+PY
+check "  and it left for the application" grep -q '"left": true' "$out/bh-bootmedic-chip/session.json"
+check "bootmedic flash knew the ATmega32A by BootloadHID's sizes and saw it leave USB" \
+  sh -c 'grep -q "ATmega32A (told by its 32 KiB of flash in 128-byte pages)" "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/bh-bootmedic.log"
+[ -s "$out/bh-times.txt" ] && awk '{ printf "the 12 KiB sketch through the BootloadHID gadget, wall time in the guest (TCG): bootmedic flash %.2f s\n", $3 / 1000 }' "$out/bh-times.txt"
 section 11
 check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
 check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"

@@ -25,7 +25,7 @@ public struct BenchBootloader: Sendable {
     /// The bootloaders the agent flashes through, and the udev subsystem each one is reached on. Not
     /// USBaspLoader: a USBasp clone with its own product string looks the same, and driving a programmer
     /// as the loader would ISP-erase the board's bootloader; a person says which it is (`flash --bootloader`).
-    static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .halfkay: "usb", .caterina: "tty"]
+    static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .halfkay: "usb", .bootloadhid: "usb", .caterina: "tty"]
 
     /// The bootloader udev reported: a USB one opened through libusb by bus and address, Caterina on its tty.
     static func udev(_ device: UdevDevice, kind: BootloaderKind) -> BenchBootloader? {

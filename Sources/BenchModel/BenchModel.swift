@@ -63,7 +63,7 @@ public enum BootloaderKind: String, CaseIterable, Sendable, Codable, CustomStrin
 
     /// The bootloaders bootmedic flashes through today (`flash`, the agent, the simulators); the others
     /// are recognised and left alone.
-    public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU, .usbasploader, .halfkay]
+    public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU, .usbasploader, .halfkay, .bootloadhid]
 }
 
 /// A USB vendor and product id, as `expect_usb = "1B4F:9205"` writes it.

@@ -38,14 +38,19 @@ public struct BootloaderReport: Sendable, Equatable {
     /// How many bytes at the top of flash the bootloader keeps, where its kind tells and the fuses are
     /// not read (Atmel's DFU bootloaders fill the largest boot section).
     public var bootloaderBytes: Int?
+    /// The flash's size and page size, where the protocol tells them instead of a signature (BootloadHID):
+    /// the part is then one whose flash has them.
+    public var flashGeometry: MemoryGeometry?
 
-    public init(signature: Signature?, fuses: FuseSet?, lock: UInt8?, software: String, blockSize: Int, bootloaderBytes: Int? = nil) {
+    public init(signature: Signature?, fuses: FuseSet?, lock: UInt8?, software: String, blockSize: Int, bootloaderBytes: Int? = nil,
+                flashGeometry: MemoryGeometry? = nil) {
         self.signature = signature
         self.fuses = fuses
         self.lock = lock
         self.software = software
         self.blockSize = blockSize
         self.bootloaderBytes = bootloaderBytes
+        self.flashGeometry = flashGeometry
     }
 }
 
@@ -62,6 +67,9 @@ public protocol BootloaderSession: AnyObject {
     /// when it can: the protocol has no read (HalfKay), or the bootloader refuses it until an erase.
     var readRefusal: String? { get }
     func readFlash(at address: Int, count: Int, progress: (Int) -> Void) throws(BootloaderError) -> [UInt8]
+    /// Whether the bootloader erases each page as it writes it and has no erase of its own
+    /// (BootloadHID): the application section is then cleared by writing blank pages.
+    var erasesAsItWrites: Bool { get }
     /// Erases the application section (never the bootloader's own).
     func eraseApplication() throws(BootloaderError)
     /// Writes `bytes` at `address` (block-aligned) into the erased application section.
@@ -77,6 +85,10 @@ public protocol BootloaderSession: AnyObject {
     func close()
 }
 
+extension BootloaderSession {
+    public var erasesAsItWrites: Bool { false }
+}
+
 extension BootloaderKind {
     /// The session that flashes through a USB bootloader of this kind on `device`; nil for a serial one
     /// (Caterina opens a tty) and for those bootmedic does not flash yet.
@@ -85,6 +97,7 @@ extension BootloaderKind {
         case .atmelDFU: return AtmelDFUBootloader(device: device, time: time, kind: self)
         case .usbasploader: return USBaspLoaderBootloader(device: device, time: time)
         case .halfkay: return HalfKayBootloader(device: device, time: time)
+        case .bootloadhid: return BootloadHIDBootloader(device: device, time: time)
         default: return nil
         }
     }

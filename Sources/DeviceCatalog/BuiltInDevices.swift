@@ -61,7 +61,7 @@ extension DeviceCatalog {
         DeviceEntry(id(0x03EB, $0.productID), .bootloader(.atmelDFU), "\($0.label) in Atmel DFU")
     } + [
         DeviceEntry(id(0x16C0, 0x05DC), .bootloader(.usbasploader), "USBaspLoader, or another V-USB device sharing the USBasp ids"),
-        DeviceEntry(id(0x16C0, 0x05DF), .bootloader(.bootloadhid), "BootloadHID (PS2AVRGB and other V-USB boards)"),
+        DeviceEntry(id(0x16C0, 0x05DF), product: "HIDBoot", .bootloader(.bootloadhid), "BootloadHID (PS2AVRGB and other V-USB boards)"),
         DeviceEntry(id(0x16C0, 0x0478), .bootloader(.halfkay), "Teensy in HalfKay"),
         DeviceEntry(id(0x2341, 0x0036), .bootloader(.caterina), "Arduino Leonardo in Caterina"),
         DeviceEntry(id(0x2341, 0x0037), .bootloader(.caterina), "Arduino Micro in Caterina"),

@@ -28,7 +28,7 @@ struct FlashCommand: ParsableCommand {
         application is started and the bootloader's device must go away. Same output and exit status \
         as `restore`. With FILE, that file is flashed instead of the rule's application; with FILE and no \
         --rules, on whatever part the bootloader reports, if it fits below the bootloader. A serial \
-        bootloader (Caterina) is reached through --port; a USB one (Atmel DFU, USBaspLoader, HalfKay) is found on \
+        bootloader (Caterina) is reached through --port; a USB one (Atmel DFU, USBaspLoader, HalfKay, BootloadHID) is found on \
         the bus by the device catalog's ids and product string, or at --port BUS-PORTS ("1-2.3").
         """)
 
@@ -40,10 +40,10 @@ struct FlashCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("An application to flash (Intel HEX, or a raw binary from address 0) instead of the rule's.", valueName: "file"))
     var file: String?
 
-    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader, halfkay); by default the one a USB bootloader on the bus is, else caterina.")
+    @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader, halfkay, bootloadhid); by default the one a USB bootloader on the bus is, else caterina.")
     var bootloader: BootloaderKind?
 
-    @Flag(help: "With FILE and no --rules: flash without backing up the application section first (HalfKay reads nothing back); with --rules, the rule's backup key decides.")
+    @Flag(help: "With FILE and no --rules: flash without backing up the application section first (HalfKay and BootloadHID read nothing back); with --rules, the rule's backup key decides.")
     var noBackup = false
 
     func validate() throws {
@@ -104,7 +104,7 @@ struct FlashCommand: ParsableCommand {
                 }
                 guard let chosen = found.first, let session = chosen.kind.session(on: chosen.device, time: SystemTimeSource()) else {
                     throw fail("no board in a USB bootloader bootmedic flashes" + (port.map { " at \($0)" } ?? "")
-                               + " (Atmel DFU: 03EB:2FEE–2FFB; HalfKay: 16C0:0478; USBaspLoader, with --bootloader usbasploader: 16C0:05DC)", code: FailureClass.noTarget.rawValue)
+                               + " (Atmel DFU: 03EB:2FEE–2FFB; HalfKay: 16C0:0478; BootloadHID: 16C0:05DF \"HIDBoot\"; USBaspLoader, with --bootloader usbasploader: 16C0:05DC)", code: FailureClass.noTarget.rawValue)
                 }
                 guard found.count == 1 else {
                     found.forEach { $0.device.close() }
@@ -160,6 +160,11 @@ extension RehearseCommand {
             if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
             usbDevice = device
             session = HalfKayBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
+        case .bootloadhid:
+            let device = SimulatedBootloadHID(chip: simulated)
+            if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
+            usbDevice = device
+            session = BootloadHIDBootloader(device: try trace.recorder()?.recording(device, time: clock) ?? device, time: clock)
         case .usbasploader:
             let device = SimulatedUSBaspLoader(chip: simulated)
             if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }

@@ -187,7 +187,7 @@ struct RehearseCommand: ParsableCommand {
     @Option(help: "The simulated programmer: usbasp, usbtiny, stk500v1, avrisp or buspirate (served on a pseudo-terminal).")
     var programmer: ProgrammerKind?
 
-    @Option(help: "Instead of a programmer: the board's own simulated bootloader, which the rule's application is flashed through (caterina, atmel-dfu).")
+    @Option(help: "Instead of a programmer: the board's own simulated bootloader, which the rule's application is flashed through (caterina, atmel-dfu, usbasploader, halfkay, bootloadhid).")
     var bootloader: BootloaderKind?
 
     @OptionGroup var chip: SimulatedChipOptions

@@ -24,7 +24,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "The programmer to simulate: stk500v1 (Arduino as ISP), avrisp (Pro Micro/Teensy ISP firmware) or buspirate.")
     var programmer: ProgrammerKind?
 
-    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line, atmel-dfu or usbasploader with --functionfs), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
+    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line; atmel-dfu, usbasploader, halfkay or bootloadhid with --functionfs), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
     var bootloader: BootloaderKind?
 
     @OptionGroup var chipOptions: SimulatedChipOptions

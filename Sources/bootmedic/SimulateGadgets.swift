@@ -98,8 +98,8 @@ extension SimulateCommand {
 
 extension SimulateCommand {
     /// A USB bootloader on the simulated chip behind FunctionFS: Atmel DFU (a DFU-mode interface,
-    /// 0xFE/01/02, class requests), USBaspLoader (vendor-specific, the USBasp requests) or HalfKay (a HID
-    /// interface: its report descriptor, SET_REPORT). Each control
+    /// 0xFE/01/02, class requests), USBaspLoader (vendor-specific, the USBasp requests), HalfKay or
+    /// BootloadHID (a HID interface: its report descriptor, SET_REPORT and GET_REPORT). Each control
     /// request reaches the simulator as the in-process tests send it, the chip's write times served in
     /// real time. Prints "writing" at the first flash page written and "left" when told to start the
     /// application, after which it answers nothing (the script unbinds the gadget).
@@ -119,6 +119,9 @@ extension SimulateCommand {
             let halfkay: SimulatedHalfKay
             do { halfkay = try SimulatedHalfKay(chip: chip) } catch { throw fail(error.description) }
             (device, reportDescriptorLength, hasLeft) = (halfkay, halfkay.reportDescriptor.count, { halfkay.hasLeft })
+        case .bootloadhid:
+            let loader = SimulatedBootloadHID(chip: chip)
+            (device, reportDescriptorLength, hasLeft) = (loader, loader.reportDescriptor.count, { loader.hasLeft })
         default:
             let loader = SimulatedUSBaspLoader(chip: chip)
             (device, hasLeft) = (loader, { loader.hasLeft })

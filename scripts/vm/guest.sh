@@ -141,6 +141,11 @@ gadget qmkdfu 0x03eb 0x2ff4 "ATMEL" "ATm32U4DFU"
 gadget usbasploader 0x16c0 0x05dc "www.fischl.de" "USBaspLoader"
 # A Teensy 2.0 in HalfKay: a full-speed HID interface (FunctionFS with its HID descriptor).
 gadget teensy 0x16c0 0x0478 "PJRC" "Teensy HalfKay"
+# A PS2AVRGB keyboard in BootloadHID: a HID interface with feature reports (V-USB is low speed; the
+# dummy UDC offers full speed).
+gadget ps2avrgb 0x16c0 0x05df "obdev.at" "HIDBoot"
+echo 0x00 > /sys/kernel/config/usb_gadget/ps2avrgb/bDeviceClass
+echo full-speed > /sys/kernel/config/usb_gadget/ps2avrgb/max_speed
 echo 0x00 > /sys/kernel/config/usb_gadget/teensy/bDeviceClass
 echo full-speed > /sys/kernel/config/usb_gadget/teensy/max_speed
 echo 0x00 > /sys/kernel/config/usb_gadget/qmkdfu/bDeviceClass
@@ -489,6 +494,35 @@ for client in teensy_loader_cli bootmedic; do
   through_bootloader teensy halfkay tk $client --initial-fuses 5F:DF:F4 -- "$@"
   step "$client flashed the Teensy through HalfKay"
 done
+fi
+
+# --- 14. A PS2AVRGB keyboard's ATmega32A in BootloadHID (16C0:05DF "HIDBoot", a HID interface with two
+# feature reports; the chip holding QMK's bootloader_ps2avrgb_bootloadhid_1.0.1.hex at 0x7000, fuses
+# 0F:D0). No Debian package flashes BootloadHID: the kernel's HID driver is the peer that reads the
+# gadget's report descriptor, and its hidraw node's HIDIOCGFEATURE reads the device info report; then
+# `bootmedic flash` finds the board by its ids and product string and writes the sketch (backup = false:
+# BootloadHID reads nothing back), the rest of the application section blank.
+if part 14; then
+cat > /tmp/ps2avrgb.toml <<'RULE'
+[[rule]]
+name = "ps2avrgb-sketch"
+match = { part = "atmega32a" }
+application = "/tmp/sketch.hex"
+backup = false
+RULE
+: > $out/bh-times.txt
+after_plug='node=$(ls "$(hostdev ps2avrgb)"/*:1.0/*/hidraw 2>/dev/null | head -1)
+  echo "$node" > $out/bh-hidraw.txt
+  [ -n "$node" ] && bounded 20 bh-hidraw /usr/bin/python3 -c "
+import fcntl, sys
+buf = bytearray(8); buf[0] = 1
+fcntl.ioctl(open(\"/dev/$node\", \"rb+\", buffering=0), 0xC0000000 | len(buf) << 16 | 0x4807, buf)
+print(\" \".join(\"%02x\" % b for b in buf[:7]))" > $out/bh-feature.txt 2>&1'
+simpart=atmega32a
+through_bootloader ps2avrgb bootloadhid bh bootmedic \
+  --initial-flash "$VMTEST_FIRMWARE/bootloader_ps2avrgb_bootloadhid_1.0.1.hex" --initial-fuses 0F:D0 -- "$bin" flash --rules /tmp/ps2avrgb.toml
+after_plug= simpart=
+step "bootmedic flashed the PS2AVRGB board through BootloadHID"
 fi
 
 # --- 11. The whole bench on one board, by bootmedic.service: a factory ATmega32U4 behind the USBasp

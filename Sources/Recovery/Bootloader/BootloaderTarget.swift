@@ -18,7 +18,16 @@ public final class BootloaderTarget: RestoreTarget {
     /// Where the bootloader's own section begins: the application must end below it.
     private var applicationEnd = 0
 
-    public init(session: BootloaderSession) { self.session = session }
+    /// The rules the job chooses from: where the bootloader tells only the flash's size, the part is
+    /// the one among those with that flash that a rule is for.
+    private let rules: RuleSet
+    private let ruleName: String?
+
+    public init(session: BootloaderSession, rules: RuleSet, ruleName: String? = nil) {
+        self.session = session
+        self.rules = rules
+        self.ruleName = ruleName
+    }
 
     public var identity: ProgrammerIdentity { session.identity }
     public var clock: TimeSource { session.time }
@@ -30,13 +39,42 @@ public final class BootloaderTarget: RestoreTarget {
     }
 
     public func identify(_ context: StepContext) throws(RecoveryError) -> (target: IdentifiedTarget, outcome: StepOutcome) {
-        guard let signature = report?.signature else { throw .bootloader(.protocolViolation("the bootloader reported no signature")) }
-        if signature.meansNoTarget { throw .noTargetSignature(signature) }
-        guard let found = PartCatalog.avrParts(withSignature: signature).first else { throw .unknownSignature(signature) }
+        let found: AVRPart, signature: Signature, told: String
+        if let reported = report?.signature {
+            if reported.meansNoTarget { throw .noTargetSignature(reported) }
+            guard let known = PartCatalog.avrParts(withSignature: reported).first else { throw .unknownSignature(reported) }
+            (found, signature, told) = (known, reported, reported.description)
+            applicationEnd = report?.fuses.flatMap { found.bootSection(in: $0) }.map { Int($0.start) }
+                ?? report?.bootloaderBytes.map { found.flash.size - $0 } ?? found.flash.size
+        } else if let geometry = report?.flashGeometry {
+            found = try part(with: geometry)
+            (signature, told) = (found.signature, "told by its \(geometry.size / 1024) KiB of flash in \(geometry.pageSize)-byte pages")
+            // Where the bootloader sits is not told: the application stays below the largest boot section.
+            applicationEnd = found.flash.size - (found.bootSections.last?.size ?? 0)
+        } else {
+            throw .bootloader(.protocolViolation("the bootloader reported neither a signature nor its flash"))
+        }
         part = found
-        applicationEnd = report?.fuses.flatMap { found.bootSection(in: $0) }.map { Int($0.start) }
-            ?? report?.bootloaderBytes.map { found.flash.size - $0 } ?? found.flash.size
-        return (.avr(found, signature), StepOutcome(bytes: 3, "\(found.name) (\(signature)), application section 0x0000–" + String(cFormat: "0x%04X", UInt32(applicationEnd - 1))))
+        return (.avr(found, signature), StepOutcome(bytes: 3, "\(found.name) (\(told)), application section 0x0000–" + String(cFormat: "0x%04X", UInt32(applicationEnd - 1))))
+    }
+
+    /// The part whose flash has `geometry` that the named rule, or else a rule, is for; the only such
+    /// part when no rule is.
+    private func part(with geometry: MemoryGeometry) throws(RecoveryError) -> AVRPart {
+        let candidates = PartCatalog.avrParts.filter { $0.flash == geometry && !$0.bootSections.isEmpty }
+        let named = ruleName.flatMap(rules.rule(named:))
+        for candidate in candidates {
+            let identified = IdentifiedTarget.avr(candidate, candidate.signature)
+            let rule = named.flatMap { identified.mismatch(with: $0, programmer: identity) == nil ? $0 : nil }
+                ?? (named == nil ? rules.firstMatch(for: identified.context(programmer: identity)) : nil)
+            guard let rule else { continue }
+            // A rule for the ATmega32A matches the ATmega32 too (one signature): the name it gives wins.
+            return candidates.first { rule.parts.contains(.avr($0)) } ?? candidate
+        }
+        if candidates.count == 1 { return candidates[0] }
+        let sizes = "\(geometry.size / 1024) KiB of flash in \(geometry.pageSize)-byte pages"
+        guard !candidates.isEmpty else { throw .bootloader(.protocolViolation("no AVR part has \(sizes)")) }
+        throw .noRule(part: "a part with \(sizes) (" + candidates.map(\.id).joined(separator: ", ") + "; the rule's part says which)", programmer: identity.name)
     }
 
     /// The rule's application must exist, be for this part, and stay out of the bootloader's section.
@@ -97,26 +135,64 @@ public final class BootloaderTarget: RestoreTarget {
 
     public func unlock(_ context: StepContext) throws(RecoveryError) -> StepOutcome { StepOutcome(bytes: 0, "nothing to unlock") }
 
+    /// The bootloader's erase; where it has none (it erases each page as it writes it), the pages the
+    /// application does not cover are written blank, and the write erases the rest.
     public func erase(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
-        try bootloader { () throws(BootloaderError) in try session.eraseApplication() }
-        return StepOutcome(bytes: applicationEnd, String(cFormat: "the application section, 0x0000–0x%04X", UInt32(applicationEnd - 1)))
+        let section = String(cFormat: "the application section, 0x0000–0x%04X", UInt32(applicationEnd - 1))
+        guard session.erasesAsItWrites else {
+            try bootloader { () throws(BootloaderError) in try session.eraseApplication() }
+            return StepOutcome(bytes: applicationEnd, section)
+        }
+        let unit = try writeUnit()
+        var blank: [Range<Int>] = [], start = 0
+        for run in try writeRuns(of: application(of: plan)) + [applicationEnd..<applicationEnd] {
+            if run.lowerBound > start { blank.append(start..<run.lowerBound) }
+            start = max(start, run.upperBound)
+        }
+        var done = 0
+        let total = blank.reduce(0) { $0 + $1.count }
+        for run in blank {
+            try bootloader { () throws(BootloaderError) in
+                try session.writeFlash(at: run.lowerBound, [UInt8](repeating: 0xFF, count: run.count)) { context.progress(done: done + $0, total: total) }
+            }
+            done += run.count
+        }
+        return StepOutcome(bytes: total, "\(section): \(total / unit) pages the application does not cover written blank, the rest as it is written")
     }
 
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let image = try application(of: plan)
+        let runs = try writeRuns(of: image)
+        let total = runs.reduce(0) { $0 + $1.count }
         var written = 0
-        for segment in image.segments {
-            let block = report?.blockSize ?? 128
-            let start = Int(segment.address) / block * block
-            let leading = [UInt8](repeating: 0xFF, count: Int(segment.address) - start)
+        for run in runs {
             try bootloader { () throws(BootloaderError) in
-                try session.writeFlash(at: start, leading + segment.bytes) { done in
-                    context.progress(done: written + max(0, done - leading.count), total: image.byteCount)
+                try session.writeFlash(at: run.lowerBound, image.bytes(in: UInt32(run.lowerBound)..<UInt32(run.upperBound))) { done in
+                    context.progress(done: written + done, total: total)
                 }
             }
-            written += segment.bytes.count
+            written += run.count
         }
-        return StepOutcome(bytes: written, "\(written) bytes through \(identity.linkDescription)")
+        return StepOutcome(bytes: image.byteCount, "\(image.byteCount) bytes through \(identity.linkDescription)")
+    }
+
+    /// What one write covers: the bootloader's block, or the flash page where each write erases its page.
+    private func writeUnit() throws(RecoveryError) -> Int {
+        let block = report?.blockSize ?? 128
+        return session.erasesAsItWrites ? max(block, try identified().flash.pageSize) : block
+    }
+
+    /// The image's extent in whole write units, runs that touch merged (two segments in one block are
+    /// one write: written apart, the second would blank the first's bytes where pages are erased).
+    private func writeRuns(of image: MemoryImage) throws(RecoveryError) -> [Range<Int>] {
+        let unit = try writeUnit()
+        var runs: [Range<Int>] = []
+        for segment in image.segments {
+            let start = Int(segment.address) / unit * unit
+            let end = (Int(segment.address) + segment.bytes.count + unit - 1) / unit * unit
+            if let last = runs.last, start <= last.upperBound { runs[runs.count - 1] = last.lowerBound..<max(last.upperBound, end) } else { runs.append(start..<end) }
+        }
+        return runs
     }
 
     public func verify(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
@@ -208,6 +284,6 @@ public final class BootloaderTarget: RestoreTarget {
 extension RecoveryJob {
     /// A flash of the rule's application through the board's own bootloader.
     public convenience init(bootloader session: BootloaderSession, rules: RuleSet, ruleName: String? = nil, backups: BackupStore?, sink: RecoveryEventSink) {
-        self.init(target: BootloaderTarget(session: session), rules: rules, ruleName: ruleName, backups: backups, sink: sink)
+        self.init(target: BootloaderTarget(session: session, rules: rules, ruleName: ruleName), rules: rules, ruleName: ruleName, backups: backups, sink: sink)
     }
 }
