@@ -36,7 +36,7 @@ out=$cache/out; rm -rf "$out"; mkdir -p "$out"
 trap 'rm -rf "$initrd"' EXIT
 mkdir -p "$initrd/bin" "$initrd/modules" "$initrd/proc" "$initrd/sys" "$initrd/dev"
 cp /bin/busybox "$initrd/bin/"
-for module in dummy_hcd libcomposite usb_f_fs usb_f_acm cdc-acm virtio_pci 9pnet_virtio 9p overlay configfs; do
+for module in dummy_hcd libcomposite usb_f_fs usb_f_acm cdc-acm usbhid hid-generic virtio_pci 9pnet_virtio 9p overlay configfs; do
   modprobe -d "$cache/root" -S "$kver" --show-depends "$module"
 done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$initrd/modules.list"
 while read -r path; do cp "$path" "$initrd/modules/"; basename "$path"; done < "$initrd/modules.list" > "$initrd/modules.order"
