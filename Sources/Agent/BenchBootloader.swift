@@ -25,7 +25,7 @@ public struct BenchBootloader: Sendable {
     /// The bootloaders the agent flashes through, and the udev subsystem each one is reached on. Not
     /// USBaspLoader: a USBasp clone with its own product string looks the same, and driving a programmer
     /// as the loader would ISP-erase the board's bootloader; a person says which it is (`flash --bootloader`).
-    static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .halfkay: "usb", .bootloadhid: "usb", .caterina: "tty"]
+    static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .halfkay: "usb", .bootloadhid: "usb", .stm32DFU: "usb", .stm32duino: "usb", .caterina: "tty"]
 
     /// The bootloader udev reported: a USB one opened through libusb by bus and address, Caterina on its tty.
     static func udev(_ device: UdevDevice, kind: BootloaderKind) -> BenchBootloader? {
@@ -34,7 +34,7 @@ public struct BenchBootloader: Sendable {
         case .caterina:
             guard let path = device.devnode else { return nil }
             return BenchBootloader(id: device.syspath, kind: kind, usb: usb, port: device.idPath) {
-                AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource(), kind: kind, serialNumber: device.serial)
+                AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource(), kind: kind, serialNumber: device.serial, usb: usb)
             }
         default:
             return BenchBootloader(id: device.syspath, kind: kind, usb: usb, port: device.idPath) {

@@ -63,7 +63,7 @@ public enum BootloaderKind: String, CaseIterable, Sendable, Codable, CustomStrin
 
     /// The bootloaders bootmedic flashes through today (`flash`, the agent, the simulators); the others
     /// are recognised and left alone.
-    public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU, .usbasploader, .halfkay, .bootloadhid]
+    public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU, .usbasploader, .halfkay, .bootloadhid, .stm32duino, .stm32DFU]
 }
 
 /// A USB vendor and product id, as `expect_usb = "1B4F:9205"` writes it.
@@ -106,6 +106,8 @@ public struct ProgrammerIdentity: Sendable, Hashable {
     public var serialNumber: String?
     /// udev's ID_PATH-like location, or the serial port.
     public var port: String?
+    /// The USB ids a board's bootloader enumerates with (what a rule's `match.usb` names).
+    public var usb: USBID?
     /// The SCK the target answered at, e.g. "375 kHz".
     public var sck: String?
     public var targetVoltage: Double?

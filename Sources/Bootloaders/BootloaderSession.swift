@@ -41,9 +41,11 @@ public struct BootloaderReport: Sendable, Equatable {
     /// The flash's size and page size, where the protocol tells them instead of a signature (BootloadHID):
     /// the part is then one whose flash has them.
     public var flashGeometry: MemoryGeometry?
+    /// An STM32's flash as its bootloader tells it (no signature: the part is one with this flash).
+    public var stm32Flash: STM32BootloaderFlash?
 
     public init(signature: Signature?, fuses: FuseSet?, lock: UInt8?, software: String, blockSize: Int, bootloaderBytes: Int? = nil,
-                flashGeometry: MemoryGeometry? = nil) {
+                flashGeometry: MemoryGeometry? = nil, stm32Flash: STM32BootloaderFlash? = nil) {
         self.signature = signature
         self.fuses = fuses
         self.lock = lock
@@ -51,7 +53,29 @@ public struct BootloaderReport: Sendable, Equatable {
         self.blockSize = blockSize
         self.bootloaderBytes = bootloaderBytes
         self.flashGeometry = flashGeometry
+        self.stm32Flash = stm32Flash
     }
+}
+
+/// An STM32's flash as a bootloader on it describes it: where it is, how big, how it erases, and where
+/// applications go (above the STM32duino bootloader's own pages; at the base for ST's, which is in ROM).
+public struct STM32BootloaderFlash: Sendable, Equatable {
+    public var base: UInt32
+    public var size: Int
+    public var applicationStart: UInt32
+    public var geometry: FlashGeometry
+    /// The family, where the bootloader's kind tells it (the STM32duino bootloader runs on the F1).
+    public var family: STM32Family.ID?
+
+    public init(base: UInt32 = STM32Chip.flashBase, size: Int, applicationStart: UInt32, geometry: FlashGeometry, family: STM32Family.ID? = nil) {
+        self.base = base
+        self.size = size
+        self.applicationStart = applicationStart
+        self.geometry = geometry
+        self.family = family
+    }
+
+    public var end: UInt32 { base + UInt32(size) }
 }
 
 /// A board's own bootloader, driven to flash an application: the seam between the flash job and each
@@ -72,6 +96,9 @@ public protocol BootloaderSession: AnyObject {
     var erasesAsItWrites: Bool { get }
     /// Erases the application section (never the bootloader's own).
     func eraseApplication() throws(BootloaderError)
+    /// Erases the application section, sparing the erase units `isBlank` says are blank already (what
+    /// the backup read), where the bootloader erases unit by unit.
+    func eraseApplication(sparing isBlank: (Range<Int>) -> Bool) throws(BootloaderError)
     /// Writes `bytes` at `address` (block-aligned) into the erased application section.
     func writeFlash(at address: Int, _ bytes: [UInt8], progress: (Int) -> Void) throws(BootloaderError)
     /// Reads `count` bytes of EEPROM from `address`.
@@ -85,19 +112,31 @@ public protocol BootloaderSession: AnyObject {
     func close()
 }
 
+extension ProgrammerIdentity {
+    /// A USB bootloader of `kind` on `device`: its serial number, its place on the bus, its ids.
+    init(bootloader kind: BootloaderKind, on device: USBDevice) {
+        let d = device.description
+        self.init(bootloader: kind, name: kind.description, serialNumber: d.serialNumber, port: d.portPath.isEmpty ? d.ids : d.portPath)
+        usb = USBID(vendor: d.vendorID, product: d.productID)
+    }
+}
+
 extension BootloaderSession {
     public var erasesAsItWrites: Bool { false }
+    public func eraseApplication(sparing isBlank: (Range<Int>) -> Bool) throws(BootloaderError) { try eraseApplication() }
 }
 
 extension BootloaderKind {
     /// The session that flashes through a USB bootloader of this kind on `device`; nil for a serial one
-    /// (Caterina opens a tty) and for those bootmedic does not flash yet.
+    /// (Caterina opens a tty).
     public func session(on device: USBDevice, time: TimeSource) -> BootloaderSession? {
         switch self {
         case .atmelDFU: return AtmelDFUBootloader(device: device, time: time, kind: self)
         case .usbasploader: return USBaspLoaderBootloader(device: device, time: time)
         case .halfkay: return HalfKayBootloader(device: device, time: time)
         case .bootloadhid: return BootloadHIDBootloader(device: device, time: time)
+        case .stm32DFU: return DfuSeBootloader(device: device, time: time)
+        case .stm32duino: return MapleDFUBootloader(device: device, time: time)
         default: return nil
         }
     }

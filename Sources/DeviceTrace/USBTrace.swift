@@ -130,7 +130,20 @@ final class TracingUSBDevice: USBDevice {
         }
     }
 
+    /// Vendor requests are recorded; the class and standard ones of the bootloaders pass through unrecorded.
+    func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {
+        if target == .vendorDevice { return try controlIn(request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds) }
+        return try device.controlIn(to: target, request: request, value: value, index: index, length: length, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    func controlOut(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
+        if target == .vendorDevice { return try controlOut(request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds) }
+        return try device.controlOut(to: target, request: request, value: value, index: index, data: data, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
     func claimInterface(_ number: Int32) throws(USBError) { try device.claimInterface(number) }
+    func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError) { try device.selectAlternateSetting(setting, ofInterface: number) }
+    func resetDevice() throws(USBError) { try device.resetDevice() }
 
     func close() { device.close() }
 }

@@ -165,9 +165,10 @@ public enum IdentifiedTarget: Sendable {
         switch self {
         case let .avr(part, signature):
             return TargetContext(avrPart: part, signature: signature, programmer: programmer.kind, bootloader: programmer.bootloader,
-                                 serial: programmer.serialNumber, port: programmer.port)
+                                 usb: programmer.usb, serial: programmer.serialNumber, port: programmer.port)
         case let .stm32(target):
-            return TargetContext(chipID: target.chipID, stm32Variant: target.variant.id, programmer: programmer.kind, serial: programmer.serialNumber, port: programmer.port)
+            return TargetContext(chipID: target.chipID, stm32Variant: target.variant.id, programmer: programmer.kind, bootloader: programmer.bootloader,
+                                 usb: programmer.usb, serial: programmer.serialNumber, port: programmer.port)
         }
     }
 

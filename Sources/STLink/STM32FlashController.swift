@@ -30,6 +30,14 @@ public struct STM32Target: Sendable, Hashable {
             + (variant.isGenuine ? "" : "; \(identity.description)")
     }
 
+    public init(identity: STM32Identity, revision: UInt16, chip: STM32Chip, flashSize: Int, variant: STM32Variant) {
+        self.identity = identity
+        self.revision = revision
+        self.chip = chip
+        self.flashSize = flashSize
+        self.variant = variant
+    }
+
     /// The erase units holding data of `image`'s `ranges`.
     public func eraseUnits(holding ranges: [Range<UInt64>]) -> [FlashGeometry.Unit] {
         geometry.units(holding: ranges, base: STM32Chip.flashBase, flashSize: flashSize)

@@ -139,6 +139,10 @@ public protocol USBDevice: AnyObject {
     /// Selects an alternate setting of a claimed interface (SET_INTERFACE).
     func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError)
 
+    /// Resets the device's port (`libusb_reset_device`): a bootloader may take it as the end of a
+    /// download and start the application; the device may then be gone.
+    func resetDevice() throws(USBError)
+
     /// Releases the device; later calls fail with ``USBError/noDevice``.
     func close()
 }
@@ -151,6 +155,9 @@ extension USBDevice {
     public func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError) {
         guard setting == 0 else { throw .stall(request: 11) }
     }
+
+    /// A device that cannot be reset.
+    public func resetDevice() throws(USBError) { throw .other("this device cannot be reset") }
 
     /// A device that answers only vendor requests stalls every other kind.
     public func controlIn(to target: USBControlTarget, request: UInt8, value: UInt16, index: UInt16, length: Int, timeoutMilliseconds: Int) throws(USBError) -> [UInt8] {

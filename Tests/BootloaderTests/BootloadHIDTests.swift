@@ -70,7 +70,7 @@ import Transport
         let before = chip.flash
         let (_, result, _) = try flash(chip, rules: atmelDFURules(application: try syntheticHex(0..<300, in: dir), part: "atmega16", extra: "backup = false"))
         #expect(result.failure?.step == .identify)
-        #expect(result.failure?.description.contains("32 KiB of flash in 128-byte pages (atmega32, atmega32a") == true, "\(result.summary)")
+        #expect(result.failure?.description.contains("32 KiB of flash in 128-byte pages (ATmega32, ATmega32A") == true, "\(result.summary)")
         #expect(result.failure?.reason.exitCode == 7, "no rule: refused")
         #expect(chip.flash == before && chip.pageWrites == 0)
     }

@@ -17,10 +17,12 @@ public final class AVR109Bootloader: BootloaderSession {
     static let answerMilliseconds = 1000
     static let eraseMilliseconds = 10_000
 
-    public init(line: SerialLink, time: TimeSource, kind: BootloaderKind = .caterina, serialNumber: String? = nil) {
+    /// `usb`: the ids the board's CDC function enumerated with, where known (a rule's `match.usb`).
+    public init(line: SerialLink, time: TimeSource, kind: BootloaderKind = .caterina, serialNumber: String? = nil, usb: USBID? = nil) {
         self.line = line
         self.time = time
         identity = ProgrammerIdentity(bootloader: kind, name: kind.description, serialNumber: serialNumber, port: line.path)
+        identity.usb = usb
     }
 
     public var readRefusal: String? { nil }

@@ -31,8 +31,7 @@ public final class AtmelDFUBootloader: BootloaderSession {
 
     public init(device: USBDevice, time: TimeSource, kind: BootloaderKind = .atmelDFU) {
         dfu = DFUInterface(device: device, time: time)
-        identity = ProgrammerIdentity(bootloader: kind, name: kind.description, serialNumber: device.description.serialNumber,
-                                      port: device.description.portPath.isEmpty ? device.description.ids : device.description.portPath)
+        identity = ProgrammerIdentity(bootloader: kind, on: device)
     }
 
     public var readRefusal: String? {

@@ -19,8 +19,7 @@ public final class BootloadHIDBootloader: BootloaderSession {
     public init(device: USBDevice, time: TimeSource) {
         self.device = device
         self.time = time
-        identity = ProgrammerIdentity(bootloader: .bootloadhid, name: BootloaderKind.bootloadhid.description, serialNumber: device.description.serialNumber,
-                                      port: device.description.portPath.isEmpty ? device.description.ids : device.description.portPath)
+        identity = ProgrammerIdentity(bootloader: .bootloadhid, on: device)
     }
 
     public var readRefusal: String? { "BootloadHID cannot read flash back (its protocol only writes)" }

@@ -46,8 +46,7 @@ public final class HalfKayBootloader: BootloaderSession {
     public init(device: USBDevice, time: TimeSource) {
         self.device = device
         self.time = time
-        identity = ProgrammerIdentity(bootloader: .halfkay, name: BootloaderKind.halfkay.description, serialNumber: device.description.serialNumber,
-                                      port: device.description.portPath.isEmpty ? device.description.ids : device.description.portPath)
+        identity = ProgrammerIdentity(bootloader: .halfkay, on: device)
     }
 
     public var readRefusal: String? { "HalfKay cannot read flash back (its protocol only writes)" }

@@ -20,9 +20,7 @@ public final class USBaspLoaderBootloader: BootloaderSession {
     public init(device: USBDevice, time: TimeSource) {
         self.device = device
         self.time = time
-        identity = ProgrammerIdentity(bootloader: .usbasploader, name: BootloaderKind.usbasploader.description,
-                                      serialNumber: device.description.serialNumber,
-                                      port: device.description.portPath.isEmpty ? device.description.ids : device.description.portPath)
+        identity = ProgrammerIdentity(bootloader: .usbasploader, on: device)
     }
 
     public var readRefusal: String? { nil }

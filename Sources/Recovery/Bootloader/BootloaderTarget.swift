@@ -4,19 +4,27 @@ import FirmwareImage
 import FoundationEssentials
 import Parts
 import Rules
+import STLink
 import Transport
 
 /// A board in its own bootloader, as the restore skeleton drives it to flash the rule's application:
-/// identify (the signature and fuses the bootloader reports) → check (the rule's part, and an
-/// application that stays below the bootloader's own section) → health check → backup (the application
-/// section, read back) → erase the application section → write → verify → start the application and
-/// confirm the bootloader's device went away. The bootloader's own region is never written.
+/// identify (what the bootloader reports: an AVR's signature and fuses, or the flash it describes) →
+/// check (the rule's part, and an application that stays inside the application section) → health
+/// check → backup (the application section, read back) → erase the application section → write →
+/// verify → start the application and confirm the bootloader's device went away. The bootloader's own
+/// region is never written.
 public final class BootloaderTarget: RestoreTarget {
     public let session: BootloaderSession
     private var report: BootloaderReport?
+    /// The AVR, where it is one (its EEPROM, the backup's name).
     private var part: AVRPart?
-    /// Where the bootloader's own section begins: the application must end below it.
-    private var applicationEnd = 0
+    /// The STM32, where it is one.
+    private var stm32: STM32Target?
+    /// Where applications go: below the bootloader's section on an AVR, above its pages (or all of flash)
+    /// on an STM32.
+    private var section = 0..<0
+    /// The section as the backup read it: what is blank already need not be erased again.
+    private var readBack: [UInt8]?
 
     /// The rules the job chooses from: where the bootloader tells only the flash's size, the part is
     /// the one among those with that flash that a rule is for.
@@ -39,7 +47,15 @@ public final class BootloaderTarget: RestoreTarget {
     }
 
     public func identify(_ context: StepContext) throws(RecoveryError) -> (target: IdentifiedTarget, outcome: StepOutcome) {
+        if let flash = report?.stm32Flash {
+            let target = try stm32Target(with: flash)
+            stm32 = target
+            section = Int(flash.applicationStart)..<Int(flash.end)
+            let maker = target.variant.isGenuine || target.variant.maker == "unknown" ? "" : ", \(target.variant.maker)'s"
+            return (.stm32(target), StepOutcome(bytes: 0, "\(target.partName) (told by its \(flash.size / 1024) KiB of flash in \(flash.geometry.description)\(maker)), application section \(describe(section))"))
+        }
         let found: AVRPart, signature: Signature, told: String
+        let applicationEnd: Int
         if let reported = report?.signature {
             if reported.meansNoTarget { throw .noTargetSignature(reported) }
             guard let known = PartCatalog.avrParts(withSignature: reported).first else { throw .unknownSignature(reported) }
@@ -55,55 +71,113 @@ public final class BootloaderTarget: RestoreTarget {
             throw .bootloader(.protocolViolation("the bootloader reported neither a signature nor its flash"))
         }
         part = found
-        return (.avr(found, signature), StepOutcome(bytes: 3, "\(found.name) (\(told)), application section 0x0000–" + String(cFormat: "0x%04X", UInt32(applicationEnd - 1))))
+        section = 0..<applicationEnd
+        return (.avr(found, signature), StepOutcome(bytes: 3, "\(found.name) (\(told)), application section \(describe(section))"))
     }
 
-    /// The part whose flash has `geometry` that the named rule, or else a rule, is for; the only such
-    /// part when no rule is.
-    private func part(with geometry: MemoryGeometry) throws(RecoveryError) -> AVRPart {
-        let candidates = PartCatalog.avrParts.filter { $0.flash == geometry && !$0.bootSections.isEmpty }
-        let named = ruleName.flatMap(rules.rule(named:))
+    /// The first candidate the named rule, or else a rule, is for (its own name winning among candidates
+    /// it covers alike); the only candidate when no rule is; else no rule, the candidates named.
+    private func choose<T>(_ candidates: [T], as identified: (T) -> IdentifiedTarget, named: (Rule, T) -> Bool, what: String) throws(RecoveryError) -> T {
+        let namedRule = ruleName.flatMap(rules.rule(named:))
         for candidate in candidates {
-            let identified = IdentifiedTarget.avr(candidate, candidate.signature)
-            let rule = named.flatMap { identified.mismatch(with: $0, programmer: identity) == nil ? $0 : nil }
-                ?? (named == nil ? rules.firstMatch(for: identified.context(programmer: identity)) : nil)
+            let target = identified(candidate)
+            let rule = namedRule.flatMap { target.mismatch(with: $0, programmer: identity) == nil ? $0 : nil }
+                ?? (namedRule == nil ? rules.firstMatch(for: target.context(programmer: identity)) : nil)
             guard let rule else { continue }
-            // A rule for the ATmega32A matches the ATmega32 too (one signature): the name it gives wins.
-            return candidates.first { rule.parts.contains(.avr($0)) } ?? candidate
+            return candidates.first { named(rule, $0) } ?? candidate
         }
         if candidates.count == 1 { return candidates[0] }
-        let sizes = "\(geometry.size / 1024) KiB of flash in \(geometry.pageSize)-byte pages"
-        guard !candidates.isEmpty else { throw .bootloader(.protocolViolation("no AVR part has \(sizes)")) }
-        throw .noRule(part: "a part with \(sizes) (" + candidates.map(\.id).joined(separator: ", ") + "; the rule's part says which)", programmer: identity.name)
+        guard !candidates.isEmpty else { throw .bootloader(.protocolViolation("no part bootmedic knows has \(what)")) }
+        throw .noRule(part: "a part with \(what) (" + candidates.map { identified($0).name }.joined(separator: ", ") + "; the rule's part says which)", programmer: identity.name)
     }
 
-    /// The rule's application must exist, be for this part, and stay out of the bootloader's section.
+    /// The AVR whose flash has `geometry`.
+    private func part(with geometry: MemoryGeometry) throws(RecoveryError) -> AVRPart {
+        try choose(PartCatalog.avrParts.filter { $0.flash == geometry && !$0.bootSections.isEmpty }, as: { .avr($0, $0.signature) },
+                   // A rule for the ATmega32A matches the ATmega32 too (one signature): the name it gives wins.
+                   named: { rule, part in rule.parts.contains(.avr(part)) },
+                   what: "\(geometry.size / 1024) KiB of flash in \(geometry.pageSize)-byte pages")
+    }
+
+    /// The STM32 line (and maker) whose flash is the one described: the bootloader reads no chip id, so
+    /// every line of the family that erases the same way and is that large is a candidate, ST's own
+    /// first (an APM32's system bootloader says it is Geehy's by its ids).
+    private func stm32Target(with flash: STM32BootloaderFlash) throws(RecoveryError) -> STM32Target {
+        var candidates: [STM32Target] = []
+        for family in STM32Family.all where flash.family.map({ $0 == family.id }) ?? true {
+            let variants = STM32Variant.all.filter { $0.family == family.id }
+                .sorted { ($0.isGenuine ? 0 : $0.maker == "unknown" ? 2 : 1) < ($1.isGenuine ? 0 : $1.maker == "unknown" ? 2 : 1) }
+            for chip in family.chips where chip.maximumFlash >= flash.size && Self.erasesAlike(chip.geometry, flash.geometry) {
+                for variant in variants where identity.usb?.vendor != 0x314B || variant.id == STM32Variant.apm32f103.id {
+                    candidates.append(STM32Target(identity: STM32Identity(debugPortIDCode: 0, cpuID: 0, designer: nil, chipID: chip.chipID), revision: 0,
+                                                  chip: chip, flashSize: flash.size, variant: variant))
+                }
+            }
+        }
+        return try choose(candidates, as: { .stm32($0) }, named: { rule, target in rule.parts.contains { $0.id == target.variant.id } },
+                          what: "\(flash.size / 1024) KiB of flash in \(flash.geometry.description)")
+    }
+
+    /// Whether a line's erase units are the described ones (a smaller chip has a prefix of its sectors).
+    private static func erasesAlike(_ line: FlashGeometry, _ described: FlashGeometry) -> Bool {
+        if let page = described.pageSize { return line.pageSize == page }
+        return Array(line.sectorSizes.prefix(described.sectorSizes.count)) == described.sectorSizes
+    }
+
+    /// "0x0000–0x6FFF", "0x08002000–0x0800FFFF".
+    private func describe(_ range: Range<Int>) -> String {
+        let format = stm32 == nil ? "0x%04X–0x%04X" : "0x%08X–0x%08X"
+        return String(cFormat: format, UInt32(range.lowerBound), UInt32(range.upperBound - 1))
+    }
+
+    /// The rule's application must exist, be for this part, and stay inside the application section.
     public func check(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> (findings: [Finding], outcome: StepOutcome) {
-        let part = try identified()
-        guard let application = plan.firmware.application?.image else {
+        guard plan.firmware.application != nil else {
             return ([Finding(.error, .imageBeyondFlash, "rule '\(plan.rule.name)' has no application to flash through the bootloader")], StepOutcome(bytes: 0, "no application"))
         }
+        let application = try self.application(of: plan)
         var findings: [Finding] = []
-        if let span = application.span, span.upperBound > UInt64(applicationEnd) {
-            findings.append(Finding(.error, .imageBeyondFlash, String(cFormat: "the application reaches 0x%04llX, into the bootloader's section at 0x%04X: the bootloader would be damaged or refuse it", span.upperBound - 1, UInt32(applicationEnd))))
+        if let span = application.span {
+            if span.lowerBound < UInt64(section.lowerBound) {
+                findings.append(Finding(.error, .imageBeyondFlash, String(cFormat: "the application starts at 0x%08llX, in the bootloader's own pages below 0x%08X: the bootloader would be damaged or refuse it", span.lowerBound, UInt32(section.lowerBound))))
+            }
+            if span.upperBound > UInt64(section.upperBound) {
+                let reason = part != nil ? "into the bootloader's section at " + String(cFormat: "0x%04X", UInt32(section.upperBound)) + ": the bootloader would be damaged or refuse it"
+                    : "beyond the end of flash at " + String(cFormat: "0x%08X", UInt32(section.upperBound))
+                findings.append(Finding(.error, .imageBeyondFlash, String(cFormat: "the application reaches 0x%04llX, ", span.upperBound - 1) + reason))
+            }
         }
-        if let misfit = plan.firmware.eeprom?.misfit(size: part.eeprom.size, part: part.name) {
+        if let part, let misfit = plan.firmware.eeprom?.misfit(size: part.eeprom.size, part: part.name) {
             findings.append(Finding(.error, .imageBeyondFlash, misfit))
         }
-        return (findings, StepOutcome(bytes: application.byteCount, "\(application.byteCount) bytes of application for \(part.name)"))
+        if stm32 != nil, plan.firmware.eeprom != nil {
+            findings.append(Finding(.error, .imageBeyondFlash, "rule '\(plan.rule.name)' has an eeprom key: an STM32 has no EEPROM"))
+        }
+        if let refusal = session.readRefusal, stm32 != nil, report?.stm32Flash?.applicationStart == report?.stm32Flash?.base {
+            // ST's bootloader neither erases nor writes a read-protected chip.
+            findings.append(Finding(.error, .imageBeyondFlash, "\(refusal); remove it over SWD (bootmedic restore with an ST-Link) first"))
+        }
+        let name = part?.name ?? stm32?.partName ?? "the chip"
+        return (findings, StepOutcome(bytes: application.byteCount, "\(application.byteCount) bytes of application for \(name)"))
     }
 
     public func isReadProtected() throws(RecoveryError) -> Bool { false }
 
     public func healthCheck(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> HealthVerdict {
-        guard let image = plan.firmware.application?.image, let span = image.span else { return .needsRestore(bytesRead: 0, reason: "no application") }
+        guard plan.firmware.application != nil else { return .needsRestore(bytesRead: 0, reason: "no application") }
+        let image = try application(of: plan)
+        guard image.span != nil else { return .needsRestore(bytesRead: 0, reason: "no application") }
         if let refusal = session.readRefusal { return .needsRestore(bytesRead: 0, reason: refusal) }
-        let current = try readFlash(UInt32(span.lowerBound)..<UInt32(span.upperBound))
-        let wanted = image.bytes(in: UInt32(span.lowerBound)..<UInt32(span.upperBound))
-        guard current == wanted else { return .needsRestore(bytesRead: current.count, reason: "the flash differs from the application") }
-        guard let eeprom = plan.firmware.eeprom else { return .healthy(bytesRead: current.count, detail: "the application is already there") }
-        var read = current.count
-        for segment in eeprom.segments(size: try identified().eeprom.size) {
+        var read = 0
+        for run in try writeRuns(of: image) {
+            let current = try readFlash(run)
+            read += current.count
+            guard current == image.bytes(in: UInt32(run.lowerBound)..<UInt32(run.upperBound)) else {
+                return .needsRestore(bytesRead: read, reason: "the flash differs from the application")
+            }
+        }
+        guard let eeprom = plan.firmware.eeprom, let part else { return .healthy(bytesRead: read, detail: "the application is already there") }
+        for segment in eeprom.segments(size: part.eeprom.size) {
             let there = try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: segment.address, count: segment.bytes.count) }
             read += there.count
             if there != segment.bytes { return .needsRestore(bytesRead: read, reason: "the application is there, the EEPROM differs from the rule's") }
@@ -113,17 +187,18 @@ public final class BootloaderTarget: RestoreTarget {
 
     /// The application section as it was (the bootloader's own is left out: it is not changed).
     public func backup(_ plan: RestorePlan, to store: BackupStore, _ context: StepContext) throws(RecoveryError) -> (path: String, bytes: Int) {
-        let part = try identified()
         if let refusal = session.readRefusal { throw .backupFailed("\(refusal); set backup = false in rule '\(plan.rule.name)' to flash without one") }
-        let flash = try readFlash(0..<UInt32(applicationEnd)) { done in context.progress(done: done, total: self.applicationEnd) }
+        let flash = try readFlash(section) { done in context.progress(done: done, total: self.section.count) }
+        readBack = flash
         // The EEPROM too, when the rule rewrites it.
-        let eeprom = plan.firmware.eeprom == nil || part.eeprom.size == 0 ? nil
-            : try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: 0, count: part.eeprom.size) }
+        let eeprom = plan.firmware.eeprom == nil || (part?.eeprom.size ?? 0) == 0 ? nil
+            : try bootloader { () throws(BootloaderError) in try session.readEEPROM(at: 0, count: part?.eeprom.size ?? 0) }
+        var manifest = ["programmer": identity.linkName, "rule": plan.rule.name,
+                        "contents": "the application section, \(describe(section))" + (eeprom == nil ? "" : ", and the EEPROM")]
+        if let part { (manifest["part"], manifest["signature"]) = (part.name, part.signature.description) }
+        if let stm32 { manifest["part"] = stm32.partName }
         do {
-            let path = try store.saveFolder(named: part.id, date: Date(), manifest: [
-                "part": part.name, "signature": part.signature.description, "programmer": identity.linkName, "rule": plan.rule.name,
-                "contents": String(cFormat: "the application section, 0x0000–0x%04X", UInt32(applicationEnd - 1)) + (plan.firmware.eeprom == nil ? "" : ", and the EEPROM"),
-            ]) { folder in
+            let path = try store.saveFolder(named: part?.id ?? stm32?.variant.id ?? "chip", date: Date(), manifest: manifest) { folder in
                 try writeDurably(Data(flash), to: folder + "/flash.bin")
                 if let eeprom { try writeDurably(Data(eeprom), to: folder + "/eeprom.bin") }
             }
@@ -135,34 +210,26 @@ public final class BootloaderTarget: RestoreTarget {
 
     public func unlock(_ context: StepContext) throws(RecoveryError) -> StepOutcome { StepOutcome(bytes: 0, "nothing to unlock") }
 
-    /// The bootloader's erase; where it has none (it erases each page as it writes it), the pages the
-    /// application does not cover are written blank, and the write erases the rest.
+    /// The bootloader's erase, sparing what the backup read blank; where it has none (it erases each
+    /// page as it writes it), nothing here: the write covers the pages the application does not.
     public func erase(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
-        let section = String(cFormat: "the application section, 0x0000–0x%04X", UInt32(applicationEnd - 1))
-        guard session.erasesAsItWrites else {
-            try bootloader { () throws(BootloaderError) in try session.eraseApplication() }
-            return StepOutcome(bytes: applicationEnd, section)
+        guard !session.erasesAsItWrites else {
+            let blank = try blankRuns(of: application(of: plan)).reduce(0) { $0 + $1.count }
+            return StepOutcome(bytes: 0, "the application section, \(describe(section)): each page is erased as it is written (\(blank / (try writeUnit())) pages the application does not cover are written blank)")
         }
-        let unit = try writeUnit()
-        var blank: [Range<Int>] = [], start = 0
-        for run in try writeRuns(of: application(of: plan)) + [applicationEnd..<applicationEnd] {
-            if run.lowerBound > start { blank.append(start..<run.lowerBound) }
-            start = max(start, run.upperBound)
-        }
-        var done = 0
-        let total = blank.reduce(0) { $0 + $1.count }
-        for run in blank {
-            try bootloader { () throws(BootloaderError) in
-                try session.writeFlash(at: run.lowerBound, [UInt8](repeating: 0xFF, count: run.count)) { context.progress(done: done + $0, total: total) }
+        let before = readBack
+        try bootloader { () throws(BootloaderError) in
+            try session.eraseApplication { range in
+                guard let before, range.lowerBound >= section.lowerBound, range.upperBound <= section.upperBound else { return false }
+                return before[(range.lowerBound - section.lowerBound)..<(range.upperBound - section.lowerBound)].allSatisfy { $0 == 0xFF }
             }
-            done += run.count
         }
-        return StepOutcome(bytes: total, "\(section): \(total / unit) pages the application does not cover written blank, the rest as it is written")
+        return StepOutcome(bytes: section.count, "the application section, \(describe(section))")
     }
 
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let image = try application(of: plan)
-        let runs = try writeRuns(of: image)
+        let runs = try (writeRuns(of: image) + (session.erasesAsItWrites ? blankRuns(of: image) : [])).sorted { $0.lowerBound < $1.lowerBound }
         let total = runs.reduce(0) { $0 + $1.count }
         var written = 0
         for run in runs {
@@ -176,10 +243,12 @@ public final class BootloaderTarget: RestoreTarget {
         return StepOutcome(bytes: image.byteCount, "\(image.byteCount) bytes through \(identity.linkDescription)")
     }
 
-    /// What one write covers: the bootloader's block, or the flash page where each write erases its page.
+    /// What one write covers: the bootloader's block, or the erase unit where each write erases its own.
     private func writeUnit() throws(RecoveryError) -> Int {
         let block = report?.blockSize ?? 128
-        return session.erasesAsItWrites ? max(block, try identified().flash.pageSize) : block
+        guard session.erasesAsItWrites else { return block }
+        if let part { return max(block, part.flash.pageSize) }
+        return max(block, report?.stm32Flash?.geometry.pageSize ?? block)
     }
 
     /// The image's extent in whole write units, runs that touch merged (two segments in one block are
@@ -195,13 +264,35 @@ public final class BootloaderTarget: RestoreTarget {
         return runs
     }
 
+    /// Where a bootloader that erases as it writes must be sent blank pages: the section outside the
+    /// application's runs, less the units the backup read blank.
+    private func blankRuns(of image: MemoryImage) throws(RecoveryError) -> [Range<Int>] {
+        let unit = try writeUnit()
+        var gaps: [Range<Int>] = [], start = section.lowerBound
+        for run in try writeRuns(of: image) + [section.upperBound..<section.upperBound] {
+            if run.lowerBound > start { gaps.append(start..<run.lowerBound) }
+            start = max(start, run.upperBound)
+        }
+        guard let readBack else { return gaps }
+        var out: [Range<Int>] = []
+        for gap in gaps {
+            for unitStart in stride(from: gap.lowerBound, to: gap.upperBound, by: unit) {
+                let range = unitStart..<min(unitStart + unit, gap.upperBound)
+                if readBack[(range.lowerBound - section.lowerBound)..<(range.upperBound - section.lowerBound)].allSatisfy({ $0 == 0xFF }) { continue }
+                if let last = out.last, last.upperBound == range.lowerBound { out[out.count - 1] = last.lowerBound..<range.upperBound } else { out.append(range) }
+            }
+        }
+        return out
+    }
+
     public func verify(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
         let image = try application(of: plan)
         if let refusal = session.readRefusal { return StepOutcome(bytes: 0, "not verified: \(refusal)") }
-        for segment in image.segments {
-            let back = try readFlash(segment.address..<segment.address + UInt32(segment.bytes.count))
-            if let i = segment.bytes.indices.first(where: { segment.bytes[$0] != back[$0] }) {
-                throw .verifyFailed(address: segment.address + UInt32(i), expected: segment.bytes[i], actual: back[i])
+        for run in try writeRuns(of: image) {
+            let back = try readFlash(run)
+            let wanted = image.bytes(in: UInt32(run.lowerBound)..<UInt32(run.upperBound))
+            if let i = wanted.indices.first(where: { wanted[$0] != back[$0] }) {
+                throw .verifyFailed(address: UInt32(run.lowerBound + i), expected: wanted[i], actual: back[i])
             }
         }
         return StepOutcome(bytes: image.byteCount, "\(image.byteCount) bytes match")
@@ -257,25 +348,31 @@ public final class BootloaderTarget: RestoreTarget {
 
     public func describe(into result: inout RecoveryResult) {
         result.part = part
-        result.signature = report?.signature
+        result.signature = part == nil ? nil : report?.signature ?? part?.signature
+        result.stm32 = stm32
     }
 
     // MARK: Helpers
 
-    private func identified() throws(RecoveryError) -> AVRPart {
-        guard let part else { throw .bootloader(.protocolViolation("the chip was not identified")) }
-        return part
-    }
-
+    /// The rule's application; a raw binary for an STM32 goes where the bootloader puts applications
+    /// (0x08002000 above the STM32duino bootloader), as dfu-util's `-D FILE.bin` does.
     private func application(of plan: RestorePlan) throws(RecoveryError) -> MemoryImage {
-        guard let image = plan.firmware.application?.image else { throw .refused([Finding(.error, .imageBeyondFlash, "the rule has no application")]) }
-        return image
+        guard let file = plan.firmware.application else { throw .refused([Finding(.error, .imageBeyondFlash, "the rule has no application")]) }
+        guard let flash = report?.stm32Flash, file.format == .binary, flash.applicationStart != flash.base, file.image.lowestAddress == flash.base else {
+            return file.image
+        }
+        var moved = MemoryImage()
+        for segment in file.image.segments {
+            do { try moved.write(segment.bytes, at: segment.address + (flash.applicationStart - flash.base)) } catch {
+                throw .refused([Finding(.error, .imageBeyondFlash, "the application does not fit above the bootloader: \(error)")])
+            }
+        }
+        return moved
     }
 
-    private func readFlash(_ range: Range<UInt32>, progress: @escaping (Int) -> Void = { _ in }) throws(RecoveryError) -> [UInt8] {
-        try bootloader { () throws(BootloaderError) in try session.readFlash(at: Int(range.lowerBound), count: range.count, progress: progress) }
+    private func readFlash(_ range: Range<Int>, progress: @escaping (Int) -> Void = { _ in }) throws(RecoveryError) -> [UInt8] {
+        try bootloader { () throws(BootloaderError) in try session.readFlash(at: range.lowerBound, count: range.count, progress: progress) }
     }
-
     private func bootloader<T>(_ body: () throws(BootloaderError) -> T) throws(RecoveryError) -> T {
         do { return try body() } catch { throw .bootloader(error) }
     }

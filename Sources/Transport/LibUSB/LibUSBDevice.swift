@@ -76,6 +76,14 @@ public final class LibUSBDevice: USBDevice {
         guard result == 0 else { throw failure(result, request: 11) }
     }
 
+    /// `libusb_reset_device`; a device that re-enumerates as another (it left its bootloader) is gone
+    /// from this handle, which is what was asked.
+    public func resetDevice() throws(USBError) {
+        guard let handle else { throw .noDevice }
+        let result = libusb_reset_device(handle)
+        guard result == 0 || result == LIBUSB_ERROR_NOT_FOUND.rawValue else { throw failure(result, request: 0) }
+    }
+
     /// `libusb_bulk_transfer` OUT.
     @discardableResult
     public func bulkWrite(endpoint: UInt8, data: [UInt8], timeoutMilliseconds: Int) throws(USBError) -> Int {
