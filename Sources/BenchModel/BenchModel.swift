@@ -61,8 +61,10 @@ public enum BootloaderKind: String, CaseIterable, Sendable, Codable, CustomStrin
     /// Whether it is reached through a serial port (a CDC ACM tty).
     public var isSerial: Bool { self == .caterina }
 
-    /// The bootloaders bootmedic flashes through today (`flash`, the agent, the simulators); the others
-    /// are recognised and left alone.
+    /// Whether it runs on an STM32 (its files are raw binaries at flash addresses).
+    public var isSTM32: Bool { self == .stm32duino || self == .stm32DFU }
+
+    /// The bootloaders bootmedic flashes through (`flash`, the agent, the simulators).
     public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU, .usbasploader, .halfkay, .bootloadhid, .stm32duino, .stm32DFU]
 }
 

@@ -149,6 +149,9 @@ public struct Rule: Sendable {
     /// What a flash through the board's bootloader does to the EEPROM: nothing (nil), write a file, or
     /// erase it (QMK Toolbox's "Clear EEPROM").
     public internal(set) var eeprom: EEPROMAction? = nil
+    /// Where a raw-binary application is placed (`application_address`; an STM32 sketch above the
+    /// STM32duino bootloader's 8 KiB: 0x08002000); by default the flash base.
+    public internal(set) var applicationAddress: UInt32? = nil
 
     /// Where the rule names what it writes: its bootloader, else its application.
     public var firmwarePosition: SourcePosition { (bootloader ?? application)?.position ?? position }

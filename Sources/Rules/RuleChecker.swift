@@ -68,12 +68,19 @@ public enum EEPROMContents: Sendable {
 
 extension Rule {
     /// Loads the bootloader (and application), verifies pinned digests, and merges them.
-    /// Raw binaries are placed at the STM32 flash base.
+    /// Raw binaries are placed at the STM32 flash base (an application at its `application_address`).
     public func loadFirmware() throws(RuleFirmwareError) -> PreparedFirmware {
-        let isSTM32 = parts.first?.isSTM32 ?? false
+        // A rule that names only the USB ids of an STM32 bootloader is for an STM32 too.
+        let isSTM32 = parts.first?.isSTM32 ?? [match.usb, expectUSB].contains { usb in
+            DeviceCatalog.builtIn.entries.contains { entry in
+                guard entry.usb == usb, case let .bootloader(kind) = entry.role else { return false }
+                return kind.isSTM32
+            }
+        }
         func load(_ reference: FirmwareReference) throws(RuleFirmwareError) -> FirmwareFile {
             let file: FirmwareFile
-            do { file = try FirmwareFile(path: reference.path, binaryBase: isSTM32 ? STM32Chip.flashBase : 0) } catch {
+            let base = reference == application ? applicationAddress ?? (isSTM32 ? STM32Chip.flashBase : 0) : isSTM32 ? STM32Chip.flashBase : 0
+            do { file = try FirmwareFile(path: reference.path, binaryBase: base) } catch {
                 if case .missing = error {
                     throw .missing(path: reference.path, pinned: reference.sha256, known: KnownBootloaders.entry(forPath: reference.path, pinned: reference.sha256))
                 }

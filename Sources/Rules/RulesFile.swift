@@ -165,7 +165,7 @@ private struct Decoder {
 
     static let ruleKeys = ["name", "description", "match", "bootloader", "sha256", "application", "application_sha256",
                            "fuses", "lock", "clock", "clock_div8", "expect_usb", "backup", "restore_eeprom", "eeprom", "eeprom_sha256",
-                           "allow_unsafe_fuses", "allow_unlock", "raise_clock"]
+                           "allow_unsafe_fuses", "allow_unlock", "raise_clock", "application_address"]
 
     mutating func rule(_ table: TOMLTable, firmwareRoot: String) -> Rule? {
         ruleName = nil
@@ -271,11 +271,16 @@ private struct Decoder {
             report(.error, "eeprom_sha256 is given but eeprom is not", at: pin.position)
         }
 
+        let applicationAddress = integer(table, "application_address", range: 0...0xFFFF_FFFF).map(UInt32.init)
+        if applicationAddress != nil, table["application"] == nil {
+            report(.error, "application_address is given but application is not", at: table["application_address"]!.position)
+        }
+
         let errorsAfter = problems.filter { $0.severity == .error }.count
         guard errorsAfter == errorsBefore, bootloader != nil || application != nil else { return nil }
         return Rule(name: name, position: table.position, match: match, bootloader: bootloader, application: application,
                     fuses: fuses, fusesPosition: table["fuses"]?.position, lock: lock, clock: clock, expectUSB: expectUSB,
-                    policies: policies, summary: string(table, "description"), eeprom: eeprom)
+                    policies: policies, summary: string(table, "description"), eeprom: eeprom, applicationAddress: applicationAddress)
     }
 
     mutating func firmware(_ table: TOMLTable, _ key: String, _ digestKey: String, root: String, required: Bool) -> FirmwareReference? {

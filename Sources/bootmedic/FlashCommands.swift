@@ -126,6 +126,7 @@ extension RehearseCommand {
     /// USBaspLoader with V-USB's low-speed timing.
     func rehearseBootloader() throws {
         let kind = bootloader ?? .caterina
+        if kind == .stm32duino || kind == .stm32DFU { return try rehearseSTM32Bootloader(kind) }
         let avr = try chip.avrPart()
         let set = try options.loadRules()
         let chosen = options.rule.flatMap(set.rule(named:))
@@ -204,4 +205,41 @@ extension RehearseCommand {
 /// `path` from the working directory, as a rule's firmware path is resolved.
 private func absolutePath(_ path: String) -> String {
     path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+extension RehearseCommand {
+    /// An STM32 board in its bootloader: the STM32duino's Maple DFU on an F103, its chip holding the
+    /// rule's bootloader at 0x08000000 unless --initial-flash says otherwise; or ST's system bootloader
+    /// (DfuSe, in ROM) on any simulated STM32. Both answer control transfers with full-speed timing.
+    func rehearseSTM32Bootloader(_ kind: BootloaderKind) throws {
+        let model = try simulatedSTM32Model(chip.part)
+        if kind == .stm32duino, model.family.id != .f1 { throw fail("the STM32duino bootloader runs on the STM32F1, not on \(model.description)") }
+        let set = try options.loadRules()
+        var flash = try chip.initialFlash.map { try readBinary($0) }
+        let chosen = options.rule.flatMap(set.rule(named:)) ?? set.rules.first { $0.bootloader != nil }
+        if flash == nil, kind == .stm32duino, let image = try? chosen?.loadFirmware().bootloader?.image, let span = image.span {
+            flash = image.bytes(in: STM32Chip.flashBase..<UInt32(span.upperBound))
+        }
+        let clock = VirtualClock()
+        let simulated = SimulatedSTM32(model: model, clock: clock, flash: flash, readProtected: protected)
+        let device: SimulatedSTM32DFU = kind == .stm32duino ? SimulatedMapleDFU(chip: simulated) : SimulatedDfuSe(chip: simulated)
+        // The board pulled mid-flash: its device goes once two blocks are written.
+        if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
+        let recorded = try trace.recorder()?.recording(device, time: clock) ?? device
+        guard let session = kind.session(on: recorded, time: clock) else { throw fail("no session for \(kind.description)") }
+        let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
+        let job = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule,
+                              backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
+        job.stepClock = clock
+        let result = job.run()
+        session.close()
+        if let dump {
+            do {
+                try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
+                try Data(simulated.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
+                try model.family.optionBytes.json(simulated.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
+            } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
+        }
+        try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: device.transferCount))
+    }
 }

@@ -48,7 +48,7 @@ public final class DfuSeBootloader: BootloaderSession {
         // A read-protected chip refuses the first read.
         do { _ = try read(at: found.base, count: 4) } catch .refused { protected = true; try dfu.returnToIdle() }
         let release = device.description.deviceRelease
-        identity.firmware = "STM32 system bootloader (DfuSe, " + String(cFormat: "version %X.%X", Int32(release >> 8 & 0xFF), Int32(release >> 4 & 0xF)) + ")"
+        identity.firmware = "STM32 system bootloader (DfuSe, " + String(cFormat: "version %X.%X", Int32(release >> 12 & 0xF), Int32(release >> 8 & 0xF)) + ")"
         return BootloaderReport(signature: nil, fuses: nil, lock: nil, software: identity.firmware ?? "DfuSe", blockSize: transferSize,
                                 stm32Flash: STM32BootloaderFlash(base: found.base, size: found.size, applicationStart: found.base, geometry: found.geometry))
     }

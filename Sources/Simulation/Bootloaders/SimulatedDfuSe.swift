@@ -27,11 +27,11 @@ public final class SimulatedDfuSe: SimulatedSTM32DFU {
         case let .f1(pageSize, _, _, _, _): sizes = [Int](repeating: pageSize, count: chip.flashSize / pageSize)
         case let .f4(sectors, _, _, _): sizes = sectors
         }
-        layout = DfuSeMemoryLayout(name: "Internal Flash ", base: SimulatedSTM32.flashBase, sizes: sizes)
+        layout = DfuSeMemoryLayout(name: "Internal Flash", base: SimulatedSTM32.flashBase, sizes: sizes)
         let description = USBDeviceDescription(vendorID: vendorID, productID: productID, manufacturer: "STMicroelectronics",
                                                product: "STM32  BOOTLOADER", serialNumber: "365A38743234", deviceRelease: 0x2200)
         super.init(chip: chip, descriptors: SimulatedDescriptors(description: description, interfaces: [
-            SimulatedDescriptors.dfuInterface(settings: [layout.text, DfuSeMemoryLayout(name: "Option Bytes ", base: chip.model.family.optionBytes.address,
+            SimulatedDescriptors.dfuInterface(settings: [layout.text, DfuSeMemoryLayout(name: "Option Bytes", base: chip.model.family.optionBytes.address,
                                                                                         sizes: [chip.model.family.optionBytes.length]).text],
                                               functional: Self.functional),
         ]))
