@@ -32,6 +32,7 @@ if [ "${1:-}" = "--vm" ]; then
     openocd            # the other reference client: reads back a Bluepill clone through the gadget
     dfu-programmer     # the reference client for the Atmel DFU bootloader gadget
     teensy-loader-cli  # the reference client for the HalfKay gadget
+    dfu-util           # the reference client for the STM32duino (Maple) and STM32 system (DfuSe) bootloaders
     modemmanager       # as a desktop bench PC runs it: it must leave the serial programmers alone
   )
 fi

@@ -36,7 +36,7 @@ out=$cache/out; rm -rf "$out"; mkdir -p "$out"
 trap 'rm -rf "$initrd"' EXIT
 mkdir -p "$initrd/bin" "$initrd/modules" "$initrd/proc" "$initrd/sys" "$initrd/dev"
 cp /bin/busybox "$initrd/bin/"
-for module in dummy_hcd libcomposite usb_f_fs usb_f_acm cdc-acm usbhid hid-generic virtio_pci 9pnet_virtio 9p overlay configfs; do
+for module in dummy_hcd libcomposite usb_f_fs usb_f_acm cdc-acm usbhid hid-generic vhci-hcd virtio_pci 9pnet_virtio 9p overlay configfs; do
   modprobe -d "$cache/root" -S "$kver" --show-depends "$module"
 done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$initrd/modules.list"
 while read -r path; do cp "$path" "$initrd/modules/"; basename "$path"; done < "$initrd/modules.list" > "$initrd/modules.order"
@@ -234,6 +234,36 @@ check "  and it left for the application" grep -q '"left": true' "$out/bh-bootme
 check "bootmedic flash knew the ATmega32A by BootloadHID's sizes and saw it leave USB" \
   sh -c 'grep -q "ATmega32A (told by its 32 KiB of flash in 128-byte pages)" "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/bh-bootmedic.log"
 [ -s "$out/bh-times.txt" ] && awk '{ printf "the 12 KiB sketch through the BootloadHID gadget, wall time in the guest (TCG): bootmedic flash %.2f s\n", $3 / 1000 }' "$out/bh-times.txt"
+section 15
+check "the STM32duino bootloader enumerates on vhci_hcd with its DFU functional descriptor and three alternate settings" \
+  sh -c 'grep -q "1eaf:0003" "$1" && [ "$(grep -c "alt=" "$1")" = 3 ] && grep -q "Upload to Flash 0x8002000" "$1"' - "$out/mp-dfu-util-list.txt"
+for client in dfu-util bootmedic; do
+  check "$client flashes a sketch through the STM32duino bootloader" grep -qx 0 "$out/mp-$client-status.txt"
+  check "  the Bluepill holds the sketch at 0x08002000, the STM32duino bootloader untouched" python3 - "$out/mp-$client-chip/flash.bin" "$out/sketch.bin" "$firmware/generic_boot20_pc13.bin" <<'PY'
+import sys
+flash, sketch, loader = (open(p, "rb").read() for p in sys.argv[1:4])
+sys.exit(0 if flash[:len(loader)] == loader and flash[0x2000:0x2000 + len(sketch)] == sketch else 1)
+PY
+  check "  and the USB reset rebooted it into the sketch" grep -q '"left": true' "$out/mp-$client-chip/session.json"
+done
+check "bootmedic flash told the F103 by the flash the bootloader reads back and verified the sketch" \
+  sh -c 'grep -q "STM32F10x medium-density (told by its 64 KiB of flash in 1024-byte pages)" "$1" && grep -q "20000 bytes match" "$1"' - "$out/mp-bootmedic.log"
+[ -s "$out/mp-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "a 20000-byte sketch through the STM32duino bootloader on vhci_hcd, wall time in the guest (TCG): bootmedic flash %.2f s, dfu-util %.2f s\n", t["bootmedic"], t["dfu-util"] }' "$out/mp-times.txt"
+section 16
+check "the STM32 system bootloader enumerates on vhci_hcd with the DfuSe layout of an F411" \
+  sh -c 'grep -q "0483:df11" "$1" && grep -q "@Internal Flash /0x08000000/04\*016Kg,01\*064Kg,03\*128Kg" "$1"' - "$out/ds-dfu-util-list.txt"
+for client in dfu-util bootmedic; do
+  check "$client flashes firmware through DfuSe" grep -qx 0 "$out/ds-$client-status.txt"
+  check "  the Black Pill holds it at 0x08000000" python3 - "$out/ds-$client-chip/flash.bin" "$out/sketch.bin" <<'PY'
+import sys
+flash, sketch = (open(p, "rb").read() for p in sys.argv[1:3])
+sys.exit(0 if flash[:len(sketch)] == sketch else 1)
+PY
+  check "  and it left for the application" grep -q '"left": true' "$out/ds-$client-chip/session.json"
+done
+check "bootmedic flash told the F411 by its DfuSe layout and verified the firmware" \
+  sh -c 'grep -q "STM32F411xC/E (told by its 512 KiB of flash in sectors of 16–128 KiB)" "$1" && grep -q "20000 bytes match" "$1"' - "$out/ds-bootmedic.log"
+[ -s "$out/ds-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "20000 bytes through DfuSe on vhci_hcd, wall time in the guest (TCG): bootmedic flash %.2f s, dfu-util %.2f s\n", t["bootmedic"], t["dfu-util"] }' "$out/ds-times.txt"
 section 11
 check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
 check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"

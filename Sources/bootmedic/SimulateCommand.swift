@@ -24,7 +24,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "The programmer to simulate: stk500v1 (Arduino as ISP), avrisp (Pro Micro/Teensy ISP firmware) or buspirate.")
     var programmer: ProgrammerKind?
 
-    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line; atmel-dfu, usbasploader, halfkay or bootloadhid with --functionfs), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
+    @Option(help: "Instead of a programmer: a board waiting in this bootloader (caterina on a serial line; atmel-dfu, usbasploader, halfkay or bootloadhid with --functionfs; stm32duino or stm32-dfu with --usbip), its chip holding --initial-flash (Arduino's lock 0x2F); prints \"left\" when told to start the application.")
     var bootloader: BootloaderKind?
 
     @OptionGroup var chipOptions: SimulatedChipOptions
@@ -44,12 +44,17 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny, stlink) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound, and \"writing\" once the host has written a flash page.", valueName: "dir"))
     var functionfs: String?
 
+    @Flag(help: "Serve the STM32 bootloader (stm32duino, stm32-dfu) on the kernel's virtual host controller (vhci_hcd, USB/IP), with its own descriptors; prints \"ready\" once attached.")
+    var usbip = false
+
     func validate() throws {
         if let bootloader {
             guard programmer == nil else { throw ValidationError("give --bootloader or --programmer, not both") }
             guard BootloaderKind.flashable.contains(bootloader) else {
                 throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) have")
             }
+            if bootloader.isSTM32 != usbip { throw ValidationError(usbip ? "--usbip serves the STM32 bootloaders (stm32duino, stm32-dfu)" : "--bootloader \(bootloader.rawValue) is served with --usbip") }
+            if usbip { return }
             if bootloader.isSerial, functionfs != nil { throw ValidationError("--bootloader \(bootloader.rawValue) is served on a serial line (--tty), not --functionfs") }
             if !bootloader.isSerial, functionfs == nil { throw ValidationError("--bootloader \(bootloader.rawValue) is a USB device: give --functionfs DIR") }
             return
@@ -67,6 +72,7 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         if programmer == .stlink, let functionfs { return try serveSTLinkGadget(at: functionfs) }
+        if let bootloader, usbip { return try serveOnVirtualBus(bootloader) }
         let (flash, eeprom, fuses) = try chipOptions.contents()
         let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses,
                                 lock: bootloader == nil ? nil : 0x2F)

@@ -86,13 +86,65 @@ extension SimulateCommand {
                 + String(cFormat: ", \"massErases\": %d, \"unitsErased\": %d, \"accessesProgrammed\": %d}\n",
                          target.massErases, target.unitsErased, target.accessesProgrammed)
         }
+        try finish(flash: session.withSimulator { _ in target.flash }, summary: summary)
+    }
+
+    /// Reports the session and writes an STM32's flash and the summary to --state.
+    func finish(flash: [UInt8], summary: String) throws {
         printError("simulated: " + summary.trimmingWhitespace)
         guard let state else { return }
         do {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-            try Data(session.withSimulator { _ in target.flash }).write(to: URL(fileURLWithPath: state + "/flash.bin"))
+            try Data(flash).write(to: URL(fileURLWithPath: state + "/flash.bin"))
             try summary.write(toFile: state + "/session.json", atomically: true, encoding: .utf8)
         } catch { throw fail("cannot write the state to \(state): \(InputFile.reason(error))") }
+    }
+
+    /// An STM32 board in its bootloader — the STM32duino's Maple DFU on an F103, or ST's system
+    /// bootloader (DfuSe) — on the kernel's virtual host controller (USB/IP), where it gives its own
+    /// descriptors: the DFU functional descriptor and the alternate settings that name its memories,
+    /// which a FunctionFS gadget cannot carry on Linux 6.1. Prints "ready" once attached, "writing" at the
+    /// first block written and "left" when the bootloader starts the application, and then unplugs. The
+    /// virtual bus carries no USB reset (vhci_hcd resets its port by itself): the kernel's re-enumeration
+    /// of a configured device, its 64-byte read of the device descriptor, is taken as one.
+    func serveOnVirtualBus(_ kind: BootloaderKind) throws {
+        let model = try simulatedSTM32Model(chipOptions.part)
+        if kind == .stm32duino, model.family.id != .f1 { throw fail("the STM32duino bootloader runs on the STM32F1, not on \(model.description)") }
+        let chip = SimulatedSTM32(model: model, clock: VirtualClock(), flash: try chipOptions.initialFlash.map { try readBinary($0) },
+                                  readProtected: readProtected)
+        let device: SimulatedSTM32DFU = kind == .stm32duino ? SimulatedMapleDFU(chip: chip) : SimulatedDfuSe(chip: chip)
+        device.linkTiming = .carriedElsewhere
+        let pace = RealTimePacer(clock: chip.clock)
+        let attachment: USBIPAttachment
+        do { attachment = try USBIPAttachment() } catch { throw fail(error.description) }
+        let signals = announce("ready")
+        var requests = 0, configured = false, announcedWriting = false
+        do {
+            try attachment.serve(until: { signals.wait(until: .now()) || device.hasLeft }) { setup, data in
+                guard let target = USBControlTarget(requestType: setup.requestType) else { return nil }
+                requests += 1
+                pace.catchUp()
+                defer {
+                    pace.holdBack()
+                    if !announcedWriting, device.blocksWritten > 0 { announcedWriting = true; print("writing"); fflush(nil) }
+                }
+                let isReset = target.kind == .standard && setup.request == 0x06 && setup.value == 0x0100 && setup.length == 64 && configured
+                if target.kind == .standard, setup.request == 0x09 { configured = true }
+                let reply = setup.isDeviceToHost
+                    ? try? device.controlIn(to: target, request: setup.request, value: setup.value, index: setup.index,
+                                            length: Int(setup.length), timeoutMilliseconds: 5000)
+                    : (try? device.controlOut(to: target, request: setup.request, value: setup.value, index: setup.index,
+                                              data: data, timeoutMilliseconds: 5000)).map { _ in [] }
+                // Answered as the same device; a bootloader that takes the reset as its cue leaves after it.
+                if isReset { try? device.resetDevice() }
+                return reply
+            }
+        } catch { throw fail(error.description) }
+        attachment.unplug()
+        if device.hasLeft { print("left"); fflush(nil) }
+        let summary = String(cFormat: "{\"seconds\": %.6f, \"controlRequests\": %d, \"blocksWritten\": %d, \"left\": ", chip.clock.seconds, requests, device.blocksWritten)
+            + (device.hasLeft ? "true" : "false") + "}\n"
+        try finish(flash: chip.flash, summary: summary)
     }
 }
 

@@ -525,6 +525,88 @@ after_plug= simpart=
 step "bootmedic flashed the PS2AVRGB board through BootloadHID"
 fi
 
+# on_virtual_bus KIND PREFIX CLIENT VID:PID [SIMULATE-ARGS...] -- COMMAND...: the STM32 board waiting in
+# bootloader KIND, served by bootmedic's simulator on vhci_hcd (USB/IP: its own descriptors, the DFU
+# functional descriptor and alternate settings a FunctionFS gadget cannot carry on this kernel); once it
+# has enumerated, `dfu-util -l` lists it and COMMAND runs (its status and wall time in $out). The
+# simulator says "writing", then "left" and unplugs itself when the bootloader starts the application.
+on_virtual_bus() {
+  vb_kind=$1 vb_prefix=$2 vb_client=$3 vb_ids=$4; shift 4
+  vb_args=""
+  while [ "$1" != "--" ]; do vb_args="$vb_args $1"; shift; done
+  shift
+  serve vbus bootloader:$vb_kind $vb_prefix-$vb_client-chip --usbip $vb_args
+  for _ in $(seq 200); do
+    grep -qx "${vb_ids#*:}" $(grep -lx "${vb_ids%:*}" /sys/bus/usb/devices/*/idVendor 2>/dev/null | sed 's/idVendor$/idProduct/') /dev/null 2>/dev/null && break
+    sleep 0.05
+  done
+  udevadm settle --timeout=20
+  bounded 30 $vb_prefix-list dfu-util -l -d "$vb_ids" > $out/$vb_prefix-$vb_client-list.txt 2>&1
+  ( [ "$(read_line 150 $vb_prefix-left-$vb_client)" = writing ] && [ "$(read_line 150 $vb_prefix-left-$vb_client)" = left ] ) &
+  vb_leaver=$!
+  vb_t0=$(now_ms)
+  bounded 120 $vb_prefix-$vb_client "$@" > $out/$vb_prefix-$vb_client.log 2>&1
+  vb_status=$?
+  echo $vb_status > $out/$vb_prefix-$vb_client-status.txt
+  echo "$vb_client $vb_status $(( $(now_ms) - vb_t0 ))" >> $out/$vb_prefix-times.txt
+  wait $vb_leaver
+  udevadm settle --timeout=20
+  unserve
+}
+/usr/bin/python3 -c 'import random, sys; sys.stdout.buffer.write(bytes(random.Random(15).randrange(256) for _ in range(20000)))' > /tmp/sketch.bin
+cp /tmp/sketch.bin $out/sketch.bin
+
+# --- 15. A Bluepill's STM32F103 waiting in the STM32duino bootloader (1EAF:0003, Maple DFU: alternate
+# setting 2 takes the sketch above the bootloader's 8 KiB): dfu-util writes a 20000-byte sketch and
+# resets the board into it, then `bootmedic flash` finds the board by its ids and does the same with
+# a rule that places the raw binary (application_address), backing up and verifying by reading back.
+if part 15; then
+cat > /tmp/bluepill.toml <<'RULE'
+[[rule]]
+name = "bluepill-sketch"
+match = { part = "stm32f103" }
+application = "/tmp/sketch.bin"
+application_address = 0x08002000
+RULE
+: > $out/mp-times.txt
+simpart=stm32f103
+for client in dfu-util bootmedic; do
+  if [ $client = dfu-util ]; then
+    set -- dfu-util -d 1eaf:0003 -a 2 -D /tmp/sketch.bin -R
+  else
+    set -- "$bin" flash --rules /tmp/bluepill.toml --backup-dir /tmp/backups
+  fi
+  on_virtual_bus stm32duino mp $client 1eaf:0003 --initial-flash "$VMTEST_FIRMWARE/generic_boot20_pc13.bin" -- "$@"
+  step "$client flashed the Bluepill through the STM32duino bootloader"
+done
+simpart=
+fi
+
+# --- 16. A Black Pill's STM32F411 in ST's system bootloader (0483:DF11, DfuSe: the flash's sectors in
+# alternate setting 0's name): dfu-util erases, writes and leaves (-s 0x08000000:leave), then
+# `bootmedic flash` does it with an application-only rule, erasing only the sectors the backup did
+# not read blank.
+if part 16; then
+cat > /tmp/blackpill.toml <<'RULE'
+[[rule]]
+name = "blackpill-firmware"
+match = { part = "stm32f411" }
+application = "/tmp/sketch.bin"
+RULE
+: > $out/ds-times.txt
+simpart=stm32f411
+for client in dfu-util bootmedic; do
+  if [ $client = dfu-util ]; then
+    set -- dfu-util -d 0483:df11 -a 0 -s 0x08000000:leave -D /tmp/sketch.bin
+  else
+    set -- "$bin" flash --rules /tmp/blackpill.toml --backup-dir /tmp/backups
+  fi
+  on_virtual_bus stm32-dfu ds $client 0483:df11 -- "$@"
+  step "$client flashed the Black Pill through DfuSe"
+done
+simpart=
+fi
+
 # --- 11. The whole bench on one board, by bootmedic.service: a factory ATmega32U4 behind the USBasp
 # gadget gets QMK's Atmel DFU bootloader merged with the sketch, and the rule's fuses, over ISP; then
 # its own USB (the Atmel DFU gadget on the board's socket, its chip as the restore leaves it) enumerates

@@ -14,7 +14,6 @@ import Transport
 public final class SimulatedDfuSe: SimulatedSTM32DFU {
     public static let functional = DFUFunctionalDescriptor(attributes: 0x0B, detachTimeoutMilliseconds: 255, transferSize: 2048, version: 0x011A)
     public let layout: DfuSeMemoryLayout
-    public private(set) var blocksWritten = 0
     public private(set) var unitsErased = 0
 
     private enum Pending { case command([UInt8]), write(UInt32, [UInt8]) }

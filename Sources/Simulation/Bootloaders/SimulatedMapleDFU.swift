@@ -14,8 +14,6 @@ public final class SimulatedMapleDFU: SimulatedSTM32DFU {
                                       "STM32duino bootloader v1.0  Upload to Flash 0x8005000",
                                       "STM32duino bootloader v1.0  Upload to Flash 0x8002000"]
     public static let functional = DFUFunctionalDescriptor(attributes: 0x03, detachTimeoutMilliseconds: 255, transferSize: 1024, version: 0x0110)
-    /// Blocks written since the board enumerated.
-    public private(set) var blocksWritten = 0
 
     private var pending: [UInt8]?
     private var written = 0

@@ -13,6 +13,8 @@ public class SimulatedSTM32DFU: USBDevice {
     let link: SimulatedUSBLink
     /// Whether the bootloader has started the application (the device is then gone).
     public internal(set) var hasLeft = false
+    /// Blocks of flash written since the board enumerated.
+    public internal(set) var blocksWritten = 0
     /// The alternate setting the host selected.
     public internal(set) var alternateSetting = 0
     var state = DFUState.idle

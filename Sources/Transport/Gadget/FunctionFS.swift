@@ -19,6 +19,8 @@ public enum GadgetError: Error, CustomStringConvertible {
     case io(reason: String)
     /// The gadget was unbound, or the host deconfigured it.
     case disconnected
+    /// Attaching to, or talking with, the kernel's virtual host controller (USB/IP).
+    case virtualBus(reason: String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,7 @@ public enum GadgetError: Error, CustomStringConvertible {
         case let .descriptorsRefused(reason): return "FunctionFS refused the descriptors: \(reason)"
         case let .io(reason): return "FunctionFS: \(reason)"
         case .disconnected: return "FunctionFS: the host let go of the gadget"
+        case let .virtualBus(reason): return "USB/IP: \(reason)"
         }
     }
 }
