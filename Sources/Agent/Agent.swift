@@ -38,6 +38,9 @@ public final class Agent: Sendable {
         var bootloaderOverride: (@Sendable (USBID) -> BenchBootloader?)?
         /// Flashes through a bootloader that arrived on its own (not after a restore), running or done.
         var bootloaderJobs: [WorkerThread] = []
+        /// Until when a port whose board was just flashed through its bootloader is left alone: the
+        /// STM32duino bootloader comes back on the bus for a second or two after the reset into the sketch.
+        var settling: [String: ContinuousClock.Instant] = [:]
     }
     private let state = Mutex(State())
     private let probes: ProbeQueue
@@ -175,6 +178,7 @@ public final class Agent: Sendable {
             let known = state.bootloaders[bootloader.id] != nil
             state.bootloaders[bootloader.id] = bootloader
             guard !known, !state.stopping, rules.rules.contains(where: { $0.application != nil }) else { return false }
+            if let until = state.settling[bootloader.port ?? bootloader.id], until > .now { return false }
             let restoring = state.slots.values.contains { if case .restoring = $0.state { return true }; return false }
             return !(restoring && expectedBySlot)
         }
@@ -184,13 +188,20 @@ public final class Agent: Sendable {
         if let port = bootloader.port { fields["BOOTMEDIC_PORT"] = port }
         journal.write(JournalEntry(.targetFound, "\(bootloader.kind.description) at \(bootloader.port ?? bootloader.id): a board waits in its bootloader", fields: fields))
         let thread = WorkerThread(name: "bootloader \(bootloader.port ?? bootloader.id)") { [self] thread in
-            _ = bootloader.flash(job: job, ruleName: nil, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
+            let result = bootloader.flash(job: job, ruleName: nil, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
+            if result?.failure == nil, bootloader.kind.comesBackAfterReset {
+                state.withCheckedLock { $0.settling[bootloader.port ?? bootloader.id] = .now + Self.settlingTime }
+            }
         }
         state.withCheckedLock { state in
             state.bootloaderJobs.removeAll { $0.join(timeout: 0) }
             state.bootloaderJobs.append(thread)
         }
     }
+
+    /// How long a board's bootloader coming back at the port it was just flashed on is taken for the
+    /// board restarting, not for a new board.
+    static let settlingTime = Duration.seconds(6)
 
     // MARK: Slots
 

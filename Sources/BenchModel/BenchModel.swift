@@ -64,6 +64,10 @@ public enum BootloaderKind: String, CaseIterable, Sendable, Codable, CustomStrin
     /// Whether it runs on an STM32 (its files are raw binaries at flash addresses).
     public var isSTM32: Bool { self == .stm32duino || self == .stm32DFU }
 
+    /// Whether the board comes back on the bus in this bootloader for a while after it was reset into
+    /// its application (the STM32duino bootloader waits a second for DFU after every reset).
+    public var comesBackAfterReset: Bool { self == .stm32duino }
+
     /// The bootloaders bootmedic flashes through (`flash`, the agent, the simulators).
     public static let flashable: [BootloaderKind] = [.caterina, .atmelDFU, .usbasploader, .halfkay, .bootloadhid, .stm32duino, .stm32DFU]
 }

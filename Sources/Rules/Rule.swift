@@ -200,7 +200,7 @@ extension Rule {
         Rule(name: name, position: position, match: match, bootloader: bootloader,
              application: FirmwareReference(declaredPath: path, path: path, sha256: nil, position: application?.position ?? position),
              fuses: fuses, fusesPosition: fusesPosition, lock: lock, clock: clock, expectUSB: expectUSB, policies: policies, summary: summary,
-             eeprom: eeprom)
+             eeprom: eeprom, applicationAddress: applicationAddress)
     }
 }
 

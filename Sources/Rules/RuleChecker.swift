@@ -87,7 +87,9 @@ extension Rule {
                 throw .file(error)
             }
             // After the read, so that a missing file is reported as missing whatever its name.
-            if !isSTM32, file.format == .binary { throw .binaryForAVR(path: reference.path) }
+            // A rule for any part that only flashes an application (`flash FILE`) takes a raw binary too:
+            // the bootloader it meets places it.
+            if !isSTM32, file.format == .binary, !(parts.isEmpty && bootloader == nil) { throw .binaryForAVR(path: reference.path) }
             if let pinned = reference.sha256, pinned != file.sha256 {
                 throw .digestMismatch(path: reference.path, pinned: pinned, actual: file.sha256)
             }

@@ -82,6 +82,21 @@ import Transport
         #expect(placed)
     }
 
+    /// `bootmedic flash sketch.bin` with no rules: the binary on whatever the bootloader describes.
+    @Test func flashFileWithoutRulesPlacesTheBinary() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (chip, loader) = try bluepill()
+        let app = try binary(5000, seed: 8, in: dir)
+        let job = RecoveryJob(bootloader: MapleDFUBootloader(device: SimulatedMapleDFU(chip: chip), time: chip.clock),
+                              rules: RuleSet.flashing(app, backupDirectory: dir.path), backups: BackupStore(directory: dir.path), sink: RecordingSink())
+        job.stepClock = chip.clock
+        let result = job.run()
+        #expect(result.outcome == .restored, "\(result.summary)")
+        let placed = Array(chip.flash[0x2000..<0x2000 + 5000]) == garbage(5000, seed: 8) && Array(chip.flash[0..<loader.count]) == loader
+        #expect(placed)
+    }
+
     @Test func aSketchLargerThanTheFlashIsRefusedBeforeWriting() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -354,16 +354,18 @@ public final class BootloaderTarget: RestoreTarget {
 
     // MARK: Helpers
 
-    /// The rule's application; a raw binary for an STM32 goes where the bootloader puts applications
-    /// (0x08002000 above the STM32duino bootloader), as dfu-util's `-D FILE.bin` does.
+    /// The rule's application; a raw binary for an STM32 without an `application_address` goes where
+    /// the bootloader puts applications (0x08002000 above the STM32duino bootloader), as dfu-util's
+    /// `-D FILE.bin` does.
     private func application(of plan: RestorePlan) throws(RecoveryError) -> MemoryImage {
         guard let file = plan.firmware.application else { throw .refused([Finding(.error, .imageBeyondFlash, "the rule has no application")]) }
-        guard let flash = report?.stm32Flash, file.format == .binary, flash.applicationStart != flash.base, file.image.lowestAddress == flash.base else {
+        guard let flash = report?.stm32Flash, file.format == .binary, plan.rule.applicationAddress == nil,
+              let low = file.image.lowestAddress, low == 0 || low == flash.base, low != flash.applicationStart else {
             return file.image
         }
         var moved = MemoryImage()
         for segment in file.image.segments {
-            do { try moved.write(segment.bytes, at: segment.address + (flash.applicationStart - flash.base)) } catch {
+            do { try moved.write(segment.bytes, at: segment.address - low + flash.applicationStart) } catch {
                 throw .refused([Finding(.error, .imageBeyondFlash, "the application does not fit above the bootloader: \(error)")])
             }
         }
