@@ -328,6 +328,47 @@ atmel_dfu_bootmedic() {
   printf 'atmel-dfu\t12 KiB sketch through the bootloader, no backup\trestored\t%s\t%s\t\n' "$b" "$f" >> "$work/summary.tsv"
 } >> "$work/table.md"
 
+# The other bootloaders, each with its own simulator (rehearse --bootloader KIND, no backup): the same
+# 12 KiB sketch into a Teensy 2.0 (HalfKay), a V-USB ATmega328P (USBaspLoader) and a PS2AVRGB's ATmega32A
+# (BootloadHID); a 20000-byte binary into a Bluepill (STM32duino, at 0x08002000) and a Black Pill's F411
+# (ST's DfuSe). The floor is the chip's own programming time in the model (SPM's erase and write, 9 ms a
+# page; the F103's 20 ms page erase and 52.5 us half-words; the F411's 16 us words), plus the read-back
+# at the bus's bit rate where the bootloader reads. The peers (teensy_loader_cli, avrdude -c usbasp,
+# dfu-util) need a USB bus: vmtest parts 12, 13, 15 and 16 time them against the same simulators.
+python3 -c "import random; open('$work/sketch.bin', 'wb').write(bytes(random.Random(15).randrange(256) for _ in range(20000)))"
+other_bootloader() {  # kind part rules [--initial-flash FILE] [--initial-fuses F]
+  kind=$1 part=$2 rules=$3; shift 3
+  "$bin" rehearse --rules "$rules" --backup-dir "$work/backups" --bootloader "$kind" --part "$part" --json "$@" \
+    | python3 -c "import json,sys; print('%.2f' % json.load(sys.stdin)['simulation']['seconds'])"
+}
+rule_file() {  # path part application [more lines]
+  printf '[[rule]]\nname = "sketch"\nmatch = { part = "%s" }\napplication = "%s"\nbackup = false\n%s\n' "$2" "$3" "${4:-}" > "$1"
+}
+rule_file "$work/teensy.toml" atmega32u4 "$work/sketch.hex"
+rule_file "$work/v-usb.toml" atmega328p "$work/sketch.hex"
+rule_file "$work/ps2avrgb.toml" atmega32a "$work/sketch.hex"
+rule_file "$work/bluepill.toml" stm32f103 "$work/sketch.bin" "application_address = 0x08002000"
+rule_file "$work/blackpill.toml" stm32f411 "$work/sketch.bin"
+{
+  echo
+  echo "The other bootloaders, no backup (simulated seconds, median of $runs; the peers' wall times: vmtest):"
+  echo
+  echo "| bootloader | board | payload | bootmedic s | floor s | ratio |"
+  echo "|---|---|---|---|---|---|"
+  pages=$(( (12000 + 127) / 128 ))
+  while IFS='|' read -r kind part rules board payload floor extra; do
+    b=$(median "$runs" other_bootloader "$kind" "$part" "$rules" $extra)
+    echo "| $kind | $board | $payload | $b | $floor | $(python3 -c "print('%.2f' % ($b/$floor))") |"
+    printf '%s\t%s through the bootloader, no backup\trestored\t%s\t%s\t\n' "$kind" "$payload" "$b" "$floor" >> "$work/summary.tsv"
+  done <<ROWS
+halfkay|atmega32u4|$work/teensy.toml|Teensy 2.0|12 KiB sketch|$(python3 -c "print('%.2f' % ((252 + $pages) * 0.009))")|--initial-fuses 5F:DF:F4
+usbasploader|atmega328p|$work/v-usb.toml|V-USB ATmega328P|12 KiB sketch|$(python3 -c "print('%.2f' % ((240 + $pages) * 0.009 + 12000 * 8 / 1.5e6))")|--initial-flash /usr/share/arduino/hardware/arduino/avr/bootloaders/atmega/ATmegaBOOT_168_atmega328.hex --initial-fuses FF:DA:FD
+bootloadhid|atmega32a|$work/ps2avrgb.toml|PS2AVRGB ATmega32A|12 KiB sketch|$(python3 -c "print('%.2f' % (224 * 0.009))")|--initial-flash $firmware/bootloader_ps2avrgb_bootloadhid_1.0.1.hex --initial-fuses 0F:D0
+stm32duino|stm32f103|$work/bluepill.toml|Bluepill STM32F103C8|20000-byte binary|$(python3 -c "print('%.2f' % (20 * (0.020 + 512 * 52.5e-6) + 20000 * 8 / 12e6))")|--initial-flash $firmware/generic_boot20_pc13.bin
+stm32-dfu|stm32f411|$work/blackpill.toml|Black Pill STM32F411CE|20000-byte binary|$(python3 -c "print('%.2f' % (5000 * 16e-6 + 2 * 20000 * 8 / 12e6))")|
+ROWS
+} >> "$work/table.md"
+
 # Agent costs (wall time on this machine, not simulated): one round of the load test, then the idle agent.
 {
   echo

@@ -25,6 +25,8 @@ public final class BootloaderTarget: RestoreTarget {
     private var section = 0..<0
     /// The section as the backup read it: what is blank already need not be erased again.
     private var readBack: [UInt8]?
+    /// Erase units read blank or not since, where the backup did not read them (by start address).
+    private var blankness: [Int: Bool] = [:]
 
     /// The rules the job chooses from: where the bootloader tells only the flash's size, the part is
     /// the one among those with that flash that a rule is for.
@@ -217,14 +219,28 @@ public final class BootloaderTarget: RestoreTarget {
             let blank = try blankRuns(of: application(of: plan)).reduce(0) { $0 + $1.count }
             return StepOutcome(bytes: 0, "the application section, \(describe(section)): each page is erased as it is written (\(blank / (try writeUnit())) pages the application does not cover are written blank)")
         }
-        let before = readBack
+        var spared = 0
         try bootloader { () throws(BootloaderError) in
+            // A unit that cannot be read blank is erased.
             try session.eraseApplication { range in
-                guard let before, range.lowerBound >= section.lowerBound, range.upperBound <= section.upperBound else { return false }
-                return before[(range.lowerBound - section.lowerBound)..<(range.upperBound - section.lowerBound)].allSatisfy { $0 == 0xFF }
+                let blank = (try? isBlank(range)) ?? false
+                if blank { spared += range.count }
+                return blank
             }
         }
-        return StepOutcome(bytes: section.count, "the application section, \(describe(section))")
+        return StepOutcome(bytes: section.count - spared, "the application section, \(describe(section))" + (spared == 0 ? "" : " (\(spared / 1024) KiB already blank left alone)"))
+    }
+
+    /// Whether `range` of the section is blank: as the backup read it, else read now where the
+    /// bootloader reads (a read costs far less than an erase or a page written), remembered.
+    private func isBlank(_ range: Range<Int>) throws(RecoveryError) -> Bool {
+        guard range.lowerBound >= section.lowerBound, range.upperBound <= section.upperBound else { return false }
+        if let readBack { return readBack[(range.lowerBound - section.lowerBound)..<(range.upperBound - section.lowerBound)].allSatisfy { $0 == 0xFF } }
+        guard session.readRefusal == nil else { return false }
+        if let known = blankness[range.lowerBound] { return known }
+        let blank = try readFlash(range).allSatisfy { $0 == 0xFF }
+        blankness[range.lowerBound] = blank
+        return blank
     }
 
     public func write(_ plan: RestorePlan, _ context: StepContext) throws(RecoveryError) -> StepOutcome {
@@ -265,7 +281,7 @@ public final class BootloaderTarget: RestoreTarget {
     }
 
     /// Where a bootloader that erases as it writes must be sent blank pages: the section outside the
-    /// application's runs, less the units the backup read blank.
+    /// application's runs, less the units already blank.
     private func blankRuns(of image: MemoryImage) throws(RecoveryError) -> [Range<Int>] {
         let unit = try writeUnit()
         var gaps: [Range<Int>] = [], start = section.lowerBound
@@ -273,12 +289,11 @@ public final class BootloaderTarget: RestoreTarget {
             if run.lowerBound > start { gaps.append(start..<run.lowerBound) }
             start = max(start, run.upperBound)
         }
-        guard let readBack else { return gaps }
         var out: [Range<Int>] = []
         for gap in gaps {
             for unitStart in stride(from: gap.lowerBound, to: gap.upperBound, by: unit) {
                 let range = unitStart..<min(unitStart + unit, gap.upperBound)
-                if readBack[(range.lowerBound - section.lowerBound)..<(range.upperBound - section.lowerBound)].allSatisfy({ $0 == 0xFF }) { continue }
+                if try isBlank(range) { continue }
                 if let last = out.last, last.upperBound == range.lowerBound { out[out.count - 1] = last.lowerBound..<range.upperBound } else { out.append(range) }
             }
         }
