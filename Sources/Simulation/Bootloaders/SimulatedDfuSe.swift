@@ -18,6 +18,8 @@ public final class SimulatedDfuSe: SimulatedSTM32DFU {
 
     private enum Pending { case command([UInt8]), write(UInt32, [UInt8]) }
     private var pending: Pending?
+    /// What the work the last download asked ended in, told at the DFU_GETSTATUS after dfuDNBUSY.
+    private var outcome: DFUStatus?
     private var pointer: UInt32 = SimulatedSTM32.flashBase
 
     public init(chip: SimulatedSTM32, vendorID: UInt16 = 0x0483, productID: UInt16 = 0xDF11) {
@@ -51,12 +53,19 @@ public final class SimulatedDfuSe: SimulatedSTM32DFU {
         }
     }
 
+    /// DFU_GETSTATUS after a download: the first answers dfuDNBUSY, the work done (its time spent
+    /// before the answer, so the poll timeout is 0); the next dfuDNLOAD-IDLE, or dfuERROR with what failed.
     override func statusRequested(timeoutMilliseconds: Int) throws(USBError) {
         switch state {
+        case .downloadBusy:
+            state = .downloadIdle
+            if let outcome, outcome != .ok { fail(outcome) }
+            outcome = nil
         case .downloadSync:
             guard let work = pending else { return }
             pending = nil
             state = .downloadIdle
+            defer { (outcome, status, state) = (status, .ok, .downloadBusy) }
             switch work {
             case let .command(bytes): run(bytes)
             case let .write(address, data):
@@ -117,5 +126,5 @@ public final class SimulatedDfuSe: SimulatedSTM32DFU {
         return bytes
     }
 
-    override func aborted() { pending = nil }
+    override func aborted() { (pending, outcome) = (nil, nil) }
 }
