@@ -128,7 +128,6 @@ extension SimulateCommand {
                     pace.holdBack()
                     if !announcedWriting, device.blocksWritten > 0 { announcedWriting = true; print("writing"); fflush(nil) }
                 }
-                if getenv("BOOTMEDIC_USBIP_DEBUG") != nil { printError(String(cFormat: "usbip: %02X %02X %04X %04X %d", setup.requestType, setup.request, setup.value, setup.index, Int32(setup.length))) }
                 let isReset = target.kind == .standard && setup.request == 0x06 && setup.value == 0x0100 && setup.length == 64 && configured
                 if target.kind == .standard, setup.request == 0x09 { configured = true }
                 let reply = setup.isDeviceToHost

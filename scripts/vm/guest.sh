@@ -561,7 +561,6 @@ cp /tmp/sketch.bin $out/sketch.bin
 # resets the board into it, then `bootmedic flash` finds the board by its ids and does the same with
 # a rule that places the raw binary (application_address), backing up and verifying by reading back.
 if part 15; then
-export BOOTMEDIC_USBIP_DEBUG=1
 cat > /tmp/bluepill.toml <<'RULE'
 [[rule]]
 name = "bluepill-sketch"

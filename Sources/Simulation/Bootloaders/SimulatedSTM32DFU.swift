@@ -112,8 +112,8 @@ public class SimulatedSTM32DFU: USBDevice {
 
     public func selectAlternateSetting(_ setting: Int32, ofInterface number: Int32) throws(USBError) {
         guard number == 0, setting >= 0, Int(setting) < settingCount else { throw .stall(request: 11) }
+        // The DFU state stays: a host that selects setting 0 before a reset still ends its download.
         alternateSetting = Int(setting)
-        (state, status) = (.idle, .ok)
     }
 
     public func resetDevice() throws(USBError) {
