@@ -106,7 +106,8 @@ extension SimulateCommand {
     /// which a FunctionFS gadget cannot carry on Linux 6.1. Prints "ready" once attached, "writing" at the
     /// first block written and "left" when the bootloader starts the application, and then unplugs. The
     /// virtual bus carries no USB reset (vhci_hcd resets its port by itself): the kernel's re-enumeration
-    /// of a configured device, its 64-byte read of the device descriptor, is taken as one.
+    /// of a configured device (its 64-byte read of the device descriptor, through to SET_CONFIGURATION)
+    /// is taken as one.
     func serveOnVirtualBus(_ kind: BootloaderKind) throws {
         let model = try simulatedSTM32Model(chipOptions.part)
         if kind == .stm32duino, model.family.id != .f1 { throw fail("the STM32duino bootloader runs on the STM32F1, not on \(model.description)") }
@@ -118,7 +119,7 @@ extension SimulateCommand {
         let attachment: USBIPAttachment
         do { attachment = try USBIPAttachment() } catch { throw fail(error.description) }
         let signals = announce("ready")
-        var requests = 0, configured = false, announcedWriting = false
+        var requests = 0, configured = false, resetSeen = false, announcedWriting = false
         do {
             try attachment.serve(until: { signals.wait(until: .now()) || device.hasLeft }) { setup, data in
                 guard let target = USBControlTarget(requestType: setup.requestType) else { return nil }
@@ -128,15 +129,20 @@ extension SimulateCommand {
                     pace.holdBack()
                     if !announcedWriting, device.blocksWritten > 0 { announcedWriting = true; print("writing"); fflush(nil) }
                 }
-                let isReset = target.kind == .standard && setup.request == 0x06 && setup.value == 0x0100 && setup.length == 64 && configured
-                if target.kind == .standard, setup.request == 0x09 { configured = true }
+                if target.kind == .standard, setup.request == 0x06, setup.value == 0x0100, setup.length == 64, configured { resetSeen = true }
+                let configuring = target.kind == .standard && setup.request == 0x09
                 let reply = setup.isDeviceToHost
                     ? try? device.controlIn(to: target, request: setup.request, value: setup.value, index: setup.index,
                                             length: Int(setup.length), timeoutMilliseconds: 5000)
                     : (try? device.controlOut(to: target, request: setup.request, value: setup.value, index: setup.index,
                                               data: data, timeoutMilliseconds: 5000)).map { _ in [] }
-                // Answered as the same device; a bootloader that takes the reset as its cue leaves after it.
-                if isReset { try? device.resetDevice() }
+                // The board comes back through the reset as the same device (the host's reset succeeds, as
+                // with a real STM32duino, whose bootloader runs again first); one that took the reset as its
+                // cue then leaves.
+                if configuring {
+                    if resetSeen { try? device.resetDevice() }
+                    (configured, resetSeen) = (true, false)
+                }
                 return reply
             }
         } catch { throw fail(error.description) }
