@@ -186,12 +186,7 @@ extension RehearseCommand {
             do { line = try SerialPort(path: served.path, baudRate: 57600) } catch { throw fail(error.description) }
             session = AVR109Bootloader(line: line, time: SystemTimeSource())
         }
-        let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
-        let job = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule,
-                              backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
-        job.stepClock = clock
-        let result = job.run()
-        session.close()
+        let result = runRehearsal(through: session, rules: set, clock: clock)
         server?.stop()
         if let dump {
             do {
@@ -227,12 +222,7 @@ extension RehearseCommand {
         if fault.contains(.programmerUnplugged) { device.faults.unplugAfterFlashWrites = 2 }
         let recorded = try trace.recorder()?.recording(device, time: clock) ?? device
         guard let session = kind.session(on: recorded, time: clock) else { throw fail("no session for \(kind.description)") }
-        let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
-        let job = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule,
-                              backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
-        job.stepClock = clock
-        let result = job.run()
-        session.close()
+        let result = runRehearsal(through: session, rules: set, clock: clock)
         if let dump {
             do {
                 try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
@@ -241,5 +231,18 @@ extension RehearseCommand {
             } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
         }
         try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: device.transferCount))
+    }
+}
+
+extension RehearseCommand {
+    /// The flash job through a simulated bootloader, on the simulator's clock, backups in a throwaway folder
+    /// unless --backup-dir says otherwise.
+    func runRehearsal(through session: BootloaderSession, rules: RuleSet, clock: VirtualClock) -> RecoveryResult {
+        let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
+        let job = RecoveryJob(bootloader: session, rules: rules, ruleName: options.rule,
+                              backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
+        job.stepClock = clock
+        defer { session.close() }
+        return job.run()
     }
 }
