@@ -120,8 +120,13 @@ extension SimulateCommand {
         do { attachment = try USBIPAttachment() } catch { throw fail(error.description) }
         let signals = announce("ready")
         var requests = 0, configured = false, resetSeen = false, announcedWriting = false
+        var rebootedAt: ContinuousClock.Instant?
         do {
-            try attachment.serve(until: { signals.wait(until: .now()) || device.hasLeft }) { setup, data in
+            try attachment.serve(until: {
+                // Half a second after the board came back through a reset, the bootloader takes it as its cue.
+                if let rebooted = rebootedAt, ContinuousClock.now - rebooted > .milliseconds(500) { try? device.resetDevice(); rebootedAt = nil }
+                return signals.wait(until: .now()) || device.hasLeft
+            }) { setup, data in
                 guard let target = USBControlTarget(requestType: setup.requestType) else { return nil }
                 requests += 1
                 pace.catchUp()
@@ -137,10 +142,10 @@ extension SimulateCommand {
                     : (try? device.controlOut(to: target, request: setup.request, value: setup.value, index: setup.index,
                                               data: data, timeoutMilliseconds: 5000)).map { _ in [] }
                 // The board comes back through the reset as the same device (the host's reset succeeds, as
-                // with a real STM32duino, whose bootloader runs again first); one that took the reset as its
-                // cue then leaves.
+                // with a real STM32duino, whose bootloader runs again for a while); one that took the reset
+                // as its cue leaves after that.
                 if configuring {
-                    if resetSeen { try? device.resetDevice() }
+                    if resetSeen { rebootedAt = .now }
                     (configured, resetSeen) = (true, false)
                 }
                 return reply
