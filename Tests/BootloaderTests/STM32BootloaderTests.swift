@@ -144,6 +144,19 @@ import Transport
         #expect(device.hasLeft)
     }
 
+    @Test func aBlackPillPulledMidFlashNamesTheStep() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let chip = blackPill()
+        let device = SimulatedDfuSe(chip: chip)
+        device.faults.unplugAfterFlashWrites = 3
+        let (result, _) = try runBootloaderJob(DfuSeBootloader(device: device, time: chip.clock), clock: chip.clock,
+                                               rules: rules(try binary(40_000, seed: 3, in: dir), part: "stm32f411", extra: "backup = false"))
+        #expect(result.failure?.step == .writeFlash, "\(result.summary)")
+        #expect(result.failure?.reason.exitCode == 3)
+        #expect(device.blocksWritten == 3)
+    }
+
     @Test func aReadProtectedChipIsRefusedBeforeErasing() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
