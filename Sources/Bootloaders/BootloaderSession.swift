@@ -66,13 +66,17 @@ public struct STM32BootloaderFlash: Sendable, Equatable {
     public var geometry: FlashGeometry
     /// The family, where the bootloader's kind tells it (the STM32duino bootloader runs on the F1).
     public var family: STM32Family.ID?
+    /// Whose silicon it is (an ``STM32Variant`` id), where the bootloader's USB ids tell it.
+    public var variant: String?
 
-    public init(base: UInt32 = STM32Chip.flashBase, size: Int, applicationStart: UInt32, geometry: FlashGeometry, family: STM32Family.ID? = nil) {
+    public init(base: UInt32 = STM32Chip.flashBase, size: Int, applicationStart: UInt32, geometry: FlashGeometry,
+                family: STM32Family.ID? = nil, variant: String? = nil) {
         self.base = base
         self.size = size
         self.applicationStart = applicationStart
         self.geometry = geometry
         self.family = family
+        self.variant = variant
     }
 
     public var end: UInt32 { base + UInt32(size) }

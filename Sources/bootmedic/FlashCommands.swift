@@ -223,13 +223,7 @@ extension RehearseCommand {
         let recorded = try trace.recorder()?.recording(device, time: clock) ?? device
         guard let session = kind.session(on: recorded, time: clock) else { throw fail("no session for \(kind.description)") }
         let result = runRehearsal(through: session, rules: set, clock: clock)
-        if let dump {
-            do {
-                try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
-                try Data(simulated.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
-                try model.family.optionBytes.json(simulated.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
-            } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
-        }
+        try dump(simulated)
         try finish(result, json: options.json, simulation: .init(seconds: clock.seconds, usbTransfers: device.transferCount))
     }
 }

@@ -277,14 +277,18 @@ extension RehearseCommand {
         let job = RecoveryJob(link: STLink(device: device, time: bench.clock), rules: set, ruleName: options.rule,
                                    backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
         let result = job.run()
-        if let dump {
-            do {
-                try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
-                try Data(bench.target.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
-                try model.family.optionBytes.json(bench.target.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
-            } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
-        }
+        try dump(bench.target)
         try finish(result, json: options.json, simulation: .init(seconds: bench.clock.seconds, usbTransfers: bench.stlink.transfers))
+    }
+
+    /// --dump DIR for an STM32: its whole flash and its option bytes as the family lays them out.
+    func dump(_ chip: SimulatedSTM32) throws {
+        guard let dump else { return }
+        do {
+            try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
+            try Data(chip.flash).write(to: URL(fileURLWithPath: dump + "/flash.bin"))
+            try chip.model.family.optionBytes.json(chip.optionBytes).write(toFile: dump + "/option-bytes.json", atomically: true, encoding: .utf8)
+        } catch { throw fail("cannot write the dump to \(dump): \(InputFile.reason(error))") }
     }
 }
 

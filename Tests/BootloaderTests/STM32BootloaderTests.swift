@@ -157,6 +157,20 @@ import Transport
         #expect(device.blocksWritten == 3)
     }
 
+    /// Geehy's system bootloader answers with Geehy's ids (314B:0106): the chip is taken for an APM32.
+    @Test func anAPM32IsToldByItsBootloadersIds() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let chip = SimulatedSTM32(model: .apm32f103, clock: VirtualClock())
+        let device = SimulatedDfuSe(chip: chip, vendorID: 0x314B, productID: 0x0106)
+        let (result, sink) = try runBootloaderJob(DfuSeBootloader(device: device, time: chip.clock), clock: chip.clock,
+                                                  rules: rules(try binary(3000, seed: 5, in: dir), part: "apm32f103", extra: "backup = false"))
+        #expect(result.outcome == .restored, "\(result.summary)")
+        #expect(sink.outcomes[.identify]?.detail.hasPrefix("APM32F103 (told by its 64 KiB of flash in 1024-byte pages, Geehy's)") == true)
+        let placed = Array(chip.flash[0..<3000]) == garbage(3000, seed: 5)
+        #expect(placed)
+    }
+
     @Test func aReadProtectedChipIsRefusedBeforeErasing() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -78,6 +78,20 @@ public final class DFUInterface {
         self.time = time
     }
 
+    /// Claims the interface of `setting`, selects the setting (SET_INTERFACE) and brings it to dfuIDLE:
+    /// what DfuSe and Maple do first, each memory being a setting.
+    public static func selecting(_ setting: DFUAlternateSetting, on device: USBDevice, time: TimeSource) throws(BootloaderError) -> DFUInterface {
+        do {
+            try device.claimInterface(Int32(setting.interface))
+            try device.selectAlternateSetting(Int32(setting.setting), ofInterface: Int32(setting.interface))
+        } catch .noDevice { throw .gone(operation: "selecting alternate setting \(setting.setting)") } catch {
+            throw .usb(error, operation: "selecting alternate setting \(setting.setting)")
+        }
+        let dfu = DFUInterface(device: device, interface: UInt16(setting.interface), time: time)
+        try dfu.returnToIdle()
+        return dfu
+    }
+
     /// DFU_DNLOAD of `data` as block `block` (a zero-length one ends a download).
     public func download(_ data: [UInt8], block: UInt16 = 0, _ operation: String) throws(BootloaderError) {
         try usb(operation) { () throws(USBError) in

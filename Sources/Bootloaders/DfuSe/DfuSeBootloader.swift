@@ -17,6 +17,9 @@ public final class DfuSeBootloader: BootloaderSession {
     private var layout: DfuSeMemoryLayout?
     private var transferSize = 2048
     private var protected = false
+    /// The makers whose system bootloader answers with their own vendor id (Geehy's APM32: 314B:0106);
+    /// ST's (0483) is any of ST's lines.
+    static let siliconByVendor: [UInt16: String] = [0x314B: "apm32f103"]
     /// A 128 KiB sector takes up to 4 s on the F4 (RM0368 tERASE128KB); the bound is twice that.
     static let eraseMilliseconds = 8000, writeMilliseconds = 2000
 
@@ -37,12 +40,7 @@ public final class DfuSeBootloader: BootloaderSession {
               let found = DfuSeMemoryLayout(flash.name) else {
             throw .protocolViolation("no alternate setting describes the internal flash (" + described.settings.map { "\"\($0.name)\"" }.joined(separator: ", ") + ")")
         }
-        try usb("claiming the DFU interface") { () throws(USBError) in
-            try device.claimInterface(Int32(flash.interface))
-            try device.selectAlternateSetting(Int32(flash.setting), ofInterface: Int32(flash.interface))
-        }
-        dfu = DFUInterface(device: device, interface: UInt16(flash.interface), time: time)
-        try dfu.returnToIdle()
+        dfu = try DFUInterface.selecting(flash, on: device, time: time)
         layout = found
         transferSize = described.functional?.transferSize ?? 2048
         // A read-protected chip refuses the first read.
@@ -50,7 +48,8 @@ public final class DfuSeBootloader: BootloaderSession {
         let release = device.description.deviceRelease
         identity.firmware = "STM32 system bootloader (DfuSe, " + String(cFormat: "version %X.%X", Int32(release >> 12 & 0xF), Int32(release >> 8 & 0xF)) + ")"
         return BootloaderReport(signature: nil, fuses: nil, lock: nil, software: identity.firmware ?? "DfuSe", blockSize: transferSize,
-                                stm32Flash: STM32BootloaderFlash(base: found.base, size: found.size, applicationStart: found.base, geometry: found.geometry))
+                                stm32Flash: STM32BootloaderFlash(base: found.base, size: found.size, applicationStart: found.base, geometry: found.geometry,
+                                                                 variant: Self.siliconByVendor[device.description.vendorID]))
     }
 
     public func readFlash(at address: Int, count: Int, progress: (Int) -> Void) throws(BootloaderError) -> [UInt8] {
@@ -131,10 +130,6 @@ public final class DfuSeBootloader: BootloaderSession {
         }
         try dfu.abort("ending the read")
         return Array(out.prefix(count))
-    }
-
-    private func usb(_ operation: String, _ body: () throws(USBError) -> Void) throws(BootloaderError) {
-        do { try body() } catch .noDevice { throw .gone(operation: operation) } catch { throw .usb(error, operation: operation) }
     }
 
     static func littleEndian(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(value >> (8 * UInt32($0)) & 0xFF) } }

@@ -40,12 +40,7 @@ public final class MapleDFUBootloader: BootloaderSession {
         guard let (setting, address) = flashSettings.first(where: { $0.1 == 0x0800_2000 }) ?? flashSettings.first else {
             throw .protocolViolation("no alternate setting uploads to flash (" + described.settings.map { "\"\($0.name)\"" }.joined(separator: ", ") + ")")
         }
-        do {
-            try device.claimInterface(Int32(setting.interface))
-            try device.selectAlternateSetting(Int32(setting.setting), ofInterface: Int32(setting.interface))
-        } catch .noDevice { throw .gone(operation: "selecting the flash setting") } catch { throw .usb(error, operation: "selecting the flash setting") }
-        dfu = DFUInterface(device: device, interface: UInt16(setting.interface), time: time)
-        try dfu.returnToIdle()
+        dfu = try DFUInterface.selecting(setting, on: device, time: time)
         applicationStart = address
         transferSize = described.functional?.transferSize ?? 1024
         flashEnd = try probeFlashEnd()

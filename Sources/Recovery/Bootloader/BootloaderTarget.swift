@@ -103,14 +103,14 @@ public final class BootloaderTarget: RestoreTarget {
 
     /// The STM32 line (and maker) whose flash is the one described: the bootloader reads no chip id, so
     /// every line of the family that erases the same way and is that large is a candidate, ST's own
-    /// first (an APM32's system bootloader says it is Geehy's by its ids).
+    /// first, or only the maker the bootloader's ids name.
     private func stm32Target(with flash: STM32BootloaderFlash) throws(RecoveryError) -> STM32Target {
         var candidates: [STM32Target] = []
         for family in STM32Family.all where flash.family.map({ $0 == family.id }) ?? true {
             let variants = STM32Variant.all.filter { $0.family == family.id }
                 .sorted { ($0.isGenuine ? 0 : $0.maker == "unknown" ? 2 : 1) < ($1.isGenuine ? 0 : $1.maker == "unknown" ? 2 : 1) }
             for chip in family.chips where chip.maximumFlash >= flash.size && Self.erasesAlike(chip.geometry, flash.geometry) {
-                for variant in variants where identity.usb?.vendor != 0x314B || variant.id == STM32Variant.apm32f103.id {
+                for variant in variants where flash.variant.map({ $0 == variant.id }) ?? true {
                     candidates.append(STM32Target(identity: STM32Identity(debugPortIDCode: 0, cpuID: 0, designer: nil, chipID: chip.chipID), revision: 0,
                                                   chip: chip, flashSize: flash.size, variant: variant))
                 }
@@ -155,8 +155,8 @@ public final class BootloaderTarget: RestoreTarget {
         if stm32 != nil, plan.firmware.eeprom != nil {
             findings.append(Finding(.error, .imageBeyondFlash, "rule '\(plan.rule.name)' has an eeprom key: an STM32 has no EEPROM"))
         }
-        if let refusal = session.readRefusal, stm32 != nil, report?.stm32Flash?.applicationStart == report?.stm32Flash?.base {
-            // ST's bootloader neither erases nor writes a read-protected chip.
+        if let refusal = session.readRefusal, stm32 != nil {
+            // An STM32 bootloader that cannot read cannot erase or write either (read protection).
             findings.append(Finding(.error, .imageBeyondFlash, "\(refusal); remove it over SWD (bootmedic restore with an ST-Link) first"))
         }
         let name = part?.name ?? stm32?.partName ?? "the chip"

@@ -43,6 +43,10 @@ public final class USBIPAttachment {
         }
         socket = pair[0]
         self.port = port
+        // The kernel sends whole PDUs; a read that stalls mid-PDU ends in an error, not a hang.
+        var bound = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &bound, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &bound, socklen_t(MemoryLayout<timeval>.size))
     }
 
     deinit { unplug() }
