@@ -41,6 +41,14 @@ public final class Agent: Sendable {
         /// Until when a port whose board was just flashed through its bootloader is left alone: the
         /// STM32duino bootloader comes back on the bus for a second or two after the reset into the sketch.
         var settling: [String: ContinuousClock.Instant] = [:]
+        /// Boards running a sketch that a job sends to their bootloader and flashes, by job.
+        var touching: [String: TouchJob] = [:]
+        /// The USB sockets whose board a job sent to its bootloader, and whether it was flashed: the
+        /// sketch coming back there is that board's (its new application, or the old one after a failure),
+        /// left alone until its port is unplugged.
+        var touched: [String: Bool] = [:]
+        /// The ttys of boards running a sketch that a touch rule names, by syspath: their USB socket.
+        var sketches: [String: String] = [:]
     }
     private let state = Mutex(State())
     private let probes: ProbeQueue
@@ -118,6 +126,9 @@ public final class Agent: Sendable {
         case let .added(device):
             let id = USBID(vendor: device.vendorID, product: device.productID)
             if device.subsystem == "usb" { state.withCheckedLock { $0.present[device.syspath] = id } }
+            if device.subsystem == "tty", let path = device.devnode, let rule = rules.touchRule(for: id, serial: device.serial, port: device.idPath) {
+                return sketchArrived(BenchSketch(id: device.syspath, path: path, usb: id, port: device.idPath), rule: rule)
+            }
             switch catalog.entry(for: id, product: device.product)?.role {
             case let .programmer(kind)? where device.subsystem == "usb":
                 add(BenchProgrammer.usb(device, kind: kind, trace: trace))
@@ -133,6 +144,12 @@ public final class Agent: Sendable {
                 $0.present[syspath] = nil
                 $0.probing[syspath] = nil
                 $0.bootloaders[syspath] = nil
+                // The board given its application through a touch was unplugged: the next one there is flashed.
+                if let socket = $0.sketches.removeValue(forKey: syspath) {
+                    $0.touched[socket] = nil
+                    // The sketch went after it came back: unplugged before its job ended.
+                    for (job, touch) in $0.touching where touch.sketch.socket == socket && touch.sketchCameBack { $0.touching[job]?.unplugged = true }
+                }
             }
             remove(id: syspath)
         }
@@ -179,6 +196,8 @@ public final class Agent: Sendable {
             state.bootloaders[bootloader.id] = bootloader
             guard !known, !state.stopping, rules.rules.contains(where: { $0.application != nil }) else { return false }
             if let until = state.settling[bootloader.port ?? bootloader.id], until > .now { return false }
+            // A board a touch sent here: its job flashes it.
+            if state.touching.values.contains(where: { $0.sketch.isSameBoard(bootloader) }) { return false }
             let restoring = state.slots.values.contains { if case .restoring = $0.state { return true }; return false }
             return !(restoring && expectedBySlot)
         }
@@ -192,6 +211,71 @@ public final class Agent: Sendable {
             if result?.failure == nil, bootloader.kind.comesBackAfterReset {
                 state.withCheckedLock { $0.settling[bootloader.port ?? bootloader.id] = .now + Self.settlingTime }
             }
+        }
+        state.withCheckedLock { state in
+            state.bootloaderJobs.removeAll { $0.join(timeout: 0) }
+            state.bootloaderJobs.append(thread)
+        }
+    }
+
+    /// A board running a sketch that `rule` sends to its bootloader: a job of its own (on a thread) sends
+    /// the 1200-baud touch, waits for the bootloader in the board's socket and flashes the rule's
+    /// application through it. Once flashed, the board's sketch coming back is left alone until unplugged.
+    private func sketchArrived(_ sketch: BenchSketch, rule: Rule) {
+        let job = UUID().uuidString.replacing("-", with: "").lowercased()
+        var fields = ["BOOTMEDIC_USB_ID": sketch.usb.description, "BOOTMEDIC_RULE": rule.name]
+        if let port = sketch.port { fields["BOOTMEDIC_PORT"] = port }
+        enum Verdict { case touch, handled(flashed: Bool), ignore }
+        let verdict = state.withCheckedLock { state -> Verdict in
+            state.sketches[sketch.id] = sketch.socket
+            guard !state.stopping else { return .ignore }
+            // Its job is under way: the sketch comes back as the application starts.
+            if let running = state.touching.first(where: { $0.value.sketch.socket == sketch.socket })?.key {
+                state.touching[running]?.sketchCameBack = true
+                return .ignore
+            }
+            if let flashed = state.touched[sketch.socket] { return .handled(flashed: flashed) }
+            state.touching[job] = TouchJob(sketch: sketch)
+            return .touch
+        }
+        switch verdict {
+        case .ignore: return
+        case let .handled(flashed):
+            let where_ = sketch.port ?? sketch.path
+            journal.write(JournalEntry(.notice, flashed ? "\(sketch.name) at \(where_) runs the application it was just given; unplug it to flash the next board there"
+                                           : "\(sketch.name) at \(where_) was not flashed through its bootloader (see its job); unplug it and plug it in again to retry", priority: 5, fields: fields))
+            return
+        case .touch: fields["BOOTMEDIC_JOB"] = job
+        }
+        journal.write(JournalEntry(.targetFound, "\(sketch.name) at \(sketch.port ?? sketch.path): rule '\(rule.name)' sends it to its bootloader (1200-baud touch)", fields: fields))
+        let thread = WorkerThread(name: "touch \(sketch.port ?? sketch.path)") { [self, fields] thread in
+            var flashed = false
+            defer {
+                state.withCheckedLock { [flashed] state in
+                    if state.touching.removeValue(forKey: job)?.unplugged == false { state.touched[sketch.socket] = flashed }
+                }
+            }
+            let bootloader: BenchBootloader
+            do throws(TouchError) {
+                bootloader = try sketch.enterBootloader(timeout: expectUSBTimeout) { [self] in
+                    thread.isStopRequested ? nil : state.withCheckedLock { $0.bootloaders.values.first(where: sketch.isSameBoard) }
+                }
+            } catch {
+                var failed = fields
+                failed["BOOTMEDIC_REASON"] = error.description
+                if case .bootloaderMissing = error {
+                    journal.write(JournalEntry(.bootloaderMissing, "job \(job): \(error)", fields: failed))
+                } else {
+                    journal.write(JournalEntry(.failed, "job \(job): \(error)", fields: failed))
+                }
+                return
+            }
+            var enumerated = fields
+            enumerated["BOOTMEDIC_BOOTLOADER"] = bootloader.kind.rawValue
+            enumerated["BOOTMEDIC_USB_ID"] = bootloader.usb.description
+            journal.write(JournalEntry(.bootloaderEnumerated, "job \(job): the board came up in \(bootloader.kind.description) as \(bootloader.usb) at \(bootloader.port ?? bootloader.id)", fields: enumerated))
+            let result = bootloader.flash(job: job, ruleName: rule.name, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
+            flashed = result.map { $0.failure == nil } ?? false
         }
         state.withCheckedLock { state in
             state.bootloaderJobs.removeAll { $0.join(timeout: 0) }
@@ -268,6 +352,15 @@ public final class Agent: Sendable {
     }
 
     public func notifyStatus() { ServiceNotifier.notify("STATUS=\(status)") }
+}
+
+/// A job that sends a board running a sketch to its bootloader and flashes it.
+struct TouchJob {
+    let sketch: BenchSketch
+    /// The sketch's port came back during the job (the application started).
+    var sketchCameBack = false
+    /// …and went again before the job ended: the board was unplugged.
+    var unplugged = false
 }
 
 /// A few worker threads taking jobs from a bounded queue: serial probes take seconds each, and neither

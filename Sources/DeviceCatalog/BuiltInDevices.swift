@@ -27,15 +27,28 @@ extension DeviceCatalog {
         DeviceEntry(id(0x2341, 0x0001), .serialCandidate([.stk500v1]), "Arduino Uno (ATmega8U2)"),
         DeviceEntry(id(0x2341, 0x0243), .serialCandidate([.stk500v1]), "Arduino Uno R3 (ATmega16U2)"),
         DeviceEntry(id(0x2A03, 0x0043), .serialCandidate([.stk500v1]), "Arduino Uno (arduino.org)"),
-        DeviceEntry(id(0x2341, 0x8036), .serialCandidate([.stk500v1]), "Arduino Leonardo running a sketch"),
-        DeviceEntry(id(0x2341, 0x8037), .serialCandidate([.stk500v1]), "Arduino Micro running a sketch"),
-        DeviceEntry(id(0x1B4F, 0x9204), .serialCandidate([.avrisp, .stk500v1]), "SparkFun Pro Micro 3V3 running a sketch"),
-        DeviceEntry(id(0x1B4F, 0x9206), .serialCandidate([.avrisp, .stk500v1]), "SparkFun Pro Micro 5V running a sketch"),
+    ] + sketches + [
         DeviceEntry(id(0x16C0, 0x0483), .serialCandidate([.avrisp]), "Teensy USB serial / QMK ISP firmware"),
         DeviceEntry(id(0x1A86, 0x7523), .serialCandidate([.stk500v1]), "CH340 USB serial (clone Uno, Nano)"),
         DeviceEntry(id(0x0403, 0x6001), .serialCandidate([.stk500v1, .buspirate]), "FTDI FT232R (Bus Pirate v3, FTDI Arduinos)"),
         DeviceEntry(id(0x04D8, 0xFB00), .serialCandidate([.buspirate]), "Bus Pirate v4"),
     ]
+
+    /// Caterina boards running a sketch: probed like any Arduino (a Leonardo or a Pro Micro may run
+    /// ArduinoISP), and sent to their bootloader by the 1200-baud touch when a rule asks for it. The
+    /// pairs are the boards' own (Arduino's and the makers' boards.txt: the bootloader's id, and the
+    /// sketch's, which the cores' USB stack reports).
+    static let sketches: [DeviceEntry] = [
+        (id(0x2341, 0x8036), id(0x2341, 0x0036), [ProgrammerKind.stk500v1], "Arduino Leonardo"),
+        (id(0x2341, 0x8037), id(0x2341, 0x0037), [.stk500v1], "Arduino Micro"),
+        (id(0x1B4F, 0x9204), id(0x1B4F, 0x9203), [.avrisp, .stk500v1], "SparkFun Pro Micro 3V3"),
+        (id(0x1B4F, 0x9206), id(0x1B4F, 0x9205), [.avrisp, .stk500v1], "SparkFun Pro Micro 5V"),
+        (id(0x1B4F, 0x9208), id(0x1B4F, 0x9207), [.stk500v1], "SparkFun LilyPadUSB"),
+        (id(0x239A, 0x800C), id(0x239A, 0x000C), [.stk500v1], "Adafruit Feather 32U4"),
+        (id(0x239A, 0x800D), id(0x239A, 0x000D), [.stk500v1], "Adafruit ItsyBitsy 32U4 3V3"),
+        (id(0x239A, 0x800E), id(0x239A, 0x000E), [.stk500v1], "Adafruit ItsyBitsy 32U4 5V"),
+        (id(0x1FFB, 0x2300), id(0x1FFB, 0x0101), [.stk500v1], "Pololu A-Star 32U4"),
+    ].map { DeviceEntry($0.0, .serialCandidate($0.2), "\($0.3) running a sketch", bootloaderAfterTouch: $0.1) }
 
     /// The product id Atmel's DFU bootloader enumerates with on each USB AVR (vendor 03EB; Atmel's
     /// bootloader datasheets, dfu-programmer's target table), with the parts that answer it.

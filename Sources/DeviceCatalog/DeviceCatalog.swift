@@ -40,13 +40,18 @@ public struct DeviceEntry: Sendable, Hashable {
     public var name: String
     /// Whether a workshop's `[[programmer]]` entry put it there (rather than the built-in table).
     public var declared: Bool
+    /// For a board running a sketch on a Caterina-style bootloader: the ids that bootloader enumerates
+    /// with after the 1200-baud touch (2341:8036, a Leonardo's sketch, comes back as 2341:0036).
+    public var bootloaderAfterTouch: USBID?
 
-    public init(_ usb: USBID, product: String? = nil, _ role: DeviceRole, _ name: String, declared: Bool = false) {
+    public init(_ usb: USBID, product: String? = nil, _ role: DeviceRole, _ name: String, declared: Bool = false,
+                bootloaderAfterTouch: USBID? = nil) {
         self.usb = usb
         self.product = product
         self.role = role
         self.name = name
         self.declared = declared
+        self.bootloaderAfterTouch = bootloaderAfterTouch
     }
 
     /// Whether a device with these ids and product string is this entry.

@@ -152,6 +152,9 @@ public struct Rule: Sendable {
     /// Where a raw-binary application is placed (`application_address`; an STM32 sketch above the
     /// STM32duino bootloader's 8 KiB: 0x08002000); by default the flash base.
     public internal(set) var applicationAddress: UInt32? = nil
+    /// `use_1200bps_touch`: a board matching `match.usb` while it runs a sketch is sent to its Caterina
+    /// bootloader (its port opened at 1200 baud and closed) and the application flashed through that.
+    public internal(set) var usesTouch = false
 
     /// Where the rule names what it writes: its bootloader, else its application.
     public var firmwarePosition: SourcePosition { (bootloader ?? application)?.position ?? position }
@@ -192,6 +195,12 @@ public struct RuleSet: Sendable {
 
     /// The rule called `name`.
     public func rule(named name: String) -> Rule? { rules.first { $0.name == name } }
+
+    /// The first rule that sends a board running a sketch, seen with these ids (and serial number and
+    /// port) on its serial port, to its bootloader with the 1200-baud touch.
+    public func touchRule(for usb: USBID, serial: String?, port: String?) -> Rule? {
+        rules.first { $0.usesTouch && $0.match.usb == usb && ($0.match.serial == nil || $0.match.serial == serial) && ($0.match.port == nil || $0.match.port == port) }
+    }
 }
 
 extension Rule {
@@ -200,7 +209,7 @@ extension Rule {
         Rule(name: name, position: position, match: match, bootloader: bootloader,
              application: FirmwareReference(declaredPath: path, path: path, sha256: nil, position: application?.position ?? position),
              fuses: fuses, fusesPosition: fusesPosition, lock: lock, clock: clock, expectUSB: expectUSB, policies: policies, summary: summary,
-             eeprom: eeprom, applicationAddress: applicationAddress)
+             eeprom: eeprom, applicationAddress: applicationAddress, usesTouch: usesTouch)
     }
 }
 

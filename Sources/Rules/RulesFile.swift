@@ -165,7 +165,7 @@ private struct Decoder {
 
     static let ruleKeys = ["name", "description", "match", "bootloader", "sha256", "application", "application_sha256",
                            "fuses", "lock", "clock", "clock_div8", "expect_usb", "backup", "restore_eeprom", "eeprom", "eeprom_sha256",
-                           "allow_unsafe_fuses", "allow_unlock", "raise_clock", "application_address"]
+                           "allow_unsafe_fuses", "allow_unlock", "raise_clock", "application_address", "use_1200bps_touch"]
 
     mutating func rule(_ table: TOMLTable, firmwareRoot: String) -> Rule? {
         ruleName = nil
@@ -276,11 +276,29 @@ private struct Decoder {
             report(.error, "application_address is given but application is not", at: table["application_address"]!.position)
         }
 
+        let touches = boolean(table, "use_1200bps_touch") ?? false
+        if touches, let node = table["use_1200bps_touch"] { checkTouch(match: match, hasApplication: table["application"] != nil, at: node.position) }
+
         let errorsAfter = problems.filter { $0.severity == .error }.count
         guard errorsAfter == errorsBefore, bootloader != nil || application != nil else { return nil }
         return Rule(name: name, position: table.position, match: match, bootloader: bootloader, application: application,
                     fuses: fuses, fusesPosition: table["fuses"]?.position, lock: lock, clock: clock, expectUSB: expectUSB,
-                    policies: policies, summary: string(table, "description"), eeprom: eeprom, applicationAddress: applicationAddress)
+                    policies: policies, summary: string(table, "description"), eeprom: eeprom, applicationAddress: applicationAddress,
+                    usesTouch: touches)
+    }
+
+    /// `use_1200bps_touch = true` sends a board running a sketch to its bootloader: `match.usb` names the
+    /// board as it runs the sketch, and the rule has the application flashed once it is there.
+    mutating func checkTouch(match: RuleMatch, hasApplication: Bool, at position: SourcePosition) {
+        guard let usb = match.usb else {
+            return report(.error, "use_1200bps_touch needs match.usb: the board's ids while it runs a sketch (a Leonardo's \"2341:8036\")", at: position)
+        }
+        if case let .bootloader(kind)? = DeviceCatalog.builtIn.entry(for: usb, product: nil)?.role {
+            report(.error, "use_1200bps_touch: \(usb) is \(kind.description) itself; match.usb names the board while it runs a sketch", at: position)
+        }
+        if !hasApplication {
+            report(.error, "use_1200bps_touch sends the board to its bootloader to flash the application; the rule has no application", at: position)
+        }
     }
 
     mutating func firmware(_ table: TOMLTable, _ key: String, _ digestKey: String, root: String, required: Bool) -> FirmwareReference? {

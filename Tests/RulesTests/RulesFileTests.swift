@@ -233,3 +233,34 @@ func problems(_ text: String) -> [String] {
         #expect(problems(ruleText("application = \"Caterina-Micro.hex\"\neeprom = 5")).first?.contains("eeprom") == true)
     }
 }
+
+/// `use_1200bps_touch = true`: the board, seen with `match.usb` while it runs a sketch, is sent to its
+/// bootloader and the application flashed through it.
+@Suite struct TouchKeyTests {
+    func touchRule(_ lines: String) -> String {
+        "[[rule]]\nname = \"leo\"\n" + lines + "\n"
+    }
+
+    @Test func aTouchRuleIsReadAndFoundByTheSketchsIDs() throws {
+        let parsed = RulesFile.parse(touchRule("match = { usb = \"2341:8036\", part = \"atmega32u4\" }\nuse_1200bps_touch = true\napplication = \"app.hex\""),
+                                     path: "r.toml", firmwareDirectory: "/fw")
+        #expect(parsed.problems.isEmpty, "\(parsed.problems)")
+        let set = try #require(parsed.ruleSet)
+        #expect(set.rules.first?.usesTouch == true)
+        #expect(set.touchRule(for: USBID(vendor: 0x2341, product: 0x8036), serial: nil, port: "pci-0-usb-0:2:1.0")?.name == "leo")
+        #expect(set.touchRule(for: USBID(vendor: 0x2341, product: 0x8037), serial: nil, port: nil) == nil)
+        let plain = try #require(RulesFile.parse(touchRule("match = { usb = \"2341:8036\" }\napplication = \"app.hex\""), path: "r.toml").ruleSet)
+        #expect(plain.touchRule(for: USBID(vendor: 0x2341, product: 0x8036), serial: nil, port: nil) == nil, "only when a rule asks")
+    }
+
+    @Test func misuseIsNamedWithItsPosition() {
+        #expect(problems(touchRule("match = { part = \"atmega32u4\" }\nuse_1200bps_touch = true\napplication = \"a.hex\"")).map { $0 } ==
+                ["r.toml:4:21: error: [leo] use_1200bps_touch needs match.usb: the board's ids while it runs a sketch (a Leonardo's \"2341:8036\")"])
+        #expect(problems(touchRule("match = { usb = \"2341:0036\" }\nuse_1200bps_touch = true\napplication = \"a.hex\"")).first?
+                    .contains("2341:0036 is Caterina itself; match.usb names the board while it runs a sketch") == true,
+                "\(problems(touchRule("match = { usb = \"2341:0036\" }\nuse_1200bps_touch = true\napplication = \"a.hex\"")))")
+        #expect(problems(touchRule("match = { usb = \"2341:8036\" }\nuse_1200bps_touch = true\nbootloader = \"Caterina-Micro.hex\"")).first?
+                    .contains("the rule has no application") == true)
+        #expect(problems(touchRule("match = { usb = \"2341:8036\" }\nuse_1200bps_touch = \"yes\"\napplication = \"a.hex\"")).first?.contains("use_1200bps_touch") == true)
+    }
+}

@@ -11,21 +11,8 @@ public final class PseudoTerminal: SimulatorLine {
     /// Held open so the master never sees a hang-up between clients, and so the line starts raw.
     private let heldSlave: CInt
 
-    // <asm-generic/ioctls.h>: TIOCSPTLCK = _IOW('T', 0x31, int), TIOCGPTN = _IOR('T', 0x30, unsigned int).
-    private static let unlock: UInt = 0x4004_5431
-    private static let getNumber: UInt = 0x8004_5430
-
     public init() throws(SimulationError) {
-        master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
-        guard master >= 0 else { throw .pseudoTerminal(String(cString: strerror(errno))) }
-        var zero: CInt = 0
-        var number: CUnsignedInt = 0
-        guard ioctl(master, Self.unlock, &zero) == 0, ioctl(master, Self.getNumber, &number) == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(master)
-            throw .pseudoTerminal(reason)
-        }
-        path = "/dev/pts/\(number)"
+        (master, path) = try Self.openMaster(flags: 0)
         heldSlave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard heldSlave >= 0 else {
             let reason = String(cString: strerror(errno))
@@ -41,6 +28,24 @@ public final class PseudoTerminal: SimulatorLine {
     }
 
     deinit { close() }
+
+    // <asm-generic/ioctls.h>: TIOCSPTLCK = _IOW('T', 0x31, int), TIOCGPTN = _IOR('T', 0x30, unsigned int).
+    private static let unlock: UInt = 0x4004_5431
+    private static let getNumber: UInt = 0x8004_5430
+
+    /// A new pseudo-terminal's master (opened with `flags` beside read-write), unlocked, and its slave's path.
+    static func openMaster(flags: CInt) throws(SimulationError) -> (CInt, String) {
+        let master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | flags)
+        guard master >= 0 else { throw .pseudoTerminal(String(cString: strerror(errno))) }
+        var zero: CInt = 0
+        var number: CUnsignedInt = 0
+        guard ioctl(master, unlock, &zero) == 0, ioctl(master, getNumber, &number) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(master)
+            throw .pseudoTerminal(reason)
+        }
+        return (master, "/dev/pts/\(number)")
+    }
 
     public var descriptor: CInt { master }
 

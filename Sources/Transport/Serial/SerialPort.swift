@@ -145,6 +145,16 @@ public final class SerialPort {
         return a == 0 && b == 0
     }
 
+    /// The 1200-baud touch: opens the port at 1200 baud, drops DTR and closes it. An Arduino sketch's
+    /// USB core (Leonardo, Micro, Pro Micro, any Caterina board) takes a line coding of 1200 baud with
+    /// DTR down as its cue to reset into the bootloader; the port goes away then.
+    public static func touch(_ path: String) throws(SerialError) {
+        let port = try SerialPort(path: path, baudRate: 1200)
+        // Closing drops DTR too (HUPCL), where the driver has DTR at all.
+        port.setModemLines(dtr: false, rts: false)
+        port.close()
+    }
+
     /// Closes the descriptor (the lock goes with it).
     public func close() {
         guard fd >= 0 else { return }
