@@ -28,7 +28,7 @@ public struct BenchBootloader: Sendable {
     static let subsystems: [BootloaderKind: String] = [.atmelDFU: "usb", .halfkay: "usb", .bootloadhid: "usb", .stm32DFU: "usb", .stm32duino: "usb", .caterina: "tty"]
 
     /// The bootloader udev reported: a USB one opened through libusb by bus and address, Caterina on its tty.
-    static func udev(_ device: UdevDevice, kind: BootloaderKind) -> BenchBootloader? {
+    public static func udev(_ device: UdevDevice, kind: BootloaderKind) -> BenchBootloader? {
         let usb = USBID(vendor: device.vendorID, product: device.productID)
         switch kind {
         case .caterina:

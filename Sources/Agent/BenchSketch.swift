@@ -65,6 +65,12 @@ public enum TouchError: Error, Sendable, CustomStringConvertible {
     /// No bootloader came up in the board's socket in time.
     case bootloaderMissing(seconds: Double)
 
+    /// The board did not come back in a bootloader (rather than its port failing).
+    public var isMissing: Bool {
+        if case .bootloaderMissing = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case let .portUnusable(error): return "the 1200-baud touch could not be sent: \(error)"

@@ -1,3 +1,4 @@
+import Agent
 import ArgumentParser
 import Bootloaders
 import DeviceCatalog
@@ -7,6 +8,7 @@ import Parts
 import Recovery
 import Rules
 import Simulation
+import Synchronization
 import Transport
 
 extension BootloaderKind: ExpressibleByArgument {
@@ -28,7 +30,9 @@ struct FlashCommand: ParsableCommand {
         application is started and the bootloader's device must go away. Same output and exit status \
         as `restore`. With FILE, that file is flashed instead of the rule's application; with FILE and no \
         --rules, on whatever part the bootloader reports, if it fits below the bootloader. A serial \
-        bootloader (Caterina) is reached through --port; a USB one (Atmel DFU, USBaspLoader, HalfKay, BootloadHID) is found on \
+        bootloader (Caterina) is reached through --port; a Caterina board running a sketch there is sent \
+        to its bootloader first (the 1200-baud touch) when the rule says use_1200bps_touch, or with \
+        --touch, and flashed where the bootloader comes up in the same USB socket; a USB one (Atmel DFU, USBaspLoader, HalfKay, BootloadHID) is found on \
         the bus by the device catalog's ids and product string, or at --port BUS-PORTS ("1-2.3").
         """)
 
@@ -43,6 +47,9 @@ struct FlashCommand: ParsableCommand {
     @Option(help: "The bootloader the board waits in (caterina, atmel-dfu, usbasploader, halfkay, bootloadhid); by default the one a USB bootloader on the bus is, else caterina.")
     var bootloader: BootloaderKind?
 
+    @Flag(help: "The board at --port runs a sketch: send it to its Caterina bootloader with the 1200-baud touch first (a rule with use_1200bps_touch does this without the flag).")
+    var touch = false
+
     @Flag(help: "With FILE and no --rules: flash without backing up the application section first (HalfKay and BootloadHID read nothing back); with --rules, the rule's backup key decides.")
     var noBackup = false
 
@@ -53,6 +60,7 @@ struct FlashCommand: ParsableCommand {
         if options.rule != nil, options.rules == nil { throw ValidationError("--rule names a rule of the --rules file") }
         if noBackup, options.rules != nil { throw ValidationError("--no-backup is for FILE without --rules; a rule says backup = false") }
         if bootloader?.isSerial == true, port == nil { throw ValidationError("--bootloader \(bootloader!.rawValue) needs --port, the board's serial port") }
+        if touch, port?.hasPrefix("/") != true { throw ValidationError("--touch needs --port, the serial port of the board running a sketch") }
     }
 
     func run() throws {
@@ -65,15 +73,52 @@ struct FlashCommand: ParsableCommand {
         }
         let session: BootloaderSession
         if let port, bootloader?.isSerial ?? port.hasPrefix("/") {
-            let line: SerialPort
-            do { line = try SerialPort(path: port, baudRate: 57600) } catch { throw fail(error.description, code: FailureClass.programmerFailed.rawValue) }
-            session = AVR109Bootloader(line: line, time: SystemTimeSource(), kind: bootloader ?? .caterina)
+            if let touched = try touchedBootloader(at: port, rules: set) {
+                do { session = try touched.open() } catch { throw fail("\(touched.kind.description) at \(touched.port ?? touched.id): \(error)", code: FailureClass.programmerFailed.rawValue) }
+            } else {
+                let line: SerialPort
+                do { line = try SerialPort(path: port, baudRate: 57600) } catch { throw fail(error.description, code: FailureClass.programmerFailed.rawValue) }
+                session = AVR109Bootloader(line: line, time: SystemTimeSource(), kind: bootloader ?? .caterina)
+            }
         } else {
             session = try openUSBBootloader()
         }
         let backups = BackupStore(directory: options.backupDir ?? set.backupDirectory)
         let result = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule, backups: backups, sink: ConsoleSink(quiet: options.json)).run()
         try finish(result, json: options.json)
+    }
+
+    /// The board at `port` in its bootloader after the 1200-baud touch, when --touch or the rule for it
+    /// (--rule, else the first whose `match.usb` names the board's ids) asks for the touch; nil when
+    /// neither does. The bootloader is the serial one that comes up in the board's USB socket (udev's view).
+    private func touchedBootloader(at port: String, rules: RuleSet) throws -> BenchBootloader? {
+        let watcher = try? DeviceWatcher()
+        let resolved = URL(fileURLWithPath: port).resolvingSymlinksInPath().path
+        let device = watcher?.enumerate().first { $0.subsystem == "tty" && $0.devnode == resolved }
+        let rule = options.rule.flatMap(rules.rule(named:))
+            ?? device.flatMap { rules.touchRule(for: USBID(vendor: $0.vendorID, product: $0.productID), serial: $0.serial, port: $0.idPath) }
+        guard touch || rule?.usesTouch == true else { return nil }
+        guard let watcher, let device, let path = device.devnode, device.idPath != nil else {
+            throw fail("\(port) is not a USB serial port udev knows: the 1200-baud touch needs the board's USB socket to find its bootloader", code: FailureClass.refused.rawValue)
+        }
+        let sketch = BenchSketch(id: device.syspath, path: path, usb: USBID(vendor: device.vendorID, product: device.productID), port: device.idPath)
+        if !options.json { printError("bootmedic: sending \(sketch.name) at \(port) to its bootloader (1200-baud touch)") }
+        let catalog = rules.deviceCatalog
+        do {
+            return try sketch.enterBootloader(timeout: 10) {
+                watcher.enumerate().lazy.filter { $0.subsystem == "tty" && $0.syspath != sketch.id }.compactMap { other -> BenchBootloader? in
+                    let usb = USBID(vendor: other.vendorID, product: other.productID)
+                    guard usb != sketch.usb else { return nil }
+                    // A bootloader the catalog does not know, in the board's own socket, is taken for Caterina.
+                    if case let .bootloader(kind)? = catalog.entry(for: usb, product: other.product)?.role {
+                        return kind.isSerial ? BenchBootloader.udev(other, kind: kind) : nil
+                    }
+                    return BenchBootloader.udev(other, kind: .caterina)
+                }.first(where: sketch.isSameBoard)
+            }
+        } catch {
+            throw fail("\(sketch.name) at \(port): \(error)", code: (error.isMissing ? FailureClass.noTarget : .programmerFailed).rawValue)
+        }
     }
 
     /// The one board on the bus that the catalog knows, by its ids and product string, as a USB
@@ -129,7 +174,7 @@ extension RehearseCommand {
         if kind == .stm32duino || kind == .stm32DFU { return try rehearseSTM32Bootloader(kind) }
         let avr = try chip.avrPart()
         let set = try options.loadRules()
-        let chosen = options.rule.flatMap(set.rule(named:))
+        let chosen = options.rule.flatMap(set.rule(named:)) ?? (runningSketch ? set.rules.first(where: \.usesTouch) : nil)
             ?? set.firstMatch(for: TargetContext(avrPart: avr, signature: avr.signature, bootloader: kind))
         var (flash, eeprom, fuses) = try chip.contents()
         var lock: UInt8?
@@ -145,6 +190,7 @@ extension RehearseCommand {
         let session: BootloaderSession
         var server: SerialSimulatorServer?
         var usbDevice: SimulatedControlDevice?
+        var ruleName = options.rule
         switch kind {
         case .atmelDFU:
             guard let productID = DeviceCatalog.atmelDFUProductID(for: avr.id) else {
@@ -180,13 +226,17 @@ extension RehearseCommand {
                 served.fault = .cablePulled
                 served.faultAfterPageWrites = 2
             }
-            served.start()
             server = served
-            let line: SerialPort
-            do { line = try SerialPort(path: served.path, baudRate: 57600) } catch { throw fail(error.description) }
-            session = AVR109Bootloader(line: line, time: SystemTimeSource())
+            if runningSketch {
+                (session, ruleName) = try touchIntoCaterina(served, rules: set)
+            } else {
+                served.start()
+                let line: SerialPort
+                do { line = try SerialPort(path: served.path, baudRate: 57600) } catch { throw fail(error.description) }
+                session = AVR109Bootloader(line: line, time: SystemTimeSource())
+            }
         }
-        let result = runRehearsal(through: session, rules: set, clock: clock)
+        let result = runRehearsal(through: session, rules: set, ruleName: ruleName, clock: clock)
         server?.stop()
         if let dump {
             do {
@@ -229,11 +279,42 @@ extension RehearseCommand {
 }
 
 extension RehearseCommand {
+    /// `--running-sketch`: the board first runs a sketch on a pseudo-terminal of its own, with the ids the
+    /// touch rule's `match.usb` gives (--rule, else the first rule with use_1200bps_touch); the same touch
+    /// as on a bench sends it to Caterina, which `caterina` then serves. The session, and the rule it is for.
+    func touchIntoCaterina(_ caterina: SerialSimulatorServer, rules: RuleSet) throws -> (BootloaderSession, String) {
+        guard let rule = options.rule.flatMap(rules.rule(named:)) ?? rules.rules.first(where: \.usesTouch), rule.usesTouch, let usb = rule.match.usb else {
+            throw fail("--running-sketch needs a rule with use_1200bps_touch (and match.usb, the board's ids while it runs the sketch)", code: FailureClass.refused.rawValue)
+        }
+        let board: SimulatedSketchBoard
+        do { board = try SimulatedSketchBoard() } catch { throw fail(error.description) }
+        let started = Atomic<Bool>(false)
+        board.start {
+            caterina.start()
+            started.store(true, ordering: .releasing)
+        }
+        defer { board.stop() }
+        let socket = "simulated-usb-0:1:1.0"
+        let sketch = BenchSketch(id: "simulated sketch", path: board.path, usb: usb, port: socket)
+        if !options.json { printError("bootmedic: sending \(sketch.name) at \(board.path) to its bootloader (1200-baud touch)") }
+        let found: BenchBootloader
+        do {
+            found = try sketch.enterBootloader(timeout: 10) {
+                guard started.load(ordering: .acquiring) else { return nil }
+                let path = caterina.path
+                return BenchBootloader(id: path, kind: .caterina, usb: DeviceCatalog.builtIn.entry(for: usb, product: nil)?.bootloaderAfterTouch ?? usb, port: socket) {
+                    AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource())
+                }
+            }
+        } catch { throw fail("\(sketch.name): \(error)", code: FailureClass.noTarget.rawValue) }
+        do { return (try found.open(), rule.name) } catch { throw fail("Caterina at \(caterina.path): \(error)", code: FailureClass.programmerFailed.rawValue) }
+    }
+
     /// The flash job through a simulated bootloader, on the simulator's clock, backups in a throwaway folder
     /// unless --backup-dir says otherwise.
-    func runRehearsal(through session: BootloaderSession, rules: RuleSet, clock: VirtualClock) -> RecoveryResult {
+    func runRehearsal(through session: BootloaderSession, rules: RuleSet, ruleName: String? = nil, clock: VirtualClock) -> RecoveryResult {
         let backupDir = options.backupDir ?? temporaryDirectory() + "bootmedic-rehearsal-backups"
-        let job = RecoveryJob(bootloader: session, rules: rules, ruleName: options.rule,
+        let job = RecoveryJob(bootloader: session, rules: rules, ruleName: ruleName ?? options.rule,
                               backups: BackupStore(directory: backupDir), sink: ConsoleSink(quiet: options.json))
         job.stepClock = clock
         defer { session.close() }

@@ -201,10 +201,14 @@ struct RehearseCommand: ParsableCommand {
     @Flag(help: "STM32: start the chip read-protected. Atmel DFU: start with the bootloader's security bit set (no reads until an erase).")
     var protected = false
 
+    @Flag(help: "Caterina: the board runs a sketch first, and is sent to its bootloader with the 1200-baud touch (the rule's use_1200bps_touch), as on a bench.")
+    var runningSketch = false
+
     @OptionGroup var trace: TraceOption
 
     func validate() throws {
         if (programmer == nil) == (bootloader == nil) { throw ValidationError("give either --programmer or --bootloader") }
+        if runningSketch, bootloader != .caterina { throw ValidationError("--running-sketch is for --bootloader caterina: a Caterina board running a sketch") }
         if let bootloader, !BootloaderKind.flashable.contains(bootloader) {
             throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) have")
         }
