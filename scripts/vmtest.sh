@@ -264,6 +264,39 @@ done
 check "bootmedic flash told the F411 by its DfuSe layout and verified the firmware" \
   sh -c 'grep -q "STM32F411xC/E (told by its 512 KiB of flash in sectors of 16–128 KiB)" "$1" && grep -q "20000 bytes match" "$1"' - "$out/ds-bootmedic.log"
 [ -s "$out/ds-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "20000 bytes through DfuSe on vhci_hcd, wall time in the guest (TCG): bootmedic flash %.2f s, dfu-util %.2f s\n", t["bootmedic"], t["dfu-util"] }' "$out/ds-times.txt"
+section 17
+check "the Leonardo running a sketch enumerates on vhci_hcd as 2341:8036 with a CDC ACM tty" grep -q "^lt-avrdude sketch /dev/ttyACM" "$out/lt-ports.txt"
+check "stty's 1200-baud touch sent it to Caterina (2341:0036) in the same USB socket" \
+  sh -c 'grep -q "^lt-avrdude bootloader /dev/ttyACM" "$1" && [ "$(head -2 "$2" | tr "\n" " ")" = "touched bootloader " ]' - "$out/lt-ports.txt" "$out/lt-avrdude-lines.txt"
+sketch_and_caterina() { both_held "$1/flash.bin" "$out/sketch.hex" "$firmware/Caterina-promicro16.hex" && fuses_are "$1/fuses.json" FF D8 CB; }
+check "avrdude -c avr109 flashes the sketch through it" grep -qx 0 "$out/lt-avrdude-status.txt"
+check "bootmedic flash --port <the sketch's tty> touches the board (the rule's use_1200bps_touch) and flashes the sketch" grep -qx 0 "$out/lt-bootmedic-status.txt"
+check "bootmedic.service touches the plugged-in Leonardo and flashes the sketch" grep -qx restored "$out/lt-agent-outcome.txt"
+for client in avrdude bootmedic agent; do
+  check "  $client: the chip holds the sketch, Caterina untouched, the fuses as they were" sketch_and_caterina "$out/lt-$client-chip"
+  check "  $client: Caterina started the sketch and the board came back as 2341:8036" \
+    sh -c '[ "$(tail -3 "$1" | tr "\n" " ")" = "writing left sketch " ]' - "$out/lt-$client-lines.txt"
+done
+check "bootmedic flash said what it did" \
+  sh -c 'grep -q "sending Arduino Leonardo .* to its bootloader (1200-baud touch)" "$1" && grep -q "the application runs: the bootloader.s device went away" "$1"' - "$out/lt-bootmedic.log"
+check "the touch rule checks clean" last_line_is 0 "$out/lt-rules-check.txt"
+check "one BOOTMEDIC_JOB from the touch to the sketch running, in the journal; the returning sketch left alone" python3 - "$out/lt-journal.json" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+jobs = {e["BOOTMEDIC_JOB"] for e in entries if "BOOTMEDIC_JOB" in e}
+found = [e for e in entries if e.get("MESSAGE_ID") == "653ff7d7d1b44943a18bba4e1ca67320"]
+enumerated = [e for e in entries if e.get("MESSAGE_ID") == "ee05e6630eb74003a90387372c2d57d3"]
+results = [e for e in entries if "BOOTMEDIC_RESULT" in e]
+ok = (len(jobs) == 1 and len(found) == 1 and "1200-baud touch" in found[0].get("MESSAGE", "")
+      and found[0].get("BOOTMEDIC_RULE") == "leonardo-sketch"
+      and len(enumerated) == 1 and enumerated[0].get("BOOTMEDIC_BOOTLOADER") == "caterina"
+      and [r["BOOTMEDIC_RESULT"] for r in results] == ["restored"]
+      and any("unplug it to flash the next board there" in e.get("MESSAGE", "") for e in entries))
+if not ok:
+    for e in entries: print(e.get("BOOTMEDIC_JOB", "-")[:8], e.get("MESSAGE_ID", "-")[:6], e.get("BOOTMEDIC_STEP", "-"), e.get("MESSAGE", ""), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+[ -s "$out/lt-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 1200-baud touch and the 12 KiB sketch through Caterina on vhci_hcd, wall time in the guest (TCG): bootmedic flash %.2f s, stty + avrdude -c avr109 %.2f s\n", t["bootmedic"], t["avrdude"] }' "$out/lt-times.txt"
 section 11
 check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
 check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"

@@ -44,8 +44,11 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve a USB programmer (usbasp, usbtiny, stlink) as a real USB gadget through the FunctionFS mounted here, instead of a serial one on a pseudo-terminal; prints \"ready\" once the descriptors are in, when the gadget may be bound, and \"writing\" once the host has written a flash page.", valueName: "dir"))
     var functionfs: String?
 
-    @Flag(help: "Serve the STM32 bootloader (stm32duino, stm32-dfu) on the kernel's virtual host controller (vhci_hcd, USB/IP), with its own descriptors; prints \"ready\" once attached.")
+    @Flag(help: "Serve the STM32 bootloader (stm32duino, stm32-dfu) or Caterina on the kernel's virtual host controller (vhci_hcd, USB/IP), with its own descriptors; prints \"ready\" once attached.")
     var usbip = false
+
+    @Flag(help: "Caterina on --usbip: the board first runs a sketch (a Leonardo, 2341:8036) and goes to Caterina (2341:0036) on the 1200-baud touch; prints \"touched\", \"bootloader\", \"writing\" and \"left\" (the sketch runs again, and takes the touch again).")
+    var runningSketch = false
 
     func validate() throws {
         if let bootloader {
@@ -53,7 +56,9 @@ struct SimulateCommand: ParsableCommand {
             guard BootloaderKind.flashable.contains(bootloader) else {
                 throw ValidationError("--bootloader \(bootloader.rawValue) has no simulator yet; \(BootloaderKind.flashable.map(\.rawValue).joined(separator: " and ")) have")
             }
-            if bootloader.isSTM32 != usbip { throw ValidationError(usbip ? "--usbip serves the STM32 bootloaders (stm32duino, stm32-dfu)" : "--bootloader \(bootloader.rawValue) is served with --usbip") }
+            if bootloader.isSTM32, !usbip { throw ValidationError("--bootloader \(bootloader.rawValue) is served with --usbip") }
+            if usbip, !bootloader.isSTM32, bootloader != .caterina { throw ValidationError("--usbip serves the STM32 bootloaders (stm32duino, stm32-dfu) and caterina") }
+            if runningSketch, !(usbip && bootloader == .caterina) { throw ValidationError("--running-sketch is for --bootloader caterina --usbip: a Leonardo running a sketch") }
             if usbip { return }
             if bootloader.isSerial, functionfs != nil { throw ValidationError("--bootloader \(bootloader.rawValue) is served on a serial line (--tty), not --functionfs") }
             if !bootloader.isSerial, functionfs == nil { throw ValidationError("--bootloader \(bootloader.rawValue) is a USB device: give --functionfs DIR") }
@@ -72,10 +77,11 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         if programmer == .stlink, let functionfs { return try serveSTLinkGadget(at: functionfs) }
-        if let bootloader, usbip { return try serveOnVirtualBus(bootloader) }
+        if let bootloader, bootloader.isSTM32 { return try serveOnVirtualBus(bootloader) }
         let (flash, eeprom, fuses) = try chipOptions.contents()
         let chip = SimulatedAVR(part: try chipOptions.avrPart(), clock: VirtualClock(), flash: flash, eeprom: eeprom, fuses: fuses,
                                 lock: bootloader == nil ? nil : 0x2F)
+        if usbip { return try serveCaterinaOnVirtualBus(chip: chip) }
         if let functionfs {
             if let bootloader { return try serveBootloaderGadget(bootloader, at: functionfs, chip: chip) }
             return try serveGadget(at: functionfs, chip: chip)

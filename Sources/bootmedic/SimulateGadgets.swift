@@ -275,3 +275,89 @@ final class STLinkGadgetSession: @unchecked Sendable {
         }
     }
 }
+
+extension SimulateCommand {
+    /// A Caterina board on the kernel's virtual host controller (USB/IP), as a CDC ACM device with its own
+    /// descriptors (an ACM tty gadget's side cannot see the line coding the host sets). With
+    /// --running-sketch it first runs a sketch (a Leonardo's ids, 2341:8036): the 1200-baud touch (line
+    /// coding 1200 with DTR dropped, as Arduino's USB core watches for it) makes it leave the bus and come
+    /// back in the same socket as Caterina (2341:0036), which starts the sketch again when told to or
+    /// after eight seconds without a command, as the real bootloader does. Prints "ready" once attached,
+    /// "touched", "bootloader" when Caterina is on the bus, "writing" at the first page written and
+    /// "left" when the sketch starts again.
+    func serveCaterinaOnVirtualBus(chip: SimulatedAVR) throws {
+        let leonardo = DeviceCatalog.builtIn.entries.first { $0.usb == USBID(vendor: 0x2341, product: 0x8036) }
+        let bootIDs = leonardo?.bootloaderAfterTouch ?? USBID(vendor: 0x2341, product: 0x0036)
+        let pace = RealTimePacer(clock: chip.clock)
+        var signals: TerminationSignals?
+        func say(_ line: String) {
+            guard signals != nil else { signals = announce(line); return }
+            print(line)
+            fflush(nil)
+        }
+        var stopRequested = false
+        func stopped() -> Bool {
+            if !stopRequested, signals?.wait(until: .now()) == true { stopRequested = true }
+            return stopRequested
+        }
+        var port: Int?
+        var phases = 0, pageWritesAtStart = chip.pageWrites, announcedWriting = false
+        repeat {
+            if runningSketch {
+                let sketch = SimulatedCDCACM(description: USBDeviceDescription(vendorID: 0x2341, productID: 0x8036, manufacturer: "Arduino LLC", product: "Arduino Leonardo"))
+                var touched = false
+                sketch.onLineChange = { line in if line.baudRate == 1200, !line.dataTerminalReady { touched = true } }
+                let attachment: USBIPAttachment
+                do { attachment = try USBIPAttachment(port: port) } catch { throw fail(error.description) }
+                port = attachment.port
+                say(phases == 0 ? "ready" : "sketch")
+                do {
+                    try attachment.serve(until: { touched || stopped() }, control: { sketch.control($0, data: $1) },
+                                         outTransfer: { sketch.received($0, on: $1) }, inTransfer: { sketch.answer($0, maximum: $1) })
+                } catch { throw fail(error.description) }
+                attachment.unplug()
+                guard touched else { break }
+                say("touched")
+            }
+            let caterina = SimulatedCaterina(chip: chip)
+            let device = SimulatedCDCACM(description: USBDeviceDescription(vendorID: bootIDs.vendor, productID: bootIDs.product, manufacturer: "Arduino LLC", product: "Arduino Leonardo"))
+            var lastActivity = ContinuousClock.now
+            device.exchange = { bytes in
+                lastActivity = .now
+                pace.catchUp()
+                defer {
+                    pace.holdBack()
+                    if !announcedWriting, chip.pageWrites > pageWritesAtStart { announcedWriting = true; print("writing"); fflush(nil) }
+                }
+                return caterina.receive(bytes)
+            }
+            let attachment: USBIPAttachment
+            do { attachment = try USBIPAttachment(port: port) } catch { throw fail(error.description) }
+            port = attachment.port
+            say(runningSketch ? "bootloader" : "ready")
+            // Caterina's own timeout: eight seconds without a command, and the sketch runs again. Any
+            // request counts (the host configuring the board, opening its tty), so that a slow host's
+            // udev does not eat the time before the first command.
+            let timedOut = { ContinuousClock.now - lastActivity > .seconds(8) }
+            do {
+                try attachment.serve(until: { caterina.hasHungUp || timedOut() || stopped() },
+                                     control: { setup, data in
+                                         lastActivity = .now
+                                         return device.control(setup, data: data)
+                                     },
+                                     outTransfer: { device.received($0, on: $1) }, inTransfer: { device.answer($0, maximum: $1) })
+            } catch { throw fail(error.description) }
+            // The host reads the last answer before the board goes, as from a real one.
+            if caterina.hasHungUp { usleep(20_000) }
+            attachment.unplug()
+            guard caterina.hasHungUp || timedOut() else { break }
+            say("left")
+            phases += 1
+            pageWritesAtStart = chip.pageWrites
+            announcedWriting = false
+        } while runningSketch && !stopped()
+        if signals == nil { signals = announce("ready") }
+        if !stopped() { signals?.wait() }
+        try finish(chip: chip, summary: String(cFormat: "{\"seconds\": %.6f, \"bootloaderSessions\": %d}\n", chip.clock.seconds, phases))
+    }
+}

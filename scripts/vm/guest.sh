@@ -607,6 +607,94 @@ done
 simpart=
 fi
 
+# --- 17. An Arduino Leonardo running a sketch (2341:8036, a CDC ACM tty): bootmedic's simulator serves
+# the board's USB on vhci_hcd, which carries the tty's line state to it (a FunctionFS gadget cannot be a
+# CDC ACM function). The 1200-baud touch (opening the tty at 1200 baud and closing it, which drops DTR)
+# sends it to Caterina (2341:0036) in the same USB socket; told to leave, or after 8 s without a
+# request, Caterina starts the sketch and the board comes back as 2341:8036. The peer touches with stty
+# and flashes with avrdude -c avr109; then `bootmedic flash --port` touches and flashes by the rule's
+# use_1200bps_touch; then bootmedic.service does it unattended when the board is plugged in.
+# acm_with VID:PID: the host's /dev/ttyACM* of the board with these ids (bounded wait), or nothing.
+acm_with() {
+  for _ in $(seq 200); do
+    for t in /sys/class/tty/ttyACM*; do
+      d=$(readlink -f "$t/device")/..
+      [ "$(cat $d/idVendor 2>/dev/null):$(cat $d/idProduct 2>/dev/null)" = "$1" ] && [ -e /dev/${t##*/} ] && { udevadm settle --timeout=20; echo /dev/${t##*/}; return; }
+    done
+    sleep 0.05
+  done
+}
+# leonardo PREFIX: serves the Leonardo (chip PREFIX-chip: factory ATmega32U4 with Caterina and the
+# Pro Micro's fuses) running a sketch.
+leonardo() {
+  serve vbus bootloader:caterina $1-chip --usbip --running-sketch --initial-flash "$VMTEST_FIRMWARE/Caterina-promicro16.hex" --initial-fuses FF:D8:CB
+}
+# sketch_port PREFIX: the Leonardo's tty while it runs the sketch, in $sketch_tty.
+sketch_port() { sketch_tty=$(acm_with 2341:8036); echo "$1 sketch ${sketch_tty:-none}" >> $out/lt-ports.txt; }
+# expect_lines PREFIX LINE...: the simulator's next lines, in $out/PREFIX-lines.txt; false at the first
+# that differs (or does not come within 60 s).
+expect_lines() {
+  el_prefix=$1; shift
+  for el_want in "$@"; do
+    el_line=$(read_line 60 "$el_prefix-$el_want") || return 1
+    echo "$el_line" >> $out/$el_prefix-lines.txt
+    [ "$el_line" = "$el_want" ] || return 1
+  done
+}
+if part 17; then
+cat > /tmp/leonardo.toml <<'RULE'
+[[rule]]
+name = "leonardo-sketch"
+match = { usb = "2341:8036", part = "atmega32u4" }
+use_1200bps_touch = true
+application = "/tmp/sketch.hex"
+RULE
+: > $out/lt-ports.txt; : > $out/lt-times.txt
+# The peers: the kernel's cdc-acm driver carries stty's touch; avrdude flashes through Caterina.
+leonardo lt-avrdude
+sketch_port lt-avrdude
+t0=$(now_ms)
+bounded 30 lt-touch stty -F "$sketch_tty" 1200 > $out/lt-stty.log 2>&1
+if expect_lines lt-avrdude touched bootloader; then
+  boot_tty=$(acm_with 2341:0036)
+  echo "lt-avrdude bootloader ${boot_tty:-none}" >> $out/lt-ports.txt
+  bounded 120 lt-avr109 avrdude -c avr109 -P "$boot_tty" -b 57600 -p m32u4 -U flash:w:/tmp/sketch.hex:i > $out/lt-avrdude.log 2>&1
+  echo $? > $out/lt-avrdude-status.txt
+  echo "avrdude $(cat $out/lt-avrdude-status.txt) $(( $(now_ms) - t0 ))" >> $out/lt-times.txt
+  expect_lines lt-avrdude writing left sketch
+fi
+unserve
+step "stty touched the Leonardo and avrdude flashed it through Caterina"
+# bootmedic flash: the rule for the port's ids asks for the touch.
+leonardo lt-bootmedic
+sketch_port lt-bootmedic
+t0=$(now_ms)
+bounded 120 lt-flash "$bin" flash --rules /tmp/leonardo.toml --port "$sketch_tty" --backup-dir /tmp/backups > $out/lt-bootmedic.log 2>&1
+echo $? > $out/lt-bootmedic-status.txt
+echo "bootmedic $(cat $out/lt-bootmedic-status.txt) $(( $(now_ms) - t0 ))" >> $out/lt-times.txt
+expect_lines lt-bootmedic touched bootloader writing left sketch
+unserve
+step "bootmedic flash touched the Leonardo and flashed it through Caterina"
+# bootmedic.service: the board plugged in running a sketch is touched and flashed in one job.
+mkdir -p /usr/local/share/bootmedic/firmware
+cp /tmp/sketch.hex /usr/local/share/bootmedic/firmware/
+cp /etc/bootmedic/rules.toml /tmp/rules.toml.orig
+sed 's|"/tmp/sketch.hex"|"/usr/local/share/bootmedic/firmware/sketch.hex"|' /tmp/leonardo.toml > /etc/bootmedic/rules.toml
+"$bin" rules check /etc/bootmedic/rules.toml > $out/lt-rules-check.txt 2>&1; echo $? >> $out/lt-rules-check.txt
+mark_journal
+timeout 60 systemctl start bootmedic.service
+leonardo lt-agent
+expect_lines lt-agent touched bootloader writing left sketch
+wait_count $id_restored 1 60 && echo restored > $out/lt-agent-outcome.txt
+# The sketch that came back is left alone: nothing more in the journal for a moment.
+sleep 3
+since_mark -o json > $out/lt-journal.json
+unserve
+timeout 30 systemctl stop bootmedic.service
+cp /tmp/rules.toml.orig /etc/bootmedic/rules.toml
+step "the service touched the Leonardo and flashed it through Caterina"
+fi
+
 # --- 11. The whole bench on one board, by bootmedic.service: a factory ATmega32U4 behind the USBasp
 # gadget gets QMK's Atmel DFU bootloader merged with the sketch, and the rule's fuses, over ISP; then
 # its own USB (the Atmel DFU gadget on the board's socket, its chip as the restore leaves it) enumerates

@@ -13,6 +13,20 @@ public struct SimulatedDescriptors: Sendable {
         public var settingNames: [String]
         /// Class-specific descriptor bytes that follow each setting (a DFU functional descriptor).
         public var classDescriptor: [UInt8]
+        /// The endpoints of setting 0, after the class descriptor: address (bit 7: IN), transfer type
+        /// (2 bulk, 3 interrupt), packet size, interval.
+        public var endpoints: [(address: UInt8, type: UInt8, packetSize: UInt16, interval: UInt8)] = []
+
+        public init(number: UInt8, interfaceClass: UInt8, subclass: UInt8, interfaceProtocol: UInt8, settingNames: [String],
+                    classDescriptor: [UInt8] = [], endpoints: [(address: UInt8, type: UInt8, packetSize: UInt16, interval: UInt8)] = []) {
+            self.number = number
+            self.interfaceClass = interfaceClass
+            self.subclass = subclass
+            self.interfaceProtocol = interfaceProtocol
+            self.settingNames = settingNames
+            self.classDescriptor = classDescriptor
+            self.endpoints = endpoints
+        }
     }
 
     public var description: USBDeviceDescription
@@ -44,10 +58,12 @@ public struct SimulatedDescriptors: Sendable {
         var stringIndex = 4
         for interface in interfaces {
             for (setting, _) in interface.settingNames.enumerated() {
-                body += [9, 4, interface.number, UInt8(setting), 0, interface.interfaceClass, interface.subclass, interface.interfaceProtocol, UInt8(stringIndex)]
+                let endpoints = setting == 0 ? interface.endpoints.count : 0
+                body += [9, 4, interface.number, UInt8(setting), UInt8(endpoints), interface.interfaceClass, interface.subclass, interface.interfaceProtocol, UInt8(stringIndex)]
                 stringIndex += 1
             }
             body += interface.classDescriptor
+            body += interface.endpoints.flatMap { [7, 5, $0.address, $0.type, UInt8($0.packetSize & 0xFF), UInt8($0.packetSize >> 8), $0.interval] }
         }
         let total = 9 + body.count
         return [9, 2, UInt8(total & 0xFF), UInt8(total >> 8), UInt8(interfaces.count), 1, 0, attributes, maxPower] + body

@@ -15,14 +15,20 @@ public final class USBIPAttachment {
     public let port: Int
     private static let controller = "/sys/devices/platform/vhci_hcd.0"
 
-    /// Attaches a device of `speed` to the first free USB 2.0 port of vhci_hcd.
-    public init(speed: UInt32 = fullSpeed, deviceID: UInt32 = 0x0001_0001) throws(GadgetError) {
-        let status = try Self.readText(Self.controller + "/status")
-        // "hs  0000 004 000 00000000 000000 0-0": hub, port, state (4: free), …
-        let rows: [[Substring]] = status.split(separator: "\n").map { $0.split(separator: " ") }
-        let free = rows.first { row in row.count >= 3 && row[0] == "hs" && row[2] == "004" }
-        guard let free, let port = Int(free[1]) else {
-            throw .virtualBus(reason: "no free USB 2.0 port on vhci_hcd (\(Self.controller)/status)")
+    /// Attaches a device of `speed` to the first free USB 2.0 port of vhci_hcd, or to `port` once it is
+    /// free (a device that re-enumerates in the same socket; the kernel frees a port a moment after the
+    /// last device on it was unplugged, and this waits for that at most `waitSeconds`).
+    public init(speed: UInt32 = fullSpeed, deviceID: UInt32 = 0x0001_0001, port wanted: Int? = nil, waitSeconds: Double = 5) throws(GadgetError) {
+        var port: Int?
+        let deadline = monotonicNanoseconds() + UInt64(waitSeconds * 1e9)
+        repeat {
+            // "hs  0000 004 000 00000000 000000 0-0": hub, port, state (4: free), …
+            let rows: [[Substring]] = try Self.readText(Self.controller + "/status").split(separator: "\n").map { $0.split(separator: " ") }
+            port = rows.first { row in row.count >= 3 && row[0] == "hs" && row[2] == "004" && (wanted == nil || Int(row[1]) == wanted) }.flatMap { Int($0[1]) }
+            if port == nil { usleep(20_000) }
+        } while port == nil && wanted != nil && monotonicNanoseconds() < deadline
+        guard let port else {
+            throw .virtualBus(reason: wanted.map { "vhci_hcd port \($0) is not free" } ?? "no free USB 2.0 port on vhci_hcd (\(Self.controller)/status)")
         }
         var pair: [CInt] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { throw .virtualBus(reason: "socketpair: " + String(cString: strerror(errno))) }
@@ -61,30 +67,76 @@ public final class USBIPAttachment {
     /// Answers the kernel's URBs for endpoint 0 with `handler` (nil: a stall) until `shouldStop`, the
     /// device is unplugged or the kernel lets go. Other endpoints' URBs stall.
     public func serve(until shouldStop: () -> Bool, _ handler: (SetupPacket, [UInt8]) -> [UInt8]?) throws(GadgetError) {
+        try serve(until: shouldStop, control: handler, outTransfer: { _, _ in false }, inTransfer: { _, _ in .stall })
+    }
+
+    /// What a device answers an IN transfer on one of its other endpoints with.
+    public enum EndpointAnswer {
+        case data([UInt8])
+        /// Nothing to send yet: the URB waits (as a host's read of a serial port's bulk IN endpoint does)
+        /// until a later `send` has data, or the kernel unlinks it.
+        case hold
+        case stall
+    }
+
+    /// Answers endpoint 0 with `control`, OUT transfers on other endpoints with `outTransfer` (the data
+    /// and the endpoint number; false stalls) and IN transfers with `inTransfer` (the endpoint address
+    /// and the most the URB takes). Held IN URBs are offered again, in order, after every request and every
+    /// 10 ms; an unlinked one is given back as cancelled.
+    public func serve(until shouldStop: () -> Bool, control: (SetupPacket, [UInt8]) -> [UInt8]?,
+                      outTransfer: (_ data: [UInt8], _ endpoint: UInt8) -> Bool,
+                      inTransfer: (_ endpoint: UInt8, _ maximum: Int) -> EndpointAnswer) throws(GadgetError) {
+        var held: [(sequence: UInt32, endpoint: UInt8, length: Int)] = []
+        func offerHeld() throws(GadgetError) {
+            var waiting: [(sequence: UInt32, endpoint: UInt8, length: Int)] = []
+            for urb in held {
+                switch inTransfer(urb.endpoint, urb.length) {
+                case .hold: waiting.append(urb)
+                case let .data(bytes): try reply(urb.sequence, status: 0, inData: Array(bytes.prefix(urb.length)))
+                case .stall: try reply(urb.sequence, status: -EPIPE, inData: [])
+                }
+            }
+            held = waiting
+        }
         while socket >= 0, !shouldStop() {
             var poller = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, 200)
+            let ready = poll(&poller, 1, held.isEmpty ? 200 : 10)
             if ready < 0 && errno != EINTR { throw .virtualBus(reason: String(cString: strerror(errno))) }
-            guard ready > 0 else { continue }
+            guard ready > 0 else { try offerHeld(); continue }
             guard let header = try receive(48) else { return }
             let command = word(header, 0), sequence = word(header, 4), direction = word(header, 12), endpoint = word(header, 16)
             switch command {
             case 1:   // USBIP_CMD_SUBMIT
                 let length = Int(word(header, 24))
                 let outData = direction == 0 && length > 0 ? try receive(length) ?? [] : []
-                let setup = SetupPacket(requestType: header[40], request: header[41], value: UInt16(header[42]) | UInt16(header[43]) << 8,
-                                        index: UInt16(header[44]) | UInt16(header[45]) << 8, length: UInt16(header[46]) | UInt16(header[47]) << 8)
-                let reply = endpoint == 0 ? handler(setup, outData) : nil
-                let inData = direction == 1 ? Array((reply ?? []).prefix(length)) : []
-                let status: Int32 = reply == nil ? -EPIPE : 0
-                let actual = direction == 1 ? inData.count : (reply == nil ? 0 : outData.count)
-                try send(Self.header(3, sequence, [UInt32(bitPattern: status), UInt32(actual), 0, 0, 0]) + inData)
-            case 2:   // USBIP_CMD_UNLINK: every submit is answered before the next is read
-                try send(Self.header(4, sequence, [0, 0, 0, 0, 0]))
+                if endpoint == 0 {
+                    let setup = SetupPacket(requestType: header[40], request: header[41], value: UInt16(header[42]) | UInt16(header[43]) << 8,
+                                            index: UInt16(header[44]) | UInt16(header[45]) << 8, length: UInt16(header[46]) | UInt16(header[47]) << 8)
+                    let answer = control(setup, outData)
+                    let inData = direction == 1 ? Array((answer ?? []).prefix(length)) : []
+                    try reply(sequence, status: answer == nil ? -EPIPE : 0, inData: inData, outLength: answer == nil ? 0 : outData.count)
+                } else if direction == 0 {
+                    let taken = outTransfer(outData, UInt8(endpoint & 0x0F))
+                    try reply(sequence, status: taken ? 0 : -EPIPE, inData: [], outLength: taken ? outData.count : 0)
+                } else {
+                    held.append((sequence, UInt8(endpoint & 0x0F) | 0x80, length))
+                }
+                try offerHeld()
+            case 2:   // USBIP_CMD_UNLINK: the URB it names is held (cancelled now) or was answered (status 0)
+                let target = word(header, 20)
+                let wasHeld = held.contains { $0.sequence == target }
+                held.removeAll { $0.sequence == target }
+                try send(Self.header(4, sequence, [UInt32(bitPattern: wasHeld ? -ECONNRESET : 0), 0, 0, 0, 0]))
             default:
                 throw .virtualBus(reason: "command \(command) from the kernel")
             }
         }
+    }
+
+    /// USBIP_RET_SUBMIT for URB `sequence`: its status, and the IN data or how much OUT data was taken.
+    private func reply(_ sequence: UInt32, status: Int32, inData: [UInt8], outLength: Int = 0) throws(GadgetError) {
+        let actual = inData.isEmpty ? outLength : inData.count
+        try send(Self.header(3, sequence, [UInt32(bitPattern: status), UInt32(actual), 0, 0, 0]) + inData)
     }
 
     /// A reply header: the basic part (command, sequence number, device id, direction, endpoint all 0
