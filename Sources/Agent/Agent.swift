@@ -263,11 +263,7 @@ public final class Agent: Sendable {
             } catch {
                 var failed = fields
                 failed["BOOTMEDIC_REASON"] = error.description
-                if case .bootloaderMissing = error {
-                    journal.write(JournalEntry(.bootloaderMissing, "job \(job): \(error)", fields: failed))
-                } else {
-                    journal.write(JournalEntry(.failed, "job \(job): \(error)", fields: failed))
-                }
+                journal.write(JournalEntry(error.isMissing ? .bootloaderMissing : .failed, "job \(job): \(error)", fields: failed))
                 return
             }
             var enumerated = fields

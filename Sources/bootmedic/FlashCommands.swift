@@ -106,7 +106,9 @@ struct FlashCommand: ParsableCommand {
         let catalog = rules.deviceCatalog
         do {
             return try sketch.enterBootloader(timeout: 10) {
-                watcher.enumerate().lazy.filter { $0.subsystem == "tty" && $0.syspath != sketch.id }.compactMap { other -> BenchBootloader? in
+                // The bootloader's tty often has the sketch's name and syspath (same socket, same
+                // interface): the ids tell them apart.
+                watcher.enumerate().lazy.filter { $0.subsystem == "tty" }.compactMap { other -> BenchBootloader? in
                     let usb = USBID(vendor: other.vendorID, product: other.productID)
                     guard usb != sketch.usb else { return nil }
                     // A bootloader the catalog does not know, in the board's own socket, is taken for Caterina.
