@@ -72,8 +72,11 @@ struct FlashCommand: ParsableCommand {
         case (_, nil): set = try options.loadRules()
         }
         let session: BootloaderSession
+        // The rule that asked for the touch names the board by its sketch's ids, not its bootloader's.
+        var ruleName = options.rule
         if let port, bootloader?.isSerial ?? port.hasPrefix("/") {
-            if let touched = try touchedBootloader(at: port, rules: set) {
+            if let (touched, touchRule) = try touchedBootloader(at: port, rules: set) {
+                ruleName = ruleName ?? touchRule?.name
                 do { session = try touched.open() } catch { throw fail("\(touched.kind.description) at \(touched.port ?? touched.id): \(error)", code: FailureClass.programmerFailed.rawValue) }
             } else {
                 let line: SerialPort
@@ -84,14 +87,15 @@ struct FlashCommand: ParsableCommand {
             session = try openUSBBootloader()
         }
         let backups = BackupStore(directory: options.backupDir ?? set.backupDirectory)
-        let result = RecoveryJob(bootloader: session, rules: set, ruleName: options.rule, backups: backups, sink: ConsoleSink(quiet: options.json)).run()
+        let result = RecoveryJob(bootloader: session, rules: set, ruleName: ruleName, backups: backups, sink: ConsoleSink(quiet: options.json)).run()
         try finish(result, json: options.json)
     }
 
-    /// The board at `port` in its bootloader after the 1200-baud touch, when --touch or the rule for it
-    /// (--rule, else the first whose `match.usb` names the board's ids) asks for the touch; nil when
-    /// neither does. The bootloader is the serial one that comes up in the board's USB socket (udev's view).
-    private func touchedBootloader(at port: String, rules: RuleSet) throws -> BenchBootloader? {
+    /// The board at `port` in its bootloader after the 1200-baud touch, and the rule for it (--rule, else
+    /// the first whose `match.usb` names the board's ids), when --touch or that rule asks for the touch;
+    /// nil when neither does. The bootloader is the serial one that comes up in the board's USB socket
+    /// (udev's view).
+    private func touchedBootloader(at port: String, rules: RuleSet) throws -> (BenchBootloader, rule: Rule?)? {
         let watcher = try? DeviceWatcher()
         let resolved = URL(fileURLWithPath: port).resolvingSymlinksInPath().path
         let device = watcher?.enumerate().first { $0.subsystem == "tty" && $0.devnode == resolved }
@@ -105,7 +109,7 @@ struct FlashCommand: ParsableCommand {
         if !options.json { printError("bootmedic: sending \(sketch.name) at \(port) to its bootloader (1200-baud touch)") }
         let catalog = rules.deviceCatalog
         do {
-            return try sketch.enterBootloader(timeout: 10) {
+            return try (sketch.enterBootloader(timeout: 10) {
                 // The bootloader's tty often has the sketch's name and syspath (same socket, same
                 // interface): the ids tell them apart.
                 watcher.enumerate().lazy.filter { $0.subsystem == "tty" }.compactMap { other -> BenchBootloader? in
@@ -117,7 +121,7 @@ struct FlashCommand: ParsableCommand {
                     }
                     return BenchBootloader.udev(other, kind: .caterina)
                 }.first(where: sketch.isSameBoard)
-            }
+            }, rule)
         } catch {
             throw fail("\(sketch.name) at \(port): \(error)", code: (error.isMissing ? FailureClass.noTarget : .programmerFailed).rawValue)
         }
