@@ -296,7 +296,7 @@ if not ok:
     for e in entries: print(e.get("BOOTMEDIC_JOB", "-")[:8], e.get("MESSAGE_ID", "-")[:6], e.get("BOOTMEDIC_STEP", "-"), e.get("MESSAGE", ""), file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
-[ -s "$out/lt-times.txt" ] && awk '{ t[$1] = $3 / 1000 } END { printf "the 1200-baud touch and the 12 KiB sketch through Caterina on vhci_hcd, wall time in the guest (TCG): bootmedic flash %.2f s, stty + avrdude -c avr109 %.2f s\n", t["bootmedic"], t["avrdude"] }' "$out/lt-times.txt"
+[ -s "$out/lt-times.txt" ] && awk '{ t[$1] = $3 / 1000; a[$1] = $4 / 1000 } END { printf "the 1200-baud touch and the 12 KiB sketch through Caterina on vhci_hcd, wall time in the guest (TCG): bootmedic flash %.2f s (touch, wait for Caterina, backup, erase, write, verify, exit); stty, the script finding the new tty and avrdude -c avr109 %.2f s, of which avrdude (erase, write, verify) %.2f s\n", t["bootmedic"], t["avrdude"], a["avrdude"] }' "$out/lt-times.txt"
 section 11
 check "the whole-bench rules check clean" last_line_is 0 "$out/wb-rules-check.txt"
 check "bootmedic.service restored the factory ATmega32U4 behind the USBasp" grep -qx restored "$out/wb-isp-outcome.txt"

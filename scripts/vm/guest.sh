@@ -658,9 +658,10 @@ bounded 30 lt-touch stty -F "$sketch_tty" 1200 > $out/lt-stty.log 2>&1
 if expect_lines lt-avrdude touched bootloader; then
   boot_tty=$(acm_with 2341:0036)
   echo "lt-avrdude bootloader ${boot_tty:-none}" >> $out/lt-ports.txt
+  t1=$(now_ms)
   bounded 120 lt-avr109 avrdude -c avr109 -P "$boot_tty" -b 57600 -p m32u4 -U flash:w:/tmp/sketch.hex:i > $out/lt-avrdude.log 2>&1
   echo $? > $out/lt-avrdude-status.txt
-  echo "avrdude $(cat $out/lt-avrdude-status.txt) $(( $(now_ms) - t0 ))" >> $out/lt-times.txt
+  echo "avrdude $(cat $out/lt-avrdude-status.txt) $(( $(now_ms) - t0 )) $(( $(now_ms) - t1 ))" >> $out/lt-times.txt
   expect_lines lt-avrdude writing left sketch
 fi
 unserve
