@@ -49,6 +49,8 @@ public final class Agent: Sendable {
         var touched: [String: Bool] = [:]
         /// The ttys of boards running a sketch that a touch rule names, by syspath: their USB socket.
         var sketches: [String: String] = [:]
+        /// What each job outside the slots (a board in its bootloader, a touch) is doing, by job: for STATUS=.
+        var boardJobs: [String: BoardJobStatus] = [:]
     }
     private let state = Mutex(State())
     private let probes: ProbeQueue
@@ -206,7 +208,9 @@ public final class Agent: Sendable {
         var fields = ["BOOTMEDIC_JOB": job, "BOOTMEDIC_BOOTLOADER": bootloader.kind.rawValue, "BOOTMEDIC_USB_ID": bootloader.usb.description]
         if let port = bootloader.port { fields["BOOTMEDIC_PORT"] = port }
         journal.write(JournalEntry(.targetFound, "\(bootloader.kind.description) at \(bootloader.port ?? bootloader.id): a board waits in its bootloader", fields: fields))
+        setStatus(of: job, BoardJobStatus(place: bootloader.port ?? bootloader.id, doing: "flashing through \(bootloader.kind.description)"))
         let thread = WorkerThread(name: "bootloader \(bootloader.port ?? bootloader.id)") { [self] thread in
+            defer { setStatus(of: job, nil) }
             let result = bootloader.flash(job: job, ruleName: nil, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
             if result?.failure == nil, bootloader.kind.comesBackAfterReset {
                 state.withCheckedLock { $0.settling[bootloader.port ?? bootloader.id] = .now + Self.settlingTime }
@@ -248,9 +252,12 @@ public final class Agent: Sendable {
         case .touch: fields["BOOTMEDIC_JOB"] = job
         }
         journal.write(JournalEntry(.targetFound, "\(sketch.name) at \(sketch.port ?? sketch.path): rule '\(rule.name)' sends it to its bootloader (1200-baud touch)", fields: fields))
+        let place = sketch.port.map(BenchSketch.socket(of:)) ?? sketch.path
+        setStatus(of: job, BoardJobStatus(place: place, doing: "sending \(sketch.name) to its bootloader"))
         let thread = WorkerThread(name: "touch \(sketch.port ?? sketch.path)") { [self, fields] thread in
             var flashed = false
             defer {
+                setStatus(of: job, nil)
                 state.withCheckedLock { [flashed] state in
                     if state.touching.removeValue(forKey: job)?.unplugged == false { state.touched[sketch.socket] = flashed }
                 }
@@ -270,6 +277,7 @@ public final class Agent: Sendable {
             enumerated["BOOTMEDIC_BOOTLOADER"] = bootloader.kind.rawValue
             enumerated["BOOTMEDIC_USB_ID"] = bootloader.usb.description
             journal.write(JournalEntry(.bootloaderEnumerated, "job \(job): the board came up in \(bootloader.kind.description) as \(bootloader.usb) at \(bootloader.port ?? bootloader.id)", fields: enumerated))
+            setStatus(of: job, BoardJobStatus(place: place, doing: "flashing through \(bootloader.kind.description)"))
             let result = bootloader.flash(job: job, ruleName: rule.name, rules: rules, backups: backups, journal: journal) { thread.isStopRequested }
             flashed = result.map { $0.failure == nil } ?? false
         }
@@ -340,14 +348,30 @@ public final class Agent: Sendable {
     /// The slots by programmer id.
     public var currentSlots: [String: BenchSlot] { state.withCheckedLock { $0.slots } }
 
-    /// One line for STATUS=: what every slot is doing.
+    /// One line for STATUS=: what every slot is doing, then every board flashed through its bootloader
+    /// outside a slot.
     public var status: String {
-        let all = currentSlots.sorted { $0.key < $1.key }
-        guard !all.isEmpty else { return "no programmer plugged in" }
-        return all.map { "\($0.value.programmer.port ?? $0.key): \($0.value.state)" }.joined(separator: "; ")
+        let (slots, boards) = state.withCheckedLock { ($0.slots, $0.boardJobs) }
+        let slotLines = slots.sorted { $0.key < $1.key }.map { "\($0.value.programmer.port ?? $0.key): \($0.value.state)" }
+        let boardLines = boards.sorted { ($0.value.place, $0.key) < ($1.value.place, $1.key) }.map { "\($0.value.place): \($0.value.doing) (job \($0.key))" }
+        return ((slotLines.isEmpty ? ["no programmer plugged in"] : slotLines) + boardLines).joined(separator: "; ")
     }
 
     public func notifyStatus() { ServiceNotifier.notify("STATUS=\(status)") }
+
+    /// Records what a job outside the slots is doing (nil: it ended) and tells systemd.
+    private func setStatus(of job: String, _ status: BoardJobStatus?) {
+        state.withCheckedLock { $0.boardJobs[job] = status }
+        notifyStatus()
+    }
+}
+
+/// What a job outside the slots is doing, for STATUS=.
+struct BoardJobStatus {
+    /// The board's USB socket (udev's ID_PATH), else its syspath or tty.
+    let place: String
+    /// "flashing through Atmel DFU", "sending Arduino Leonardo to its bootloader".
+    let doing: String
 }
 
 /// A job that sends a board running a sketch to its bootloader and flashes it.

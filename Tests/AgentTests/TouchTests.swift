@@ -23,6 +23,8 @@ final class LeonardoOnTheBench: Sendable {
     private let servers = Mutex<[SerialSimulatorServer]>([])
     /// How many times the sketch's port came back after Caterina started the application.
     let sketchReturns = Atomic<Int>(0)
+    /// The agent's status line when the touch arrived and when Caterina was opened.
+    let statusSeen = Mutex<[String]>([])
 
     /// - Parameter ignoresTouch: a sketch built without Arduino's USB core: the touch does nothing.
     init(agent: Agent, ignoresTouch: Bool = false) throws {
@@ -32,6 +34,7 @@ final class LeonardoOnTheBench: Sendable {
         sketch = try SimulatedSketchBoard()
         guard !ignoresTouch else { return }
         sketch.start { [self] in
+            statusSeen.withLock { $0.append(agent.status) }
             agent.handle(.removed(syspath: "/sys/devices/sketch/tty"))
             guard let server = try? SerialSimulatorServer(simulator: SimulatedCaterina(chip: chip)) else { return }
             server.line = .usbCDC
@@ -43,8 +46,9 @@ final class LeonardoOnTheBench: Sendable {
             server.start()
             servers.withLock { $0.append(server) }
             let path = server.path
-            agent.arrived(BenchBootloader(id: "/sys/devices/caterina/tty", kind: .caterina, usb: USBID(vendor: 0x2341, product: 0x0036), port: Self.socket + ":1.0") {
-                AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource())
+            agent.arrived(BenchBootloader(id: "/sys/devices/caterina/tty", kind: .caterina, usb: USBID(vendor: 0x2341, product: 0x0036), port: Self.socket + ":1.0") { [self] in
+                statusSeen.withLock { $0.append(agent.status) }
+                return AVR109Bootloader(line: try SerialPort(path: path, baudRate: 57600), time: SystemTimeSource())
             })
         }
     }
@@ -107,6 +111,10 @@ final class LeonardoOnTheBench: Sendable {
         #expect(entries.first { $0.kind == .bootloaderEnumerated }?.fields["BOOTMEDIC_USB_ID"] == "2341:0036")
         #expect(entries.filter { $0.kind == .restored || $0.kind == .failed }.count == 1, "flashed once: \(entries.map(\.message))")
         #expect(board.sketchReturns.load(ordering: .acquiring) == 1)
+        let job = try #require(found.fields["BOOTMEDIC_JOB"])
+        #expect(board.statusSeen.withLock { $0 } == ["no programmer plugged in; \(LeonardoOnTheBench.socket): sending Arduino Leonardo running a sketch to its bootloader (job \(job))",
+                                                     "no programmer plugged in; \(LeonardoOnTheBench.socket): flashing through Caterina (job \(job))"])
+        #expect(agent.status == "no programmer plugged in")
         #expect(entries.last { $0.kind == .notice }?.message.contains("unplug it to flash the next board") == true)
         #expect(Array(board.chip.flash[0..<9000]) == (try FirmwareFile(path: app).image.bytes(in: 0..<9000)))
         #expect(board.chip.flash[9000..<0x7000].allSatisfy { $0 == 0xFF })

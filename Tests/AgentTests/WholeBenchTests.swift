@@ -89,15 +89,23 @@ import VirtualBench
         nonisolated(unsafe) let chip = SimulatedAVR(part: avr("atmega32u4"), clock: VirtualClock(), flash: boot.bytes(in: 0..<0x8000),
                                                     fuses: FuseSet(low: 0x5E, high: 0x99, extended: 0xF3), lock: 0x2F)
         let opens = Mutex(0)
+        let opened = DispatchSemaphore(value: 0), goOn = DispatchSemaphore(value: 0)
         let board = BenchBootloader(id: "/sys/devices/virtual/kb", kind: .atmelDFU, usb: USBID(vendor: 0x03EB, product: 0x2FF4), port: "pci-0-usb-0:3") {
             opens.withLock { $0 += 1 }
+            opened.signal()
+            _ = goOn.wait(timeout: .now() + 10)
             return AtmelDFUBootloader(device: SimulatedAtmelDFU(chip: chip, productID: 0x2FF4), time: chip.clock)
         }
         agent.start()
         agent.arrived(board)
         agent.arrived(board)   // udev's enumeration and its event both reporting it
+        #expect(opened.wait(timeout: .now() + 10) == .success)
+        let job = try #require(journal.entries.first { $0.kind == .targetFound }?.fields["BOOTMEDIC_JOB"])
+        #expect(agent.status == "no programmer plugged in; pci-0-usb-0:3: flashing through Atmel DFU (job \(job))")
+        goOn.signal()
         let deadline = Date().addingTimeInterval(10)
-        while !journal.entries.contains(where: { $0.kind == .restored || $0.kind == .failed }), Date() < deadline { usleep(10_000) }
+        while agent.status.contains(job), Date() < deadline { usleep(10_000) }
+        #expect(agent.status == "no programmer plugged in", "the ended job leaves the status line")
         agent.stop()
         let entries = journal.entries
         let result = try #require(entries.first { $0.kind == .restored }, "\(entries.map(\.message))")
