@@ -80,13 +80,15 @@ extension SimulateCommand {
         let signals = announce("ready")
         session.start()
         do { try endpoint.serve(until: { signals.wait(until: .now()) }) { _, _ in nil } } catch { throw fail(error.description) }
-        let summary = session.withSimulator { _ in
-            String(cFormat: "{\"seconds\": %.6f, \"bulkTransfers\": %d, \"readProtected\": ", target.clock.seconds, stlink.transfers)
+        let (summary, flash) = session.withSimulator { stlink in
+            let target = stlink.target
+            let summary = String(cFormat: "{\"seconds\": %.6f, \"bulkTransfers\": %d, \"readProtected\": ", target.clock.seconds, stlink.transfers)
                 + (target.isReadProtected ? "true" : "false")
                 + String(cFormat: ", \"massErases\": %d, \"unitsErased\": %d, \"accessesProgrammed\": %d}\n",
                          target.massErases, target.unitsErased, target.accessesProgrammed)
+            return (summary, target.flash)
         }
-        try finish(flash: session.withSimulator { _ in target.flash }, summary: summary)
+        try finish(flash: flash, summary: summary)
     }
 
     /// Reports the session and writes an STM32's flash and the summary to --state.
@@ -224,22 +226,21 @@ extension SimulateCommand {
 
 /// The bulk side of an ST-Link gadget: takes each command (and the data a write command announced) from
 /// the OUT endpoint, runs it on the simulator, and hands any reply to the IN endpoint. The simulator is
-/// touched under a lock, so the main thread can read the chip's state once serving ends.
-final class STLinkGadgetSession: @unchecked Sendable {
-    private let stlink: SimulatedSTLink
+/// held in a mutex, so the main thread can read the chip's state once serving ends.
+final class STLinkGadgetSession: Sendable {
+    private let stlink: Mutex<SimulatedSTLink>
     private let commands: FunctionFSBulkEndpoint
     private let replies: FunctionFSBulkEndpoint
     private let pace: RealTimePacer
-    private let lock = Mutex(())
 
-    init(stlink: SimulatedSTLink, commands: FunctionFSBulkEndpoint, replies: FunctionFSBulkEndpoint) {
-        self.stlink = stlink
+    init(stlink: sending SimulatedSTLink, commands: FunctionFSBulkEndpoint, replies: FunctionFSBulkEndpoint) {
+        pace = RealTimePacer(clock: stlink.target.clock)
+        self.stlink = Mutex(stlink)
         self.commands = commands
         self.replies = replies
-        pace = RealTimePacer(clock: stlink.target.clock)
     }
 
-    func withSimulator<T: Sendable>(_ body: (SimulatedSTLink) -> T) -> T { lock.withCheckedLock { _ in body(stlink) } }
+    func withSimulator<T: Sendable>(_ body: (SimulatedSTLink) -> T) -> T { stlink.withCheckedLock { body($0) } }
 
     func start() {
         _ = WorkerThread(name: "stlink gadget") { [self] _ in serve() }

@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Synchronization
 import Transport
 
 /// A simulated programmer on the far side of a serial line: bytes in, bytes out.
@@ -66,26 +67,54 @@ public protocol SimulatorLine: AnyObject {
 
 /// Serves a ``SerialProgrammerSimulator`` on a ``SimulatorLine`` from a background thread.
 /// The simulator and its chip are touched only by that thread while it runs.
-public final class SerialSimulatorServer: @unchecked Sendable {
-    public let terminal: SimulatorLine
-    public let simulator: SerialProgrammerSimulator
-    public var fault: SerialFault?
+public final class SerialSimulatorServer: Sendable {
+    /// The line and the simulator belong to the serving thread from ``start()`` until ``stop()`` has
+    /// joined it; the caller may use them before and after (the join orders the accesses).
+    public nonisolated(unsafe) let terminal: SimulatorLine
+    public nonisolated(unsafe) let simulator: SerialProgrammerSimulator
+
+    private struct Settings {
+        var fault: SerialFault?
+        var faultAfterPageWrites = 0
+        var slowAnswerMilliseconds = 3000
+        var line = SerialLineTiming.uart
+        var onHangUp: (@Sendable () -> Void)?
+    }
+    private let settings = Mutex(Settings())
+    private let fromHost = Atomic<Int>(0)
+    private let toHost = Atomic<Int>(0)
+    private let worker = Mutex<WorkerThread?>(nil)
+    private let stopPipe: [CInt]
+
+    public var fault: SerialFault? {
+        get { settings.withCheckedLock { $0.fault } }
+        set { settings.withCheckedLock { $0.fault = newValue } }
+    }
     /// The fault strikes once the chip has committed this many flash pages (0: from the start).
-    public var faultAfterPageWrites = 0
+    public var faultAfterPageWrites: Int {
+        get { settings.withCheckedLock { $0.faultAfterPageWrites } }
+        set { settings.withCheckedLock { $0.faultAfterPageWrites = newValue } }
+    }
     /// For ``SerialFault/slowAnswer``: how late each answer comes.
-    public var slowAnswerMilliseconds = 3000
+    public var slowAnswerMilliseconds: Int {
+        get { settings.withCheckedLock { $0.slowAnswerMilliseconds } }
+        set { settings.withCheckedLock { $0.slowAnswerMilliseconds = newValue } }
+    }
     /// How bytes cross the line, for the simulated time.
-    public var line: SerialLineTiming = .uart
+    public var line: SerialLineTiming {
+        get { settings.withCheckedLock { $0.line } }
+        set { settings.withCheckedLock { $0.line = newValue } }
+    }
     /// Called on the serving thread when the device has left the line (a bootloader that started the
     /// application): a gadget's script unbinds it then, as the real board drops off USB.
-    public var onHangUp: (@Sendable () -> Void)?
+    public var onHangUp: (@Sendable () -> Void)? {
+        get { settings.withCheckedLock { $0.onHangUp } }
+        set { settings.withCheckedLock { $0.onHangUp = newValue } }
+    }
 
     /// Bytes that crossed the line in each direction.
-    public private(set) var bytesFromHost = 0
-    public private(set) var bytesToHost = 0
-
-    private var worker: WorkerThread?
-    private let stopPipe: [CInt]
+    public var bytesFromHost: Int { fromHost.load(ordering: .acquiring) }
+    public var bytesToHost: Int { toHost.load(ordering: .acquiring) }
 
     /// Serves on a new pseudo-terminal, or on `line`.
     public init(simulator: SerialProgrammerSimulator, line: SimulatorLine? = nil) throws(SimulationError) {
@@ -101,16 +130,15 @@ public final class SerialSimulatorServer: @unchecked Sendable {
 
     /// Starts serving.
     public func start() {
-        worker = WorkerThread(name: "serial simulator") { [self] _ in serve() }
+        worker.withCheckedLock { $0 = WorkerThread(name: "serial simulator") { [self] _ in serve() } }
     }
 
     /// Stops serving and waits until the thread has let go of the simulator.
     public func stop() {
-        guard let worker else { return }
+        guard let running = worker.withCheckedLock({ worker -> WorkerThread? in defer { worker = nil }; return worker }) else { return }
         var byte: UInt8 = 1
         _ = Glibc.write(stopPipe[1], &byte, 1)
-        worker.join()
-        self.worker = nil
+        running.join()
     }
 
     deinit {
@@ -147,9 +175,10 @@ public final class SerialSimulatorServer: @unchecked Sendable {
                 if real > simulated { clock.advance(nanoseconds: real - simulated) }
             }
             let input = Array(buffer.prefix(n))
-            bytesFromHost += n
-            line.carry(n, on: clock, baudRate: terminal.baudRate)
-            let active = simulator.chip.pageWrites >= faultAfterPageWrites ? fault : nil
+            let current = settings.withCheckedLock { $0 }
+            fromHost.add(n, ordering: .releasing)
+            current.line.carry(n, on: clock, baudRate: terminal.baudRate)
+            let active = simulator.chip.pageWrites >= current.faultAfterPageWrites ? current.fault : nil
             switch active {
             case .neverSyncs?:
                 continue
@@ -161,18 +190,18 @@ public final class SerialSimulatorServer: @unchecked Sendable {
                 waitForStop()
                 return
             case .slowAnswer?:
-                usleep(useconds_t(slowAnswerMilliseconds * 1000))
+                usleep(useconds_t(current.slowAnswerMilliseconds * 1000))
             case nil:
                 break
             }
             let reply = simulator.receive(input)
-            bytesToHost += reply.count
-            line.carry(reply.count, on: clock, baudRate: terminal.baudRate)
+            toHost.add(reply.count, ordering: .releasing)
+            current.line.carry(reply.count, on: clock, baudRate: terminal.baudRate)
             send(reply)
             if simulator.hasHungUp {
                 usleep(20_000)   // the host reads the last answer before the device goes, as a USB CDC one does
                 terminal.close()
-                onHangUp?()
+                current.onHangUp?()
                 waitForStop()
                 return
             }

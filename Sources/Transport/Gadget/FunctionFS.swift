@@ -177,7 +177,7 @@ public final class FunctionFSEndpointZero {
 
 /// One bulk endpoint of a FunctionFS function. Reads and writes block until the host moves the data;
 /// they end with ``GadgetError/disconnected`` when the gadget is unbound or the host deconfigures it.
-public final class FunctionFSBulkEndpoint {
+public final class FunctionFSBulkEndpoint: Sendable {
     private let fd: CInt
     public let path: String
 
