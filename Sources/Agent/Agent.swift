@@ -231,11 +231,14 @@ public final class Agent: Sendable {
         if let port = sketch.port { fields["BOOTMEDIC_PORT"] = port }
         enum Verdict { case touch, handled(flashed: Bool), ignore }
         let verdict = state.withCheckedLock { state -> Verdict in
+            // udev's enumeration at start and its event may both report the tty: the second report is
+            // the same sketch, not its return.
+            let reportedAgain = state.sketches[sketch.id] != nil
             state.sketches[sketch.id] = sketch.socket
             guard !state.stopping else { return .ignore }
             // Its job is under way: the sketch comes back as the application starts.
             if let running = state.touching.first(where: { $0.value.sketch.socket == sketch.socket })?.key {
-                state.touching[running]?.sketchCameBack = true
+                if !reportedAgain { state.touching[running]?.sketchCameBack = true }
                 return .ignore
             }
             if let flashed = state.touched[sketch.socket] { return .handled(flashed: flashed) }

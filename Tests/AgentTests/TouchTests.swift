@@ -27,7 +27,8 @@ final class LeonardoOnTheBench: Sendable {
     let statusSeen = Mutex<[String]>([])
 
     /// - Parameter ignoresTouch: a sketch built without Arduino's USB core: the touch does nothing.
-    init(agent: Agent, ignoresTouch: Bool = false) throws {
+    /// - Parameter leaving: when given, the board leaves USB after the touch only once it is signalled.
+    init(agent: Agent, ignoresTouch: Bool = false, leaving: DispatchSemaphore? = nil) throws {
         let boot = try FirmwareFile(path: Fixtures.firmware("Caterina-promicro16.hex")).image
         chip = SimulatedAVR(part: avr("atmega32u4"), clock: VirtualClock(), flash: garbage(0x7000) + boot.bytes(in: 0x7000..<0x8000),
                             fuses: FuseSet(low: 0xFF, high: 0xD8, extended: 0xCB), lock: 0x2F)
@@ -35,6 +36,7 @@ final class LeonardoOnTheBench: Sendable {
         guard !ignoresTouch else { return }
         sketch.start { [self] in
             statusSeen.withLock { $0.append(agent.status) }
+            _ = leaving?.wait(timeout: .now() + 10)
             agent.handle(.removed(syspath: "/sys/devices/sketch/tty"))
             guard let server = try? SerialSimulatorServer(simulator: SimulatedCaterina(chip: chip)) else { return }
             server.line = .usbCDC
@@ -120,6 +122,35 @@ final class LeonardoOnTheBench: Sendable {
         #expect(board.chip.flash[9000..<0x7000].allSatisfy { $0 == 0xFF })
         let boot = try FirmwareFile(path: Fixtures.firmware("Caterina-promicro16.hex")).image
         #expect(Array(board.chip.flash[0x7000...]) == boot.bytes(in: 0x7000..<0x8000), "Caterina untouched")
+    }
+
+    /// A board plugged in as the service starts is reported twice (udev's enumeration and its event):
+    /// one touch, one job, and its sketch coming back afterwards is left alone (found in vmtest part 17:
+    /// the second report was taken for the sketch's return, and the board was touched again).
+    @Test(.needsFirmware) func aSketchReportedTwiceIsTouchedOnce() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let app = try syntheticHex(0..<2000, in: dir)
+        let journal = RecordingJournal()
+        let agent = Agent(rules: try rules(application: app), journal: journal, backups: nil, pollInterval: 0.05)
+        let leaving = DispatchSemaphore(value: 0)
+        let board = try LeonardoOnTheBench(agent: agent, leaving: leaving)
+        defer { board.stop() }
+        agent.start()
+        agent.handle(.added(board.sketchTTY))
+        agent.handle(.added(board.sketchTTY))   // the second report, before the touch takes the board off USB
+        leaving.signal()
+        waitFor(journal) { $0.contains { $0.kind == .restored || $0.kind == .failed || $0.kind == .bootloaderMissing } }
+        // Reported again once the job has ended, as udev does when the sketch re-enumerates late.
+        usleep(100_000)
+        agent.handle(.added(board.sketchTTY))
+        waitFor(journal, seconds: 5) { $0.contains { $0.kind == .notice } }
+        agent.stop()
+        let entries = journal.entries
+        #expect(board.sketch.touchCount == 1, "\(entries.map(\.message))")
+        #expect(entries.filter { $0.kind == .targetFound }.count == 1)
+        #expect(entries.filter { $0.kind == .restored }.count == 1, "\(entries.map(\.message))")
+        #expect(entries.last { $0.kind == .notice }?.message.contains("unplug it to flash the next board") == true)
     }
 
     /// Unplugged after its flash, the socket's next board is touched and flashed again.
