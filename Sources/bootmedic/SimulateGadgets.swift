@@ -340,16 +340,24 @@ extension SimulateCommand {
             // request counts (the host configuring the board, opening its tty), so that a slow host's
             // udev does not eat the time before the first command.
             let timedOut = { ContinuousClock.now - lastActivity > .seconds(8) }
+            // After 'E' the host's close (its line settings restored, DTR dropped) is answered until the line
+            // is quiet: a request left unread in the virtual bus's socket when the board goes would wait out
+            // the kernel's 5 s control timeout, which a real board's detach never costs.
+            var leaving: ContinuousClock.Instant?
+            let finished = {
+                guard caterina.hasHungUp else { return timedOut() || stopped() }
+                let now = ContinuousClock.now
+                if leaving == nil { leaving = now; lastActivity = now }
+                return now - lastActivity > .milliseconds(100) || now - leaving! > .seconds(1)
+            }
             do {
-                try attachment.serve(until: { caterina.hasHungUp || timedOut() || stopped() },
+                try attachment.serve(until: finished,
                                      control: { setup, data in
                                          lastActivity = .now
                                          return device.control(setup, data: data)
                                      },
                                      outTransfer: { device.received($0, on: $1) }, inTransfer: { device.answer($0, maximum: $1) })
             } catch { throw fail(error.description) }
-            // The host reads the last answer before the board goes, as from a real one.
-            if caterina.hasHungUp { usleep(20_000) }
             attachment.unplug()
             guard caterina.hasHungUp || timedOut() else { break }
             say("left")
