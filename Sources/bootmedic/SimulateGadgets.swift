@@ -343,12 +343,12 @@ extension SimulateCommand {
             // After 'E' the host's close (its line settings restored, DTR dropped) is answered until the line
             // is quiet: a request left unread in the virtual bus's socket when the board goes would wait out
             // the kernel's 5 s control timeout, which a real board's detach never costs.
-            var leaving: ContinuousClock.Instant?
+            var leftAt: ContinuousClock.Instant?
             let finished = {
                 guard caterina.hasHungUp else { return timedOut() || stopped() }
                 let now = ContinuousClock.now
-                if leaving == nil { leaving = now; lastActivity = now }
-                return now - lastActivity > .milliseconds(100) || now - leaving! > .seconds(1)
+                guard let leftAt else { leftAt = now; lastActivity = now; return false }
+                return now - lastActivity > .milliseconds(100) || now - leftAt > .seconds(1)
             }
             do {
                 try attachment.serve(until: finished,
